@@ -1,6 +1,10 @@
-//! Configuration: files ─▶ spanned trees (`node`) ─▶ raw types per dialect (`kong`, `ocelot`,
-//! via `de`) ─▶ one validated model (`model`), with every problem collected in `diag`.
+//! Configuration: files ─▶ spanned trees (`node`) ─▶ raw types per dialect (`kong`, via
+//! `de`) ─▶ one validated model (`model`), with every problem collected in `diag`.
+//! `loader` drives it for a directory.
 
 pub mod de;
 pub mod diag;
+pub mod kong;
+pub mod loader;
+pub mod model;
 pub mod node;

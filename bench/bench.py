@@ -1,0 +1,1567 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of switchyard against nginx and HAProxy.
+
+Run it through bench/run.sh (which installs the tools and cleans up even if
+this process is killed).  Python 3 standard library only.
+
+Arrangement (see /work/shared/bench/README.md): proxies and the upstream are
+pinned to CPU 1, the load generator (wrk, h2load, the idle-connection script
+and this orchestrator) to CPU 0; one worker per proxy; proxies interleaved
+(A B C A B C ...); medians over the runs.
+"""
+import argparse
+import datetime
+import http.client
+import json
+import os
+import re
+import resource
+import select
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+
+PORT_UP, PORT_NGINX, PORT_HAPROXY, PORT_SY, PORT_SY_ADMIN = 9001, 9002, 9003, 9004, 9005
+ALL_PORTS = [PORT_UP, PORT_NGINX, PORT_HAPROXY, PORT_SY, PORT_SY_ADMIN]
+ALL_SECTIONS = ["rps", "latency", "bodies", "memory", "scaling", "reload"]
+# execution order: memory first, so that "idle" is measured on fresh processes
+EXEC_ORDER = ["memory", "rps", "latency", "bodies", "scaling", "reload"]
+ALL_PROXIES = ["nginx", "haproxy", "switchyard"]
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+PROXY_CPU = "1"
+GEN_CPU = "0"
+MIB = 1024 * 1024
+
+ARGS = None
+BENCH = None          # scratch directory
+STARTED = []          # every Popen we started (servers and clients)
+LOG_T0 = time.time()
+
+
+def log(msg):
+    el = time.time() - LOG_T0
+    sys.stderr.write("[%4d:%02d] %s\n" % (el // 60, el % 60, msg))
+    sys.stderr.flush()
+
+
+# ---------------------------------------------------------------- processes
+
+def register(p, group):
+    STARTED.append(p)
+    try:
+        with open(os.path.join(BENCH, "pids"), "a") as f:
+            f.write("%s %d\n" % ("pgid" if group else "pid", p.pid))
+    except OSError:
+        pass
+
+
+def spawn(argv, logpath, cpu=None, group=True, **kw):
+    """Start a process (pinned with taskset when cpu is given)."""
+    if cpu is not None:
+        argv = ["taskset", "-c", cpu] + list(argv)
+    lf = open(logpath, "ab")
+    kw.setdefault("stdin", subprocess.DEVNULL)
+    kw.setdefault("stdout", lf)
+    kw.setdefault("stderr", subprocess.STDOUT if kw["stdout"] is lf else lf)
+    p = subprocess.Popen(argv, start_new_session=group, **kw)
+    lf.close()
+    register(p, group)
+    return p
+
+
+def kill_proc(p, group=True, grace=5.0):
+    if p is None or p.poll() is not None:
+        return
+    try:
+        if group:
+            os.killpg(p.pid, signal.SIGTERM)
+        else:
+            p.terminate()
+    except ProcessLookupError:
+        return
+    try:
+        p.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        try:
+            if group:
+                os.killpg(p.pid, signal.SIGKILL)
+            else:
+                p.kill()
+        except ProcessLookupError:
+            pass
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+def cleanup():
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    for p in reversed(STARTED):
+        if p.poll() is None:
+            try:
+                pg = os.getpgid(p.pid) == p.pid
+            except ProcessLookupError:
+                continue
+            kill_proc(p, group=pg, grace=3)
+
+
+def on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def read_stat(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            s = f.read()
+    except OSError:
+        return None
+    rest = s[s.rindex(")") + 2:].split()
+    # rest[0] is field 3 (state); ppid = field 4, utime = 14, stime = 15
+    return int(rest[1]), int(rest[11]) + int(rest[12])
+
+
+def proc_tree(root):
+    """root and all its descendants (processes; threads are counted in the
+    thread-group leader's /proc/PID/stat)."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        st = read_stat(int(d))
+        if st:
+            children.setdefault(st[0], []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if os.path.exists("/proc/%d" % pid):
+            out.append(pid)
+            todo.extend(children.get(pid, []))
+    return out
+
+
+def cpu_ticks(pids):
+    tot = 0
+    for pid in pids:
+        st = read_stat(pid)
+        if st:
+            tot += st[1]
+    return tot
+
+
+def mem_kib(pids):
+    """(sum of VmRSS, sum of PSS) in KiB over the given processes."""
+    rss = pss = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        rss += int(line.split()[1])
+            with open("/proc/%d/smaps_rollup" % pid) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1])
+        except OSError:
+            pass
+    return rss, pss
+
+
+def wait_until(fn, timeout, interval=0.02):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if fn():
+                return True
+        except Exception:
+            pass
+        time.sleep(interval)
+    return False
+
+
+def http_get(port, path, timeout=3.0, method="GET"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        body = r.read()
+        return r.status, body
+    finally:
+        c.close()
+
+
+def port_listening(port):
+    try:
+        s = socket.create_connection(("127.0.0.1", port), timeout=0.5)
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
+def tail(path, n=15):
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+        return "\n".join(lines[-n:])
+    except OSError:
+        return ""
+
+
+def one_line(s, limit=200):
+    s = " ".join(s.split())
+    return s[:limit] + ("…" if len(s) > limit else "")
+
+
+# ---------------------------------------------------------------- configs
+
+UPSTREAM_CONF = r"""# Upstream origin: nginx, 1 worker, 127.0.0.1:9001
+worker_processes 1;
+daemon off;
+pid $BENCH/upstream/nginx.pid;
+error_log $BENCH/upstream/logs/error.log warn;
+worker_rlimit_nofile 20000;
+events { worker_connections 9000; }
+http {
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 300s;
+    keepalive_requests 10000000;
+    default_type text/plain;
+    server {
+        listen 127.0.0.1:9001 backlog=4096;
+        root $BENCH/www;
+        location = / { return 200 "hello"; }
+        location = /1k { try_files /1k =404; }
+        location = /1m { try_files /1m =404; }
+        # added for the route-scaling and reload sections: /r0000.., /rnew
+        location /r { return 200 "hello"; }
+    }
+}
+"""
+
+NGINX_HEAD = r"""# nginx reverse proxy, 1 worker, 127.0.0.1:9002 -> 127.0.0.1:9001 with upstream keepalive
+worker_processes 1;
+daemon off;
+pid $BENCH/nginxproxy/nginx.pid;
+error_log $BENCH/nginxproxy/logs/error.log warn;
+worker_rlimit_nofile 20000;
+events { worker_connections 9000; }
+http {
+    access_log off;
+    tcp_nodelay on;
+    keepalive_timeout 300s;
+    keepalive_requests 10000000;
+    upstream origin {
+        server 127.0.0.1:9001;
+        keepalive 1024;
+        keepalive_requests 10000000;
+        keepalive_timeout 300s;
+    }
+    server {
+        listen 127.0.0.1:9002 backlog=4096;
+"""
+
+NGINX_MAIN_LOCATION = r"""        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            # variant "tuned": buffering on (nginx default) with 64 KiB buffers and no temp files
+            proxy_buffering on;
+            proxy_buffer_size 64k;
+            proxy_buffers 8 64k;
+            proxy_busy_buffers_size 128k;
+            proxy_max_temp_file_size 0;
+        }
+    }
+}
+"""
+
+# same proxy settings, set at server level and inherited by N prefix locations
+NGINX_SCALE_SETTINGS = r"""        proxy_http_version 1.1;
+        proxy_set_header Connection "";
+        proxy_buffering on;
+        proxy_buffer_size 64k;
+        proxy_buffers 8 64k;
+        proxy_busy_buffers_size 128k;
+        proxy_max_temp_file_size 0;
+"""
+
+HAPROXY_CONF = r"""# HAProxy 2.6, 1 thread, 127.0.0.1:9003 -> 127.0.0.1:9001 with connection reuse
+global
+    nbthread 1
+    maxconn 9000
+    pidfile $BENCH/haproxy.pid
+defaults
+    mode http
+    option http-keep-alive
+    http-reuse always
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+    timeout http-keep-alive 300s
+frontend fe
+    bind 127.0.0.1:9003
+    default_backend be
+backend be
+    server origin 127.0.0.1:9001
+"""
+
+
+def sub(text):
+    return text.replace("$BENCH", BENCH)
+
+
+def scale_path(i):
+    return "/r%04d" % i
+
+
+def nginx_main_conf():
+    return sub(NGINX_HEAD + NGINX_MAIN_LOCATION)
+
+
+def nginx_scale_conf(n, extra=()):
+    locs = ["        location %s { proxy_pass http://origin; }\n" % scale_path(i) for i in range(n)]
+    locs += ["        location %s { proxy_pass http://origin; }\n" % p for p in extra]
+    return sub(NGINX_HEAD + NGINX_SCALE_SETTINGS + "".join(locs) + "    }\n}\n")
+
+
+def kong_yaml(routes, per_service=10):
+    """routes: list of (route_name, path).  Grouped into services of
+    `per_service` routes, all pointing at the upstream, strip_path false."""
+    out = ['_format_version: "3.0"\n', "services:\n"]
+    for s in range(0, len(routes), per_service):
+        out.append("- name: svc-%05d\n  url: http://127.0.0.1:%d\n  routes:\n" % (s // per_service, PORT_UP))
+        for name, path in routes[s:s + per_service]:
+            out.append('  - name: %s\n    paths: ["%s"]\n    strip_path: false\n' % (name, path))
+    return "".join(out)
+
+
+def kong_main_yaml(n_prefix):
+    """n_prefix decoy prefix routes /k0.. then the catch-all '/' route that the
+    benchmark requests match (the lowest-priority prefix: checked last)."""
+    routes = [("k%d" % i, "/k%d" % i) for i in range(n_prefix)]
+    out = kong_yaml(routes)
+    out += ("- name: origin\n  url: http://127.0.0.1:%d\n  routes:\n"
+            '  - name: r-last\n    paths: ["/"]\n    strip_path: false\n' % PORT_UP)
+    return out
+
+
+def ocelot_json(n):
+    routes = [{
+        "UpstreamPathTemplate": "/o%d/{everything}" % i,
+        "UpstreamHttpMethod": ["Get"],
+        "DownstreamPathTemplate": "/{everything}",
+        "DownstreamScheme": "http",
+        "DownstreamHostAndPorts": [{"Host": "127.0.0.1", "Port": PORT_UP}],
+    } for i in range(n)]
+    return json.dumps({"Routes": routes, "GlobalConfiguration": {}}, indent=1)
+
+
+def write_file(path, text, atomic=False):
+    if atomic:
+        tmp = os.path.join(BENCH, ".tmp-" + os.path.basename(path))
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    else:
+        with open(path, "w") as f:
+            f.write(text)
+
+
+# ---------------------------------------------------------------- servers
+
+class Server:
+    """One proxy (or the upstream) under test."""
+
+    def __init__(self, name, port):
+        self.name = name
+        self.port = port
+        self.proc = None
+        self.variant = None
+        self.error = None
+        self.note = None
+        self.ready_s = None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def pids(self):
+        return proc_tree(self.proc.pid) if self.running() else []
+
+    def stop(self):
+        if self.proc is not None:
+            kill_proc(self.proc, group=True)
+            self.proc = None
+            self.variant = None
+        wait_until(lambda: not port_listening(self.port), 10)
+
+    def _wait_ready(self, timeout, check, logpath):
+        t0 = time.time()
+
+        def ok():
+            if self.proc.poll() is not None:
+                raise StopIteration
+            return check()
+        try:
+            good = wait_until(ok, timeout)
+        except StopIteration:
+            good = False
+        if not good:
+            why = "exited (code %s)" % self.proc.returncode if self.proc.poll() is not None \
+                else "not ready after %ds" % timeout
+            self.error = "failed to start: %s; log: %s" % (why, one_line(tail(logpath, 6)))
+            kill_proc(self.proc)
+            self.proc = None
+            return False
+        self.ready_s = time.time() - t0
+        self.error = None
+        return True
+
+
+class Nginx(Server):
+    def __init__(self, name, port, role):
+        super().__init__(name, port)
+        self.role = role   # "upstream" or "nginxproxy"
+
+    def conf_path(self):
+        return os.path.join(BENCH, self.role + ".conf")
+
+    def start(self, variant, conf_text, probe="/", timeout=60):
+        if self.running() and self.variant == variant:
+            return True
+        self.stop()
+        d = os.path.join(BENCH, self.role)
+        os.makedirs(os.path.join(d, "logs"), exist_ok=True)
+        write_file(self.conf_path(), conf_text)
+        logpath = os.path.join(d, "logs", "stdout.log")
+        self.proc = spawn(["nginx", "-e", os.path.join(d, "logs", "startup.log"), "-c", self.conf_path()],
+                          logpath, cpu=PROXY_CPU)
+        self.variant = variant
+        if not self._wait_ready(timeout, lambda: http_get(self.port, probe, 1)[0] == 200,
+                                os.path.join(d, "logs", "error.log")):
+            self.variant = None
+            return False
+        return True
+
+    def master_pid(self):
+        return self.proc.pid
+
+
+class HAProxy(Server):
+    def start(self, variant="main", timeout=30):
+        if self.running() and self.variant == variant:
+            return True
+        self.stop()
+        cfg = os.path.join(BENCH, "haproxy.cfg")
+        write_file(cfg, sub(HAPROXY_CONF))
+        logpath = os.path.join(BENCH, "haproxy.log")
+        self.proc = spawn(["haproxy", "-db", "-f", cfg], logpath, cpu=PROXY_CPU)
+        self.variant = variant
+        if not self._wait_ready(timeout, lambda: http_get(self.port, "/", 1)[0] == 200, logpath):
+            self.variant = None
+            return False
+        return True
+
+
+class Switchyard(Server):
+    def __init__(self, name, port, binary):
+        super().__init__(name, port)
+        self.binary = binary
+
+    def start(self, variant, files, probe="/", timeout=120):
+        """files: {filename: text} written to a fresh config dir."""
+        if self.running() and self.variant == variant:
+            return True
+        self.stop()
+        cdir = os.path.join(BENCH, "sy-" + variant)
+        shutil.rmtree(cdir, ignore_errors=True)
+        os.makedirs(cdir)
+        for fn, text in files.items():
+            write_file(os.path.join(cdir, fn), text)
+        self.config_dir = cdir
+        logpath = os.path.join(BENCH, "switchyard-%s.log" % variant)
+        self.logpath = logpath
+        env = dict(os.environ)
+        env.setdefault("RUST_LOG", "warn")
+        self.proc = spawn([self.binary, "run", "--config-dir", cdir,
+                           "--listen", "127.0.0.1:%d" % PORT_SY,
+                           "--admin-listen", "127.0.0.1:%d" % PORT_SY_ADMIN,
+                           "--workers", "1"], logpath, cpu=PROXY_CPU, env=env)
+        self.variant = variant
+
+        def ready():
+            return (http_get(PORT_SY_ADMIN, "/status/ready", 1)[0] == 200
+                    and http_get(self.port, probe, 2)[0] == 200)
+        if not self._wait_ready(timeout, ready, logpath):
+            self.variant = None
+            return False
+        return True
+
+
+# ---------------------------------------------------------------- load generators
+
+UNIT_US = {"us": 1, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}
+
+
+def parse_wrk(out):
+    r = {}
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+),", out)
+    if m:
+        r["requests"] = int(m.group(1))
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if m:
+        r["rps"] = float(m.group(1))
+    for pct, val, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.M):
+        r["p%s_us" % pct] = float(val) * UNIT_US[unit]
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    r["socket_errors"] = sum(int(x) for x in m.groups()) if m else 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    return r
+
+
+def gen_cpu_start():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def run_client(argv, timeout, during=None, during_interval=0.5):
+    """Run a load generator pinned to the generator CPU, bounded in time.
+    Returns (stdout, wall seconds, generator CPU fraction)."""
+    c0 = gen_cpu_start()
+    t0 = time.time()
+    p = subprocess.Popen(["taskset", "-c", GEN_CPU] + argv, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    register(p, False)
+    out_chunks = []
+    deadline = t0 + timeout
+    fd = p.stdout.fileno()
+    next_sample = t0 + during_interval
+    while True:
+        if time.time() > deadline:
+            p.kill()
+            p.wait()
+            out_chunks.append(b"\n[killed: time limit]\n")
+            break
+        rl, _, _ = select.select([fd], [], [], min(0.1, during_interval))
+        if rl:
+            chunk = os.read(fd, 65536)
+            if not chunk:      # EOF: the generator has exited
+                break
+            out_chunks.append(chunk)
+        if during and time.time() >= next_sample:
+            during()
+            next_sample = time.time() + during_interval
+    try:
+        p.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    p.stdout.close()
+    wall = time.time() - t0
+    gen = (gen_cpu_start() - c0) / wall if wall > 0 else 0
+    return b"".join(out_chunks).decode("utf-8", "replace"), wall, gen
+
+
+def wrk(port, path, conns, duration, cpu_pids, up_pids=(), during=None, during_interval=0.5):
+    url = "http://127.0.0.1:%d%s" % (port, path)
+    t0 = cpu_ticks(cpu_pids)
+    u0 = cpu_ticks(up_pids)
+    out, wall, gen = run_client(["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration, "--latency",
+                                 "--timeout", "10s", url], duration + 30, during=during,
+                                during_interval=during_interval)
+    dt = cpu_ticks(cpu_pids) - t0
+    du = cpu_ticks(up_pids) - u0
+    r = parse_wrk(out)
+    r["gen_cpu"] = gen
+    n = r.get("requests", 0)
+    if n:
+        r["cpu_us"] = dt * 1e6 / CLK_TCK / n
+        if up_pids:
+            r["up_cpu_us"] = du * 1e6 / CLK_TCK / n
+    if "rps" not in r:
+        r["error"] = one_line(out[-300:])
+    return r
+
+
+def h2load_fixed_rate(port, path, rate, duration, cpu_pids, clients=49, warm=1.0):
+    """h2load --h1 paced at `rate` req/s total: `clients` connections, each
+    paced with --rps rate/clients, connection starts staggered 1 ms apart
+    (so that the clients' send times spread over the interval instead of
+    arriving in bursts).  Latency percentiles come from --log-file;
+    requests started in the first `warm` seconds are dropped."""
+    logf = os.path.join(BENCH, "h2load-%d-%d.log" % (port, rate))
+    try:
+        os.unlink(logf)
+    except OSError:
+        pass
+    n = int(rate * (duration + warm))
+    url = "http://127.0.0.1:%d%s" % (port, path)
+    t0 = cpu_ticks(cpu_pids)
+    out, wall, gen = run_client(["h2load", "--h1", "-t1", "-c%d" % clients, "-r1", "--rate-period", "1ms",
+                                 "--rps", "%.4f" % (rate / clients), "-n%d" % n, "--log-file", logf, url],
+                                timeout=3 * (duration + warm) + 20)
+    dt = cpu_ticks(cpu_pids) - t0
+    r = {"gen_cpu": gen}
+    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                  r"(\d+) errored, (\d+) timeout", out)
+    if not m:
+        r["error"] = one_line(out[-300:])
+        return r
+    done, succeeded = int(m.group(3)), int(m.group(4))
+    r["failed"] = done - succeeded
+    if done:
+        r["cpu_us"] = dt * 1e6 / CLK_TCK / done
+    rows = []
+    try:
+        with open(logf) as f:
+            for line in f:
+                p = line.split()
+                if len(p) >= 3:
+                    rows.append((int(p[0]), int(p[1]), int(p[2])))
+    except OSError:
+        pass
+    if not rows:
+        r["error"] = "no h2load log"
+        return r
+    start = min(x[0] for x in rows) + warm * 1e6
+    win = [x for x in rows if x[0] >= start]
+    if len(win) < 10:
+        r["error"] = "too few requests in window"
+        return r
+    lat = sorted(x[2] for x in win)
+    r["p50_us"] = pct(lat, 50)
+    r["p99_us"] = pct(lat, 99)
+    span = (max(x[0] for x in win) - start) / 1e6
+    r["achieved"] = len(win) / span if span > 0 else None
+    r["non2xx"] = sum(1 for x in win if not 200 <= x[1] < 300)
+    if "[killed: time limit]" in out:
+        r["note"] = "h2load hit its time limit"
+    return r
+
+
+def pct(sorted_vals, p):
+    if not sorted_vals:
+        return None
+    k = (len(sorted_vals) - 1) * p / 100.0
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_vals) - 1)
+    return sorted_vals[lo] + (sorted_vals[hi] - sorted_vals[lo]) * (k - lo)
+
+
+def median_of(runs, key):
+    vals = [r[key] for r in runs if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
+def summarize(runs, keys=("rps", "cpu_us", "up_cpu_us", "p50_us", "p99_us", "achieved", "gen_cpu")):
+    s = {k: median_of(runs, k) for k in keys}
+    s["non2xx"] = sum(r.get("non2xx", 0) for r in runs)
+    s["socket_errors"] = sum(r.get("socket_errors", 0) for r in runs)
+    s["failed"] = sum(r.get("failed", 0) for r in runs)
+    s["runs"] = len([r for r in runs if "error" not in r])
+    errs = [r["error"] for r in runs if "error" in r]
+    if errs:
+        s["error"] = errs[0]
+    return s
+
+
+# ---------------------------------------------------------------- the harness
+
+class Harness:
+    def __init__(self, args):
+        self.args = args
+        self.up = Nginx("upstream", PORT_UP, "upstream")
+        self.nginx = Nginx("nginx", PORT_NGINX, "nginxproxy")
+        self.haproxy = HAProxy("haproxy", PORT_HAPROXY)
+        self.sy = Switchyard("switchyard", PORT_SY, args.switchyard)
+        self.sy_status = None    # None = usable, else a reason string
+        self.sy_main_note = None
+        self.results = {}
+        self.notes = []
+        self.proxies = [p for p in ALL_PROXIES if p in args.proxies]
+
+    # ---- setup
+    def write_www(self):
+        www = os.path.join(BENCH, "www")
+        os.makedirs(www, exist_ok=True)
+        with open(os.path.join(www, "1k"), "wb") as f:
+            f.write(b"k" * 1024)
+        with open(os.path.join(www, "1m"), "wb") as f:
+            f.write(b"m" * MIB)
+
+    def start_upstream(self):
+        if not self.up.start("main", sub(UPSTREAM_CONF)):
+            raise SystemExit("upstream nginx did not start: %s" % self.up.error)
+
+    def check_switchyard_binary(self):
+        if "switchyard" not in self.proxies:
+            return
+        b = self.args.switchyard
+        if os.path.isfile(b) and os.access(b, os.X_OK):
+            return
+        cargo_toml = os.path.join(REPO, "Cargo.toml")
+        if self.args.no_build:
+            self.sy_status = "not built (%s missing; --no-build given)" % b
+        elif not os.path.isfile(cargo_toml):
+            self.sy_status = "not built (%s missing and no Cargo.toml in %s)" % (b, REPO)
+        elif not shutil.which("cargo"):
+            self.sy_status = "not built (%s missing and cargo not found)" % b
+        else:
+            log("switchyard binary missing: running cargo build --release in %s (log: %s/cargo-build.log)"
+                % (REPO, BENCH))
+            try:
+                with open(os.path.join(BENCH, "cargo-build.log"), "wb") as lf:
+                    rc = subprocess.run(["cargo", "build", "--release"], cwd=REPO, stdout=lf,
+                                        stderr=subprocess.STDOUT, timeout=1800).returncode
+            except subprocess.TimeoutExpired:
+                rc = "timeout"
+            if rc != 0 or not os.path.isfile(b):
+                self.sy_status = "not built (cargo build --release failed: %s)" % one_line(
+                    tail(os.path.join(BENCH, "cargo-build.log"), 3), 150)
+        if self.sy_status:
+            log("switchyard: " + self.sy_status)
+
+    def sy_usable(self):
+        return "switchyard" in self.proxies and self.sy_status is None
+
+    # ---- proxy states
+    def ensure_main(self, names):
+        """Start the named proxies in their main configuration.  Returns a
+        list of (label, port, server) for those that are up."""
+        out = []
+        for name in names:
+            if name == "nginx":
+                if self.nginx.start("main", nginx_main_conf()):
+                    out.append(("nginx", PORT_NGINX, self.nginx))
+                else:
+                    log("nginx: " + str(self.nginx.error))
+            elif name == "haproxy":
+                if self.haproxy.start("main"):
+                    out.append(("haproxy", PORT_HAPROXY, self.haproxy))
+                else:
+                    log("haproxy: " + str(self.haproxy.error))
+            elif name == "switchyard" and self.sy_usable():
+                if self.start_sy_main():
+                    out.append(("switchyard", PORT_SY, self.sy))
+        return out
+
+    def start_sy_main(self):
+        if self.sy.running() and self.sy.variant in ("main", "main-kong"):
+            return True
+        if self.sy_main_note == "failed":
+            return False
+        if self.sy_main_note is None or self.sy_main_note == "kong+ocelot":
+            ok = self.sy.start("main", {"kong.yaml": kong_main_yaml(99), "ocelot.json": ocelot_json(100)})
+            if ok:
+                self.sy_main_note = "kong+ocelot"
+                return True
+            err1 = self.sy.error
+            log("switchyard did not start with kong.yaml + ocelot.json (%s); retrying with 200 Kong routes" % err1)
+            ok = self.sy.start("main-kong", {"kong.yaml": kong_main_yaml(199)})
+            if ok:
+                self.sy_main_note = "kong-only"
+                self.notes.append("switchyard refused the Ocelot file (%s); its main figures use 200 Kong "
+                                  "routes instead (/k0../k198 + '/')." % err1)
+                return True
+            self.sy_main_note = "failed"
+            self.sy_status = self.sy.error
+            log("switchyard: " + self.sy.error)
+            return False
+        ok = self.sy.start("main-kong", {"kong.yaml": kong_main_yaml(199)})
+        if not ok:
+            self.sy_status = self.sy.error
+        return ok
+
+    def verify(self, targets, paths):
+        """Check every target answers 200 with the expected body size; drop the broken ones."""
+        sizes = {"/": 5, "/1k": 1024, "/1m": MIB}
+        good = []
+        for t in targets:
+            bad = None
+            for p in paths:
+                try:
+                    st, body = http_get(t[1], p, 5)
+                except Exception as e:
+                    bad = "%s: %s" % (p, e)
+                    break
+                if st != 200:
+                    bad = "%s answered %d" % (p, st)
+                    break
+                if p in sizes and len(body) != sizes[p]:
+                    bad = "%s body %d bytes, expected %d" % (p, len(body), sizes[p])
+                    break
+            if bad:
+                log("%s: sanity check failed: %s" % (t[0], bad))
+                self.notes.append("%s failed the sanity check (%s) and was skipped in that section." % (t[0], bad))
+                if t[0] == "switchyard":
+                    self.sy_status = "failed sanity check: " + bad
+            else:
+                good.append(t)
+        return good
+
+    def warm(self, targets, path="/", conns=50, seconds=1):
+        for label, port, srv in targets:
+            run_client(["wrk", "-t1", "-c%d" % conns, "-d%ds" % seconds, "http://127.0.0.1:%d%s" % (port, path)],
+                       seconds + 20)
+
+    def missing_rows(self):
+        """Rows for proxies that were requested but could not be measured."""
+        if "switchyard" in self.proxies and self.sy_status:
+            return [("switchyard", self.sy_status)]
+        return []
+
+    # ---- sections
+    def sec_rps(self):
+        a = self.args
+        targets = self.verify(self.ensure_main(self.proxies), ["/"])
+        if not a.no_baseline:
+            targets.append(("upstream alone (no proxy)", PORT_UP, None))
+        self.warm(targets, seconds=2)
+        res = {}
+        for tname, conns in (("c50", 50), ("c256", 256)):
+            for r in range(a.runs):
+                for label, port, srv in targets:
+                    if srv is None and conns != 50:
+                        continue
+                    log("rps %s run %d/%d: %s" % (tname, r + 1, a.runs, label))
+                    cpu_pids = (srv or self.up).pids()
+                    up_pids = self.up.pids() if srv else ()
+                    x = wrk(port, "/", conns, a.duration, cpu_pids, up_pids)
+                    res.setdefault(label, {}).setdefault(tname, []).append(x)
+        self.results["rps"] = {l: {t: summarize(v) for t, v in d.items()} for l, d in res.items()}
+        self.results["rps_raw"] = res
+
+    def sec_latency(self):
+        a = self.args
+        targets = self.verify(self.ensure_main(self.proxies), ["/"])
+        self.warm(targets)
+        res = {}
+        for rate in a.rates:
+            for r in range(a.runs):
+                for label, port, srv in targets:
+                    log("latency %d req/s run %d/%d: %s" % (rate, r + 1, a.runs, label))
+                    x = h2load_fixed_rate(port, "/", rate, a.duration, srv.pids())
+                    res.setdefault(label, {}).setdefault(str(rate), []).append(x)
+        self.results["latency"] = {l: {t: summarize(v) for t, v in d.items()} for l, d in res.items()}
+        self.results["latency_raw"] = res
+
+    def sec_bodies(self):
+        a = self.args
+        targets = self.verify(self.ensure_main(self.proxies), ["/", "/1k", "/1m"])
+        paths = [("1k", "/1k", 1024), ("1m", "/1m", MIB)]
+        have5 = "rps" in self.results
+        if not have5:
+            paths.insert(0, ("5", "/", 5))
+        self.warm(targets, "/1k")
+        res = {}
+        for bname, path, size in paths:
+            for r in range(a.runs):
+                for label, port, srv in targets:
+                    log("bodies %s run %d/%d: %s" % (path, r + 1, a.runs, label))
+                    x = wrk(port, path, 50, a.duration, srv.pids(), self.up.pids())
+                    if x.get("rps") is not None:
+                        x["mibps"] = x["rps"] * size / MIB
+                    res.setdefault(label, {}).setdefault(bname, []).append(x)
+        out = {l: {b: summarize(v, ("rps", "mibps", "cpu_us", "up_cpu_us", "p50_us", "p99_us", "gen_cpu"))
+                   for b, v in d.items()} for l, d in res.items()}
+        if have5:
+            for label, d in self.results["rps"].items():
+                if label in out and "c50" in d:
+                    s = dict(d["c50"])
+                    s["mibps"] = s["rps"] * 5 / MIB if s.get("rps") else None
+                    out[label]["5"] = s
+        self.results["bodies"] = out
+
+    def sec_memory(self):
+        a = self.args
+        targets = self.verify(self.ensure_main(self.proxies), ["/"])
+        res = {}
+        script = os.path.join(HERE, "idle_conns.py")
+        for label, port, srv in targets:
+            log("memory: %s" % label)
+            m = {}
+            # a little warm-up traffic, then settle
+            run_client(["wrk", "-t1", "-c10", "-d1s", "http://127.0.0.1:%d/" % port], 20)
+            time.sleep(1.0)
+            m["idle_rss"], m["idle_pss"] = mem_kib(srv.pids())
+            # 1,000 idle keep-alive client connections
+            p = subprocess.Popen(["taskset", "-c", GEN_CPU, sys.executable, script, "--port", str(port),
+                                  "--conns", str(a.idle_conns), "--hold", "120"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            register(p, False)
+            line = b""
+            deadline = time.time() + 60
+            while time.time() < deadline and p.poll() is None:
+                rl, _, _ = select.select([p.stdout], [], [], 0.2)
+                if rl:
+                    line = p.stdout.readline()
+                    break
+            opened = None
+            mm = re.match(rb"READY (\d+)", line or b"")
+            if mm:
+                opened = int(mm.group(1))
+                time.sleep(1.0)
+                m["conns_rss"], m["conns_pss"] = mem_kib(srv.pids())
+                m["conns_open"] = opened
+                if opened:
+                    m["per_conn_rss"] = (m["conns_rss"] - m["idle_rss"]) / opened
+                    m["per_conn_pss"] = (m["conns_pss"] - m["idle_pss"]) / opened
+                if opened < a.idle_conns:
+                    self.notes.append("%s: only %d of %d idle connections could be opened." % (
+                        label, opened, a.idle_conns))
+            else:
+                err = p.stderr.read1(400) if p.poll() is not None else b""
+                self.notes.append("%s: the idle-connection script did not report ready (%s)." % (
+                    label, one_line(err.decode("utf-8", "replace"))))
+            try:
+                p.stdin.close()
+            except OSError:
+                pass
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            time.sleep(0.5)
+            # under load: peak while wrk -c256 runs
+            peak = [0, 0]
+
+            def sample():
+                rss, pss = mem_kib(srv.pids())
+                peak[0] = max(peak[0], rss)
+                peak[1] = max(peak[1], pss)
+            x = wrk(port, "/", 256, a.mem_load_s, srv.pids(), during=sample)
+            m["load_rss"], m["load_pss"] = peak
+            m["load_rps"] = x.get("rps")
+            res[label] = m
+        self.results["memory"] = res
+
+    def sec_scaling(self):
+        a = self.args
+        want_nginx = "nginx" in self.proxies and not a.no_nginx_scaling
+        want_sy = self.sy_usable()
+        if not (want_nginx or want_sy):
+            self.results["scaling"] = {}
+            return
+        # free memory and CPU 1 of proxies not used here
+        self.haproxy.stop()
+        res = {}
+        for n in a.route_counts:
+            first, last = scale_path(0), scale_path(n - 1)
+            targets = []
+            if want_nginx:
+                log("scaling: nginx with %d locations" % n)
+                if self.nginx.start("scale-%d" % n, nginx_scale_conf(n), probe=first):
+                    targets.append(("nginx", PORT_NGINX, self.nginx))
+                    res.setdefault("nginx", {}).setdefault(n, {})["ready_s"] = self.nginx.ready_s
+                else:
+                    self.notes.append("nginx with %d locations did not start: %s" % (n, self.nginx.error))
+            if want_sy:
+                log("scaling: switchyard with %d routes" % n)
+                routes = [("r%04d" % i, scale_path(i)) for i in range(n)]
+                if self.sy.start("scale-%d" % n, {"kong.yaml": kong_yaml(routes)}, probe=first, timeout=180):
+                    targets.append(("switchyard", PORT_SY, self.sy))
+                    res.setdefault("switchyard", {}).setdefault(n, {})["ready_s"] = self.sy.ready_s
+                else:
+                    res.setdefault("switchyard", {}).setdefault(n, {})["error"] = self.sy.error
+                    log("switchyard: " + str(self.sy.error))
+            targets = self.verify(targets, [first, last]) if targets else []
+            self.warm(targets, last)
+            raw = {}
+            for r in range(a.runs):
+                for which, path in (("first", first), ("last", last)):
+                    for label, port, srv in targets:
+                        log("scaling %d routes, %s route, run %d/%d: %s" % (n, which, r + 1, a.runs, label))
+                        x = wrk(port, path, 50, a.scaling_duration, srv.pids(), self.up.pids())
+                        raw.setdefault(label, {}).setdefault(which, []).append(x)
+            for label, port, srv in targets:
+                d = res.setdefault(label, {}).setdefault(n, {})
+                for which, runs in raw.get(label, {}).items():
+                    d[which] = summarize(runs)
+                d["rss"], d["pss"] = mem_kib(srv.pids())
+        self.results["scaling"] = res
+
+    def sec_reload(self):
+        a = self.args
+        n = a.reload_routes
+        res = {}
+        self.haproxy.stop()
+        last = scale_path(n - 1)
+        new_path = "/rnew"
+        if self.sy_usable():
+            log("reload: switchyard with %d routes" % n)
+            routes = [("r%04d" % i, scale_path(i)) for i in range(n)]
+            if self.sy.start("scale-%d" % n, {"kong.yaml": kong_yaml(routes)}, probe=last, timeout=180):
+                routes2 = routes + [("rnew", new_path)]
+                target = os.path.join(self.sy.config_dir, "kong.yaml")
+
+                def do_write():
+                    write_file(target, kong_yaml(routes2), atomic=not a.reload_inplace)
+                res["switchyard"] = self.reload_run(PORT_SY, self.sy, last, new_path, do_write)
+                res["switchyard"]["routes"] = n
+                # the next user of this config dir must not see the extra route
+                self.sy.stop()
+            else:
+                res["switchyard"] = {"error": self.sy.error}
+        if "nginx" in self.proxies and not a.no_nginx_scaling:
+            log("reload: nginx with %d locations" % n)
+            if self.nginx.start("scale-%d" % n, nginx_scale_conf(n), probe=last):
+                def do_write_nginx():
+                    write_file(self.nginx.conf_path(), nginx_scale_conf(n, [new_path]), atomic=True)
+                    os.kill(self.nginx.master_pid(), signal.SIGHUP)
+                res["nginx"] = self.reload_run(PORT_NGINX, self.nginx, last, new_path, do_write_nginx)
+                res["nginx"]["routes"] = n
+                self.nginx.stop()
+            else:
+                res["nginx"] = {"error": self.nginx.error}
+        self.results["reload"] = res
+
+    def reload_run(self, port, srv, path, new_path, do_write):
+        a = self.args
+        r = {}
+        try:
+            st, _ = http_get(port, new_path, 2)
+        except Exception as e:
+            st = str(e)
+        r["before_status"] = st
+        dur = a.reload_duration
+        write_at = min(3.0, dur / 3.0)
+        state = {"written": None, "seen": None, "polls": 0, "last_status": None}
+
+        def poll_once():
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=1.0)
+                c.request("GET", new_path)
+                resp = c.getresponse()
+                resp.read()
+                c.close()
+                return resp.status
+            except Exception as e:
+                return type(e).__name__
+
+        def during():
+            # called from run_client's loop every 0.05 s: do the write, then
+            # poll tightly (every 5 ms) until the new route answers 200.
+            now = time.time()
+            if state["written"] is None and now - t_start >= write_at:
+                state["written"] = time.time()
+                do_write()
+                return_poll()
+            elif state["written"] is not None and state["seen"] is None:
+                return_poll()
+
+        def return_poll():
+            deadline = state["written"] + a.reload_timeout
+            # poll in a bounded burst (<= 0.5 s per call so wrk's output keeps being drained)
+            burst_end = min(time.time() + 0.5, deadline)
+            while time.time() < burst_end:
+                s = poll_once()
+                state["polls"] += 1
+                state["last_status"] = s
+                if s == 200:
+                    state["seen"] = time.time()
+                    return
+                time.sleep(0.005)
+
+        t_start = time.time()
+        x = wrk(port, path, 50, dur, srv.pids(), during=during, during_interval=0.05)
+        # if the route has not appeared during wrk's run, keep polling (bounded)
+        if state["written"] is None:
+            state["written"] = time.time()
+            do_write()
+        while state["seen"] is None and time.time() < state["written"] + a.reload_timeout:
+            return_poll()
+        r["wrk"] = x
+        r["polls"] = state["polls"]
+        r["last_status"] = state["last_status"]
+        r["reload_s"] = (state["seen"] - state["written"]) if state["seen"] else None
+        r["write_at_s"] = write_at
+        return r
+
+
+# ---------------------------------------------------------------- rendering
+
+def fmt_num(v, digits=1):
+    if v is None:
+        return "—"
+    return "{:,.{d}f}".format(v, d=digits)
+
+
+def fmt_rps(v):
+    if v is None:
+        return "—"
+    if v >= 10000:
+        return "%.1fk" % (v / 1000)
+    if v >= 1000:
+        return "%.2fk" % (v / 1000)
+    return "%.0f" % v
+
+
+def fmt_lat(us):
+    if us is None:
+        return "—"
+    if us >= 1000:
+        return "%.2f ms" % (us / 1000)
+    return "%.0f µs" % us
+
+
+def fmt_mib(kib):
+    if kib is None:
+        return "—"
+    return "%.1f MiB" % (kib / 1024)
+
+
+def fmt_kib(kib):
+    if kib is None:
+        return "—"
+    return "%.1f KiB" % kib
+
+
+def ratio(v, ref):
+    if v is None or ref is None or ref == 0:
+        return ""
+    return " (%.2f×)" % (v / ref)
+
+
+def cell(v, ref, f, is_ref):
+    s = f(v)
+    if not is_ref and v is not None:
+        s += ratio(v, ref)
+    return s
+
+
+def errs_cell(s):
+    parts = []
+    if s.get("non2xx"):
+        parts.append("%d non-2xx" % s["non2xx"])
+    if s.get("socket_errors"):
+        parts.append("%d socket err" % s["socket_errors"])
+    if s.get("failed"):
+        parts.append("%d failed" % s["failed"])
+    if s.get("error"):
+        parts.append("error: " + one_line(s["error"], 80))
+    return ", ".join(parts) if parts else "0"
+
+
+def render(h, meta):
+    a = h.args
+    R = h.results
+    L = []
+    L.append("# switchyard benchmark — %s" % meta["date"])
+    L.append("")
+    L.append("- Machine: %s CPUs (`nproc`), %s, %s RAM, kernel %s" % (
+        meta["nproc"], meta["cpu"], meta["mem"], meta["kernel"]))
+    L.append("- Tools: %s" % meta["versions"])
+    L.append("- switchyard: %s" % meta["switchyard"])
+    L.append("- Mode: %d run(s) × %d s per figure, medians; scaling runs %d s; proxies interleaved; "
+             "proxy + upstream pinned to CPU %s, load generator to CPU %s; one worker per proxy. "
+             "Command: `%s`" % (a.runs, a.duration, a.scaling_duration, PROXY_CPU, GEN_CPU, meta["cmd"]))
+    L.append("- (×) = ratio to nginx measured in this same run. Higher is better for RPS, req/s and MiB/s; "
+             "lower is better for everything else.")
+    L.append("")
+    missing = h.missing_rows()
+
+    def order(d):
+        ks = [p for p in ALL_PROXIES if p in d] + [k for k in d if k not in ALL_PROXIES]
+        return ks
+
+    if "rps" in R:
+        L.append("## Throughput — wrk -t1, 5-byte body at `/`, keep-alive")
+        L.append("")
+        L.append("| proxy | conns | RPS | proxy CPU µs/req | p50 | p99 | upstream CPU µs/req | errors |")
+        L.append("|---|---|---|---|---|---|---|---|")
+        d = R["rps"]
+        ref = d.get("nginx", {})
+        for label in order(d):
+            for t in ("c50", "c256"):
+                if t not in d[label]:
+                    continue
+                s, rf = d[label][t], ref.get(t, {})
+                isref = label == "nginx"
+                L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    label, t[1:], cell(s["rps"], rf.get("rps"), fmt_rps, isref),
+                    cell(s["cpu_us"], rf.get("cpu_us"), fmt_num, isref),
+                    cell(s["p50_us"], rf.get("p50_us"), fmt_lat, isref),
+                    cell(s["p99_us"], rf.get("p99_us"), fmt_lat, isref),
+                    fmt_num(s.get("up_cpu_us")), errs_cell(s)))
+        for label, why in missing:
+            L.append("| %s | — | %s | | | | | |" % (label, why))
+        L.append("")
+
+    if "latency" in R:
+        L.append("## Latency at a fixed rate — h2load --h1, 49 connections, paced with --rps, "
+                 "first second dropped")
+        L.append("")
+        L.append("| proxy | target req/s | achieved req/s | p50 | p99 | proxy CPU µs/req | errors |")
+        L.append("|---|---|---|---|---|---|---|")
+        d = R["latency"]
+        ref = d.get("nginx", {})
+        for label in order(d):
+            for rate in a.rates:
+                t = str(rate)
+                if t not in d[label]:
+                    continue
+                s, rf = d[label][t], ref.get(t, {})
+                isref = label == "nginx"
+                L.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                    label, fmt_rps(rate), fmt_rps(s.get("achieved")),
+                    cell(s["p50_us"], rf.get("p50_us"), fmt_lat, isref),
+                    cell(s["p99_us"], rf.get("p99_us"), fmt_lat, isref),
+                    cell(s["cpu_us"], rf.get("cpu_us"), fmt_num, isref), errs_cell(s)))
+        for label, why in missing:
+            L.append("| %s | — | %s | | | | |" % (label, why))
+        L.append("")
+
+    if "bodies" in R:
+        L.append("## Response bodies — wrk -t1 -c50")
+        L.append("")
+        L.append("| proxy | body | req/s | MiB/s (body) | proxy CPU µs/req | p99 | errors |")
+        L.append("|---|---|---|---|---|---|---|")
+        d = R["bodies"]
+        ref = d.get("nginx", {})
+        names = {"5": "5 B `/`", "1k": "1 KiB `/1k`", "1m": "1 MiB `/1m`"}
+        for label in order(d):
+            for b in ("5", "1k", "1m"):
+                if b not in d[label]:
+                    continue
+                s, rf = d[label][b], ref.get(b, {})
+                isref = label == "nginx"
+                L.append("| %s | %s | %s | %s | %s | %s | %s |" % (
+                    label, names[b], cell(s["rps"], rf.get("rps"), fmt_rps, isref),
+                    cell(s.get("mibps"), rf.get("mibps"), lambda v: fmt_num(v, 2 if v and v < 10 else 0), isref),
+                    cell(s["cpu_us"], rf.get("cpu_us"), fmt_num, isref),
+                    cell(s["p99_us"], rf.get("p99_us"), fmt_lat, isref), errs_cell(s)))
+        for label, why in missing:
+            L.append("| %s | — | %s | | | | |" % (label, why))
+        L.append("")
+
+    if "memory" in R:
+        L.append("## Memory — RSS and PSS summed over all the proxy's processes (nginx: master + worker)")
+        L.append("")
+        L.append("| proxy | idle RSS | idle PSS | under load RSS (c256 peak) | under load PSS | "
+                 "RSS with %d idle conns | per idle conn (RSS) | per idle conn (PSS) |" % a.idle_conns)
+        L.append("|---|---|---|---|---|---|---|---|")
+        d = R["memory"]
+        rf = d.get("nginx", {})
+        for label in order(d):
+            s = d[label]
+            isref = label == "nginx"
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                label,
+                cell(s.get("idle_rss"), rf.get("idle_rss"), fmt_mib, isref),
+                cell(s.get("idle_pss"), rf.get("idle_pss"), fmt_mib, isref),
+                cell(s.get("load_rss"), rf.get("load_rss"), fmt_mib, isref),
+                cell(s.get("load_pss"), rf.get("load_pss"), fmt_mib, isref),
+                cell(s.get("conns_rss"), rf.get("conns_rss"), fmt_mib, isref),
+                cell(s.get("per_conn_rss"), rf.get("per_conn_rss"), fmt_kib, isref),
+                cell(s.get("per_conn_pss"), rf.get("per_conn_pss"), fmt_kib, isref)))
+        for label, why in missing:
+            L.append("| %s | %s | | | | | | |" % (label, why))
+        L.append("")
+
+    if "scaling" in R:
+        L.append("## Route scaling — wrk -t1 -c50, N distinct prefix routes `/r0000`…, "
+                 "requesting the first and the last")
+        L.append("")
+        L.append("| proxy | routes | RPS first | RPS last | CPU µs/req first | CPU µs/req last | p99 last | "
+                 "RSS (PSS) after load | start → ready | errors |")
+        L.append("|---|---|---|---|---|---|---|---|---|---|")
+        d = R["scaling"]
+        for n in a.route_counts:
+            rfd = d.get("nginx", {}).get(n, {})
+            for label in order(d):
+                s = d[label].get(n)
+                if s is None:
+                    continue
+                if "error" in s and "first" not in s:
+                    L.append("| %s | %s | %s | | | | | | | |" % (label, "{:,}".format(n), s["error"]))
+                    continue
+                isref = label == "nginx"
+                f, l = s.get("first", {}), s.get("last", {})
+                rf_f, rf_l = rfd.get("first", {}), rfd.get("last", {})
+                mem = "%s (%s)" % (fmt_mib(s.get("rss")), fmt_mib(s.get("pss")))
+                if not isref and rfd.get("pss") and s.get("pss"):
+                    mem += ratio(s["pss"], rfd["pss"])
+                e = errs_cell({k: f.get(k, 0) + l.get(k, 0) for k in ("non2xx", "socket_errors")})
+                L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    label, "{:,}".format(n),
+                    cell(f.get("rps"), rf_f.get("rps"), fmt_rps, isref),
+                    cell(l.get("rps"), rf_l.get("rps"), fmt_rps, isref),
+                    cell(f.get("cpu_us"), rf_f.get("cpu_us"), fmt_num, isref),
+                    cell(l.get("cpu_us"), rf_l.get("cpu_us"), fmt_num, isref),
+                    cell(l.get("p99_us"), rf_l.get("p99_us"), fmt_lat, isref),
+                    mem,
+                    "%.2f s" % s["ready_s"] if s.get("ready_s") is not None else "—", e))
+        for label, why in missing:
+            L.append("| %s | — | %s | | | | | | | |" % (label, why))
+        L.append("")
+
+    if "reload" in R:
+        L.append("## Reload under load — wrk -t1 -c50 on the last of %s routes; a config that adds `/rnew` "
+                 "is written; time until `/rnew` answers 200 (polled every 5 ms)" % "{:,}".format(a.reload_routes))
+        L.append("")
+        L.append("| proxy | how | write → new route 200 | wrk RPS during run | non-2xx | socket errors |")
+        L.append("|---|---|---|---|---|---|")
+        d = R["reload"]
+        rf = d.get("nginx", {})
+        how = {"switchyard": "file %s in config dir (watcher)" % ("rewritten in place" if a.reload_inplace
+                                                                 else "replaced (rename)"),
+               "nginx": "config replaced + SIGHUP"}
+        for label in order(d):
+            s = d[label]
+            if "error" in s:
+                L.append("| %s | | %s | | | |" % (label, s["error"]))
+                continue
+            isref = label == "nginx"
+            w = s.get("wrk", {})
+            rl = s.get("reload_s")
+            rcell = ("%.3f s" % rl + (ratio(rl, rf.get("reload_s")) if not isref else "")) if rl is not None \
+                else "not within %d s (last answer: %s)" % (a.reload_timeout, s.get("last_status"))
+            L.append("| %s | %s | %s | %s | %s | %s |" % (
+                label, how.get(label, ""), rcell,
+                cell(w.get("rps"), rf.get("wrk", {}).get("rps"), fmt_rps, isref),
+                w.get("non2xx", "—"), w.get("socket_errors", "—")))
+        for label, why in missing:
+            L.append("| %s | | %s | | | |" % (label, why))
+        L.append("")
+
+    notes = list(meta["notes"]) + h.notes
+    L.append("## Notes")
+    L.append("")
+    for n in notes:
+        L.append("- " + n)
+    L.append("")
+    return "\n".join(L)
+
+
+def machine_meta(h):
+    def cmd(argv):
+        try:
+            p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
+            return p.stdout.decode("utf-8", "replace").strip()
+        except Exception:
+            return ""
+    cpu = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem = "%.1f GiB" % (int(line.split()[1]) / 1024 / 1024)
+    versions = "; ".join(x for x in [
+        cmd(["nginx", "-v"]).replace("nginx version: ", ""),
+        " ".join(cmd(["haproxy", "-v"]).splitlines()[0].split()[:3]) if shutil.which("haproxy") else "",
+        " ".join(cmd(["wrk", "-v"]).splitlines()[0].split()[:2]) if shutil.which("wrk") else "",
+        cmd(["h2load", "--version"]),
+        "Python " + sys.version.split()[0],
+    ] if x)
+    sy = "not measured"
+    if "switchyard" in h.proxies:
+        if h.sy_status:
+            sy = h.sy_status
+        else:
+            b = h.args.switchyard
+            mt = datetime.datetime.fromtimestamp(os.path.getmtime(b)).strftime("%Y-%m-%d %H:%M")
+            rev = cmd(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+            if not re.fullmatch(r"[0-9a-f]{4,40}", rev or ""):
+                rev = "no commit"
+            dirty = cmd(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"])
+            sy = "`%s` (built %s; repo HEAD %s%s)" % (b, mt, rev, ", uncommitted changes" if dirty else "")
+    notes = []
+    if h.sy_main_note == "kong+ocelot":
+        notes.append("switchyard's main figures (throughput, latency, bodies, memory) use a realistic table of "
+                     "100 Kong routes (prefix routes /k0…/k98 and the catch-all `/`, which the benchmark "
+                     "requests match and which has the lowest priority) + 100 Ocelot routes (/o0/{everything}…). "
+                     "nginx and HAProxy use their single-route configs from shared/bench/README.md.")
+    elif h.sy_main_note == "kong-only":
+        notes.append("switchyard's main figures use 200 Kong routes (/k0…/k198 + catch-all `/`), "
+                     "because it did not start with the Ocelot file.")
+    notes.append("CPU µs/req = Δ(utime+stime) of all the proxy's processes (threads included) from "
+                 "/proc/PID/stat, in ticks of 1/%d s, ÷ requests completed in that run. 'upstream CPU µs/req' "
+                 "is the same for the upstream nginx: higher than in nginx's row means the proxy makes the "
+                 "upstream work harder (e.g. fewer reused connections)." % CLK_TCK)
+    notes.append("Fixed-rate latency: wrk2 is not packaged in Debian; h2load paces each of its 49 connections "
+                 "with --rps and starts them 1 ms apart so that sends spread evenly. Latency is measured from "
+                 "when a request is actually sent (no coordinated-omission correction): if a proxy cannot keep "
+                 "up, 'achieved' falls below the target.")
+    notes.append("Memory: RSS summed over master+worker double-counts the pages nginx's processes share; PSS "
+                 "(from /proc/PID/smaps_rollup) does not. Per idle connection = (memory with the idle "
+                 "connections − idle memory) ÷ connections; kernel socket buffers are not included.")
+    return {"notes": notes, "versions": versions, "switchyard": sy, "cpu": cpu, "mem": mem,
+            "nproc": cmd(["nproc"]) or str(os.cpu_count()), "kernel": os.uname().release}
+
+
+# ---------------------------------------------------------------- main
+
+def check_ports():
+    busy = []
+    for port in ALL_PORTS:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            busy.append(port)
+        finally:
+            s.close()
+    if busy:
+        who = ""
+        if shutil.which("ss"):
+            try:
+                who = subprocess.run(["ss", "-ltnp"], stdout=subprocess.PIPE, timeout=5).stdout.decode()
+                who = "\n".join(l for l in who.splitlines() if any(":%d " % p in l for p in busy))
+            except Exception:
+                pass
+        sys.stderr.write("error: port(s) %s already in use; free them first.\n%s\n" %
+                         (", ".join(map(str, busy)), who))
+        raise SystemExit(2)
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="bench/run.sh", description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="1 run × 3 s per figure (scaling 2 s)")
+    ap.add_argument("--runs", type=int, help="runs per figure (default 3; median reported)")
+    ap.add_argument("--duration", type=int, help="seconds per run (default 10)")
+    ap.add_argument("--scaling-duration", type=int, help="seconds per route-scaling run (default 5)")
+    ap.add_argument("--sections", default=",".join(ALL_SECTIONS),
+                    help="comma-separated subset of %s (default: all)" % ",".join(ALL_SECTIONS))
+    ap.add_argument("--proxies", default=",".join(ALL_PROXIES),
+                    help="comma-separated subset of %s (default: all)" % ",".join(ALL_PROXIES))
+    ap.add_argument("--switchyard", default=os.path.join(REPO, "target", "release", "switchyard"),
+                    help="switchyard binary (default: target/release/switchyard)")
+    ap.add_argument("--no-build", action="store_true",
+                    help="do not run cargo build --release when the switchyard binary is missing")
+    ap.add_argument("--route-counts", default="10,1000,10000", help="route counts for the scaling section")
+    ap.add_argument("--reload-routes", type=int, default=10000, help="routes in the reload section's config")
+    ap.add_argument("--reload-inplace", action="store_true",
+                    help="rewrite kong.yaml in place instead of replacing it with a rename")
+    ap.add_argument("--rates", default="5000,20000", help="fixed rates for the latency section (req/s)")
+    ap.add_argument("--idle-conns", type=int, default=1000, help="idle keep-alive connections (memory)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the 'upstream alone' throughput row")
+    ap.add_argument("--no-nginx-scaling", action="store_true",
+                    help="scaling/reload sections: do not run nginx with N locations")
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.md"),
+                    help="markdown output (a .json with raw results is written beside it)")
+    ap.add_argument("--scratch", help=argparse.SUPPRESS)
+    ap.add_argument("--no-install", action="store_true", help="(run.sh) do not apt-get install missing tools")
+    ap.add_argument("--keep", action="store_true", help="(run.sh) keep the scratch directory")
+    a = ap.parse_args(argv)
+    a.runs = a.runs or (1 if a.quick else 3)
+    a.duration = a.duration or (3 if a.quick else 10)
+    a.scaling_duration = a.scaling_duration or (2 if a.quick else min(5, a.duration))
+    a.mem_load_s = min(5, a.duration)
+    a.reload_duration = max(6, a.duration)
+    a.reload_timeout = 60
+    a.sections = [s.strip() for s in a.sections.split(",") if s.strip()]
+    bad = [s for s in a.sections if s not in ALL_SECTIONS]
+    if bad:
+        ap.error("unknown section(s): %s" % ", ".join(bad))
+    a.proxies = [s.strip() for s in a.proxies.split(",") if s.strip()]
+    bad = [s for s in a.proxies if s not in ALL_PROXIES]
+    if bad:
+        ap.error("unknown proxy(ies): %s" % ", ".join(bad))
+    if "nginx" not in a.proxies:
+        sys.stderr.write("note: ratios are to nginx; without nginx no ratios are printed\n")
+    a.route_counts = [int(x) for x in a.route_counts.split(",") if x.strip()]
+    if max(a.route_counts + [a.reload_routes]) > 10000:
+        ap.error("route counts above 10000 are not supported (paths are /r0000../r9999)")
+    a.rates = [int(x) for x in a.rates.split(",") if x.strip()]
+    return a
+
+
+def main(argv):
+    global ARGS, BENCH
+    a = parse_args(argv)
+    ARGS = a
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    if a.scratch:
+        BENCH = a.scratch
+        os.makedirs(BENCH, exist_ok=True)
+    else:
+        import tempfile
+        BENCH = tempfile.mkdtemp(prefix="switchyard-bench.")
+    os.chmod(BENCH, 0o755)   # nginx workers run as nobody and must read www/
+    for tool in ("nginx", "haproxy", "wrk", "h2load", "taskset"):
+        if not shutil.which(tool):
+            raise SystemExit("error: %s not found (run bench/run.sh without --no-install)" % tool)
+    global PROXY_CPU, GEN_CPU
+    if (os.cpu_count() or 1) < 2:
+        PROXY_CPU = GEN_CPU = "0"
+        sys.stderr.write("warning: fewer than 2 CPUs; proxy and load generator share CPU 0\n")
+    try:
+        os.sched_setaffinity(0, {int(GEN_CPU)})
+    except OSError:
+        pass
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        pass
+    check_ports()
+    t_start = time.time()
+    date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    h = Harness(a)
+    log("scratch dir %s; sections %s; proxies %s; %d run(s) × %d s" % (
+        BENCH, ",".join(a.sections), ",".join(a.proxies), a.runs, a.duration))
+    try:
+        h.write_www()
+        h.check_switchyard_binary()
+        h.start_upstream()
+        for sec in EXEC_ORDER:
+            if sec not in a.sections:
+                continue
+            log("=== section %s" % sec)
+            try:
+                getattr(h, "sec_" + sec)()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except Exception as e:
+                import traceback
+                traceback.print_exc()
+                h.notes.append("section %s failed: %s: %s" % (sec, type(e).__name__, e))
+    finally:
+        cleanup()
+    meta = machine_meta(h)
+    meta["date"] = date
+    meta["cmd"] = " ".join(["bench/run.sh"] + argv)
+    h.notes.append("Total benchmark time: %.1f min." % ((time.time() - t_start) / 60))
+    md = render(h, meta)
+    sys.stdout.write(md + "\n")
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        f.write(md + "\n")
+    jpath = os.path.splitext(a.out)[0] + ".json"
+    with open(jpath, "w") as f:
+        json.dump({"meta": meta, "args": {k: v for k, v in vars(a).items()}, "results": h.results,
+                   "notes": h.notes}, f, indent=1, default=str)
+    log("wrote %s and %s" % (a.out, jpath))
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    finally:
+        if STARTED:
+            cleanup()

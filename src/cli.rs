@@ -1,0 +1,303 @@
+//! The command line: `run`, `check`, `config` and `explain`. Process settings are flags (each
+//! also an environment variable); everything about routing lives in the config files.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::diag::Diagnostic;
+use crate::config::loader;
+use crate::gateway::Gateway;
+use crate::router::path::normalize_path;
+use crate::router::{Miss, Request as RouteRequest};
+use crate::snapshot::{Snapshot, State};
+
+#[derive(Parser, Debug)]
+#[command(name = "switchyard", version, about = "A declarative, DB-less API gateway for Kong and Ocelot configs")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ConfigDir {
+    /// Directory holding kong.yaml / ocelot.json / ocelot.*.json / ocelot.global.json.
+    #[arg(long, env = "SWITCHYARD_CONFIG_DIR", default_value = ".")]
+    pub config_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the configuration in the config directory.
+    Run {
+        #[command(flatten)]
+        dir: ConfigDir,
+        /// Proxy listen address (repeatable).
+        #[arg(long = "listen", env = "SWITCHYARD_LISTEN", value_delimiter = ',', default_value = "0.0.0.0:8000")]
+        listen: Vec<SocketAddr>,
+        /// Admin API listen address.
+        #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:8001")]
+        admin_listen: SocketAddr,
+        /// Worker threads (default: the number of cores).
+        #[arg(long, env = "SWITCHYARD_WORKERS")]
+        workers: Option<usize>,
+    },
+    /// Validate the configuration; print every error as file:line:column: path: message.
+    Check {
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+    /// Print the effective merged configuration as JSON, defaults filled in.
+    Config {
+        #[command(flatten)]
+        dir: ConfigDir,
+    },
+    /// Show which route a request would take, why, and why every other candidate lost.
+    Explain {
+        #[command(flatten)]
+        dir: ConfigDir,
+        /// HTTP method, e.g. GET.
+        method: String,
+        /// Full URL, e.g. http://example.com/api/users?x=1
+        url: String,
+        /// Request header, `Name: value` (repeatable).
+        #[arg(short = 'H', long = "header")]
+        headers: Vec<String>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { dir, listen, admin_listen, workers } => run(dir.config_dir, listen, admin_listen, workers),
+        Command::Check { dir } => check(&dir.config_dir),
+        Command::Config { dir } => print_config(&dir.config_dir),
+        Command::Explain { dir, method, url, headers } => explain(&dir.config_dir, &method, &url, &headers),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+fn print_diagnostics(items: &[Diagnostic]) {
+    for d in items {
+        eprintln!("{d}");
+    }
+}
+
+fn run(dir: PathBuf, listen: Vec<SocketAddr>, admin: SocketAddr, workers: Option<usize>) -> ExitCode {
+    init_logging();
+    let t = Instant::now();
+    let (gw, warnings) = match Gateway::start(dir.clone()) {
+        Ok(x) => x,
+        Err(e) => {
+            print_diagnostics(&e.0);
+            eprintln!("switchyard: {} error(s) in {}; not starting", e.0.iter().filter(|d| d.severity == crate::config::diag::Severity::Error).count(), dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    let snap = gw.snapshot();
+    for (kind, origin) in &snap.model.unserved {
+        tracing::warn!("{}:{}: {}: {} parse and are checked, but are not served yet", origin.file, origin.line, origin.path, kind);
+    }
+    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+    let (bound, listeners) = match crate::proxy::server::bind_all(&listen, workers) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("switchyard: cannot listen on {listen:?}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let admin_listener = match crate::admin::bind(admin) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("switchyard: cannot listen on {admin} (admin): {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let admin_addr = admin_listener.local_addr().unwrap_or(admin);
+    tracing::info!(
+        services = snap.model.services.len(),
+        routes = snap.model.routes.len(),
+        plugins = snap.model.plugins.len(),
+        load_ms = format!("{:.1}", t.elapsed().as_secs_f64() * 1e3),
+        listen = ?bound,
+        admin = %admin_addr,
+        workers,
+        "switchyard ready"
+    );
+    drop(snap);
+    let handles = crate::proxy::server::spawn_workers(gw.clone(), listeners);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("control runtime");
+    rt.block_on(async move {
+        let admin = tokio::net::TcpListener::from_std(admin_listener).expect("admin listener");
+        tokio::spawn(crate::admin::serve(gw.clone(), admin));
+        shutdown_signal().await;
+        tracing::info!("switchyard stopping");
+    });
+    drop(handles);
+    ExitCode::SUCCESS
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+fn check(dir: &std::path::Path) -> ExitCode {
+    let loaded = loader::load_dir(dir);
+    print_diagnostics(&loaded.diagnostics.items);
+    let errors = loaded.diagnostics.errors().count();
+    if errors > 0 {
+        eprintln!("{errors} error(s)");
+        return ExitCode::FAILURE;
+    }
+    let m = &loaded.model;
+    for (kind, origin) in &m.unserved {
+        eprintln!("{}:{}: warning: {}: {} parse and are checked, but are not served yet", origin.file, origin.line, origin.path, kind);
+    }
+    println!("ok: {} file(s), {} service(s), {} route(s), {} upstream(s), {} plugin(s), {} consumer(s)", loaded.files.len(), m.services.len(), m.routes.len(), m.upstreams.len(), m.plugins.len(), m.consumers.len());
+    ExitCode::SUCCESS
+}
+
+fn print_config(dir: &std::path::Path) -> ExitCode {
+    let loaded = loader::load_dir(dir);
+    if loaded.diagnostics.has_errors() {
+        print_diagnostics(&loaded.diagnostics.items);
+        return ExitCode::FAILURE;
+    }
+    let m = &loaded.model;
+    let services: Vec<serde_json::Value> = m
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            let routes: Vec<serde_json::Value> = m.routes.iter().filter(|r| r.service == Some(i)).map(|r| serde_json::to_value(r).unwrap_or_default()).collect();
+            v["routes"] = serde_json::Value::Array(routes);
+            v
+        })
+        .collect();
+    let serviceless: Vec<serde_json::Value> = m.routes.iter().filter(|r| r.service.is_none()).map(|r| serde_json::to_value(r).unwrap_or_default()).collect();
+    let plugins: Vec<serde_json::Value> = m
+        .plugins
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            v["service"] = p.scope.service.map(|s| serde_json::Value::String(m.services[s].display_name().to_string())).unwrap_or_default();
+            v["route"] = p.scope.route.map(|r| serde_json::Value::String(m.routes[r].display_name().to_string())).unwrap_or_default();
+            v["consumer"] = p.scope.consumer.map(|c| serde_json::Value::String(m.consumers[c].id.clone())).unwrap_or_default();
+            v
+        })
+        .collect();
+    let out = serde_json::json!({
+        "kong": {
+            "_format_version": "3.0",
+            "services": services,
+            "routes": serviceless,
+            "upstreams": m.upstreams,
+            "plugins": plugins,
+            "consumers": m.consumers,
+        },
+    });
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    ExitCode::SUCCESS
+}
+
+fn explain(dir: &std::path::Path, method: &str, url: &str, headers: &[String]) -> ExitCode {
+    let loaded = loader::load_dir(dir);
+    if loaded.diagnostics.has_errors() {
+        print_diagnostics(&loaded.diagnostics.items);
+        return ExitCode::FAILURE;
+    }
+    let uri: http::Uri = match url.parse() {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("invalid URL {url}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let Ok(method) = http::Method::from_bytes(method.as_bytes()) else {
+        eprintln!("invalid method {method}");
+        return ExitCode::FAILURE;
+    };
+    let mut map = http::HeaderMap::new();
+    for h in headers {
+        let Some((k, v)) = h.split_once(':') else {
+            eprintln!("invalid header {h:?}: expected `Name: value`");
+            return ExitCode::FAILURE;
+        };
+        match (http::HeaderName::from_bytes(k.trim().as_bytes()), http::HeaderValue::from_str(v.trim())) {
+            (Ok(k), Ok(v)) => {
+                map.append(k, v);
+            }
+            _ => {
+                eprintln!("invalid header {h:?}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let host_header = map.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string).or_else(|| uri.authority().map(|a| a.to_string())).unwrap_or_default();
+    let (host, port) = crate::config::kong::split_host_port(&host_header).unwrap_or((&host_header, None));
+    let default_port = if uri.scheme_str() == Some("https") { 443 } else { 80 };
+    let path = normalize_path(uri.path());
+    let snap = Snapshot::compile(loaded.model, Vec::new(), &State::default(), 0, loaded.hash);
+    let req = RouteRequest { method: &method, host, port: port.unwrap_or(default_port), path: &path, headers: &map };
+    let verdicts = snap.router.explain(&req);
+    println!("request: {method} host={host} port={} path={path}", port.unwrap_or(default_port));
+    let describe = |rank: usize| {
+        let m = &snap.router.matchers[rank];
+        let r = &snap.model.routes[m.route];
+        format!("route {} ({}:{}) [{}]", r.display_name(), r.origin.file, r.origin.line, m.describe_priority())
+    };
+    let mut winner = None;
+    for (rank, v) in &verdicts {
+        if v.is_ok() {
+            winner = Some(*rank);
+            break;
+        }
+    }
+    match winner {
+        Some(w) => {
+            let m = &snap.router.matchers[w];
+            let r = &snap.model.routes[m.route];
+            let svc = r.service.map(|s| snap.model.services[s].display_name().to_string()).unwrap_or_else(|| "(no service: 503)".into());
+            println!("matched: {} -> service {svc}", describe(w));
+            println!("  why: every field it sets matches, and it ranks first among the matches (precedence: more fields, plain hosts, more headers, regex paths, regex_priority, longer prefixes, then file order; catch-alls last)");
+        }
+        None => println!("matched: nothing (404 no Route matched with those values)"),
+    }
+    let mut shown = 0;
+    for (rank, v) in &verdicts {
+        if Some(*rank) == winner {
+            continue;
+        }
+        let why = match v {
+            Ok(_) => "also matches, but ranks lower".to_string(),
+            Err(Miss::Path) => continue,
+            Err(miss) => format!("path matches, but {miss}"),
+        };
+        if shown == 0 {
+            println!("other candidates, in precedence order:");
+        }
+        shown += 1;
+        println!("  {}: {why}", describe(*rank));
+    }
+    if shown == 0 {
+        println!("no other candidate matched the path");
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,147 @@
+//! Reads a config directory: finds the files of both dialects, parses each into its spanned
+//! tree, hands them to their dialect's loader and collects every diagnostic. Nothing is ever
+//! written to the directory (it is often a read-only mount).
+
+use std::path::{Path as FsPath, PathBuf};
+
+use super::de::{self, DeError, Dialect};
+use super::diag::{Diagnostic, Diagnostics, Severity, SourceFile};
+use super::kong;
+use super::model::Model;
+use super::node;
+
+/// One load of a config directory.
+pub struct Loaded {
+    pub model: Model,
+    pub diagnostics: Diagnostics,
+    /// FNV-1a over every file's name and bytes: equal hashes, identical config.
+    pub hash: u64,
+    pub files: Vec<PathBuf>,
+}
+
+impl Loaded {
+    pub fn errors(&self) -> Vec<Diagnostic> {
+        self.diagnostics.errors().cloned().collect()
+    }
+}
+
+/// Kong's declarative file names.
+const KONG_FILES: [&str; 3] = ["kong.yaml", "kong.yml", "kong.json"];
+
+/// Config files in `dir`, in load order: Kong files, then `ocelot.json`, then the other
+/// `ocelot.*.json` by name, `ocelot.global.json` last.
+pub fn config_files(dir: &FsPath) -> std::io::Result<Vec<PathBuf>> {
+    let mut kong = Vec::new();
+    let mut ocelot = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let lower = name.to_ascii_lowercase();
+        // `..data`-style entries and editor temp files are not config.
+        if name.starts_with('.') || !entry.path().is_file() {
+            continue;
+        }
+        if KONG_FILES.contains(&lower.as_str()) {
+            kong.push(entry.path());
+        } else if lower == "ocelot.json" || (lower.starts_with("ocelot.") && lower.ends_with(".json")) {
+            ocelot.push(entry.path());
+        }
+    }
+    kong.sort();
+    ocelot.sort_by_key(|p| {
+        let n = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
+        (if n == "ocelot.json" { 0 } else if n == "ocelot.global.json" { 2 } else { 1 }, n)
+    });
+    kong.extend(ocelot);
+    Ok(kong)
+}
+
+fn push_de_problems(diags: &mut Diagnostics, file: &SourceFile, problems: Vec<DeError>) {
+    for p in problems {
+        let span = p.span.unwrap_or_default();
+        diags.items.push(Diagnostic {
+            severity: if p.warning { Severity::Warning } else { Severity::Error },
+            file: file.name.clone(),
+            line: span.line,
+            column: span.col,
+            path: p.path.to_string(),
+            message: p.message,
+        });
+    }
+}
+
+/// Loads every config file of `dir` into one model.
+pub fn load_dir(dir: &FsPath) -> Loaded {
+    let mut diags = Diagnostics::default();
+    let mut model = Model::default();
+    let mut hash: u64 = 0xcbf29ce484222325;
+    let mut fnv = |bytes: &[u8]| {
+        for b in bytes {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x100000001b3);
+        }
+    };
+    let files = match config_files(dir) {
+        Ok(f) => f,
+        Err(e) => {
+            diags.file_error(&dir.display().to_string(), format!("cannot read the config directory: {e}"));
+            return Loaded { model, diagnostics: diags, hash: 0, files: Vec::new() };
+        }
+    };
+    for path in &files {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let text = match std::fs::read(path) {
+            Ok(bytes) => {
+                fnv(name.as_bytes());
+                fnv(&bytes);
+                match String::from_utf8(bytes) {
+                    Ok(t) => t,
+                    Err(_) => {
+                        diags.file_error(&name, "the file is not valid UTF-8");
+                        continue;
+                    }
+                }
+            }
+            Err(e) => {
+                diags.file_error(&name, format!("cannot read the file: {e}"));
+                continue;
+            }
+        };
+        let lower = name.to_ascii_lowercase();
+        let is_kong = KONG_FILES.contains(&lower.as_str());
+        let parsed = if lower.ends_with(".json") { node::parse_jsonc(&text) } else { node::parse_yaml(&text) };
+        let root = match parsed {
+            Ok(n) => n,
+            Err(e) => {
+                diags.items.push(Diagnostic {
+                    severity: Severity::Error,
+                    file: name.clone(),
+                    line: e.span.line,
+                    column: e.span.col,
+                    path: String::new(),
+                    message: format!("syntax error: {}", e.message),
+                });
+                continue;
+            }
+        };
+        if is_kong {
+            let file = SourceFile { name, root, case_insensitive: false };
+            if file.root.is_null() {
+                diags.error(&file, &super::diag::Path::root(), "the file is empty; expected a declarative configuration with `_format_version`");
+                continue;
+            }
+            let (raw, problems) = de::from_node::<kong::raw::RawKong>(&file.root, Dialect::Kong);
+            push_de_problems(&mut diags, &file, problems);
+            if let Some(raw) = raw {
+                kong::load_file(&file, raw, &mut model, &mut diags);
+            }
+        } else {
+            let file = SourceFile { name, root, case_insensitive: true };
+            let routes = ["Routes", "ReRoutes"].iter().filter_map(|k| file.root.get(k, true)).any(|r| matches!(&r.value, node::Value::Seq(items) if !items.is_empty()));
+            if routes {
+                diags.warn(&file, &super::diag::Path::root(), "Ocelot routes are not served yet; this file was only checked for syntax");
+            }
+        }
+    }
+    Loaded { model, diagnostics: diags, hash, files }
+}

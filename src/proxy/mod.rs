@@ -1,0 +1,93 @@
+//! The proxy: listeners and workers (`server`), the per-request pipeline (`handler`), the
+//! upstream client and its pools (`client`), header rules (`headers`), bodies and the
+//! gateway's own responses.
+
+pub mod body;
+pub mod client;
+pub mod handler;
+pub mod headers;
+pub mod respond;
+pub mod server;
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+
+use http::HeaderValue;
+
+/// A connection as the handler needs to know it.
+pub struct Conn {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+    pub tls: bool,
+    /// Built once per connection, reused by every request on it.
+    pub local_port_header: HeaderValue,
+    peer_ip: HeaderValue,
+}
+
+impl Conn {
+    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool) -> Self {
+        Conn {
+            peer,
+            local,
+            tls,
+            local_port_header: HeaderValue::from(local.port()),
+            peer_ip: HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown")),
+        }
+    }
+    pub fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+    pub fn peer_ip_header(&self) -> HeaderValue {
+        self.peer_ip.clone()
+    }
+}
+
+/// 32 hex digits, unique enough to find a request in the logs; made without locks.
+#[derive(Clone, Copy, Debug)]
+pub struct RequestId([u8; 32]);
+
+thread_local! {
+    static RNG: Cell<u64> = Cell::new({
+        let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
+        let addr = &t as *const u64 as u64;
+        (t ^ addr.rotate_left(32)) | 1
+    });
+}
+
+fn next_random() -> u64 {
+    RNG.with(|r| {
+        // xorshift64*
+        let mut x = r.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        r.set(x);
+        x.wrapping_mul(0x2545F4914F6CDD1D)
+    })
+}
+
+impl RequestId {
+    pub fn new() -> Self {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = [0u8; 32];
+        for (half, chunk) in out.chunks_mut(16).enumerate() {
+            let v = next_random() ^ (half as u64);
+            for (i, c) in chunk.iter_mut().enumerate() {
+                *c = HEX[((v >> (i * 4)) & 0xf) as usize];
+            }
+        }
+        RequestId(out)
+    }
+    pub fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+    pub fn header(&self) -> HeaderValue {
+        HeaderValue::from_bytes(&self.0).unwrap_or(HeaderValue::from_static("0"))
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,391 @@
+//! Route matching, compiled once per snapshot.
+//!
+//! Every route becomes one or more `Matcher`s (Kong splits a route's paths into one matcher
+//! per regex group and per plain-path length), ranked once at compile time by Kong 3.x's
+//! traditional_compatible priority. A request walks a byte trie of path prefixes (plain
+//! prefixes, and the literal prefix of every regex) to collect its few candidates, adds the
+//! path-less matchers of its host, and checks them in rank order: the first full match wins.
+
+pub mod path;
+mod trie;
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+
+use http::{HeaderMap, Method};
+use regex::Regex;
+use smallvec::SmallVec;
+
+use crate::config::model::{Route, RoutePath};
+use trie::Trie;
+
+/// The request facts matching looks at.
+pub struct Request<'a> {
+    pub method: &'a Method,
+    /// Host header without its port, as sent.
+    pub host: &'a str,
+    /// The Host header's port, else the port the request arrived on.
+    pub port: u16,
+    /// The normalised path, without query.
+    pub path: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+#[derive(Debug, Clone)]
+pub enum HostPattern {
+    Exact(String),
+    /// `*.example.com` keeps `.example.com`.
+    Suffix(String),
+    /// `example.*` keeps `example.`.
+    Prefix(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct HostRule {
+    pub pattern: HostPattern,
+    pub port: Option<u16>,
+}
+
+impl HostRule {
+    fn matches(&self, host: &str, port: u16) -> bool {
+        if self.port.is_some_and(|p| p != port) {
+            return false;
+        }
+        match &self.pattern {
+            HostPattern::Exact(h) => h == host,
+            HostPattern::Suffix(s) => host.len() > s.len() && host.ends_with(s.as_str()),
+            HostPattern::Prefix(p) => host.len() > p.len() && host.starts_with(p.as_str()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HeaderRule {
+    pub name: http::HeaderName,
+    /// Lower-cased literal values.
+    pub values: Vec<String>,
+    /// A `~*` value: matched, unanchored, against the lower-cased request value.
+    pub regex: Option<Regex>,
+}
+
+impl HeaderRule {
+    fn matches(&self, headers: &HeaderMap) -> bool {
+        headers.get_all(&self.name).iter().any(|v| {
+            let Ok(v) = v.to_str() else { return false };
+            self.values.iter().any(|want| want.eq_ignore_ascii_case(v)) || self.regex.as_ref().is_some_and(|re| re.is_match(&v.to_ascii_lowercase()))
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum PathRule {
+    Any,
+    /// Plain prefixes, all of one length.
+    Prefix(Vec<String>),
+    /// Start-anchored regexes; the literal prefix of each is indexed.
+    Regex(Vec<(Regex, String)>),
+}
+
+/// One rankable unit of a route.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    /// Index of the route in the snapshot.
+    pub route: usize,
+    pub methods: Vec<Method>,
+    pub hosts: Vec<HostRule>,
+    pub headers: Vec<HeaderRule>,
+    pub paths: PathRule,
+    /// Kong's 64-bit traditional_compatible priority.
+    pub priority: u64,
+    /// Matches any path and nothing else narrows it: loses to every other match.
+    pub catch_all: bool,
+    /// Declaration order, the final tie-break.
+    pub order: usize,
+}
+
+/// What a successful match tells the proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Match {
+    pub matcher: usize,
+    pub route: usize,
+    /// Bytes of the normalised path the route path consumed (for strip_path and
+    /// X-Forwarded-Prefix); `None` when the route has no path.
+    pub prefix_len: Option<usize>,
+}
+
+/// Why a matcher did not match a request (for `explain`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Miss {
+    Method,
+    Host,
+    Header(String),
+    Path,
+}
+
+impl std::fmt::Display for Miss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Miss::Method => f.write_str("method does not match"),
+            Miss::Host => f.write_str("host does not match"),
+            Miss::Header(h) => write!(f, "header {h} does not match"),
+            Miss::Path => f.write_str("path does not match"),
+        }
+    }
+}
+
+impl Matcher {
+    /// Checks every field; the path last, as it is the only one that yields data.
+    pub fn check(&self, req: &Request<'_>) -> Result<Option<usize>, Miss> {
+        if !self.methods.is_empty() && !self.methods.iter().any(|m| m == req.method) {
+            return Err(Miss::Method);
+        }
+        if !self.hosts.is_empty() && !self.hosts.iter().any(|h| h.matches(req.host, req.port)) {
+            return Err(Miss::Host);
+        }
+        if let Some(h) = self.headers.iter().find(|h| !h.matches(req.headers)) {
+            return Err(Miss::Header(h.name.to_string()));
+        }
+        match &self.paths {
+            PathRule::Any => Ok(None),
+            PathRule::Prefix(prefixes) => prefixes.iter().find(|p| req.path.starts_with(p.as_str())).map(|p| Some(p.len())).ok_or(Miss::Path),
+            PathRule::Regex(regexes) => regexes.iter().find_map(|(re, _)| re.find(req.path)).map(|m| Some(m.end())).ok_or(Miss::Path),
+        }
+    }
+
+    /// The priority as its parts, for `explain`.
+    pub fn describe_priority(&self) -> String {
+        let p = self.priority;
+        format!(
+            "fields={} plain_hosts={} headers={} regex={} regex_priority={} prefix_len={}{}",
+            p >> 61,
+            (p >> 60) & 1,
+            (p >> 52) & 0xff,
+            (p >> 51) & 1,
+            ((p >> 19) & 0xffff_ffff) as i64 - (1 << 31),
+            p & 0x7ffff,
+            if self.catch_all { " catch-all" } else { "" }
+        )
+    }
+}
+
+#[derive(Default)]
+pub struct Router {
+    /// In precedence order: index is rank.
+    pub matchers: Vec<Matcher>,
+    trie: Trie,
+    /// Matchers without a path condition, by exact host, and the rest.
+    pathless_by_host: HashMap<String, Vec<u32>>,
+    pathless_other: Vec<u32>,
+}
+
+const PLAIN_HOST_ONLY_BIT: u64 = 1 << 60;
+const REGEX_URL_BIT: u64 = 1 << 51;
+
+impl Router {
+    /// Compiles routes (each with the index it has in the snapshot). Regexes were validated
+    /// when the config was loaded.
+    pub fn build(routes: &[(usize, &Route)]) -> Router {
+        let mut matchers = Vec::new();
+        for &(idx, route) in routes {
+            matchers.extend(kong_matchers(idx, route));
+        }
+        for (order, m) in matchers.iter_mut().enumerate() {
+            m.order = order;
+        }
+        matchers.sort_by_key(|m| (m.catch_all, Reverse(m.priority), m.order));
+        let mut router = Router { matchers, ..Default::default() };
+        for (rank, m) in router.matchers.iter().enumerate() {
+            let rank = rank as u32;
+            match &m.paths {
+                PathRule::Prefix(ps) => ps.iter().for_each(|p| router.trie.insert(p.as_bytes(), rank)),
+                PathRule::Regex(rs) => rs.iter().for_each(|(_, lit)| router.trie.insert(lit.as_bytes(), rank)),
+                PathRule::Any => {
+                    let exact: Vec<&str> = m.hosts.iter().filter_map(|h| match &h.pattern {
+                        HostPattern::Exact(e) => Some(e.as_str()),
+                        _ => None,
+                    }).collect();
+                    if exact.len() == m.hosts.len() && !exact.is_empty() {
+                        for h in exact {
+                            let list = router.pathless_by_host.entry(h.to_string()).or_default();
+                            if list.last() != Some(&rank) {
+                                list.push(rank);
+                            }
+                        }
+                    } else {
+                        router.pathless_other.push(rank);
+                    }
+                }
+            }
+        }
+        router
+    }
+
+    /// The candidates for a request, in rank order, deduplicated.
+    fn candidates(&self, req: &Request<'_>) -> SmallVec<[u32; 16]> {
+        let mut out: SmallVec<[u32; 16]> = SmallVec::new();
+        self.trie.collect(req.path.as_bytes(), &mut out);
+        if let Some(list) = self.pathless_by_host.get(req.host) {
+            out.extend_from_slice(list);
+        }
+        out.extend_from_slice(&self.pathless_other);
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    pub fn find(&self, req: &Request<'_>) -> Option<Match> {
+        for rank in self.candidates(req) {
+            let m = &self.matchers[rank as usize];
+            if let Ok(prefix_len) = m.check(req) {
+                return Some(Match { matcher: rank as usize, route: m.route, prefix_len });
+            }
+        }
+        None
+    }
+
+    /// Every matcher's verdict on a request, in precedence order (for `explain`).
+    pub fn explain(&self, req: &Request<'_>) -> Vec<(usize, Result<Option<usize>, Miss>)> {
+        self.matchers.iter().enumerate().map(|(rank, m)| (rank, m.check(req))).collect()
+    }
+}
+
+fn host_rule(h: &str) -> HostRule {
+    let (name, port) = crate::config::kong::split_host_port(h).unwrap_or((h, None));
+    let pattern = if let Some(s) = name.strip_prefix('*') {
+        HostPattern::Suffix(s.to_string())
+    } else if let Some(p) = name.strip_suffix('*') {
+        HostPattern::Prefix(p.to_string())
+    } else {
+        HostPattern::Exact(name.to_string())
+    };
+    HostRule { pattern, port }
+}
+
+/// The literal text a regex must start with, so it can share the prefix trie.
+fn literal_prefix(re: &str) -> String {
+    let mut lit = String::new();
+    if re.contains('|') {
+        // An alternative may start anywhere.
+        return lit;
+    }
+    let mut chars = re.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.peek() {
+                Some(&n) if n.is_ascii_punctuation() => {
+                    lit.push(n);
+                    chars.next();
+                }
+                _ => break,
+            },
+            '.' | '+' | '(' | ')' | '|' | '[' | ']' | '{' | '}' | '^' | '$' => break,
+            '*' | '?' => {
+                lit.pop();
+                break;
+            }
+            c => lit.push(c),
+        }
+        // A quantifier applies to the character before it.
+        if matches!(chars.peek(), Some('*' | '?' | '{')) {
+            lit.pop();
+            break;
+        }
+    }
+    lit
+}
+
+/// regex_priority as 32 ordered bits (negative values rank below zero).
+fn regex_priority_bits(p: i64) -> u64 {
+    (p.clamp(i32::MIN as i64, i32::MAX as i64) + (1 << 31)) as u64
+}
+
+/// Kong's route split and priority (`kong/router/compat.lua`, `transform.lua` get_priority).
+fn kong_matchers(idx: usize, route: &Route) -> Vec<Matcher> {
+    let methods: Vec<Method> = route.methods.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect();
+    let hosts: Vec<HostRule> = route.hosts.iter().map(|h| host_rule(h)).collect();
+    let headers: Vec<HeaderRule> = route
+        .headers
+        .iter()
+        .filter_map(|(name, values)| {
+            let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
+            let regex = values.iter().find_map(|v| v.strip_prefix("~*")).and_then(|re| Regex::new(&re.to_ascii_lowercase()).ok());
+            let values = values.iter().filter(|v| !v.starts_with("~*")).map(|v| v.to_ascii_lowercase()).collect();
+            Some(HeaderRule { name, values, regex })
+        })
+        .collect();
+
+    let mut fields = 0u64;
+    fields += u64::from(!methods.is_empty());
+    fields += u64::from(!hosts.is_empty());
+    fields += u64::from(!headers.is_empty());
+    fields += u64::from(!route.snis.is_empty());
+    let plain_hosts = !hosts.is_empty() && hosts.iter().all(|h| matches!(h.pattern, HostPattern::Exact(_)));
+    let header_count = (headers.len() as u64).min(255);
+    let base = (if plain_hosts { PLAIN_HOST_ONLY_BIT } else { 0 }) | (header_count << 52);
+
+    let mut groups: Vec<PathRule> = Vec::new();
+    let regexes: Vec<(Regex, String)> = route
+        .paths
+        .iter()
+        .filter_map(|p| match p {
+            RoutePath::Regex(re) => crate::config::kong::compile_regex_path(re).ok().map(|r| (r, literal_prefix(re))),
+            RoutePath::Prefix(_) => None,
+        })
+        .collect();
+    if !regexes.is_empty() {
+        groups.push(PathRule::Regex(regexes));
+    }
+    let mut by_len: Vec<Vec<String>> = Vec::new();
+    for p in &route.paths {
+        if let RoutePath::Prefix(p) = p {
+            match by_len.iter_mut().find(|g| g[0].len() == p.len()) {
+                Some(g) => g.push(p.clone()),
+                None => by_len.push(vec![p.clone()]),
+            }
+        }
+    }
+    groups.extend(by_len.into_iter().map(PathRule::Prefix));
+    if groups.is_empty() {
+        groups.push(PathRule::Any);
+    }
+
+    let narrowed = !methods.is_empty() || !hosts.is_empty() || !headers.is_empty();
+    groups
+        .into_iter()
+        .map(|paths| {
+            let (has_path, prio) = match &paths {
+                PathRule::Any => (false, 0),
+                PathRule::Prefix(ps) => (true, ps[0].len() as u64 & 0x7ffff),
+                PathRule::Regex(_) => (true, REGEX_URL_BIT | (regex_priority_bits(route.regex_priority) << 19)),
+            };
+            let catch_all = !narrowed && matches!(&paths, PathRule::Prefix(ps) if ps[0] == "/");
+            Matcher {
+                route: idx,
+                methods: methods.clone(),
+                hosts: hosts.clone(),
+                headers: headers.clone(),
+                paths,
+                priority: ((fields + u64::from(has_path)) << 61) | base | prio,
+                catch_all,
+                order: 0,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_prefixes() {
+        assert_eq!(literal_prefix(r"/users/\d+"), "/users/");
+        assert_eq!(literal_prefix(r"/[0]?route"), "/");
+        assert_eq!(literal_prefix(r"/api/v\d+"), "/api/v");
+        assert_eq!(literal_prefix(r"/ab?c"), "/a");
+        assert_eq!(literal_prefix(r"/a\.b/(x)"), "/a.b/");
+        assert_eq!(literal_prefix(r"/exact$"), "/exact");
+        assert_eq!(literal_prefix(r"/x{2}"), "/");
+        assert_eq!(literal_prefix(r"/foo|/bar"), "");
+    }
+}
