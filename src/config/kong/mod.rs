@@ -249,7 +249,9 @@ impl Cx<'_> {
             self.check_name(name, &path.key("name"));
             self.register("services", "name", name, idx, path);
         }
-        self.register("services", "id", &id, idx, path);
+        if s.id.is_some() {
+            self.register("services", "id", &id, idx, path);
+        }
         self.model.services.push(Service {
             id,
             name: s.name.clone(),
@@ -348,7 +350,8 @@ impl Cx<'_> {
         }
         let snis = r.snis.clone().unwrap_or_default();
         let http_like = protocols.iter().any(|p| matches!(p, Protocol::Http | Protocol::Https | Protocol::Grpc | Protocol::Grpcs | Protocol::Ws | Protocol::Wss));
-        if http_like && methods.is_empty() && hosts.is_empty() && paths.is_empty() && headers.is_empty() && snis.is_empty() {
+        let no_paths = r.paths.as_ref().is_none_or(|p| p.is_empty());
+        if http_like && methods.is_empty() && hosts.is_empty() && no_paths && headers.is_empty() && snis.is_empty() {
             let list = protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ");
             self.diags.error(self.file, path, format!("must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is '{list}'"));
             ok = false;
@@ -383,7 +386,9 @@ impl Cx<'_> {
             self.check_name(name, &path.key("name"));
             self.register("routes", "name", name, idx, path);
         }
-        self.register("routes", "id", &id, idx, path);
+        if r.id.is_some() {
+            self.register("routes", "id", &id, idx, path);
+        }
         self.model.routes.push(Route {
             id,
             name: r.name.clone(),
@@ -512,7 +517,9 @@ impl Cx<'_> {
         if let Some(u) = &c.username {
             self.register("consumers", "username", u, idx, path);
         }
-        self.register("consumers", "id", &id, idx, path);
+        if c.id.is_some() {
+            self.register("consumers", "id", &id, idx, path);
+        }
         let mut credentials = Vec::new();
         for (kind, list) in [
             ("keyauth_credentials", &c.keyauth_credentials),
@@ -540,7 +547,7 @@ impl Cx<'_> {
         };
         match crate::plugins::catalog(&name) {
             None => {
-                self.diags.error(self.file, &path.key("name"), format!("plugin '{name}' is not available: it is neither a bundled Kong plugin nor one of switchyard's"));
+                self.diags.error(self.file, &path.key("name"), format!("plugin '{name}' not enabled; it is neither a bundled Kong OSS plugin nor one of switchyard's (custom and Enterprise plugins cannot be loaded)"));
                 return;
             }
             Some(info) if !info.served => self.mark_unserved(&format!("plugin '{name}'"), path),
@@ -592,7 +599,7 @@ pub fn parse_protocol(p: &str) -> Option<Protocol> {
 
 /// Compiles a Kong regex path the way traditional_compatible does: anchored at the start only.
 pub fn compile_regex_path(re: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?:{re})")).map_err(|e| format!("regex does not compile: {}", e.to_string().lines().last().unwrap_or_default().trim()))
+    Regex::new(&format!("^(?:{re})")).map_err(|e| format!("regex does not compile: {}", e.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ")))
 }
 
 pub struct ParsedUrl {

@@ -1,0 +1,233 @@
+//! End-to-end test kit: real upstream servers on port 0, the real gateway stack started
+//! in-process on port 0 over a temporary config directory, and a small HTTP/1.1 client.
+//!
+//! ```ignore
+//! let up = Upstream::echo();
+//! let gw = Gateway::with_kong(&format!("... url: http://{}/svc ...", up.addr())).start();
+//! let r = gw.get("/path");
+//! ```
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What an upstream saw.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub method: String,
+    pub target: String,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+/// A real HTTP/1.1 upstream on 127.0.0.1:0 that records requests and answers
+/// `200 {"path": "<target>"}` (or the status in a `/status/NNN` segment).
+pub struct Upstream {
+    addr: SocketAddr,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Upstream {
+    pub fn echo() -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let log = log.clone();
+                std::thread::spawn(move || serve_echo(stream, log));
+            }
+        });
+        Upstream { addr, seen }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn last(&self) -> Seen {
+        self.seen.lock().unwrap().last().cloned().expect("the upstream saw no request")
+    }
+
+    pub fn count(&self) -> usize {
+        self.seen.lock().unwrap().len()
+    }
+}
+
+fn serve_echo(stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut out = stream;
+    loop {
+        let Some((method, target, headers, body)) = read_request(&mut reader) else { return };
+        let status = target.split('/').collect::<Vec<_>>().windows(2).find(|w| w[0] == "status").and_then(|w| w[1].split('?').next()?.parse::<u16>().ok()).unwrap_or(200);
+        log.lock().unwrap().push(Seen { method: method.clone(), target: target.clone(), headers, body: body.clone() });
+        let payload = serde_json::json!({ "path": target, "body_len": body.len() }).to_string();
+        let resp = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{payload}", payload.len());
+        if out.write_all(resp.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+type Parsed = (String, String, HashMap<String, String>, Vec<u8>);
+
+fn read_request(r: &mut impl BufRead) -> Option<Parsed> {
+    let mut line = String::new();
+    if r.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.trim_end().splitn(3, ' ');
+    let method = parts.next()?.to_string();
+    let target = parts.next()?.to_string();
+    let headers = read_headers(r)?;
+    let body = read_body(r, &headers)?;
+    Some((method, target, headers, body))
+}
+
+fn read_headers(r: &mut impl BufRead) -> Option<HashMap<String, String>> {
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            return Some(headers);
+        }
+        let (k, v) = line.split_once(':')?;
+        let k = k.trim().to_ascii_lowercase();
+        let v = v.trim().to_string();
+        headers.entry(k).and_modify(|old: &mut String| *old = format!("{old}, {v}")).or_insert(v);
+    }
+}
+
+fn read_body(r: &mut impl BufRead, headers: &HashMap<String, String>) -> Option<Vec<u8>> {
+    if let Some(n) = headers.get("content-length") {
+        let mut body = vec![0; n.parse().ok()?];
+        r.read_exact(&mut body).ok()?;
+        return Some(body);
+    }
+    if headers.get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let mut size = String::new();
+            r.read_line(&mut size).ok()?;
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).ok()?;
+            if n == 0 {
+                return Some(body);
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+    }
+    Some(Vec::new())
+}
+
+/// A response as the test client read it.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+    }
+}
+
+/// Sends one request on a fresh connection.
+pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("{method} {target} HTTP/1.1\r\n");
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        req.push_str("Host: example.com\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    read_response(&mut BufReader::new(s), method == "HEAD").expect("a complete response")
+}
+
+pub fn read_response(r: &mut impl BufRead, head: bool) -> Option<Resp> {
+    let mut line = String::new();
+    r.read_line(&mut line).ok()?;
+    let status = line.split(' ').nth(1)?.parse().ok()?;
+    let headers = read_headers(r)?;
+    let body = if head {
+        Vec::new()
+    } else if headers.contains_key("content-length") || headers.contains_key("transfer-encoding") {
+        read_body(r, &headers)?
+    } else {
+        let mut b = Vec::new();
+        r.read_to_end(&mut b).ok()?;
+        b
+    };
+    Some(Resp { status, headers, body })
+}
+
+/// A gateway over a temporary config directory.
+pub struct TestGateway {
+    pub dir: tempfile::TempDir,
+    pub addr: SocketAddr,
+    pub gateway: Arc<switchyard::gateway::Gateway>,
+}
+
+impl TestGateway {
+    /// Writes `files` (name, contents) and starts the gateway on 127.0.0.1:0 with one worker.
+    pub fn start(files: &[(&str, &str)]) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        let (gateway, _warnings) = switchyard::gateway::Gateway::start(dir.path().to_path_buf()).unwrap_or_else(|e| panic!("config rejected: {:?}", e.0.iter().map(|d| d.to_string()).collect::<Vec<_>>()));
+        let (bound, listeners) = switchyard::proxy::server::bind_all(&["127.0.0.1:0".parse().unwrap()], 1).unwrap();
+        switchyard::proxy::server::spawn_workers(gateway.clone(), listeners);
+        TestGateway { dir, addr: bound[0], gateway }
+    }
+
+    pub fn kong(yaml: &str) -> TestGateway {
+        Self::start(&[("kong.yaml", yaml)])
+    }
+
+    pub fn get(&self, target: &str) -> Resp {
+        request(self.addr, "GET", target, &[], b"")
+    }
+
+    pub fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        request(self.addr, method, target, headers, body)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// The switchyard binary built for these tests.
+pub fn binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_switchyard"))
+}
+
+/// A port that nothing listens on.
+pub fn dead_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
