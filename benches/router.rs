@@ -50,7 +50,7 @@ fn bench_match(c: &mut Criterion) {
             ("wildcard-host", kong_host_config(n), "/x".to_string(), format!("a.h{last:05}.example.com")),
         ] {
             let snap = snapshot_of(&config);
-            let req = Request { method: &Method::GET, host: &host, port: 80, path: &path, headers: &headers };
+            let req = Request { method: &Method::GET, host: &host, port: 80, path: &path, query: None, headers: &headers };
             assert!(snap.router.find(&req).is_some(), "{kind} {n}: no match for {path}");
             c.bench_function(&format!("match/{kind}/{n}/last"), |b| b.iter(|| black_box(snap.router.find(black_box(&req)))));
         }

@@ -27,6 +27,10 @@ pub struct ConfigDir {
     /// Directory holding kong.yaml / ocelot.json / ocelot.*.json / ocelot.global.json.
     #[arg(long, env = "SWITCHYARD_CONFIG_DIR", default_value = ".")]
     pub config_dir: PathBuf,
+    /// Environment name: ocelot.NAME.json is layered over the merged Ocelot files, as ASP.NET
+    /// does (default: ASPNETCORE_ENVIRONMENT).
+    #[arg(long, env = "SWITCHYARD_ENVIRONMENT", value_name = "NAME")]
+    pub environment: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,6 +75,8 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let (Command::Run { dir, .. } | Command::Check { dir } | Command::Config { dir } | Command::Explain { dir, .. }) = &cli.command;
+    loader::set_environment(dir.environment.clone());
     match cli.command {
         Command::Run { dir, listen, admin_listen, workers } => run(dir.config_dir, listen, admin_listen, workers),
         Command::Check { dir } => check(&dir.config_dir),
@@ -212,6 +218,7 @@ fn print_config(dir: &std::path::Path) -> ExitCode {
             "plugins": plugins,
             "consumers": m.consumers,
         },
+        "ocelot": m.ocelot_merged.clone().unwrap_or(serde_json::Value::Null),
     });
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     ExitCode::SUCCESS
@@ -255,13 +262,12 @@ fn explain(dir: &std::path::Path, method: &str, url: &str, headers: &[String]) -
     let default_port = if uri.scheme_str() == Some("https") { 443 } else { 80 };
     let path = normalize_path(uri.path());
     let snap = Snapshot::compile(loaded.model, Vec::new(), &State::default(), 0, loaded.hash);
-    let req = RouteRequest { method: &method, host, port: port.unwrap_or(default_port), path: &path, headers: &map };
+    let req = RouteRequest { method: &method, host, port: port.unwrap_or(default_port), path: &path, query: uri.query(), headers: &map };
     let verdicts = snap.router.explain(&req);
     println!("request: {method} host={host} port={} path={path}", port.unwrap_or(default_port));
     let describe = |rank: usize| {
         let m = &snap.router.matchers[rank];
-        let r = &snap.model.routes[m.route];
-        format!("route {} ({}:{}) [{}]", r.display_name(), r.origin.file, r.origin.line, m.describe_priority())
+        format!("{} [{}]", snap.route_label(m.route), m.describe_priority())
     };
     let mut winner = None;
     for (rank, v) in &verdicts {
@@ -272,11 +278,10 @@ fn explain(dir: &std::path::Path, method: &str, url: &str, headers: &[String]) -
     }
     match winner {
         Some(w) => {
-            let m = &snap.router.matchers[w];
-            let r = &snap.model.routes[m.route];
-            let svc = r.service.map(|s| snap.model.services[s].display_name().to_string()).unwrap_or_else(|| "(no service: 503)".into());
-            println!("matched: {} -> service {svc}", describe(w));
-            println!("  why: every field it sets matches, and it ranks first among the matches (precedence: more fields, plain hosts, more headers, regex paths, regex_priority, longer prefixes, then file order; catch-alls last)");
+            let dest = snap.router.find(&req).map(|m| snap.route_destination(&m, &path, uri.query())).unwrap_or_default();
+            println!("matched: {} -> {dest}", describe(w));
+            println!("  why: every condition it sets matches, and it ranks first among the matches");
+            println!("  precedence: {}", crate::snapshot::PRECEDENCE);
         }
         None => println!("matched: nothing (404 no Route matched with those values)"),
     }

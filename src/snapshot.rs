@@ -12,17 +12,77 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderValue, StatusCode};
+use http::{HeaderValue, Method, StatusCode};
 
 use crate::config::diag::Diagnostic;
-use crate::config::model::{Model, PathHandling, Protocol};
+use crate::config::model::{Model, OcelotRoute, PathHandling, Protocol};
+use crate::plugins::ocelot_rate_limit::{self, Store as RateLimitStore};
 use crate::plugins::{self, Chain, Plugin};
-use crate::router::Router;
+use crate::proxy::aggregate::{Aggregator, JsonPath};
+use crate::router::ocelot::DownstreamTemplate;
+use crate::router::{OcelotSpec, Router};
 
 /// Runtime state kept across snapshots, keyed by entity identity.
 #[derive(Default)]
 pub struct State {
     balancer_positions: Mutex<HashMap<String, Arc<AtomicUsize>>>,
+    /// Ocelot rate-limit counters by route id and rule.
+    rate_limits: Mutex<HashMap<String, Arc<RateLimitStore>>>,
+    /// Ocelot `UseCookieContainer` jars by route id.
+    cookie_jars: Mutex<HashMap<String, Arc<CookieJar>>>,
+}
+
+/// Hands out the kept entries of `map` for `keys` (new ones made fresh) and forgets the rest.
+fn keep<T: Default>(map: &Mutex<HashMap<String, Arc<T>>>, keys: &[String]) -> Vec<Arc<T>> {
+    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+    let kept: HashMap<String, Arc<T>> = keys.iter().map(|k| (k.clone(), map.get(k).cloned().unwrap_or_default())).collect();
+    let out = keys.iter().map(|k| kept[k].clone()).collect();
+    *map = kept;
+    out
+}
+
+/// Ocelot's `UseCookieContainer`: one cookie jar shared by every client of the route (as in
+/// Ocelot, where the route's HttpClient keeps it). Cookies are kept by name; attributes other
+/// than the value are not tracked.
+#[derive(Default)]
+pub struct CookieJar {
+    cookies: Mutex<Vec<(String, String)>>,
+}
+
+impl CookieJar {
+    /// Stores the cookies of `Set-Cookie` response headers.
+    pub fn store(&self, headers: &http::HeaderMap) {
+        let mut jar = self.cookies.lock().unwrap_or_else(|e| e.into_inner());
+        for v in headers.get_all(http::header::SET_COOKIE) {
+            let Ok(text) = v.to_str() else { continue };
+            let pair = text.split(';').next().unwrap_or_default();
+            let Some((name, value)) = pair.split_once('=') else { continue };
+            let (name, value) = (name.trim().to_string(), value.trim().to_string());
+            let expired = text.split(';').any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+            jar.retain(|(n, _)| *n != name);
+            if !expired {
+                jar.push((name, value));
+            }
+        }
+    }
+
+    /// The `Cookie` header for the next request, merged with the client's own cookies.
+    pub fn cookie_header(&self, client: Option<&HeaderValue>) -> Option<HeaderValue> {
+        let jar = self.cookies.lock().unwrap_or_else(|e| e.into_inner());
+        if jar.is_empty() {
+            return None;
+        }
+        let mut text = client.and_then(|c| c.to_str().ok()).unwrap_or_default().to_string();
+        for (n, v) in jar.iter() {
+            if !text.is_empty() {
+                text.push_str("; ");
+            }
+            text.push_str(n);
+            text.push('=');
+            text.push_str(v);
+        }
+        HeaderValue::from_str(&text).ok()
+    }
 }
 
 impl State {
@@ -50,6 +110,8 @@ pub struct Snapshot {
 
 pub struct RouteRt {
     pub name: Arc<str>,
+    /// What kind of entity answers: a Kong route, an Ocelot route or an Ocelot aggregate.
+    pub kind: RouteKind,
     pub service: Option<usize>,
     /// Allows https but not http: plain requests get 426 or a redirect.
     pub https_only: bool,
@@ -60,9 +122,43 @@ pub struct RouteRt {
     pub chain: Chain,
 }
 
+pub enum RouteKind {
+    Kong,
+    Ocelot(Box<OcelotRt>),
+    Aggregate(Box<AggregateRt>),
+}
+
+/// The downstream side of an Ocelot route, compiled.
+pub struct OcelotRt {
+    pub template: Arc<str>,
+    pub downstream: DownstreamTemplate,
+    pub method: Option<Method>,
+    pub version: http::Version,
+    pub allow_auto_redirect: bool,
+    pub cookie_jar: Option<Arc<CookieJar>>,
+    /// Authentication is not served yet: answer 503 rather than pass the request on.
+    pub requires_authentication: bool,
+    /// A service-discovery route (not served yet).
+    pub service_name: Option<String>,
+}
+
+/// An Ocelot aggregate, compiled.
+pub struct AggregateRt {
+    pub template: Arc<str>,
+    /// Route key and snapshot route index of each part, in RouteKeys order.
+    pub parts: Vec<(Arc<str>, usize)>,
+    /// RouteKeysConfig: part position, the JsonPath read from the first part, the placeholder.
+    pub configs: Vec<(usize, JsonPath, Arc<str>)>,
+    /// `Err(name)`: a custom aggregator that cannot run.
+    pub aggregator: Result<Aggregator, String>,
+}
+
 pub struct ServiceRt {
     pub name: Arc<str>,
     pub tls: bool,
+    /// Verify the upstream's certificate (Ocelot routes unless
+    /// DangerousAcceptAnyServerCertificateValidator; Kong services with `tls_verify: true`).
+    pub tls_verify: bool,
     pub dest: Dest,
     /// `service.path`, `/` when unset.
     pub base_path: String,
@@ -153,7 +249,7 @@ impl Snapshot {
             })
             .collect();
 
-        let services = model
+        let services: Vec<ServiceRt> = model
             .services
             .iter()
             .map(|s| {
@@ -165,6 +261,7 @@ impl Snapshot {
                 ServiceRt {
                     name: s.display_name().into(),
                     tls,
+                    tls_verify: s.tls_verify.unwrap_or(false),
                     dest,
                     base_path: s.path.clone().unwrap_or_else(|| "/".into()),
                     retries: s.retries,
@@ -176,7 +273,7 @@ impl Snapshot {
             .collect();
 
         let built: Vec<Option<Arc<dyn Plugin>>> = model.plugins.iter().map(|p| if p.enabled { plugins::build(&p.name, &p.config.node) } else { None }).collect();
-        let routes: Vec<RouteRt> = model
+        let mut routes: Vec<RouteRt> = model
             .routes
             .iter()
             .enumerate()
@@ -184,6 +281,7 @@ impl Snapshot {
                 let allows = |p: Protocol| r.protocols.contains(&p);
                 RouteRt {
                     name: r.display_name().into(),
+                    kind: RouteKind::Kong,
                     service: r.service,
                     https_only: allows(Protocol::Https) && !allows(Protocol::Http),
                     https_redirect: StatusCode::from_u16(r.https_redirect_status_code).unwrap_or(StatusCode::UPGRADE_REQUIRED),
@@ -195,11 +293,164 @@ impl Snapshot {
             })
             .collect();
 
+        // Ocelot routes, then aggregates, after the Kong routes.
+        let first_ocelot = routes.len();
+        let rl_keys: Vec<String> = model.ocelot_routes.iter().filter_map(|r| r.rate_limit.as_ref().map(|o| format!("{}|{}|{}", r.id, o.key_prefix, ocelot_rate_limit::rule_text(o)))).collect();
+        let mut rl_stores = keep(&state.rate_limits, &rl_keys).into_iter();
+        let jar_keys: Vec<String> = model.ocelot_routes.iter().filter(|r| r.use_cookie_container).map(|r| r.id.clone()).collect();
+        let mut jars = keep(&state.cookie_jars, &jar_keys).into_iter();
+        for r in &model.ocelot_routes {
+            let store = r.rate_limit.as_ref().and_then(|_| rl_stores.next());
+            let jar = if r.use_cookie_container { jars.next() } else { None };
+            routes.push(ocelot_route_rt(r, &model, &services, store, jar));
+        }
+        let first_aggregate = routes.len();
+        for a in &model.ocelot_aggregates {
+            let parts: Vec<(Arc<str>, usize)> = a.route_keys.iter().zip(&a.parts).map(|(k, p)| (Arc::from(k.as_str()), first_ocelot + p)).collect();
+            let configs = a
+                .route_keys_config
+                .iter()
+                .filter_map(|c| {
+                    let pos = a.route_keys.iter().position(|k| *k == c.route_key)?;
+                    Some((pos, JsonPath::parse(&c.json_path).ok()?, Arc::from(c.parameter.as_str())))
+                })
+                .collect();
+            let aggregator = match &a.aggregator {
+                None => Ok(Aggregator::Object),
+                Some(n) => Aggregator::from_name(n).ok_or_else(|| n.clone()),
+            };
+            routes.push(RouteRt {
+                name: format!("{}:{}", a.origin.file, a.origin.path).into(),
+                kind: RouteKind::Aggregate(Box::new(AggregateRt { template: a.upstream.path_template.as_str().into(), parts, configs, aggregator })),
+                service: None,
+                https_only: false,
+                https_redirect: StatusCode::UPGRADE_REQUIRED,
+                strip_path: false,
+                preserve_host: false,
+                path_handling: PathHandling::V0,
+                chain: Chain::default(),
+            });
+        }
+
         // Routes of disabled services are left out of the router, as Kong does.
         let active: Vec<(usize, &crate::config::model::Route)> =
             model.routes.iter().enumerate().filter(|(_, r)| r.service.is_none_or(|s| model.services[s].enabled)).collect();
-        let router = Router::build(&active);
+        let mut specs: Vec<OcelotSpec<'_>> = model.ocelot_routes.iter().enumerate().map(|(i, r)| OcelotSpec { index: first_ocelot + i, upstream: &r.upstream, aggregate: false }).collect();
+        specs.extend(model.ocelot_aggregates.iter().enumerate().map(|(i, a)| OcelotSpec { index: first_aggregate + i, upstream: &a.upstream, aggregate: true }));
+        let router = Router::build_all(&active, &specs);
         Snapshot { version, hash, loaded_at: SystemTime::now(), router, routes, services, warnings, model }
+    }
+}
+
+impl Snapshot {
+    /// A route of the snapshot (Kong route, Ocelot route or aggregate) for people:
+    /// `route NAME (file:line)` (Kong) / `ocelot route TEMPLATE (file:line Routes[3])`.
+    pub fn route_label(&self, idx: usize) -> String {
+        let kong = self.model.routes.len();
+        let ocelot = self.model.ocelot_routes.len();
+        if let Some(r) = self.model.routes.get(idx) {
+            format!("route {} ({}:{})", r.display_name(), r.origin.file, r.origin.line)
+        } else if let Some(r) = self.model.ocelot_routes.get(idx - kong) {
+            format!("ocelot route {} ({}:{} {})", r.upstream.path_template, r.origin.file, r.origin.line, r.origin.path)
+        } else if let Some(a) = self.model.ocelot_aggregates.get(idx - kong - ocelot) {
+            format!("ocelot aggregate {} ({}:{} {})", a.upstream.path_template, a.origin.file, a.origin.line, a.origin.path)
+        } else {
+            format!("route #{idx}")
+        }
+    }
+
+    /// Where a match would go: the Kong service, the Ocelot downstream URL (with the
+    /// placeholder values of `m`), or the parts of an aggregate.
+    pub fn route_destination(&self, m: &crate::router::Match, path: &str, query: Option<&str>) -> String {
+        let route = &self.routes[m.route];
+        match &route.kind {
+            RouteKind::Kong => match route.service {
+                Some(s) => format!("service {}", self.services[s].name),
+                None => "(no service: 503)".into(),
+            },
+            RouteKind::Ocelot(o) => {
+                if o.requires_authentication {
+                    return "(AuthenticationOptions are not served yet: 503)".into();
+                }
+                if let Some(n) = &o.service_name {
+                    return format!("(service discovery of `{n}` is not served yet: 503)");
+                }
+                let Some(svc) = route.service.map(|s| &self.services[s]) else { return "(no destination: 503)".into() };
+                let (host, port) = match &svc.dest {
+                    Dest::Direct(p) => (p.host.to_string(), p.port),
+                    Dest::Balanced(b) => (b.peers.iter().map(|p| format!("{}:{}", p.host, p.port)).collect::<Vec<_>>().join("|"), 0),
+                };
+                let scheme = if svc.tls { "https" } else { "http" };
+                let hostport = if port == 0 { format!("({host})") } else { format!("{host}:{port}") };
+                let method = o.method.as_ref().map(|m| format!("{m} ")).unwrap_or_default();
+                let decoded = crate::router::ocelot::decoded_path(path);
+                let params: Vec<String> = m.params.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                format!("{method}{scheme}://{hostport}{} (placeholders: {})", o.downstream.render(&m.params, &decoded, query), if params.is_empty() { "none".into() } else { params.join(", ") })
+            }
+            RouteKind::Aggregate(a) => {
+                let keys: Vec<String> = a.parts.iter().map(|(k, i)| format!("{k} = {}", self.route_label(*i))).collect();
+                format!("aggregate of [{}]", keys.join("; "))
+            }
+        }
+    }
+}
+
+/// The precedence rule across dialects, for `explain` and the README.
+pub const PRECEDENCE: &str = "a route that matches only through a catch-all (a Kong route whose only condition is the prefix `/`, an Ocelot `/{x}` template alone) loses to every other match; otherwise a matching Kong route wins over an Ocelot route; Kong routes rank by traditional_compatible priority (more fields, plain hosts, more headers, regex paths, regex_priority, longer prefixes, then file order); Ocelot routes rank as Ocelot picks them (routes with an UpstreamHost first, then Priority, highest first, then merge order, aggregates after routes)";
+
+/// An Ocelot route's runtime form: its options as a plugin chain (SecurityOptions,
+/// header transforms, RateLimitOptions, RequestIdKey) and its downstream template.
+fn ocelot_route_rt(r: &OcelotRoute, model: &Model, services: &[ServiceRt], store: Option<Arc<RateLimitStore>>, jar: Option<Arc<CookieJar>>) -> RouteRt {
+    let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
+    if let Some(sec) = &r.security {
+        plugins.push(Arc::new(plugins::ocelot_ip::IpSecurity::new(sec)));
+    }
+    let bases: Vec<String> = match r.service.map(|s| (&model.services[s], &services[s])) {
+        Some((svc, rt)) => {
+            let scheme = svc.protocol.as_str();
+            let peers: Vec<(String, u16)> = match &rt.dest {
+                Dest::Direct(p) => vec![(p.host.to_string(), p.port)],
+                Dest::Balanced(b) => b.peers.iter().map(|p| (p.host.to_string(), p.port)).collect(),
+            };
+            peers.into_iter().map(|(h, p)| if p == 80 || p == 443 { format!("{scheme}://{h}") } else { format!("{scheme}://{h}:{p}") }).collect()
+        }
+        None => Vec::new(),
+    };
+    if let Some(t) = plugins::ocelot_headers::HeaderTransforms::new(&r.upstream_header_transform, &r.downstream_header_transform, &r.base_url, bases) {
+        plugins.push(Arc::new(t));
+    }
+    if let (Some(o), Some(store)) = (&r.rate_limit, store)
+        && let Some(p) = plugins::ocelot_rate_limit::RateLimit::new(o, &r.upstream.path_template, store)
+    {
+            plugins.push(Arc::new(p));
+        }
+    if let Some(p) = r.request_id_key.as_deref().and_then(plugins::ocelot_headers::RequestIdKey::new) {
+        plugins.push(Arc::new(p));
+    }
+    plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
+    let version = match r.downstream_version.as_deref() {
+        Some("1.0") | Some("1,0") | Some("1") => http::Version::HTTP_10,
+        _ => http::Version::HTTP_11,
+    };
+    RouteRt {
+        name: format!("{}:{}", r.origin.file, r.origin.path).into(),
+        kind: RouteKind::Ocelot(Box::new(OcelotRt {
+            template: r.upstream.path_template.as_str().into(),
+            downstream: DownstreamTemplate::compile(&r.downstream_path_template),
+            method: r.downstream_method.as_deref().and_then(|m| Method::from_bytes(m.as_bytes()).ok()),
+            version,
+            allow_auto_redirect: r.allow_auto_redirect,
+            cookie_jar: jar,
+            requires_authentication: r.requires_authentication,
+            service_name: r.service_name.clone(),
+        })),
+        service: r.service,
+        https_only: false,
+        https_redirect: StatusCode::UPGRADE_REQUIRED,
+        strip_path: false,
+        preserve_host: false,
+        path_handling: PathHandling::V0,
+        chain: Chain { plugins },
     }
 }
 

@@ -3,12 +3,30 @@
 //! written to the directory (it is often a read-only mount).
 
 use std::path::{Path as FsPath, PathBuf};
+use std::sync::RwLock;
 
 use super::de::{self, DeError, Dialect};
 use super::diag::{Diagnostic, Diagnostics, Severity, SourceFile};
 use super::kong;
 use super::model::Model;
 use super::node;
+use super::ocelot;
+
+/// The environment set on the command line (`--environment`), for every later load.
+static ENVIRONMENT: RwLock<Option<String>> = RwLock::new(None);
+
+/// Sets the environment name (`--environment NAME`) that later loads use: `ocelot.NAME.json`
+/// is then layered over the merged Ocelot files instead of being merged as a part file.
+pub fn set_environment(name: Option<String>) {
+    *ENVIRONMENT.write().unwrap_or_else(|e| e.into_inner()) = name.filter(|n| !n.trim().is_empty());
+}
+
+/// The environment: `--environment`, else `SWITCHYARD_ENVIRONMENT`, else
+/// `ASPNETCORE_ENVIRONMENT` (which Ocelot deployments already set).
+pub fn environment() -> Option<String> {
+    let set = ENVIRONMENT.read().unwrap_or_else(|e| e.into_inner()).clone();
+    set.or_else(|| ["SWITCHYARD_ENVIRONMENT", "ASPNETCORE_ENVIRONMENT"].iter().find_map(|v| std::env::var(v).ok().filter(|e| !e.trim().is_empty())))
+}
 
 /// One load of a config directory.
 pub struct Loaded {
@@ -70,9 +88,16 @@ fn push_de_problems(diags: &mut Diagnostics, file: &SourceFile, problems: Vec<De
     }
 }
 
-/// Loads every config file of `dir` into one model.
+/// Loads every config file of `dir` into one model, with the environment of `environment()`.
 pub fn load_dir(dir: &FsPath) -> Loaded {
+    load_dir_env(dir, environment().as_deref())
+}
+
+/// Loads every config file of `dir` into one model: Kong files first, then the Ocelot files
+/// merged as `config::ocelot` describes (with `environment`'s `ocelot.NAME.json` layered on top).
+pub fn load_dir_env(dir: &FsPath, environment: Option<&str>) -> Loaded {
     let mut diags = Diagnostics::default();
+    let mut ocelot_files: Vec<SourceFile> = Vec::new();
     let mut model = Model::default();
     let mut hash: u64 = 0xcbf29ce484222325;
     let mut fnv = |bytes: &[u8]| {
@@ -136,12 +161,13 @@ pub fn load_dir(dir: &FsPath) -> Loaded {
                 kong::load_file(&file, raw, &mut model, &mut diags);
             }
         } else {
-            let file = SourceFile { name, root, case_insensitive: true };
-            let routes = ["Routes", "ReRoutes"].iter().filter_map(|k| file.root.get(k, true)).any(|r| matches!(&r.value, node::Value::Seq(items) if !items.is_empty()));
-            if routes {
-                diags.warn(&file, &super::diag::Path::root(), "Ocelot routes are not served yet; this file was only checked for syntax");
-            }
+            ocelot_files.push(SourceFile { name, root, case_insensitive: true });
         }
+    }
+    ocelot::load(ocelot_files, environment, &mut model, &mut diags);
+    if let Some(env) = environment {
+        fnv(b"\0environment\0");
+        fnv(env.as_bytes());
     }
     Loaded { model, diagnostics: diags, hash, files }
 }

@@ -208,6 +208,110 @@ pub struct Model {
     /// Entities that parse and are checked but not served yet, by kind, for warnings.
     #[serde(skip)]
     pub unserved: Vec<(String, Origin)>,
+    /// Ocelot routes, in Ocelot's merge order; each forwards to its own entry of `services`.
+    pub ocelot_routes: Vec<OcelotRoute>,
+    /// Ocelot aggregates, after the routes (Ocelot appends them to the candidates).
+    pub ocelot_aggregates: Vec<OcelotAggregate>,
+    /// What Ocelot would write as its merged `ocelot.json` (for `switchyard config`).
+    #[serde(skip)]
+    pub ocelot_merged: Option<serde_json::Value>,
+}
+
+/// An Ocelot route: how it matches (upstream side) and how it rewrites (downstream side).
+/// The destination (scheme, hosts, timeouts, TLS verification) is its `service`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct OcelotRoute {
+    pub id: String,
+    /// Index into `Model::services`; `None` for service-discovery routes (not served yet).
+    #[serde(skip)]
+    pub service: Option<usize>,
+    pub key: Option<String>,
+    pub upstream: OcelotUpstream,
+    pub downstream_path_template: String,
+    /// Upper-case verb that replaces the client's (`DownstreamHttpMethod`).
+    pub downstream_method: Option<String>,
+    /// `DownstreamHttpVersion` as written (`1.0`, `1.1`, `2.0`, ...).
+    pub downstream_version: Option<String>,
+    /// Route keys first, then the global keys the route lacks.
+    pub upstream_header_transform: Vec<(String, String)>,
+    pub downstream_header_transform: Vec<(String, String)>,
+    /// `Claims[...] > value[...] > sep` expressions (applied for authenticated requests only).
+    pub add_headers_to_request: Vec<(String, String)>,
+    pub add_queries_to_request: Vec<(String, String)>,
+    /// The route's RequestIdKey, else the global one.
+    pub request_id_key: Option<String>,
+    pub security: Option<OcelotSecurity>,
+    pub rate_limit: Option<OcelotRateLimit>,
+    pub allow_auto_redirect: bool,
+    pub use_cookie_container: bool,
+    /// `GlobalConfiguration.BaseUrl`, for `{BaseUrl}`.
+    pub base_url: String,
+    /// Authentication is not served yet: such routes answer 503 instead of passing
+    /// unauthenticated traffic.
+    pub requires_authentication: bool,
+    /// `ServiceName` of a service-discovery route (not served yet).
+    pub service_name: Option<String>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// The matching side shared by routes and aggregates.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct OcelotUpstream {
+    pub path_template: String,
+    /// Upper-case verbs; empty = every verb.
+    pub methods: Vec<String>,
+    /// `host` or `host:port`.
+    pub host: Option<String>,
+    /// Header name and value template, in file order.
+    pub header_templates: Vec<(String, String)>,
+    pub case_sensitive: bool,
+    /// As written (default 1); the catch-all `/{x}` is forced to 0 when compiled.
+    pub priority: i32,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct OcelotSecurity {
+    pub allowed: Vec<String>,
+    pub blocked: Vec<String>,
+    pub exclude_allowed_from_blocked: bool,
+}
+
+/// Ocelot 24.1+ rate limiting, legacy names already folded in.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct OcelotRateLimit {
+    pub client_id_header: String,
+    pub client_whitelist: Vec<String>,
+    pub enable_headers: bool,
+    pub status_code: u16,
+    pub quota_message: String,
+    pub key_prefix: String,
+    pub period: String,
+    pub period_ms: u64,
+    pub wait: String,
+    pub wait_ms: u64,
+    pub limit: u64,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct OcelotAggregate {
+    pub id: String,
+    pub upstream: OcelotUpstream,
+    pub route_keys: Vec<String>,
+    /// Index into `Model::ocelot_routes` per route key (the first route with that Key).
+    #[serde(skip)]
+    pub parts: Vec<usize>,
+    pub route_keys_config: Vec<OcelotRouteKeyConfig>,
+    pub aggregator: Option<String>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct OcelotRouteKeyConfig {
+    pub route_key: String,
+    pub json_path: String,
+    pub parameter: String,
 }
 
 /// A stable id for entities written without one: the same name gives the same id on every

@@ -9,6 +9,9 @@
 //! token fetch) returns `Flow::Wait` with its future, so plugins that never wait cost no
 //! allocation.
 
+pub mod ocelot_headers;
+pub mod ocelot_ip;
+pub mod ocelot_rate_limit;
 pub mod request_termination;
 
 use std::future::Future;
@@ -53,6 +56,11 @@ pub struct Ctx {
     pub started: Instant,
     pub route_name: Option<Arc<str>>,
     pub service_name: Option<Arc<str>>,
+    /// The client's Host header as sent (Ocelot's `{UpstreamHost}`).
+    pub upstream_host: Option<http::HeaderValue>,
+    /// Headers a request-side hook wants on the response, whoever answers (rate-limit
+    /// counters, ...); added after `header_filter`.
+    pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 /// The phase hooks. Defaults do nothing; see the module docs for the order.

@@ -50,6 +50,8 @@ struct Key {
     host: Arc<str>,
     port: u16,
     tls: bool,
+    /// A connection made without certificate checks never serves a request that wants them.
+    tls_verify: bool,
 }
 
 /// Idle connections kept per upstream address and worker.
@@ -185,7 +187,7 @@ pub struct Checkout {
 
 /// Gets a connection to `t`. Errors here mean nothing was sent, so the caller may try again.
 pub async fn checkout(t: &Target<'_>) -> Result<Checkout, UpstreamError> {
-    let key = Key { host: t.host.clone(), port: t.port, tls: t.tls };
+    let key = Key { host: t.host.clone(), port: t.port, tls: t.tls, tls_verify: t.tls && t.tls_verify };
     if let Some(sender) = take_pooled(&key) {
         return Ok(Checkout { key, sender, pooled: true });
     }

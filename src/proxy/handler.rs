@@ -3,25 +3,41 @@
 //! normalise ─▶ route ─▶ protocol checks ─▶ plugins (rewrite, access) ─▶ upstream path and
 //! headers ─▶ upstream (retries on connect errors) ─▶ response headers ─▶ stream back
 //!
+//! Ocelot routes take their own branch after routing (`ocelot_forward`): options as plugins
+//! (SecurityOptions, header transforms, RateLimitOptions, RequestIdKey), the downstream path
+//! and query from the DownstreamPathTemplate and the placeholder values, DownstreamHttpMethod
+//! and version, the downstream's own Host header, no X-Forwarded-* (Ocelot adds none), and
+//! HttpHandlerOptions (redirects, cookie jar). Aggregates (`aggregate`) send their parts
+//! through that same branch concurrently and answer one JSON document.
+//!
 //! Everything per route was compiled into the snapshot; here is only the per-request work.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::{Request, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 
+use super::aggregate::{self, Aggregator};
 use super::body::ProxyBody;
 use super::client::{self, UpstreamError};
 use super::headers::{self, *};
 use super::respond;
 use super::{Conn, RequestId};
 use crate::config::kong::split_host_port;
-use crate::plugins::{Ctx, Flow, RequestView, Response};
+use crate::plugins::{Chain, Ctx, Flow, RequestView, Response};
+use crate::router::ocelot::{Params, decoded_path};
 use crate::router::path::{escape_upstream, normalize_path};
 use crate::router::{Match, Request as RouteRequest};
-use crate::snapshot::{Dest, Peer, RouteRt, ServiceRt, Snapshot};
+use crate::snapshot::{AggregateRt, Dest, OcelotRt, Peer, RouteKind, RouteRt, ServiceRt, Snapshot};
+
+/// Redirects followed for an Ocelot route with AllowAutoRedirect (HttpClient's default).
+const MAX_REDIRECTS: usize = 50;
+/// The largest part body an aggregate reads.
+const MAX_PART_BODY: usize = 16 << 20;
 
 pub async fn handle(snap: Arc<Snapshot>, conn: &Conn, req: Request<Incoming>) -> Response {
     let started = Instant::now();
@@ -47,17 +63,30 @@ async fn proxy(snap: &Snapshot, conn: &Conn, req: Request<Incoming>, started: In
     let host_header = parts.uri.host().map(str::to_string).or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string)).unwrap_or_default();
     let (host, host_port) = split_host_port(&host_header).unwrap_or((&host_header, None));
     let path = normalize_path(raw_path);
-    let route_req = RouteRequest { method: &parts.method, host, port: host_port.unwrap_or(conn.local.port()), path: &path, headers: &parts.headers };
+    let route_req = RouteRequest { method: &parts.method, host, port: host_port.unwrap_or(conn.local.port()), path: &path, query: parts.uri.query(), headers: &parts.headers };
     let Some(m) = snap.router.find(&route_req) else {
         return gateway_error(StatusCode::NOT_FOUND, "no Route matched with those values", id, started);
     };
     let route = &snap.routes[m.route];
+    match &route.kind {
+        RouteKind::Kong => {}
+        RouteKind::Ocelot(_) => {
+            let decoded = decoded_path(&path);
+            let headers = std::mem::take(&mut parts.headers);
+            let head = Head { method: parts.method.clone(), path: &decoded, query: parts.uri.query(), headers };
+            return ocelot_forward(snap, conn, m.route, head, ProxyBody::Stream(body), &m.params, started, id).await.unwrap_or_else(|f| gateway_error(f.status, &f.message, id, started));
+        }
+        RouteKind::Aggregate(agg) => {
+            let decoded = decoded_path(&path);
+            return aggregate(snap, conn, agg, &decoded, parts.uri.query(), &parts.headers, &m.params, started, id).await;
+        }
+    }
 
     if route.https_only && !conn.tls {
         return https_required(route, &host_header, &parts.uri, id, started);
     }
 
-    let mut ctx = Ctx { request_id: *id, client: conn.peer, started, route_name: Some(route.name.clone()), service_name: None };
+    let mut ctx = Ctx { request_id: *id, client: conn.peer, started, route_name: Some(route.name.clone()), service_name: None, upstream_host: None, response_headers: Vec::new() };
     let service = route.service.map(|s| &snap.services[s]);
     ctx.service_name = service.map(|s| s.name.clone());
 
@@ -71,11 +100,7 @@ async fn proxy(snap: &Snapshot, conn: &Conn, req: Request<Incoming>, started: In
                 flow = fut.await;
             }
             if let Flow::Respond(mut resp) = flow {
-                let mut status = resp.status();
-                for p in &route.chain.plugins {
-                    p.header_filter(&mut ctx, &mut status, resp.headers_mut());
-                }
-                *resp.status_mut() = status;
+                finish_plugin_response(&route.chain, &mut ctx, &mut resp);
                 resp.headers_mut().insert(&RESPONSE_LATENCY, headers::millis(started.elapsed().as_millis()));
                 return resp;
             }
@@ -87,7 +112,7 @@ async fn proxy(snap: &Snapshot, conn: &Conn, req: Request<Incoming>, started: In
     };
 
     // Upstream request line.
-    let upstream_path = upstream_path(route, service, &path, m);
+    let upstream_path = upstream_path(route, service, &path, &m);
     let upstream_path = escape_upstream(&upstream_path);
     let pq = match parts.uri.query() {
         Some(q) => format!("{upstream_path}?{q}"),
@@ -138,7 +163,7 @@ async fn proxy(snap: &Snapshot, conn: &Conn, req: Request<Incoming>, started: In
     *upstream_req.headers_mut() = std::mem::take(&mut parts.headers);
 
     let proxy_done = Instant::now();
-    let result = send_with_retries(service, route, upstream_req, client_host).await;
+    let result = send_with_retries(service, route.preserve_host, upstream_req, client_host).await;
     let upstream_latency = proxy_done.elapsed();
     let resp = match result {
         Ok(r) => r,
@@ -166,7 +191,280 @@ async fn proxy(snap: &Snapshot, conn: &Conn, req: Request<Incoming>, started: In
         }
         rparts.status = status;
     }
+    for (k, v) in ctx.response_headers.drain(..) {
+        rh.insert(k, v);
+    }
     http::Response::from_parts(rparts, ProxyBody::Stream(rbody))
+}
+
+/// A response a plugin made: every plugin's header_filter, then the headers hooks asked for.
+fn finish_plugin_response(chain: &Chain, ctx: &mut Ctx, resp: &mut Response) {
+    let mut status = resp.status();
+    for p in &chain.plugins {
+        p.header_filter(ctx, &mut status, resp.headers_mut());
+    }
+    *resp.status_mut() = status;
+    for (k, v) in ctx.response_headers.drain(..) {
+        resp.headers_mut().insert(k, v);
+    }
+}
+
+/// The request as an Ocelot route sees it.
+struct Head<'a> {
+    method: Method,
+    /// The decoded request path (Ocelot's `Request.Path`).
+    path: &'a str,
+    query: Option<&'a str>,
+    headers: HeaderMap,
+}
+
+/// Why an Ocelot request got no downstream response.
+struct Failure {
+    status: StatusCode,
+    message: String,
+}
+
+impl Failure {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Failure { status, message: message.into() }
+    }
+}
+
+/// One request through an Ocelot route: options, downstream URL, forward, response.
+/// `Err` when there is no downstream response (the caller answers it, or an aggregate makes
+/// the part `null`).
+#[allow(clippy::too_many_arguments)]
+async fn ocelot_forward(snap: &Snapshot, conn: &Conn, ridx: usize, mut head: Head<'_>, body: ProxyBody, params: &Params, started: Instant, id: &RequestId) -> Result<Response, Failure> {
+    let route = &snap.routes[ridx];
+    let RouteKind::Ocelot(o) = &route.kind else {
+        return Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "an aggregate part is not an Ocelot route"));
+    };
+    if o.requires_authentication {
+        return Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, format!("route {} requires authentication (AuthenticationOptions), which switchyard does not serve yet", o.template)));
+    }
+    if let Some(name) = &o.service_name {
+        return Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, format!("route {} finds its service `{name}` through service discovery, which switchyard does not serve yet", o.template)));
+    }
+    let mut ctx = Ctx { request_id: *id, client: conn.peer, started, route_name: Some(route.name.clone()), service_name: None, upstream_host: head.headers.get(header::HOST).cloned(), response_headers: Vec::new() };
+    let service = route.service.map(|s| &snap.services[s]);
+    ctx.service_name = service.map(|s| s.name.clone());
+
+    if !route.chain.is_empty() {
+        let host_header = ctx.upstream_host.clone();
+        let host = host_header.as_ref().and_then(|h| h.to_str().ok()).map_or("", |h| split_host_port(h).map_or(h, |(n, _)| n));
+        let mut view = RequestView { method: &head.method, path: head.path, query: head.query, headers: &mut head.headers, scheme: conn.scheme(), host };
+        for plugin in &route.chain.plugins {
+            let mut flow = plugin.access(&mut ctx, &mut view);
+            while let Flow::Wait(fut) = flow {
+                flow = fut.await;
+            }
+            if let Flow::Respond(mut resp) = flow {
+                finish_plugin_response(&route.chain, &mut ctx, &mut resp);
+                return Ok(resp);
+            }
+        }
+    }
+    let Some(service) = service else {
+        return Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, "no Service found with those values"));
+    };
+
+    let downstream = o.downstream.render(params, head.path, head.query);
+    let uri: Uri = escape_upstream(&downstream).parse().map_err(|_| Failure::new(StatusCode::BAD_REQUEST, "the downstream path cannot be built from this request"))?;
+
+    let h = &mut head.headers;
+    strip_hop_by_hop(h);
+    h.remove(header::HOST);
+    append_via(h, http::Version::HTTP_11);
+    h.insert(&REQUEST_ID, id.header());
+    if let Some(jar) = &o.cookie_jar
+        && let Some(c) = jar.cookie_header(h.get(header::COOKIE))
+    {
+            h.insert(header::COOKIE, c);
+        }
+    let method = o.method.clone().unwrap_or_else(|| head.method.clone());
+    let replayable = http_body::Body::is_end_stream(&body);
+    let mut req = Request::new(body);
+    *req.method_mut() = method;
+    *req.uri_mut() = uri;
+    *req.version_mut() = o.version;
+    let redirect_headers = if o.allow_auto_redirect && replayable { Some(head.headers.clone()) } else { None };
+    *req.headers_mut() = head.headers;
+
+    let proxy_done = Instant::now();
+    let mut resp = send_with_retries(service, false, req, None).await.map_err(|e| ocelot_failure(service, &e, id))?;
+    if let Some(headers) = redirect_headers {
+        resp = follow_redirects(service, o, resp, headers, id).await?;
+    }
+    let upstream_latency = proxy_done.elapsed();
+
+    let (mut rparts, rbody) = resp.into_parts();
+    let rh = &mut rparts.headers;
+    strip_hop_by_hop(rh);
+    if let Some(jar) = &o.cookie_jar {
+        jar.store(rh);
+    }
+    append_via(rh, http::Version::HTTP_11);
+    rh.insert(&UPSTREAM_LATENCY, headers::millis(upstream_latency.as_millis()));
+    rh.insert(&PROXY_LATENCY, headers::millis((proxy_done - started).as_millis()));
+    let mut status = rparts.status;
+    for p in &route.chain.plugins {
+        p.header_filter(&mut ctx, &mut status, rh);
+    }
+    rparts.status = status;
+    for (k, v) in ctx.response_headers.drain(..) {
+        rh.insert(k, v);
+    }
+    Ok(http::Response::from_parts(rparts, ProxyBody::Stream(rbody)))
+}
+
+/// Ocelot's answers for a downstream that gives none: 502 when unreachable, 503 on timeout.
+fn ocelot_failure(service: &ServiceRt, e: &UpstreamError, id: &RequestId) -> Failure {
+    tracing::warn!(request_id = id.as_str(), service = &*service.name, error = %e, "downstream failed");
+    if e.is_timeout() {
+        Failure::new(StatusCode::SERVICE_UNAVAILABLE, "The downstream service did not answer in time")
+    } else {
+        Failure::new(StatusCode::BAD_GATEWAY, "The downstream service could not be reached")
+    }
+}
+
+/// HttpHandlerOptions.AllowAutoRedirect: follows 301/302/303/307/308 like HttpClient (303,
+/// and 301/302 after a POST, become GET). Only for requests without a body, which can be
+/// sent again.
+async fn follow_redirects(service: &ServiceRt, o: &OcelotRt, mut resp: http::Response<Incoming>, headers: HeaderMap, id: &RequestId) -> Result<http::Response<Incoming>, Failure> {
+    let mut method = o.method.clone().unwrap_or(Method::GET);
+    for _ in 0..MAX_REDIRECTS {
+        let status = resp.status().as_u16();
+        if !matches!(status, 301 | 302 | 303 | 307 | 308) {
+            return Ok(resp);
+        }
+        let Some(location) = resp.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()).map(str::to_string) else { return Ok(resp) };
+        if status == 303 || (matches!(status, 301 | 302) && method == Method::POST) {
+            method = Method::GET;
+        }
+        let (tls, host, port, pq): (bool, String, u16, String) = match location.parse::<Uri>() {
+            Ok(u) if u.scheme().is_some() => {
+                let tls = u.scheme_str() == Some("https");
+                let Some(host) = u.host() else { return Ok(resp) };
+                (tls, host.trim_start_matches('[').trim_end_matches(']').to_string(), u.port_u16().unwrap_or(if tls { 443 } else { 80 }), u.path_and_query().map_or("/".into(), |p| p.as_str().to_string()))
+            }
+            Ok(u) => {
+                let (host, port) = match &service.dest {
+                    Dest::Direct(p) => (p.host.to_string(), p.port),
+                    Dest::Balanced(b) => match b.peers.first() {
+                        Some(p) => (p.host.to_string(), p.port),
+                        None => return Ok(resp),
+                    },
+                };
+                (service.tls, host, port, u.path_and_query().map_or("/".into(), |p| p.as_str().to_string()))
+            }
+            Err(_) => return Ok(resp),
+        };
+        let Ok(uri) = pq.parse::<Uri>() else { return Ok(resp) };
+        let default = if tls { 443 } else { 80 };
+        let host_value = if port == default { host.clone() } else { format!("{host}:{port}") };
+        let mut req = Request::new(ProxyBody::Empty);
+        *req.method_mut() = method.clone();
+        *req.uri_mut() = uri;
+        *req.headers_mut() = headers.clone();
+        if let Ok(v) = HeaderValue::from_str(&host_value) {
+            req.headers_mut().insert(header::HOST, v);
+        }
+        let host: std::sync::Arc<str> = host.into();
+        let target = client::Target { host: &host, port, tls, tls_verify: service.tls_verify, connect_timeout: service.connect_timeout, read_timeout: service.read_timeout };
+        let conn = client::checkout(&target).await.map_err(|e| ocelot_failure(service, &e, id))?;
+        resp = conn.send(&target, req).await.map_err(|e| ocelot_failure(service, &e, id))?;
+    }
+    Ok(resp)
+}
+
+/// The outcome of one aggregate part: the status (`None` when it failed) and the body.
+type PartResult = (Option<u16>, Bytes);
+
+/// Sends one aggregate part and reads its body.
+#[allow(clippy::too_many_arguments)]
+async fn part(snap: &Snapshot, conn: &Conn, ridx: usize, path: &str, query: Option<&str>, headers: HeaderMap, params: Params, started: Instant, id: &RequestId) -> PartResult {
+    let head = Head { method: Method::GET, path, query, headers };
+    match ocelot_forward(snap, conn, ridx, head, ProxyBody::Empty, &params, started, id).await {
+        Err(_) => (None, Bytes::new()),
+        Ok(resp) => {
+            let status = resp.status().as_u16();
+            let mut body = resp.into_body();
+            let mut buf = bytes::BytesMut::new();
+            while let Some(frame) = body.frame().await {
+                match frame {
+                    Ok(f) => {
+                        if let Some(d) = f.data_ref() {
+                            if buf.len() + d.len() > MAX_PART_BODY {
+                                tracing::warn!(request_id = id.as_str(), "aggregate part body over {MAX_PART_BODY} bytes; the part is null");
+                                return (None, Bytes::new());
+                            }
+                            buf.extend_from_slice(d);
+                        }
+                    }
+                    Err(_) => return (None, Bytes::new()),
+                }
+            }
+            (Some(status), buf.freeze())
+        }
+    }
+}
+
+/// An aggregate: every part through `ocelot_forward` with the aggregate's request and
+/// placeholder values, concurrently; with RouteKeysConfig the first part goes first and each
+/// distinct value its JsonPath finds calls the configured part once. The answer is always 200
+/// `application/json`, downstream headers dropped (as Ocelot).
+#[allow(clippy::too_many_arguments)]
+async fn aggregate(snap: &Snapshot, conn: &Conn, agg: &AggregateRt, path: &str, query: Option<&str>, headers: &HeaderMap, params: &Params, started: Instant, id: &RequestId) -> Response {
+    let aggregator = match &agg.aggregator {
+        Ok(a) => *a,
+        Err(name) => {
+            let msg = format!("aggregate {} names the custom aggregator `{name}`, which switchyard cannot run; use one of: {}", agg.template, Aggregator::NAMES.join(", "));
+            return gateway_error(StatusCode::NOT_IMPLEMENTED, &msg, id, started);
+        }
+    };
+    let send = |ridx: usize, params: Params| Box::pin(part(snap, conn, ridx, path, query, headers.clone(), params, started, id)) as std::pin::Pin<Box<dyn std::future::Future<Output = PartResult> + Send + '_>>;
+    let n = agg.parts.len();
+    let mut results: Vec<Vec<serde_json::Value>> = vec![Vec::new(); n];
+    let mut many = vec![false; n];
+    if agg.configs.is_empty() {
+        let futures = agg.parts.iter().map(|(_, ridx)| send(*ridx, params.clone())).collect();
+        for (i, (status, body)) in aggregate::join_all(futures).await.into_iter().enumerate() {
+            results[i].push(aggregate::part_value(status, &body));
+        }
+    } else {
+        let (first_status, first_body) = send(agg.parts[0].1, params.clone()).await;
+        let first_json: Option<serde_json::Value> = if first_status.is_some_and(|s| s != 404) { serde_json::from_slice(&first_body).ok() } else { None };
+        results[0].push(aggregate::part_value(first_status, &first_body));
+        let mut calls: Vec<(usize, Params)> = Vec::new();
+        for (i, (_, ridx)) in agg.parts.iter().enumerate().skip(1) {
+            let configs: Vec<&(usize, aggregate::JsonPath, std::sync::Arc<str>)> = agg.configs.iter().filter(|c| c.0 == i).collect();
+            if configs.is_empty() {
+                calls.push((*ridx, params.clone()));
+                continue;
+            }
+            for (_, jp, param) in configs {
+                let values = first_json.as_ref().map(|j| jp.values(j)).unwrap_or_default();
+                many[i] = many[i] || values.len() > 1;
+                for v in values {
+                    let mut p = params.clone();
+                    p.retain(|(n, _)| **n != **param);
+                    p.push((param.clone(), v));
+                    calls.push((*ridx, p));
+                }
+            }
+        }
+        let owners: Vec<usize> = calls.iter().map(|(ridx, _)| agg.parts.iter().skip(1).position(|(_, r)| r == ridx).map_or(0, |p| p + 1)).collect();
+        let futures = calls.into_iter().map(|(ridx, p)| send(ridx, p)).collect();
+        for (owner, (status, body)) in owners.into_iter().zip(aggregate::join_all(futures).await) {
+            results[owner].push(aggregate::part_value(status, &body));
+        }
+    }
+    let parts: Vec<(&str, Vec<serde_json::Value>, bool)> = agg.parts.iter().zip(results).zip(many).map(|(((key, _), vs), m)| (&**key, vs, m)).collect();
+    let body = aggregator.combine(parts);
+    let mut r = respond::bytes(StatusCode::OK, Bytes::from(body.to_string()));
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(&RESPONSE_LATENCY, headers::millis(started.elapsed().as_millis()));
+    r
 }
 
 fn https_required(route: &RouteRt, host_header: &str, uri: &Uri, id: &RequestId, started: Instant) -> Response {
@@ -188,7 +486,7 @@ fn https_required(route: &RouteRt, host_header: &str, uri: &Uri, id: &RequestId,
 
 /// Connects to the service's destination, again on connection errors as `retries` allows
 /// (the next balancer target each time), then sends the request once.
-async fn send_with_retries(service: &ServiceRt, route: &RouteRt, mut req: Request<ProxyBody>, client_host: Option<HeaderValue>) -> Result<http::Response<Incoming>, UpstreamError> {
+async fn send_with_retries(service: &ServiceRt, preserve_host: bool, mut req: Request<ProxyBody>, client_host: Option<HeaderValue>) -> Result<http::Response<Incoming>, UpstreamError> {
     let mut tries_left = service.retries;
     loop {
         let peer: Peer = match &service.dest {
@@ -204,13 +502,13 @@ async fn send_with_retries(service: &ServiceRt, route: &RouteRt, mut req: Reques
             host: &peer.host,
             port: peer.port,
             tls: service.tls,
-            tls_verify: false,
+            tls_verify: service.tls_verify,
             connect_timeout: service.connect_timeout,
             read_timeout: service.read_timeout,
         };
         match client::checkout(&target).await {
             Ok(conn) => {
-                let host = match (&client_host, route.preserve_host) {
+                let host = match (&client_host, preserve_host) {
                     (Some(h), true) => h.clone(),
                     _ => peer.host_header.clone(),
                 };
@@ -228,7 +526,7 @@ async fn send_with_retries(service: &ServiceRt, route: &RouteRt, mut req: Reques
 
 /// Kong's `get_upstream_uri_v0` (traditional_compatible applies v0 whatever path_handling
 /// says): join the service path with what is left of the request path.
-fn upstream_path(route: &RouteRt, service: &ServiceRt, path: &str, m: Match) -> String {
+fn upstream_path(route: &RouteRt, service: &ServiceRt, path: &str, m: &Match) -> String {
     let base = service.base_path.as_str();
     let postfix = match m.prefix_len {
         Some(n) if route.strip_path => &path[n..],
@@ -239,7 +537,7 @@ fn upstream_path(route: &RouteRt, service: &ServiceRt, path: &str, m: Match) -> 
         p => p.strip_prefix("./").or_else(|| p.strip_prefix("../")).unwrap_or(p),
     };
     let strip = route.strip_path;
-    if base.ends_with('/') {
+    if let Some(trimmed) = base.strip_suffix('/') {
         if strip {
             if postfix.is_empty() {
                 if base == "/" {
@@ -247,10 +545,10 @@ fn upstream_path(route: &RouteRt, service: &ServiceRt, path: &str, m: Match) -> 
                 } else if path.ends_with('/') {
                     base.to_string()
                 } else {
-                    base[..base.len() - 1].to_string()
+                    trimmed.to_string()
                 }
             } else if postfix.starts_with('/') {
-                format!("{}{postfix}", &base[..base.len() - 1])
+                format!("{trimmed}{postfix}")
             } else {
                 format!("{base}{postfix}")
             }

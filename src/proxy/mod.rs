@@ -2,6 +2,7 @@
 //! upstream client and its pools (`client`), header rules (`headers`), bodies and the
 //! gateway's own responses.
 
+pub mod aggregate;
 pub mod body;
 pub mod client;
 pub mod handler;

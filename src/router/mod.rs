@@ -5,10 +5,26 @@
 //! traditional_compatible priority. A request walks a byte trie of path prefixes (plain
 //! prefixes, and the literal prefix of every regex) to collect its few candidates, adds the
 //! path-less matchers of its host, and checks them in rank order: the first full match wins.
+//!
+//! Ocelot routes and aggregates are matchers too (`PathRule::Ocelot`): their compiled
+//! UpstreamPathTemplate regex is indexed by its literal prefix (case-insensitive templates in
+//! a second trie walked with ASCII case folding), and a match returns the placeholder values.
+//!
+//! Precedence across dialects, decided once at compile time:
+//! 1. a route that matches only through a catch-all (a Kong route whose only condition is the
+//!    prefix `/`; an Ocelot `/{x}` template without UpstreamHost or header templates) loses to
+//!    every other match, of either dialect;
+//! 2. otherwise a matching Kong route wins over an Ocelot route;
+//! 3. Kong routes among themselves rank by traditional_compatible priority, then file order;
+//! 4. Ocelot routes among themselves rank as Ocelot's DownstreamRouteFinder picks: routes
+//!    with an UpstreamHost first, then by Priority (highest first; default 1, `/{x}` is 0),
+//!    then in merge order, aggregates after routes.
 
+pub mod ocelot;
 pub mod path;
 mod trie;
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
@@ -16,7 +32,8 @@ use http::{HeaderMap, Method};
 use regex::Regex;
 use smallvec::SmallVec;
 
-use crate::config::model::{Route, RoutePath};
+use crate::config::model::{OcelotUpstream, Route, RoutePath};
+use ocelot::{HeaderTemplate, Params, UpstreamTemplate};
 use trie::Trie;
 
 /// The request facts matching looks at.
@@ -28,6 +45,8 @@ pub struct Request<'a> {
     pub port: u16,
     /// The normalised path, without query.
     pub path: &'a str,
+    /// The raw query (after `?`), for Ocelot templates with a query part.
+    pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
 }
 
@@ -84,6 +103,19 @@ pub enum PathRule {
     Prefix(Vec<String>),
     /// Start-anchored regexes; the literal prefix of each is indexed.
     Regex(Vec<(Regex, String)>),
+    /// An Ocelot UpstreamPathTemplate (with its header templates).
+    Ocelot(Box<OcelotRule>),
+}
+
+/// The Ocelot part of a matcher: the compiled templates and Ocelot's ranking facts.
+#[derive(Debug, Clone)]
+pub struct OcelotRule {
+    pub template: UpstreamTemplate,
+    pub headers: Vec<HeaderTemplate>,
+    /// Priority as Ocelot uses it (the catch-all `/{x}` is forced to 0).
+    pub priority: i32,
+    pub has_host: bool,
+    pub aggregate: bool,
 }
 
 /// One rankable unit of a route.
@@ -104,13 +136,15 @@ pub struct Matcher {
 }
 
 /// What a successful match tells the proxy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Match {
     pub matcher: usize,
     pub route: usize,
     /// Bytes of the normalised path the route path consumed (for strip_path and
     /// X-Forwarded-Prefix); `None` when the route has no path.
     pub prefix_len: Option<usize>,
+    /// Ocelot placeholder values (path, query, then header placeholders); empty for Kong.
+    pub params: Params,
 }
 
 /// Why a matcher did not match a request (for `explain`).
@@ -136,6 +170,13 @@ impl std::fmt::Display for Miss {
 impl Matcher {
     /// Checks every field; the path last, as it is the only one that yields data.
     pub fn check(&self, req: &Request<'_>) -> Result<Option<usize>, Miss> {
+        let decoded = ocelot::decoded_path(req.path);
+        self.check_with(req, &decoded, None)
+    }
+
+    /// `check`, with the Ocelot view of the path computed once per request by the caller;
+    /// Ocelot placeholder values go to `params` when given.
+    fn check_with(&self, req: &Request<'_>, ocelot_path: &str, params: Option<&mut Params>) -> Result<Option<usize>, Miss> {
         if !self.methods.is_empty() && !self.methods.iter().any(|m| m == req.method) {
             return Err(Miss::Method);
         }
@@ -149,11 +190,43 @@ impl Matcher {
             PathRule::Any => Ok(None),
             PathRule::Prefix(prefixes) => prefixes.iter().find(|p| req.path.starts_with(p.as_str())).map(|p| Some(p.len())).ok_or(Miss::Path),
             PathRule::Regex(regexes) => regexes.iter().find_map(|(re, _)| re.find(req.path)).map(|m| Some(m.end())).ok_or(Miss::Path),
+            PathRule::Ocelot(rule) => match params {
+                None => {
+                    if !rule.template.is_match(ocelot_path, req.query) {
+                        return Err(Miss::Path);
+                    }
+                    match rule.headers.iter().find(|h| !h.matches(req.headers, None)) {
+                        Some(h) => Err(Miss::Header(h.name.to_string())),
+                        None => Ok(None),
+                    }
+                }
+                Some(out) => {
+                    let before = out.len();
+                    if !rule.template.matches(ocelot_path, req.query, out) {
+                        return Err(Miss::Path);
+                    }
+                    if let Some(h) = rule.headers.iter().find(|h| !h.matches(req.headers, Some(out))) {
+                        out.truncate(before);
+                        return Err(Miss::Header(h.name.to_string()));
+                    }
+                    Ok(None)
+                }
+            },
         }
     }
 
     /// The priority as its parts, for `explain`.
     pub fn describe_priority(&self) -> String {
+        if let PathRule::Ocelot(rule) = &self.paths {
+            return format!(
+                "ocelot {} template={} priority={}{}{}",
+                if rule.aggregate { "aggregate" } else { "route" },
+                rule.template.template,
+                rule.priority,
+                if rule.has_host { " upstream_host" } else { "" },
+                if self.catch_all { " catch-all" } else { "" }
+            );
+        }
         let p = self.priority;
         format!(
             "fields={} plain_hosts={} headers={} regex={} regex_priority={} prefix_len={}{}",
@@ -173,6 +246,10 @@ pub struct Router {
     /// In precedence order: index is rank.
     pub matchers: Vec<Matcher>,
     trie: Trie,
+    /// Literal prefixes of case-insensitive Ocelot templates, lower-cased.
+    folded_trie: Trie,
+    /// Some matcher is an Ocelot one (the decoded path is needed).
+    has_ocelot: bool,
     /// Matchers without a path condition, by exact host, and the rest.
     pathless_by_host: HashMap<String, Vec<u32>>,
     pathless_other: Vec<u32>,
@@ -185,20 +262,46 @@ impl Router {
     /// Compiles routes (each with the index it has in the snapshot). Regexes were validated
     /// when the config was loaded.
     pub fn build(routes: &[(usize, &Route)]) -> Router {
+        Self::build_all(routes, &[])
+    }
+
+    /// Compiles Kong routes and Ocelot routes/aggregates (each with its snapshot index) into
+    /// one router. Ocelot templates were validated when the config was loaded; one that does
+    /// not compile is left out.
+    pub fn build_all(routes: &[(usize, &Route)], ocelot: &[OcelotSpec<'_>]) -> Router {
         let mut matchers = Vec::new();
         for &(idx, route) in routes {
             matchers.extend(kong_matchers(idx, route));
         }
+        for spec in ocelot {
+            if let Some(m) = ocelot_matcher(spec) {
+                matchers.push(m);
+            }
+        }
         for (order, m) in matchers.iter_mut().enumerate() {
             m.order = order;
         }
-        matchers.sort_by_key(|m| (m.catch_all, Reverse(m.priority), m.order));
+        matchers.sort_by_key(|m| {
+            let (is_ocelot, has_host, prio) = match &m.paths {
+                PathRule::Ocelot(r) => (true, r.has_host, r.priority),
+                _ => (false, false, 0),
+            };
+            (m.catch_all, is_ocelot, Reverse(m.priority), !has_host, Reverse(prio), m.order)
+        });
         let mut router = Router { matchers, ..Default::default() };
         for (rank, m) in router.matchers.iter().enumerate() {
             let rank = rank as u32;
             match &m.paths {
                 PathRule::Prefix(ps) => ps.iter().for_each(|p| router.trie.insert(p.as_bytes(), rank)),
                 PathRule::Regex(rs) => rs.iter().for_each(|(_, lit)| router.trie.insert(lit.as_bytes(), rank)),
+                PathRule::Ocelot(rule) => {
+                    router.has_ocelot = true;
+                    if rule.template.case_sensitive || rule.template.catch_all {
+                        router.trie.insert(rule.template.prefix.as_bytes(), rank);
+                    } else {
+                        router.folded_trie.insert(rule.template.prefix.as_bytes(), rank);
+                    }
+                }
                 PathRule::Any => {
                     let exact: Vec<&str> = m.hosts.iter().filter_map(|h| match &h.pattern {
                         HostPattern::Exact(e) => Some(e.as_str()),
@@ -224,6 +327,9 @@ impl Router {
     fn candidates(&self, req: &Request<'_>) -> SmallVec<[u32; 16]> {
         let mut out: SmallVec<[u32; 16]> = SmallVec::new();
         self.trie.collect(req.path.as_bytes(), &mut out);
+        if self.has_ocelot {
+            self.folded_trie.collect_folded(req.path.as_bytes(), &mut out);
+        }
         if let Some(list) = self.pathless_by_host.get(req.host) {
             out.extend_from_slice(list);
         }
@@ -234,10 +340,12 @@ impl Router {
     }
 
     pub fn find(&self, req: &Request<'_>) -> Option<Match> {
+        let decoded = if self.has_ocelot { ocelot::decoded_path(req.path) } else { Cow::Borrowed(req.path) };
+        let mut params = Params::new();
         for rank in self.candidates(req) {
             let m = &self.matchers[rank as usize];
-            if let Ok(prefix_len) = m.check(req) {
-                return Some(Match { matcher: rank as usize, route: m.route, prefix_len });
+            if let Ok(prefix_len) = m.check_with(req, &decoded, Some(&mut params)) {
+                return Some(Match { matcher: rank as usize, route: m.route, prefix_len, params });
             }
         }
         None
@@ -259,6 +367,39 @@ fn host_rule(h: &str) -> HostRule {
         HostPattern::Exact(name.to_string())
     };
     HostRule { pattern, port }
+}
+
+/// An Ocelot route or aggregate to compile into the router.
+pub struct OcelotSpec<'a> {
+    /// Index in the snapshot's routes.
+    pub index: usize,
+    pub upstream: &'a OcelotUpstream,
+    pub aggregate: bool,
+}
+
+/// Compiles one Ocelot route or aggregate. Aggregates answer GET only.
+fn ocelot_matcher(spec: &OcelotSpec<'_>) -> Option<Matcher> {
+    let up = spec.upstream;
+    let template = UpstreamTemplate::compile(&up.path_template, up.case_sensitive).ok()?;
+    let headers: Vec<HeaderTemplate> = up.header_templates.iter().filter_map(|(n, v)| HeaderTemplate::compile(n, v, up.case_sensitive).ok()).collect();
+    let methods: Vec<Method> = if spec.aggregate {
+        vec![Method::GET]
+    } else {
+        up.methods.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect()
+    };
+    let hosts: Vec<HostRule> = up.host.iter().map(|h| host_rule(h)).collect();
+    let catch_all = template.catch_all && hosts.is_empty() && headers.is_empty();
+    let priority = if template.catch_all { 0 } else { up.priority };
+    Some(Matcher {
+        route: spec.index,
+        methods,
+        hosts,
+        headers: Vec::new(),
+        paths: PathRule::Ocelot(Box::new(OcelotRule { template, headers, priority, has_host: up.host.is_some(), aggregate: spec.aggregate })),
+        priority: 0,
+        catch_all,
+        order: 0,
+    })
 }
 
 /// The literal text a regex must start with, so it can share the prefix trie.
@@ -357,6 +498,7 @@ fn kong_matchers(idx: usize, route: &Route) -> Vec<Matcher> {
                 PathRule::Any => (false, 0),
                 PathRule::Prefix(ps) => (true, ps[0].len() as u64 & 0x7ffff),
                 PathRule::Regex(_) => (true, REGEX_URL_BIT | (regex_priority_bits(route.regex_priority) << 19)),
+                PathRule::Ocelot(_) => (true, 0),
             };
             let catch_all = !narrowed && matches!(&paths, PathRule::Prefix(ps) if ps[0] == "/");
             Matcher {

@@ -53,6 +53,23 @@ impl Trie {
     }
 }
 
+impl Trie {
+    /// `collect` for keys stored lower-cased: the path is folded (ASCII) while walking.
+    pub fn collect_folded(&self, path: &[u8], out: &mut SmallVec<[u32; 16]>) {
+        let mut at = 0usize;
+        out.extend_from_slice(&self.nodes[0].entries);
+        for &b in path {
+            let b = b.to_ascii_lowercase();
+            let node = &self.nodes[at];
+            match node.children.binary_search_by_key(&b, |c| c.0) {
+                Ok(i) => at = node.children[i].1 as usize,
+                Err(_) => return,
+            }
+            out.extend_from_slice(&self.nodes[at].entries);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,157 @@
+//! Ocelot `SecurityOptions` (access): the client address against IPBlockedList and
+//! IPAllowedList. A blocked address, or one missing from a non-empty allow list, gets 403.
+//! With ExcludeAllowedFromBlocked, addresses of the allow list are taken out of the block
+//! list. Rules are kept as address ranges (Ocelot expands them to one string per address).
+
+use std::net::IpAddr;
+
+use http::StatusCode;
+
+use super::{Ctx, Flow, Plugin, RequestView};
+use crate::config::model::OcelotSecurity;
+use crate::proxy::respond;
+
+/// An inclusive address range; IPv4 addresses are kept as IPv4-mapped IPv6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRule {
+    pub start: u128,
+    pub end: u128,
+}
+
+fn to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => u128::from(v4.to_ipv6_mapped()),
+            None => u128::from(v6),
+        },
+    }
+}
+
+impl IpRule {
+    /// `10.0.0.1`, `10.0.0.1-10.0.0.9`, `10.0.0.1-9` (last octet), `10.0.0.0/255.255.255.0`,
+    /// `10.0.0.0/8`, `2001:db8::/32`.
+    pub fn parse(s: &str) -> Option<IpRule> {
+        let s = s.trim();
+        if let Some((a, b)) = s.split_once('-') {
+            let start: IpAddr = a.trim().parse().ok()?;
+            let end: IpAddr = match b.trim().parse::<IpAddr>() {
+                Ok(ip) => ip,
+                Err(_) => match start {
+                    IpAddr::V4(v4) => {
+                        let last: u8 = b.trim().parse().ok()?;
+                        let o = v4.octets();
+                        IpAddr::from([o[0], o[1], o[2], last])
+                    }
+                    IpAddr::V6(_) => return None,
+                },
+            };
+            if start.is_ipv4() != end.is_ipv4() {
+                return None;
+            }
+            let (start, end) = (to_u128(start), to_u128(end));
+            return (start <= end).then_some(IpRule { start, end });
+        }
+        if let Some((a, m)) = s.split_once('/') {
+            let ip: IpAddr = a.trim().parse().ok()?;
+            let bits: u32 = match m.trim().parse::<u32>() {
+                Ok(b) => b,
+                Err(_) => {
+                    let mask: std::net::Ipv4Addr = m.trim().parse().ok()?;
+                    let v = u32::from(mask);
+                    if v.leading_ones() + v.trailing_zeros() != 32 {
+                        return None;
+                    }
+                    v.leading_ones()
+                }
+            };
+            let width = if ip.is_ipv4() { 32 } else { 128 };
+            if bits > width {
+                return None;
+            }
+            let host_bits = width - bits;
+            let v = to_u128(ip);
+            let mask: u128 = if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+            let start = v & !mask;
+            return Some(IpRule { start, end: start | mask });
+        }
+        let ip: IpAddr = s.parse().ok()?;
+        let v = to_u128(ip);
+        Some(IpRule { start: v, end: v })
+    }
+
+    fn contains(&self, v: u128) -> bool {
+        (self.start..=self.end).contains(&v)
+    }
+}
+
+pub struct IpSecurity {
+    allowed: Vec<IpRule>,
+    blocked: Vec<IpRule>,
+    exclude_allowed_from_blocked: bool,
+}
+
+impl IpSecurity {
+    pub fn new(o: &OcelotSecurity) -> Self {
+        IpSecurity {
+            allowed: o.allowed.iter().filter_map(|r| IpRule::parse(r)).collect(),
+            blocked: o.blocked.iter().filter_map(|r| IpRule::parse(r)).collect(),
+            exclude_allowed_from_blocked: o.exclude_allowed_from_blocked,
+        }
+    }
+
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        let v = to_u128(ip);
+        let allowed = self.allowed.iter().any(|r| r.contains(v));
+        let blocked = self.blocked.iter().any(|r| r.contains(v)) && !(self.exclude_allowed_from_blocked && allowed);
+        !blocked && (self.allowed.is_empty() || allowed)
+    }
+}
+
+impl Plugin for IpSecurity {
+    fn name(&self) -> &'static str {
+        "ocelot-security-options"
+    }
+
+    fn priority(&self) -> i32 {
+        3000
+    }
+
+    fn access(&self, ctx: &mut Ctx, _req: &mut RequestView<'_>) -> Flow {
+        if self.permits(ctx.client.ip()) { Flow::Continue } else { Flow::Respond(respond::error(StatusCode::FORBIDDEN, "Your IP address is not allowed on this route (SecurityOptions)", ctx.request_id.as_str())) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_and_policy_table() {
+        for (rule, ip, inside) in [
+            ("192.168.1.1", "192.168.1.1", true),
+            ("192.168.1.1", "192.168.1.2", false),
+            ("192.168.1.1-192.168.1.9", "192.168.1.5", true),
+            ("192.168.1.1-9", "192.168.1.10", false),
+            ("192.168.1.0/24", "192.168.1.200", true),
+            ("192.168.1.0/255.255.255.0", "192.168.2.1", false),
+            ("10.0.0.0/8", "10.200.3.4", true),
+            ("2001:db8::/32", "2001:db8::1", true),
+            ("0.0.0.0/0", "8.8.8.8", true),
+            ("127.0.0.1", "::ffff:127.0.0.1", true),
+        ] {
+            let r = IpRule::parse(rule).unwrap_or_else(|| panic!("{rule}"));
+            assert_eq!(r.contains(to_u128(ip.parse().unwrap())), inside, "{rule} {ip}");
+        }
+        for bad in ["x", "1.2.3.4/33", "1.2.3.4/255.0.255.0", "1.2.3.9-1.2.3.1", "::1-5"] {
+            assert!(IpRule::parse(bad).is_none(), "{bad}");
+        }
+        let s = IpSecurity::new(&OcelotSecurity { allowed: vec!["10.0.0.0/8".into()], blocked: vec!["10.0.0.5".into()], exclude_allowed_from_blocked: false });
+        assert!(s.permits("10.0.0.4".parse().unwrap()));
+        assert!(!s.permits("10.0.0.5".parse().unwrap()));
+        assert!(!s.permits("11.0.0.1".parse().unwrap()));
+        let s = IpSecurity::new(&OcelotSecurity { allowed: vec!["10.0.0.5".into()], blocked: vec!["10.0.0.0/8".into()], exclude_allowed_from_blocked: true });
+        assert!(s.permits("10.0.0.5".parse().unwrap()));
+        assert!(!s.permits("10.0.0.6".parse().unwrap()));
+    }
+}

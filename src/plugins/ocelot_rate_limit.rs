@@ -1,0 +1,257 @@
+//! Ocelot `RateLimitOptions` (access), as Ocelot 24.1+ counts:
+//! - the client is the value of `ClientIdHeader` (default `Oc-Client`); a request without it
+//!   gets 503 `Rate limiting client could not be identified ...` with `Retry-After: -1`;
+//!   clients in `ClientWhitelist` pass uncounted;
+//! - a fixed window of `Period` per client and route; past `Limit`, requests are refused with
+//!   `StatusCode` (429) and the body `QuotaMessage` (`{0}` = Limit, `{1}` = Period) until the
+//!   window ends, or for `Wait` after the moment the limit was exceeded;
+//! - `Retry-After` (seconds, as a decimal) on refusals, `X-RateLimit-Limit`, `-Remaining` and
+//!   `-Reset` (ISO 8601) on allowed responses, unless headers are disabled.
+//!
+//! Counters live in `Store`, which `snapshot::State` keeps across reloads (keyed by the
+//! route's id and rule), so a reload does not hand every client a fresh quota.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode, header};
+
+use super::{Ctx, Flow, Plugin, RequestView};
+use crate::config::model::OcelotRateLimit;
+use crate::proxy::respond;
+
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    started: Instant,
+    started_wall: SystemTime,
+    exceeded_at: Option<Instant>,
+    total: u64,
+}
+
+impl Counter {
+    fn new(now: Instant, wall: SystemTime) -> Counter {
+        Counter { started: now, started_wall: wall, exceeded_at: None, total: 1 }
+    }
+}
+
+/// The counters of one route and rule, by client id.
+#[derive(Default)]
+pub struct Store {
+    counters: Mutex<HashMap<String, Counter>>,
+}
+
+/// What counting decided for one request.
+#[derive(Debug, Clone, Copy)]
+struct Verdict {
+    total: u64,
+    started_wall: SystemTime,
+    /// Seconds to wait; set when refused.
+    retry_after: Option<f64>,
+}
+
+struct Rule {
+    limit: u64,
+    period: Duration,
+    wait: Duration,
+}
+
+impl Rule {
+    /// `RetryAfter`: seconds until the request may be retried; negative when the windows
+    /// have passed and counting starts again.
+    fn retry_after(&self, c: &Counter, now: Instant) -> f64 {
+        if c.total <= self.limit {
+            return 0.0;
+        }
+        let Some(exceeded) = c.exceeded_at else { return 0.0 };
+        if self.wait.is_zero() && c.started + self.period > now {
+            return (c.started + self.period - now).as_secs_f64();
+        }
+        if exceeded + self.wait > now {
+            return (exceeded + self.wait - now).as_secs_f64();
+        }
+        -1.0
+    }
+}
+
+impl Store {
+    fn process(&self, client: &str, rule: &Rule, now: Instant, wall: SystemTime) -> Verdict {
+        let mut map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 4096 {
+            let horizon = rule.period + rule.wait + Duration::from_secs(1);
+            map.retain(|_, c| now.duration_since(c.started) < horizon || c.exceeded_at.is_some_and(|e| now.duration_since(e) < horizon));
+        }
+        let mut counter = match map.get(client) {
+            None => Counter::new(now, wall),
+            Some(prev) => {
+                let mut c = *prev;
+                c.total += 1;
+                if c.total > rule.limit && c.exceeded_at.is_none() {
+                    c.exceeded_at = Some(now);
+                }
+                let in_window = c.started + rule.period >= now;
+                let in_wait = c.exceeded_at.is_some_and(|e| e + rule.wait >= now);
+                if in_window || in_wait { c } else { Counter::new(now, wall) }
+            }
+        };
+        if counter.total > rule.limit && rule.retry_after(&counter, now) < 0.0 {
+            counter = Counter::new(now, wall);
+        }
+        map.insert(client.to_string(), counter);
+        let retry = rule.retry_after(&counter, now);
+        Verdict { total: counter.total, started_wall: counter.started_wall, retry_after: (counter.total > rule.limit).then_some(retry) }
+    }
+}
+
+pub struct RateLimit {
+    header: HeaderName,
+    whitelist: Vec<String>,
+    enable_headers: bool,
+    status: StatusCode,
+    rule: Rule,
+    store: Arc<Store>,
+    quota_body: Bytes,
+    unknown_client_body: Bytes,
+    limit_header: HeaderValue,
+}
+
+static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+static X_RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// `string.Format(message, limit, period)`, except that other braces stay as written
+/// (Ocelot throws on them, which answers 500).
+pub fn quota_message(template: &str, limit: u64, period: &str) -> String {
+    template.replace("{0}", &limit.to_string()).replace("{1}", period)
+}
+
+impl RateLimit {
+    /// `template` is the route's UpstreamPathTemplate, named in the unknown-client message.
+    pub fn new(o: &OcelotRateLimit, template: &str, store: Arc<Store>) -> Option<Self> {
+        let header = HeaderName::from_bytes(o.client_id_header.as_bytes()).ok()?;
+        let rule_text = rule_text(o);
+        Some(RateLimit {
+            header,
+            whitelist: o.client_whitelist.clone(),
+            enable_headers: o.enable_headers,
+            status: StatusCode::from_u16(o.status_code).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
+            rule: Rule { limit: o.limit, period: Duration::from_millis(o.period_ms), wait: Duration::from_millis(o.wait_ms) },
+            store,
+            quota_body: Bytes::from(quota_message(&o.quota_message, o.limit, &o.period)),
+            unknown_client_body: Bytes::from(format!("Rate limiting client could not be identified for the route '{template}' due to a missing or unknown client ID header required by rule '{rule_text}'!")),
+            limit_header: HeaderValue::from(o.limit),
+        })
+    }
+
+    fn refuse(&self, status: StatusCode, body: Bytes, retry_after: f64) -> Flow {
+        let mut r = respond::bytes(status, body);
+        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        if self.enable_headers
+            && let Ok(v) = HeaderValue::from_str(&format_seconds(retry_after))
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        Flow::Respond(r)
+    }
+}
+
+/// The rule as Ocelot prints it: `Limit/Period/wWait`.
+pub fn rule_text(o: &OcelotRateLimit) -> String {
+    format!("{}/{}/w{}", o.limit, o.period, o.wait)
+}
+
+/// A double as .NET's invariant `ToString()` writes it (shortest round-trip form).
+fn format_seconds(s: f64) -> String {
+    let rounded = (s * 1000.0).round() / 1000.0;
+    format!("{rounded}")
+}
+
+/// ISO 8601 round-trip ("o") form in UTC: `2024-05-01T12:34:56.1234567Z`.
+pub fn iso8601(t: SystemTime) -> String {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let secs = d.as_secs();
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:07}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_nanos() / 100)
+}
+
+impl Plugin for RateLimit {
+    fn name(&self) -> &'static str {
+        "ocelot-rate-limit"
+    }
+
+    fn priority(&self) -> i32 {
+        1000
+    }
+
+    fn access(&self, ctx: &mut Ctx, req: &mut RequestView<'_>) -> Flow {
+        let client = req.headers.get(&self.header).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if self.whitelist.iter().any(|w| w == client) {
+            return Flow::Continue;
+        }
+        if client.is_empty() {
+            return self.refuse(StatusCode::SERVICE_UNAVAILABLE, self.unknown_client_body.clone(), -1.0);
+        }
+        let v = self.store.process(client, &self.rule, Instant::now(), SystemTime::now());
+        if let Some(retry) = v.retry_after {
+            return self.refuse(self.status, self.quota_body.clone(), retry);
+        }
+        if self.enable_headers {
+            ctx.response_headers.push((X_RATELIMIT_LIMIT.clone(), self.limit_header.clone()));
+            ctx.response_headers.push((X_RATELIMIT_REMAINING.clone(), HeaderValue::from(self.rule.limit.saturating_sub(v.total))));
+            if let Ok(reset) = HeaderValue::from_str(&iso8601(v.started_wall + self.rule.period)) {
+                ctx.response_headers.push((X_RATELIMIT_RESET.clone(), reset));
+            }
+        }
+        Flow::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_window_then_wait() {
+        let store = Store::default();
+        let rule = Rule { limit: 2, period: Duration::from_secs(10), wait: Duration::ZERO };
+        let t0 = Instant::now();
+        let w = SystemTime::now();
+        assert!(store.process("a", &rule, t0, w).retry_after.is_none());
+        assert!(store.process("a", &rule, t0 + Duration::from_secs(1), w).retry_after.is_none());
+        let refused = store.process("a", &rule, t0 + Duration::from_secs(2), w).retry_after.unwrap();
+        assert!((refused - 8.0).abs() < 0.01, "{refused}");
+        assert!(store.process("b", &rule, t0 + Duration::from_secs(2), w).retry_after.is_none());
+        // After the window, counting starts again.
+        assert!(store.process("a", &rule, t0 + Duration::from_secs(11), w).retry_after.is_none());
+
+        let store = Store::default();
+        let rule = Rule { limit: 1, period: Duration::from_secs(1), wait: Duration::from_secs(60) };
+        assert!(store.process("a", &rule, t0, w).retry_after.is_none());
+        let r = store.process("a", &rule, t0 + Duration::from_millis(500), w).retry_after.unwrap();
+        assert!((r - 60.0).abs() < 0.01, "{r}");
+        // Still waiting after the period ended.
+        assert!(store.process("a", &rule, t0 + Duration::from_secs(5), w).retry_after.is_some());
+        assert!(store.process("a", &rule, t0 + Duration::from_secs(62), w).retry_after.is_none());
+    }
+
+    #[test]
+    fn messages_and_formats() {
+        assert_eq!(quota_message("API calls quota exceeded! Maximum admitted {0} per {1}.", 5, "1m"), "API calls quota exceeded! Maximum admitted 5 per 1m.");
+        assert_eq!(quota_message("Exceeding! {x}", 5, "1m"), "Exceeding! {x}");
+        assert_eq!(format_seconds(-1.0), "-1");
+        assert_eq!(format_seconds(59.5), "59.5");
+        assert_eq!(iso8601(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)), "2023-11-14T22:13:20.1230000Z");
+    }
+}
