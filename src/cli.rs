@@ -16,7 +16,11 @@ use crate::router::{Miss, Request as RouteRequest};
 use crate::snapshot::{Snapshot, State};
 
 #[derive(Parser, Debug)]
-#[command(name = "switchyard", version, about = "A declarative, DB-less API gateway for Kong and Ocelot configs")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "A declarative, DB-less API gateway for Kong and Ocelot configs"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -40,14 +44,30 @@ pub enum Command {
         #[command(flatten)]
         dir: ConfigDir,
         /// Proxy listen address (repeatable).
-        #[arg(long = "listen", env = "SWITCHYARD_LISTEN", value_delimiter = ',', default_value = "0.0.0.0:8000")]
+        #[arg(
+            long = "listen",
+            env = "SWITCHYARD_LISTEN",
+            value_delimiter = ',',
+            default_value = "0.0.0.0:8000"
+        )]
         listen: Vec<SocketAddr>,
         /// Admin API listen address.
-        #[arg(long, env = "SWITCHYARD_ADMIN_LISTEN", default_value = "127.0.0.1:8001")]
+        #[arg(
+            long,
+            env = "SWITCHYARD_ADMIN_LISTEN",
+            default_value = "127.0.0.1:8001"
+        )]
         admin_listen: SocketAddr,
         /// Worker threads (default: the number of cores).
         #[arg(long, env = "SWITCHYARD_WORKERS")]
         workers: Option<usize>,
+        /// Poll the config files every MS milliseconds instead of watching for events
+        /// (for NFS and bind mounts whose events never arrive).
+        #[arg(long, env = "SWITCHYARD_WATCH_POLL", value_name = "MS")]
+        watch_poll: Option<u64>,
+        /// Do not reload on file changes (SIGHUP and POST /reload still reload).
+        #[arg(long, env = "SWITCHYARD_NO_WATCH")]
+        no_watch: bool,
     },
     /// Validate the configuration; print every error as file:line:column: path: message.
     Check {
@@ -75,19 +95,47 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let (Command::Run { dir, .. } | Command::Check { dir } | Command::Config { dir } | Command::Explain { dir, .. }) = &cli.command;
+    let (Command::Run { dir, .. }
+    | Command::Check { dir }
+    | Command::Config { dir }
+    | Command::Explain { dir, .. }) = &cli.command;
     loader::set_environment(dir.environment.clone());
     match cli.command {
-        Command::Run { dir, listen, admin_listen, workers } => run(dir.config_dir, listen, admin_listen, workers),
+        Command::Run {
+            dir,
+            listen,
+            admin_listen,
+            workers,
+            watch_poll,
+            no_watch,
+        } => {
+            let watch = if no_watch {
+                Watch::Off
+            } else {
+                watch_poll.map_or(Watch::Events, |ms| {
+                    Watch::Poll(std::time::Duration::from_millis(ms.max(10)))
+                })
+            };
+            run(dir.config_dir, listen, admin_listen, workers, watch)
+        }
         Command::Check { dir } => check(&dir.config_dir),
         Command::Config { dir } => print_config(&dir.config_dir),
-        Command::Explain { dir, method, url, headers } => explain(&dir.config_dir, &method, &url, &headers),
+        Command::Explain {
+            dir,
+            method,
+            url,
+            headers,
+        } => explain(&dir.config_dir, &method, &url, &headers),
     }
 }
 
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 fn print_diagnostics(items: &[Diagnostic]) {
@@ -96,14 +144,33 @@ fn print_diagnostics(items: &[Diagnostic]) {
     }
 }
 
-fn run(dir: PathBuf, listen: Vec<SocketAddr>, admin: SocketAddr, workers: Option<usize>) -> ExitCode {
+/// How `run` notices config changes.
+enum Watch {
+    Events,
+    Poll(std::time::Duration),
+    Off,
+}
+
+fn run(
+    dir: PathBuf,
+    listen: Vec<SocketAddr>,
+    admin: SocketAddr,
+    workers: Option<usize>,
+    watch: Watch,
+) -> ExitCode {
     init_logging();
     let t = Instant::now();
     let (gw, warnings) = match Gateway::start(dir.clone()) {
         Ok(x) => x,
         Err(e) => {
             print_diagnostics(&e.0);
-            eprintln!("switchyard: {} error(s) in {}; not starting", e.0.iter().filter(|d| d.severity == crate::config::diag::Severity::Error).count(), dir.display());
+            eprintln!(
+                "switchyard: {} error(s) in {}; not starting",
+                e.0.iter()
+                    .filter(|d| d.severity == crate::config::diag::Severity::Error)
+                    .count(),
+                dir.display()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -112,9 +179,21 @@ fn run(dir: PathBuf, listen: Vec<SocketAddr>, admin: SocketAddr, workers: Option
     }
     let snap = gw.snapshot();
     for (kind, origin) in &snap.model.unserved {
-        tracing::warn!("{}:{}: {}: {} parse and are checked, but are not served yet", origin.file, origin.line, origin.path, kind);
+        tracing::warn!(
+            "{}:{}: {}: {} parse and are checked, but are not served yet",
+            origin.file,
+            origin.line,
+            origin.path,
+            kind
+        );
     }
-    let workers = workers.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)).max(1);
+    let workers = workers
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
     let (bound, listeners) = match crate::proxy::server::bind_all(&listen, workers) {
         Ok(x) => x,
         Err(e) => {
@@ -142,10 +221,41 @@ fn run(dir: PathBuf, listen: Vec<SocketAddr>, admin: SocketAddr, workers: Option
     );
     drop(snap);
     let handles = crate::proxy::server::spawn_workers(gw.clone(), listeners);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("control runtime");
+    let watcher = match watch {
+        Watch::Events => crate::watch::spawn(gw.clone(), None).map(Some),
+        Watch::Poll(every) => crate::watch::spawn(gw.clone(), Some(every)).map(Some),
+        Watch::Off => Ok(None),
+    };
+    if let Err(e) = watcher {
+        tracing::error!(error = %e, "cannot start the config watcher; reload with SIGHUP or POST /reload");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("control runtime");
     rt.block_on(async move {
         let admin = tokio::net::TcpListener::from_std(admin_listener).expect("admin listener");
         tokio::spawn(crate::admin::serve(gw.clone(), admin));
+        let hup_gw = gw.clone();
+        tokio::spawn(async move {
+            let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            else {
+                return;
+            };
+            while hup.recv().await.is_some() {
+                let gw = hup_gw.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    let r = gw.reload();
+                    if !r.ok {
+                        for e in &r.errors {
+                            tracing::error!("{e}");
+                        }
+                    }
+                })
+                .await;
+            }
+        });
         shutdown_signal().await;
         tracing::info!("switchyard stopping");
     });
@@ -173,9 +283,22 @@ fn check(dir: &std::path::Path) -> ExitCode {
     }
     let m = &loaded.model;
     for (kind, origin) in &m.unserved {
-        eprintln!("{}:{}: warning: {}: {} parse and are checked, but are not served yet", origin.file, origin.line, origin.path, kind);
+        eprintln!(
+            "{}:{}: warning: {}: {} parse and are checked, but are not served yet",
+            origin.file, origin.line, origin.path, kind
+        );
     }
-    println!("ok: {} file(s), {} service(s), {} route(s), {} upstream(s), {} plugin(s), {} consumer(s)", loaded.files.len(), m.services.len(), m.routes.len(), m.upstreams.len(), m.plugins.len(), m.consumers.len());
+    println!(
+        "ok: {} file(s), {} service(s), {} route(s), {} upstream(s), {} plugin(s), {} consumer(s), {} ocelot route(s), {} ocelot aggregate(s)",
+        loaded.files.len(),
+        m.services.len(),
+        m.routes.len(),
+        m.upstreams.len(),
+        m.plugins.len(),
+        m.consumers.len(),
+        m.ocelot_routes.len(),
+        m.ocelot_aggregates.len()
+    );
     ExitCode::SUCCESS
 }
 
@@ -192,20 +315,42 @@ fn print_config(dir: &std::path::Path) -> ExitCode {
         .enumerate()
         .map(|(i, s)| {
             let mut v = serde_json::to_value(s).unwrap_or_default();
-            let routes: Vec<serde_json::Value> = m.routes.iter().filter(|r| r.service == Some(i)).map(|r| serde_json::to_value(r).unwrap_or_default()).collect();
+            let routes: Vec<serde_json::Value> = m
+                .routes
+                .iter()
+                .filter(|r| r.service == Some(i))
+                .map(|r| serde_json::to_value(r).unwrap_or_default())
+                .collect();
             v["routes"] = serde_json::Value::Array(routes);
             v
         })
         .collect();
-    let serviceless: Vec<serde_json::Value> = m.routes.iter().filter(|r| r.service.is_none()).map(|r| serde_json::to_value(r).unwrap_or_default()).collect();
+    let serviceless: Vec<serde_json::Value> = m
+        .routes
+        .iter()
+        .filter(|r| r.service.is_none())
+        .map(|r| serde_json::to_value(r).unwrap_or_default())
+        .collect();
     let plugins: Vec<serde_json::Value> = m
         .plugins
         .iter()
         .map(|p| {
             let mut v = serde_json::to_value(p).unwrap_or_default();
-            v["service"] = p.scope.service.map(|s| serde_json::Value::String(m.services[s].display_name().to_string())).unwrap_or_default();
-            v["route"] = p.scope.route.map(|r| serde_json::Value::String(m.routes[r].display_name().to_string())).unwrap_or_default();
-            v["consumer"] = p.scope.consumer.map(|c| serde_json::Value::String(m.consumers[c].id.clone())).unwrap_or_default();
+            v["service"] = p
+                .scope
+                .service
+                .map(|s| serde_json::Value::String(m.services[s].display_name().to_string()))
+                .unwrap_or_default();
+            v["route"] = p
+                .scope
+                .route
+                .map(|r| serde_json::Value::String(m.routes[r].display_name().to_string()))
+                .unwrap_or_default();
+            v["consumer"] = p
+                .scope
+                .consumer
+                .map(|c| serde_json::Value::String(m.consumers[c].id.clone()))
+                .unwrap_or_default();
             v
         })
         .collect();
@@ -247,7 +392,10 @@ fn explain(dir: &std::path::Path, method: &str, url: &str, headers: &[String]) -
             eprintln!("invalid header {h:?}: expected `Name: value`");
             return ExitCode::FAILURE;
         };
-        match (http::HeaderName::from_bytes(k.trim().as_bytes()), http::HeaderValue::from_str(v.trim())) {
+        match (
+            http::HeaderName::from_bytes(k.trim().as_bytes()),
+            http::HeaderValue::from_str(v.trim()),
+        ) {
             (Ok(k), Ok(v)) => {
                 map.append(k, v);
             }
@@ -257,14 +405,34 @@ fn explain(dir: &std::path::Path, method: &str, url: &str, headers: &[String]) -
             }
         }
     }
-    let host_header = map.get(http::header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string).or_else(|| uri.authority().map(|a| a.to_string())).unwrap_or_default();
-    let (host, port) = crate::config::kong::split_host_port(&host_header).unwrap_or((&host_header, None));
-    let default_port = if uri.scheme_str() == Some("https") { 443 } else { 80 };
+    let host_header = map
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| uri.authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+    let (host, port) =
+        crate::config::kong::split_host_port(&host_header).unwrap_or((&host_header, None));
+    let default_port = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
     let path = normalize_path(uri.path());
     let snap = Snapshot::compile(loaded.model, Vec::new(), &State::default(), 0, loaded.hash);
-    let req = RouteRequest { method: &method, host, port: port.unwrap_or(default_port), path: &path, query: uri.query(), headers: &map };
+    let req = RouteRequest {
+        method: &method,
+        host,
+        port: port.unwrap_or(default_port),
+        path: &path,
+        query: uri.query(),
+        headers: &map,
+    };
     let verdicts = snap.router.explain(&req);
-    println!("request: {method} host={host} port={} path={path}", port.unwrap_or(default_port));
+    println!(
+        "request: {method} host={host} port={} path={path}",
+        port.unwrap_or(default_port)
+    );
     let describe = |rank: usize| {
         let m = &snap.router.matchers[rank];
         format!("{} [{}]", snap.route_label(m.route), m.describe_priority())
@@ -278,9 +446,15 @@ fn explain(dir: &std::path::Path, method: &str, url: &str, headers: &[String]) -
     }
     match winner {
         Some(w) => {
-            let dest = snap.router.find(&req).map(|m| snap.route_destination(&m, &path, uri.query())).unwrap_or_default();
+            let dest = snap
+                .router
+                .find(&req)
+                .map(|m| snap.route_destination(&m, &path, uri.query()))
+                .unwrap_or_default();
             println!("matched: {} -> {dest}", describe(w));
-            println!("  why: every condition it sets matches, and it ranks first among the matches");
+            println!(
+                "  why: every condition it sets matches, and it ranks first among the matches"
+            );
             println!("  precedence: {}", crate::snapshot::PRECEDENCE);
         }
         None => println!("matched: nothing (404 no Route matched with those values)"),

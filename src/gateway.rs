@@ -10,7 +10,10 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::config::diag::Diagnostic;
+use std::collections::HashMap;
+
 use crate::config::loader;
+use crate::config::model::Model;
 use crate::snapshot::{Snapshot, State};
 
 /// The outcome of the last reload attempt, for `GET /status`.
@@ -29,6 +32,73 @@ pub struct Gateway {
     pub state: State,
     versions: AtomicU64,
     pub last_reload: Mutex<Option<ReloadReport>>,
+    reloading: Mutex<()>,
+}
+
+/// Added, removed and changed entities between two models, by id.
+#[derive(Default)]
+pub struct Counts {
+    pub added: usize,
+    pub removed: usize,
+    pub changed: usize,
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "+{} -{} ~{}", self.added, self.removed, self.changed)
+    }
+}
+
+pub struct Diff {
+    pub routes: Counts,
+    pub services: Counts,
+}
+
+impl Diff {
+    pub fn between(old: &Model, new: &Model) -> Diff {
+        fn count<T: Clone + PartialEq>(
+            old: &[T],
+            new: &[T],
+            id: impl Fn(&T) -> &str,
+            same: impl Fn(&T, &T) -> bool,
+        ) -> Counts {
+            let before: HashMap<&str, &T> = old.iter().map(|x| (id(x), x)).collect();
+            let mut c = Counts::default();
+            for n in new {
+                match before.get(id(n)) {
+                    None => c.added += 1,
+                    Some(o) if !same(o, n) => c.changed += 1,
+                    Some(_) => {}
+                }
+            }
+            let after: std::collections::HashSet<&str> = new.iter().map(&id).collect();
+            c.removed = old.iter().filter(|o| !after.contains(id(o))).count();
+            c
+        }
+        Diff {
+            // Positions move when lines are added above; they do not make a change.
+            routes: count(
+                &old.routes,
+                &new.routes,
+                |r| &r.id,
+                |a, b| {
+                    let mut b = b.clone();
+                    b.origin = a.origin.clone();
+                    *a == b
+                },
+            ),
+            services: count(
+                &old.services,
+                &new.services,
+                |s| &s.id,
+                |a, b| {
+                    let mut b = b.clone();
+                    b.origin = a.origin.clone();
+                    *a == b
+                },
+            ),
+        }
+    }
 }
 
 /// A failed load: every error, and the serving snapshot (if any) left untouched.
@@ -45,7 +115,14 @@ impl Gateway {
         }
         let warnings: Vec<Diagnostic> = loaded.diagnostics.items.clone();
         let snap = Snapshot::compile(loaded.model, warnings.clone(), &state, 1, loaded.hash);
-        let gw = Gateway { config_dir: dir, snapshot: ArcSwap::from_pointee(snap), state, versions: AtomicU64::new(1), last_reload: Mutex::new(None) };
+        let gw = Gateway {
+            config_dir: dir,
+            snapshot: ArcSwap::from_pointee(snap),
+            state,
+            versions: AtomicU64::new(1),
+            last_reload: Mutex::new(None),
+            reloading: Mutex::new(()),
+        };
         Ok((Arc::new(gw), warnings))
     }
 
@@ -55,18 +132,63 @@ impl Gateway {
 
     /// Re-reads the directory and swaps the new snapshot in only if the whole config is
     /// valid; otherwise the serving snapshot stays and the errors are kept for `/status`.
+    /// Reloads are serialised, so two triggers never race to store.
     pub fn reload(&self) -> ReloadReport {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let t = Instant::now();
-        let loaded = loader::load_dir(&self.config_dir);
+        let mut loaded = loader::load_dir(&self.config_dir);
+        if loaded.files.is_empty() && !loaded.diagnostics.has_errors() {
+            // Every file vanished at once: far likelier a mount in the middle of a swap or an
+            // accident than a wish to serve nothing.
+            loaded.diagnostics.file_error(
+                &self.config_dir.display().to_string(),
+                "no config file found; keeping the serving config",
+            );
+        }
+        let current = self.snapshot.load_full();
+        let elapsed = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
         let report = if loaded.diagnostics.has_errors() {
-            ReloadReport { ok: false, at: SystemTime::now(), version: self.snapshot.load().version, errors: loaded.errors(), compile_ms: t.elapsed().as_secs_f64() * 1e3 }
-        } else if loaded.hash == self.snapshot.load().hash {
-            ReloadReport { ok: true, at: SystemTime::now(), version: self.snapshot.load().version, errors: Vec::new(), compile_ms: t.elapsed().as_secs_f64() * 1e3 }
+            ReloadReport {
+                ok: false,
+                at: SystemTime::now(),
+                version: current.version,
+                errors: loaded.errors(),
+                compile_ms: elapsed(t),
+            }
+        } else if loaded.hash == current.hash {
+            ReloadReport {
+                ok: true,
+                at: SystemTime::now(),
+                version: current.version,
+                errors: Vec::new(),
+                compile_ms: elapsed(t),
+            }
         } else {
             let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
-            let snap = Snapshot::compile(loaded.model, loaded.diagnostics.items, &self.state, version, loaded.hash);
+            let diff = Diff::between(&current.model, &loaded.model);
+            let snap = Snapshot::compile(
+                loaded.model,
+                loaded.diagnostics.items,
+                &self.state,
+                version,
+                loaded.hash,
+            );
             self.snapshot.store(Arc::new(snap));
-            ReloadReport { ok: true, at: SystemTime::now(), version, errors: Vec::new(), compile_ms: t.elapsed().as_secs_f64() * 1e3 }
+            let compile_ms = elapsed(t);
+            tracing::info!(
+                version,
+                routes = %diff.routes,
+                services = %diff.services,
+                compile_ms = format!("{compile_ms:.1}"),
+                "reloaded"
+            );
+            ReloadReport {
+                ok: true,
+                at: SystemTime::now(),
+                version,
+                errors: Vec::new(),
+                compile_ms,
+            }
         };
         *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
         report

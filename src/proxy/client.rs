@@ -22,11 +22,17 @@ use super::body::ProxyBody;
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     #[error("connecting to {addr} failed: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("connecting to {addr} timed out")]
     ConnectTimeout { addr: String },
     #[error("TLS handshake with {addr} failed: {source}")]
-    Tls { addr: String, source: std::io::Error },
+    Tls {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("{addr} did not answer within the read timeout")]
     ReadTimeout { addr: String },
     #[error("{addr} broke the exchange: {source}")]
@@ -38,10 +44,18 @@ pub enum UpstreamError {
 impl UpstreamError {
     /// Nothing reached the upstream, so trying again (elsewhere) cannot repeat a request.
     pub fn retryable(&self) -> bool {
-        matches!(self, UpstreamError::Connect { .. } | UpstreamError::ConnectTimeout { .. } | UpstreamError::Tls { .. })
+        matches!(
+            self,
+            UpstreamError::Connect { .. }
+                | UpstreamError::ConnectTimeout { .. }
+                | UpstreamError::Tls { .. }
+        )
     }
     pub fn is_timeout(&self) -> bool {
-        matches!(self, UpstreamError::ConnectTimeout { .. } | UpstreamError::ReadTimeout { .. })
+        matches!(
+            self,
+            UpstreamError::ConnectTimeout { .. } | UpstreamError::ReadTimeout { .. }
+        )
     }
 }
 
@@ -88,8 +102,16 @@ fn tls_config(verify: bool) -> Arc<rustls::ClientConfig> {
     if verify {
         VERIFIED
             .get_or_init(|| {
-                let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-                Arc::new(rustls::ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions().expect("ring supports TLS 1.2 and 1.3").with_root_certificates(roots).with_no_client_auth())
+                let roots = rustls::RootCertStore {
+                    roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+                };
+                Arc::new(
+                    rustls::ClientConfig::builder_with_provider(provider())
+                        .with_safe_default_protocol_versions()
+                        .expect("ring supports TLS 1.2 and 1.3")
+                        .with_root_certificates(roots)
+                        .with_no_client_auth(),
+                )
             })
             .clone()
     } else {
@@ -124,10 +146,20 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &rustls::pki_types::CertificateDer<'_>, d: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &rustls::pki_types::CertificateDer<'_>, d: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
@@ -147,29 +179,58 @@ pub struct Target<'a> {
 
 async fn connect(t: &Target<'_>) -> Result<SendRequest<ProxyBody>, UpstreamError> {
     let addr = || format!("{}:{}", t.host, t.port);
-    let tcp = match tokio::time::timeout(t.connect_timeout, TcpStream::connect((&*t.host.as_ref(), t.port))).await {
+    let tcp = match tokio::time::timeout(
+        t.connect_timeout,
+        TcpStream::connect((t.host.as_ref(), t.port)),
+    )
+    .await
+    {
         Err(_) => return Err(UpstreamError::ConnectTimeout { addr: addr() }),
-        Ok(Err(source)) => return Err(UpstreamError::Connect { addr: addr(), source }),
+        Ok(Err(source)) => {
+            return Err(UpstreamError::Connect {
+                addr: addr(),
+                source,
+            });
+        }
         Ok(Ok(s)) => s,
     };
     let _ = tcp.set_nodelay(true);
     let mut builder = http1::Builder::new();
     builder.max_buf_size(256 * 1024);
     let sender = if t.tls {
-        let name = rustls::pki_types::ServerName::try_from(t.host.to_string()).map_err(|_| UpstreamError::ServerName { addr: addr() })?;
+        let name = rustls::pki_types::ServerName::try_from(t.host.to_string())
+            .map_err(|_| UpstreamError::ServerName { addr: addr() })?;
         let connector = tokio_rustls::TlsConnector::from(tls_config(t.tls_verify));
-        let tls = match tokio::time::timeout(t.connect_timeout, connector.connect(name, tcp)).await {
+        let tls = match tokio::time::timeout(t.connect_timeout, connector.connect(name, tcp)).await
+        {
             Err(_) => return Err(UpstreamError::ConnectTimeout { addr: addr() }),
-            Ok(Err(source)) => return Err(UpstreamError::Tls { addr: addr(), source }),
+            Ok(Err(source)) => {
+                return Err(UpstreamError::Tls {
+                    addr: addr(),
+                    source,
+                });
+            }
             Ok(Ok(s)) => s,
         };
-        let (sender, conn) = builder.handshake(TokioIo::new(tls)).await.map_err(|source| UpstreamError::Protocol { addr: addr(), source })?;
+        let (sender, conn) = builder
+            .handshake(TokioIo::new(tls))
+            .await
+            .map_err(|source| UpstreamError::Protocol {
+                addr: addr(),
+                source,
+            })?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
         sender
     } else {
-        let (sender, conn) = builder.handshake(TokioIo::new(tcp)).await.map_err(|source| UpstreamError::Protocol { addr: addr(), source })?;
+        let (sender, conn) = builder
+            .handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|source| UpstreamError::Protocol {
+                addr: addr(),
+                source,
+            })?;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -187,18 +248,35 @@ pub struct Checkout {
 
 /// Gets a connection to `t`. Errors here mean nothing was sent, so the caller may try again.
 pub async fn checkout(t: &Target<'_>) -> Result<Checkout, UpstreamError> {
-    let key = Key { host: t.host.clone(), port: t.port, tls: t.tls, tls_verify: t.tls && t.tls_verify };
+    let key = Key {
+        host: t.host.clone(),
+        port: t.port,
+        tls: t.tls,
+        tls_verify: t.tls && t.tls_verify,
+    };
     if let Some(sender) = take_pooled(&key) {
-        return Ok(Checkout { key, sender, pooled: true });
+        return Ok(Checkout {
+            key,
+            sender,
+            pooled: true,
+        });
     }
-    Ok(Checkout { key, sender: connect(t).await?, pooled: false })
+    Ok(Checkout {
+        key,
+        sender: connect(t).await?,
+        pooled: false,
+    })
 }
 
 impl Checkout {
     /// Sends `req` and waits for the response head; the connection then returns to the pool.
     /// A pooled connection the upstream closed meanwhile is replaced by a fresh one, since
     /// the request never left.
-    pub async fn send(mut self, t: &Target<'_>, req: Request<ProxyBody>) -> Result<Response<Incoming>, UpstreamError> {
+    pub async fn send(
+        mut self,
+        t: &Target<'_>,
+        req: Request<ProxyBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let addr = || format!("{}:{}", t.host, t.port);
         let mut req = req;
         if self.pooled {
@@ -213,7 +291,12 @@ impl Checkout {
                         req = unsent;
                         self.sender = connect(t).await?;
                     }
-                    None => return Err(UpstreamError::Protocol { addr: addr(), source: e.into_error() }),
+                    None => {
+                        return Err(UpstreamError::Protocol {
+                            addr: addr(),
+                            source: e.into_error(),
+                        });
+                    }
                 },
             }
         }
@@ -223,7 +306,10 @@ impl Checkout {
                 give_back(self.key, self.sender);
                 Ok(resp)
             }
-            Ok(Err(source)) => Err(UpstreamError::Protocol { addr: addr(), source }),
+            Ok(Err(source)) => Err(UpstreamError::Protocol {
+                addr: addr(),
+                source,
+            }),
         }
     }
 }

@@ -24,18 +24,32 @@ static PROXY: HeaderName = HeaderName::from_static("proxy");
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), those the Connection header names, and
 /// `Proxy` (httpoxy). `TE: trailers` is the only TE that may travel on.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    if let Some(conn) = h.get(header::CONNECTION).cloned() {
-        if let Ok(list) = conn.to_str() {
-            for name in list.split(',') {
-                let name = name.trim();
-                if !name.is_empty() && !name.eq_ignore_ascii_case("close") && !name.eq_ignore_ascii_case("keep-alive") {
-                    h.remove(name);
-                }
+    if let Some(conn) = h.get(header::CONNECTION).cloned()
+        && let Ok(list) = conn.to_str()
+    {
+        for name in list.split(',') {
+            let name = name.trim();
+            if !name.is_empty()
+                && !name.eq_ignore_ascii_case("close")
+                && !name.eq_ignore_ascii_case("keep-alive")
+            {
+                h.remove(name);
             }
         }
     }
-    let te_trailers = h.get(header::TE).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for name in [&header::CONNECTION, &KEEP_ALIVE, &PROXY_CONNECTION, &header::TE, &header::TRAILER, &header::TRANSFER_ENCODING, &header::UPGRADE, &PROXY] {
+    let te_trailers = h
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    for name in [
+        &header::CONNECTION,
+        &KEEP_ALIVE,
+        &PROXY_CONNECTION,
+        &header::TE,
+        &header::TRAILER,
+        &header::TRANSFER_ENCODING,
+        &header::UPGRADE,
+        &PROXY,
+    ] {
         h.remove(name);
     }
     if te_trailers {

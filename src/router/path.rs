@@ -20,9 +20,15 @@ pub fn is_normalized(p: &str) -> bool {
     while i < b.len() {
         match b[i] {
             b'%' => {
-                if let (Some(h), Some(l)) = (b.get(i + 1).and_then(|c| hex(*c)), b.get(i + 2).and_then(|c| hex(*c))) {
+                if let (Some(h), Some(l)) = (
+                    b.get(i + 1).and_then(|c| hex(*c)),
+                    b.get(i + 2).and_then(|c| hex(*c)),
+                ) {
                     let c = h * 16 + l;
-                    if !is_reserved(c) || b[i + 1].is_ascii_lowercase() || b[i + 2].is_ascii_lowercase() {
+                    if !is_reserved(c)
+                        || b[i + 1].is_ascii_lowercase()
+                        || b[i + 2].is_ascii_lowercase()
+                    {
                         return false;
                     }
                 }
@@ -31,7 +37,12 @@ pub fn is_normalized(p: &str) -> bool {
             }
             b'/' => {
                 let rest = &b[i + 1..];
-                if rest.starts_with(b"/") || rest == b"." || rest == b".." || rest.starts_with(b"./") || rest.starts_with(b"../") {
+                if rest.starts_with(b"/")
+                    || rest == b"."
+                    || rest == b".."
+                    || rest.starts_with(b"./")
+                    || rest.starts_with(b"../")
+                {
                     return false;
                 }
             }
@@ -52,20 +63,23 @@ pub fn normalize_path(p: &str) -> Cow<'_, str> {
     let mut decoded: Vec<u8> = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' {
-            if let (Some(h), Some(l)) = (b.get(i + 1).and_then(|c| hex(*c)), b.get(i + 2).and_then(|c| hex(*c))) {
-                let c = h * 16 + l;
-                // Bytes that would not be UTF-8 on their own stay escaped.
-                if is_reserved(c) || c >= 0x80 {
-                    decoded.push(b'%');
-                    decoded.push(b[i + 1].to_ascii_uppercase());
-                    decoded.push(b[i + 2].to_ascii_uppercase());
-                } else {
-                    decoded.push(c);
-                }
-                i += 3;
-                continue;
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|c| hex(*c)),
+                b.get(i + 2).and_then(|c| hex(*c)),
+            )
+        {
+            let c = h * 16 + l;
+            // Bytes that would not be UTF-8 on their own stay escaped.
+            if is_reserved(c) || c >= 0x80 {
+                decoded.push(b'%');
+                decoded.push(b[i + 1].to_ascii_uppercase());
+                decoded.push(b[i + 2].to_ascii_uppercase());
+            } else {
+                decoded.push(c);
             }
+            i += 3;
+            continue;
         }
         decoded.push(b[i]);
         i += 1;
@@ -139,7 +153,10 @@ mod tests {
             ("/sp%20ace", "/sp ace"),
         ] {
             assert_eq!(normalize_path(input), want, "{input}");
-            assert!(is_normalized(want) || want.contains(' '), "{want} should be normalized");
+            assert!(
+                is_normalized(want) || want.contains(' '),
+                "{want} should be normalized"
+            );
         }
     }
 

@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -51,7 +51,12 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Seen {
-        self.seen.lock().unwrap().last().cloned().expect("the upstream saw no request")
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .expect("the upstream saw no request")
     }
 
     pub fn count(&self) -> usize {
@@ -60,14 +65,31 @@ impl Upstream {
 }
 
 fn serve_echo(stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>) {
+    let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
     loop {
-        let Some((method, target, headers, body)) = read_request(&mut reader) else { return };
-        let status = target.split('/').collect::<Vec<_>>().windows(2).find(|w| w[0] == "status").and_then(|w| w[1].split('?').next()?.parse::<u16>().ok()).unwrap_or(200);
-        log.lock().unwrap().push(Seen { method: method.clone(), target: target.clone(), headers, body: body.clone() });
+        let Some((method, target, headers, body)) = read_request(&mut reader) else {
+            return;
+        };
+        let status = target
+            .split('/')
+            .collect::<Vec<_>>()
+            .windows(2)
+            .find(|w| w[0] == "status")
+            .and_then(|w| w[1].split('?').next()?.parse::<u16>().ok())
+            .unwrap_or(200);
+        log.lock().unwrap().push(Seen {
+            method: method.clone(),
+            target: target.clone(),
+            headers,
+            body: body.clone(),
+        });
         let payload = serde_json::json!({ "path": target, "body_len": body.len() }).to_string();
-        let resp = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{payload}", payload.len());
+        let resp = format!(
+            "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{payload}",
+            payload.len()
+        );
         if out.write_all(resp.as_bytes()).is_err() {
             return;
         }
@@ -103,7 +125,10 @@ fn read_headers(r: &mut impl BufRead) -> Option<HashMap<String, String>> {
         let (k, v) = line.split_once(':')?;
         let k = k.trim().to_ascii_lowercase();
         let v = v.trim().to_string();
-        headers.entry(k).and_modify(|old: &mut String| *old = format!("{old}, {v}")).or_insert(v);
+        headers
+            .entry(k)
+            .and_modify(|old: &mut String| *old = format!("{old}, {v}"))
+            .or_insert(v);
     }
 }
 
@@ -113,7 +138,10 @@ fn read_body(r: &mut impl BufRead, headers: &HashMap<String, String>) -> Option<
         r.read_exact(&mut body).ok()?;
         return Some(body);
     }
-    if headers.get("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|t| t.contains("chunked"))
+    {
         let mut body = Vec::new();
         loop {
             let mut size = String::new();
@@ -143,16 +171,26 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 }
 
 /// Sends one request on a fresh connection.
-pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
     let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!("{method} {target} HTTP/1.1\r\n");
     if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
@@ -161,7 +199,10 @@ pub fn request(addr: SocketAddr, method: &str, target: &str, headers: &[(&str, &
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
-    req.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
+    req.push_str(&format!(
+        "Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    ));
     s.write_all(req.as_bytes()).unwrap();
     s.write_all(body).unwrap();
     read_response(&mut BufReader::new(s), method == "HEAD").expect("a complete response")
@@ -181,7 +222,11 @@ pub fn read_response(r: &mut impl BufRead, head: bool) -> Option<Resp> {
         r.read_to_end(&mut b).ok()?;
         b
     };
-    Some(Resp { status, headers, body })
+    Some(Resp {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// A gateway over a temporary config directory.
@@ -198,10 +243,26 @@ impl TestGateway {
         for (name, text) in files {
             std::fs::write(dir.path().join(name), text).unwrap();
         }
-        let (gateway, _warnings) = switchyard::gateway::Gateway::start(dir.path().to_path_buf()).unwrap_or_else(|e| panic!("config rejected: {:?}", e.0.iter().map(|d| d.to_string()).collect::<Vec<_>>()));
-        let (bound, listeners) = switchyard::proxy::server::bind_all(&["127.0.0.1:0".parse().unwrap()], 1).unwrap();
+        Self::start_in(dir)
+    }
+
+    /// Starts the gateway on a directory the test laid out itself.
+    pub fn start_in(dir: tempfile::TempDir) -> TestGateway {
+        let (gateway, _warnings) = switchyard::gateway::Gateway::start(dir.path().to_path_buf())
+            .unwrap_or_else(|e| {
+                panic!(
+                    "config rejected: {:?}",
+                    e.0.iter().map(|d| d.to_string()).collect::<Vec<_>>()
+                )
+            });
+        let (bound, listeners) =
+            switchyard::proxy::server::bind_all(&["127.0.0.1:0".parse().unwrap()], 1).unwrap();
         switchyard::proxy::server::spawn_workers(gateway.clone(), listeners);
-        TestGateway { dir, addr: bound[0], gateway }
+        TestGateway {
+            dir,
+            addr: bound[0],
+            gateway,
+        }
     }
 
     pub fn kong(yaml: &str) -> TestGateway {
@@ -230,4 +291,45 @@ pub fn binary() -> PathBuf {
 pub fn dead_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
+}
+
+impl TestGateway {
+    /// Like `start`, with the file watcher running (events, or polling every `poll`).
+    pub fn start_watched(files: &[(&str, &str)], poll: Option<Duration>) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
+        }
+        Self::start_watched_in(dir, poll)
+    }
+
+    pub fn start_watched_in(dir: tempfile::TempDir, poll: Option<Duration>) -> TestGateway {
+        let gw = Self::start_in(dir);
+        switchyard::watch::spawn(gw.gateway.clone(), poll).unwrap();
+        // Let the watcher register its watches before the test edits anything.
+        std::thread::sleep(Duration::from_millis(100));
+        gw
+    }
+
+    /// The time of the last reload attempt, if any.
+    pub fn last_reload_at(&self) -> Option<std::time::SystemTime> {
+        self.gateway
+            .last_reload
+            .lock()
+            .unwrap()
+            .as_ref()
+            .map(|r| r.at)
+    }
+
+    /// Polls `target` until it answers `status`, up to `within`; returns how long it took.
+    pub fn wait_for(&self, target: &str, status: u16, within: Duration) -> Option<Duration> {
+        let t = std::time::Instant::now();
+        while t.elapsed() < within {
+            if request(self.addr, "GET", target, &[], b"").status == status {
+                return Some(t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        None
+    }
 }

@@ -10,7 +10,10 @@ use regex::Regex;
 
 use super::de::Entities;
 use super::diag::{Diagnostics, Path, SourceFile};
-use super::model::{Consumer, Model, Origin, PathHandling, Plugin, PluginScope, Protocol, Route, RoutePath, Service, Target, Upstream, derived_id};
+use super::model::{
+    Consumer, Model, Origin, PathHandling, Plugin, PluginScope, Protocol, Route, RoutePath,
+    Service, Target, Upstream, derived_id,
+};
 use crate::router::path::{is_normalized, normalize_path};
 use raw::*;
 
@@ -27,7 +30,13 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
     let legacy_paths = match raw.format_version.as_deref() {
         Some(v) if FORMAT_VERSIONS.contains(&v) => v != "3.0",
         Some(v) => {
-            diags.error(file, &root.key("_format_version"), format!("unsupported _format_version \"{v}\"; expected one of \"1.1\", \"2.1\", \"3.0\""));
+            diags.error(
+                file,
+                &root.key("_format_version"),
+                format!(
+                    "unsupported _format_version \"{v}\"; expected one of \"1.1\", \"2.1\", \"3.0\""
+                ),
+            );
             false
         }
         None => {
@@ -35,7 +44,16 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
             false
         }
     };
-    let mut cx = Cx { file, diags, model, legacy_paths, services_by_key: HashMap::new(), routes_by_key: HashMap::new(), consumers_by_key: HashMap::new(), upstreams_by_name: HashMap::new() };
+    let mut cx = Cx {
+        file,
+        diags,
+        model,
+        legacy_paths,
+        services_by_key: HashMap::new(),
+        routes_by_key: HashMap::new(),
+        consumers_by_key: HashMap::new(),
+        upstreams_by_name: HashMap::new(),
+    };
 
     // Services (with nested routes and plugins) first, so that top-level entities can refer to them.
     let mut nested_routes = Vec::new();
@@ -44,29 +62,70 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
         let path = root.key("services").index(i);
         if let Some(idx) = cx.service(s, &path) {
             nested_routes.push((idx, &s.routes, path.key("routes")));
-            nested_plugins.push((PluginScope { service: Some(idx), ..Default::default() }, &s.plugins, path.key("plugins")));
+            nested_plugins.push((
+                PluginScope {
+                    service: Some(idx),
+                    ..Default::default()
+                },
+                &s.plugins,
+                path.key("plugins"),
+            ));
         }
-        cx.unserved_list(&s.filter_chains, &path.key("filter_chains"), "filter_chains");
+        cx.unserved_list(
+            &s.filter_chains,
+            &path.key("filter_chains"),
+            "filter_chains",
+        );
     }
     for (svc, routes, path) in nested_routes {
         for (j, r) in routes.iter() {
             let rpath = path.index(j);
             if r.service.is_some() {
-                cx.diags.error(cx.file, &rpath.key("service"), "a route nested in a service takes that service; remove `service`");
+                cx.diags.error(
+                    cx.file,
+                    &rpath.key("service"),
+                    "a route nested in a service takes that service; remove `service`",
+                );
             }
             if let Some(ridx) = cx.route(r, Some(svc), &rpath) {
-                nested_plugins.push((PluginScope { service: None, route: Some(ridx), consumer: None }, &r.plugins, rpath.key("plugins")));
+                nested_plugins.push((
+                    PluginScope {
+                        service: None,
+                        route: Some(ridx),
+                        consumer: None,
+                    },
+                    &r.plugins,
+                    rpath.key("plugins"),
+                ));
             }
-            cx.unserved_list(&r.filter_chains, &rpath.key("filter_chains"), "filter_chains");
+            cx.unserved_list(
+                &r.filter_chains,
+                &rpath.key("filter_chains"),
+                "filter_chains",
+            );
         }
     }
     for (i, r) in raw.routes.iter() {
         let path = root.key("routes").index(i);
-        let svc = r.service.as_ref().and_then(|s| cx.resolve("services", s, &path.key("service")));
+        let svc = r
+            .service
+            .as_ref()
+            .and_then(|s| cx.resolve("services", s, &path.key("service")));
         if let Some(ridx) = cx.route(r, svc, &path) {
-            nested_plugins.push((PluginScope { route: Some(ridx), ..Default::default() }, &r.plugins, path.key("plugins")));
+            nested_plugins.push((
+                PluginScope {
+                    route: Some(ridx),
+                    ..Default::default()
+                },
+                &r.plugins,
+                path.key("plugins"),
+            ));
         }
-        cx.unserved_list(&r.filter_chains, &path.key("filter_chains"), "filter_chains");
+        cx.unserved_list(
+            &r.filter_chains,
+            &path.key("filter_chains"),
+            "filter_chains",
+        );
     }
 
     for (i, u) in raw.upstreams.iter() {
@@ -76,20 +135,31 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
         let path = root.key("targets").index(i);
         match t.upstream.as_ref() {
             Some(r) => {
-                if let Some(u) = cx.resolve("upstreams", r, &path.key("upstream")) {
-                    if let Some(target) = cx.target(t, &path) {
-                        cx.model.upstreams[u].targets.push(target);
-                    }
+                if let Some(u) = cx.resolve("upstreams", r, &path.key("upstream"))
+                    && let Some(target) = cx.target(t, &path)
+                {
+                    cx.model.upstreams[u].targets.push(target);
                 }
             }
-            None => cx.diags.error(cx.file, &path, "a top-level target needs `upstream` (the upstream's name or id)"),
+            None => cx.diags.error(
+                cx.file,
+                &path,
+                "a top-level target needs `upstream` (the upstream's name or id)",
+            ),
         }
     }
 
     for (i, c) in raw.consumers.iter() {
         let path = root.key("consumers").index(i);
         if let Some(idx) = cx.consumer(c, &path) {
-            nested_plugins.push((PluginScope { consumer: Some(idx), ..Default::default() }, &c.plugins, path.key("plugins")));
+            nested_plugins.push((
+                PluginScope {
+                    consumer: Some(idx),
+                    ..Default::default()
+                },
+                &c.plugins,
+                path.key("plugins"),
+            ));
         }
     }
     for (kind, list) in [
@@ -103,7 +173,11 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
         for (i, cred) in list.iter() {
             let path = root.key(kind).index(i);
             let owner = cred.node.get("consumer", false);
-            let key = owner.and_then(|o| o.as_str().or_else(|| o.get("id", false).and_then(|n| n.as_str())).or_else(|| o.get("username", false).and_then(|n| n.as_str())));
+            let key = owner.and_then(|o| {
+                o.as_str()
+                    .or_else(|| o.get("id", false).and_then(|n| n.as_str()))
+                    .or_else(|| o.get("username", false).and_then(|n| n.as_str()))
+            });
             match key {
                 Some(k) => match cx.consumers_by_key.get(k) {
                     Some(&c) => cx.model.consumers[c].credentials.push((kind.to_string(), cred.node.to_json())),
@@ -122,9 +196,18 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
     for (i, p) in raw.plugins.iter() {
         let path = root.key("plugins").index(i);
         let scope = PluginScope {
-            service: p.service.as_ref().and_then(|r| cx.resolve("services", r, &path.key("service"))),
-            route: p.route.as_ref().and_then(|r| cx.resolve("routes", r, &path.key("route"))),
-            consumer: p.consumer.as_ref().and_then(|r| cx.resolve("consumers", r, &path.key("consumer"))),
+            service: p
+                .service
+                .as_ref()
+                .and_then(|r| cx.resolve("services", r, &path.key("service"))),
+            route: p
+                .route
+                .as_ref()
+                .and_then(|r| cx.resolve("routes", r, &path.key("route"))),
+            consumer: p
+                .consumer
+                .as_ref()
+                .and_then(|r| cx.resolve("consumers", r, &path.key("consumer"))),
         };
         cx.plugin(p, scope, &path);
     }
@@ -132,17 +215,33 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
     for (i, c) in raw.certificates.iter() {
         let path = root.key("certificates").index(i);
         if c.cert.is_none() || c.key.is_none() {
-            cx.diags.error(cx.file, &path, "a certificate needs both `cert` and `key` (PEM)");
+            cx.diags.error(
+                cx.file,
+                &path,
+                "a certificate needs both `cert` and `key` (PEM)",
+            );
         }
         cx.mark_unserved("certificates", &path);
     }
     cx.unserved_list(&raw.snis, &root.key("snis"), "snis");
-    cx.unserved_list(&raw.ca_certificates, &root.key("ca_certificates"), "ca_certificates");
+    cx.unserved_list(
+        &raw.ca_certificates,
+        &root.key("ca_certificates"),
+        "ca_certificates",
+    );
     cx.unserved_list(&raw.vaults, &root.key("vaults"), "vaults");
     cx.unserved_list(&raw.key_sets, &root.key("key_sets"), "key_sets");
     cx.unserved_list(&raw.keys, &root.key("keys"), "keys");
-    cx.unserved_list(&raw.filter_chains, &root.key("filter_chains"), "filter_chains");
-    cx.unserved_list(&raw.consumer_groups, &root.key("consumer_groups"), "consumer_groups");
+    cx.unserved_list(
+        &raw.filter_chains,
+        &root.key("filter_chains"),
+        "filter_chains",
+    );
+    cx.unserved_list(
+        &raw.consumer_groups,
+        &root.key("consumer_groups"),
+        "consumer_groups",
+    );
 }
 
 struct Cx<'a> {
@@ -158,7 +257,11 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     fn origin(&self, path: &Path) -> Origin {
-        Origin { file: self.file.name.clone(), line: self.file.span_of(path).line, path: path.to_string() }
+        Origin {
+            file: self.file.name.clone(),
+            line: self.file.span_of(path).line,
+            path: path.to_string(),
+        }
     }
 
     fn mark_unserved(&mut self, kind: &str, path: &Path) {
@@ -187,7 +290,11 @@ impl Cx<'_> {
         let found = self.keys(kind).get(key).copied();
         if found.is_none() {
             let singular = kind.trim_end_matches('s');
-            self.diags.error(self.file, path, format!("invalid reference '{singular}: {key}' (no such entry in '{kind}')"));
+            self.diags.error(
+                self.file,
+                path,
+                format!("invalid reference '{singular}: {key}' (no such entry in '{kind}')"),
+            );
         }
         found
     }
@@ -218,33 +325,67 @@ impl Cx<'_> {
                     port = Some(u32::from(u.port));
                     svc_path = u.path;
                 }
-                Err(e) => self.diags.error(self.file, &path.key("url"), format!("invalid url \"{url}\": {e}")),
+                Err(e) => self.diags.error(
+                    self.file,
+                    &path.key("url"),
+                    format!("invalid url \"{url}\": {e}"),
+                ),
             }
         }
         let Some(host) = host else {
-            self.diags.error(self.file, path, "required field missing: `host` (or give `url`)");
+            self.diags.error(
+                self.file,
+                path,
+                "required field missing: `host` (or give `url`)",
+            );
             return None;
         };
         let port = match port {
             None => protocol.default_port(),
             Some(p) if p <= 65535 => p as u16,
             Some(p) => {
-                self.diags.error(self.file, &path.key("port"), format!("value should be between 0 and 65535, found {p}"));
+                self.diags.error(
+                    self.file,
+                    &path.key("port"),
+                    format!("value should be between 0 and 65535, found {p}"),
+                );
                 0
             }
         };
-        if let Some(p) = &svc_path {
-            if !p.starts_with('/') {
-                self.diags.error(self.file, &path.key("path"), "should start with: /");
-            }
+        if let Some(p) = &svc_path
+            && !p.starts_with('/')
+        {
+            self.diags
+                .error(self.file, &path.key("path"), "should start with: /");
         }
-        let retries = self.ranged(s.retries, DEFAULT_RETRIES as i64, 0, 32767, &path.key("retries")) as u32;
-        let timeout = |cx: &mut Self, v: Option<i64>, field: &str| cx.ranged(v, DEFAULT_TIMEOUT_MS as i64, 1, 2_147_483_646, &path.key(field)) as u64;
+        let retries = self.ranged(
+            s.retries,
+            DEFAULT_RETRIES as i64,
+            0,
+            32767,
+            &path.key("retries"),
+        ) as u32;
+        let timeout = |cx: &mut Self, v: Option<i64>, field: &str| {
+            cx.ranged(
+                v,
+                DEFAULT_TIMEOUT_MS as i64,
+                1,
+                2_147_483_646,
+                &path.key(field),
+            ) as u64
+        };
         let connect_timeout = timeout(self, s.connect_timeout, "connect_timeout");
         let write_timeout = timeout(self, s.write_timeout, "write_timeout");
         let read_timeout = timeout(self, s.read_timeout, "read_timeout");
         let idx = self.model.services.len();
-        let id = s.id.clone().unwrap_or_else(|| derived_id("services", s.name.as_deref().unwrap_or(&format!("{}#{}", self.file.name, path))));
+        let id = s.id.clone().unwrap_or_else(|| {
+            derived_id(
+                "services",
+                s.name
+                    .as_deref()
+                    .unwrap_or(&format!("{}#{}", self.file.name, path)),
+            )
+        });
         if let Some(name) = &s.name {
             self.check_name(name, &path.key("name"));
             self.register("services", "name", name, idx, path);
@@ -276,16 +417,27 @@ impl Cx<'_> {
             None => default,
             Some(v) if (min..=max).contains(&v) => v,
             Some(v) => {
-                self.diags.error(self.file, path, format!("value should be between {min} and {max}, found {v}"));
+                self.diags.error(
+                    self.file,
+                    path,
+                    format!("value should be between {min} and {max}, found {v}"),
+                );
                 default
             }
         }
     }
 
     fn check_name(&mut self, name: &str, path: &Path) {
-        let ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~'));
+        let ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '~'));
         if !ok {
-            self.diags.error(self.file, path, format!("invalid name \"{name}\": use only letters, digits and . - _ ~"));
+            self.diags.error(
+                self.file,
+                path,
+                format!("invalid name \"{name}\": use only letters, digits and . - _ ~"),
+            );
         }
     }
 
@@ -309,14 +461,22 @@ impl Cx<'_> {
         let methods = r.methods.clone().unwrap_or_default();
         for (i, m) in methods.iter().enumerate() {
             if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
-                self.diags.error(self.file, &path.key("methods").index(i), format!("invalid value: {m} (methods are upper-case, e.g. GET)"));
+                self.diags.error(
+                    self.file,
+                    &path.key("methods").index(i),
+                    format!("invalid value: {m} (methods are upper-case, e.g. GET)"),
+                );
                 ok = false;
             }
         }
         let hosts = r.hosts.clone().unwrap_or_default();
         for (i, h) in hosts.iter().enumerate() {
             if let Err(e) = check_host(h) {
-                self.diags.error(self.file, &path.key("hosts").index(i), format!("invalid host \"{h}\": {e}"));
+                self.diags.error(
+                    self.file,
+                    &path.key("hosts").index(i),
+                    format!("invalid host \"{h}\": {e}"),
+                );
                 ok = false;
             }
         }
@@ -339,20 +499,41 @@ impl Cx<'_> {
             }
             let values = values.0.clone();
             for v in &values {
-                if let Some(re) = v.strip_prefix("~*") {
-                    if let Err(e) = Regex::new(re) {
-                        self.diags.error(self.file, &hpath, format!("regex does not compile: {e}"));
-                        ok = false;
-                    }
+                if let Some(re) = v.strip_prefix("~*")
+                    && let Err(e) = Regex::new(re)
+                {
+                    self.diags
+                        .error(self.file, &hpath, format!("regex does not compile: {e}"));
+                    ok = false;
                 }
             }
             headers.push((name.to_ascii_lowercase(), values));
         }
         let snis = r.snis.clone().unwrap_or_default();
-        let http_like = protocols.iter().any(|p| matches!(p, Protocol::Http | Protocol::Https | Protocol::Grpc | Protocol::Grpcs | Protocol::Ws | Protocol::Wss));
+        let http_like = protocols.iter().any(|p| {
+            matches!(
+                p,
+                Protocol::Http
+                    | Protocol::Https
+                    | Protocol::Grpc
+                    | Protocol::Grpcs
+                    | Protocol::Ws
+                    | Protocol::Wss
+            )
+        });
         let no_paths = r.paths.as_ref().is_none_or(|p| p.is_empty());
-        if http_like && methods.is_empty() && hosts.is_empty() && no_paths && headers.is_empty() && snis.is_empty() {
-            let list = protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", ");
+        if http_like
+            && methods.is_empty()
+            && hosts.is_empty()
+            && no_paths
+            && headers.is_empty()
+            && snis.is_empty()
+        {
+            let list = protocols
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             self.diags.error(self.file, path, format!("must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is '{list}'"));
             ok = false;
         }
@@ -362,14 +543,22 @@ impl Cx<'_> {
         }
         let code = r.https_redirect_status_code.unwrap_or(426);
         if ![426, 301, 302, 307, 308].contains(&code) {
-            self.diags.error(self.file, &path.key("https_redirect_status_code"), format!("expected one of: 426, 301, 302, 307, 308; found {code}"));
+            self.diags.error(
+                self.file,
+                &path.key("https_redirect_status_code"),
+                format!("expected one of: 426, 301, 302, 307, 308; found {code}"),
+            );
             ok = false;
         }
         let path_handling = match r.path_handling.as_deref() {
             None | Some("v0") => PathHandling::V0,
             Some("v1") => PathHandling::V1,
             Some(other) => {
-                self.diags.error(self.file, &path.key("path_handling"), format!("expected one of: v0, v1; found \"{other}\""));
+                self.diags.error(
+                    self.file,
+                    &path.key("path_handling"),
+                    format!("expected one of: v0, v1; found \"{other}\""),
+                );
                 ok = false;
                 PathHandling::V0
             }
@@ -381,7 +570,14 @@ impl Cx<'_> {
             return None;
         }
         let idx = self.model.routes.len();
-        let id = r.id.clone().unwrap_or_else(|| derived_id("routes", r.name.as_deref().unwrap_or(&format!("{}#{}", self.file.name, path))));
+        let id = r.id.clone().unwrap_or_else(|| {
+            derived_id(
+                "routes",
+                r.name
+                    .as_deref()
+                    .unwrap_or(&format!("{}#{}", self.file.name, path)),
+            )
+        });
         if let Some(name) = &r.name {
             self.check_name(name, &path.key("name"));
             self.register("routes", "name", name, idx, path);
@@ -415,7 +611,9 @@ impl Cx<'_> {
     /// Kong's `router_path` rules; 1.1/2.1 files are migrated as Kong does on load.
     fn route_path(&self, p: &str) -> Result<RoutePath, String> {
         if self.legacy_paths {
-            let plain = p.bytes().all(|b| b.is_ascii_alphanumeric() || b"._~/%-".contains(&b));
+            let plain = p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._~/%-".contains(&b));
             if !plain {
                 return compile_regex_path(p).map(|_| RoutePath::Regex(p.to_string()));
             }
@@ -434,7 +632,10 @@ impl Cx<'_> {
         } else if p.contains("//") {
             Err("must not have empty segments".into())
         } else if !is_normalized(p) {
-            Err(format!("non-normalized path, consider use '{}' instead", normalize_path(p)))
+            Err(format!(
+                "non-normalized path, consider use '{}' instead",
+                normalize_path(p)
+            ))
         } else {
             Ok(RoutePath::Prefix(p.to_string()))
         }
@@ -442,19 +643,40 @@ impl Cx<'_> {
 
     fn upstream(&mut self, u: &RawUpstream, path: &Path) {
         let Some(name) = u.name.clone() else {
-            self.diags.error(self.file, path, "required field missing: `name`");
+            self.diags
+                .error(self.file, path, "required field missing: `name`");
             return;
         };
         let algorithm = u.algorithm.clone().unwrap_or_else(|| "round-robin".into());
-        if !["round-robin", "consistent-hashing", "least-connections", "latency"].contains(&algorithm.as_str()) {
+        if ![
+            "round-robin",
+            "consistent-hashing",
+            "least-connections",
+            "latency",
+        ]
+        .contains(&algorithm.as_str())
+        {
             self.diags.error(self.file, &path.key("algorithm"), format!("expected one of: consistent-hashing, least-connections, round-robin, latency; found \"{algorithm}\""));
         }
-        let hash_values = ["none", "consumer", "ip", "header", "cookie", "path", "query_arg", "uri_capture"];
+        let hash_values = [
+            "none",
+            "consumer",
+            "ip",
+            "header",
+            "cookie",
+            "path",
+            "query_arg",
+            "uri_capture",
+        ];
         for (field, v) in [("hash_on", &u.hash_on), ("hash_fallback", &u.hash_fallback)] {
-            if let Some(v) = v {
-                if !hash_values.contains(&v.as_str()) {
-                    self.diags.error(self.file, &path.key(field), format!("expected one of: {}; found \"{v}\"", hash_values.join(", ")));
-                }
+            if let Some(v) = v
+                && !hash_values.contains(&v.as_str())
+            {
+                self.diags.error(
+                    self.file,
+                    &path.key(field),
+                    format!("expected one of: {}; found \"{v}\"", hash_values.join(", ")),
+                );
             }
         }
         let slots = self.ranged(u.slots, 10_000, 10, 65_536, &path.key("slots")) as u32;
@@ -464,7 +686,10 @@ impl Cx<'_> {
             self.register("upstreams", "id", id, idx, path);
         }
         if algorithm != "round-robin" || u.hash_on.as_deref().is_some_and(|h| h != "none") {
-            self.mark_unserved("upstream algorithms other than round-robin", &path.key("algorithm"));
+            self.mark_unserved(
+                "upstream algorithms other than round-robin",
+                &path.key("algorithm"),
+            );
         }
         let healthchecks = u.healthchecks.as_ref().map(|h| h.node.to_json());
         if healthchecks.is_some() {
@@ -474,12 +699,19 @@ impl Cx<'_> {
         for (i, t) in u.targets.iter() {
             let tpath = path.key("targets").index(i);
             if t.upstream.is_some() {
-                self.diags.error(self.file, &tpath.key("upstream"), "a target nested in an upstream takes that upstream; remove `upstream`");
+                self.diags.error(
+                    self.file,
+                    &tpath.key("upstream"),
+                    "a target nested in an upstream takes that upstream; remove `upstream`",
+                );
             }
             targets.extend(self.target(t, &tpath));
         }
         self.model.upstreams.push(Upstream {
-            id: u.id.clone().unwrap_or_else(|| derived_id("upstreams", &name)),
+            id: u
+                .id
+                .clone()
+                .unwrap_or_else(|| derived_id("upstreams", &name)),
             name,
             algorithm,
             hash_on: u.hash_on.clone().unwrap_or_else(|| "none".into()),
@@ -494,14 +726,26 @@ impl Cx<'_> {
 
     fn target(&mut self, t: &RawTarget, path: &Path) -> Option<Target> {
         let Some(target) = &t.target else {
-            self.diags.error(self.file, path, "required field missing: `target` (host:port)");
+            self.diags.error(
+                self.file,
+                path,
+                "required field missing: `target` (host:port)",
+            );
             return None;
         };
         let weight = self.ranged(t.weight, 100, 0, 65_535, &path.key("weight")) as u32;
         match split_host_port(target) {
-            Some((host, port)) => Some(Target { host: host.to_string(), port: port.unwrap_or(8000), weight }),
+            Some((host, port)) => Some(Target {
+                host: host.to_string(),
+                port: port.unwrap_or(8000),
+                weight,
+            }),
             None => {
-                self.diags.error(self.file, &path.key("target"), format!("invalid target \"{target}\": expected host or host:port"));
+                self.diags.error(
+                    self.file,
+                    &path.key("target"),
+                    format!("invalid target \"{target}\": expected host or host:port"),
+                );
                 None
             }
         }
@@ -509,11 +753,23 @@ impl Cx<'_> {
 
     fn consumer(&mut self, c: &RawConsumer, path: &Path) -> Option<usize> {
         if c.username.is_none() && c.custom_id.is_none() {
-            self.diags.error(self.file, path, "at least one of these fields must be non-empty: 'custom_id', 'username'");
+            self.diags.error(
+                self.file,
+                path,
+                "at least one of these fields must be non-empty: 'custom_id', 'username'",
+            );
             return None;
         }
         let idx = self.model.consumers.len();
-        let id = c.id.clone().unwrap_or_else(|| derived_id("consumers", c.username.as_deref().or(c.custom_id.as_deref()).unwrap_or_default()));
+        let id = c.id.clone().unwrap_or_else(|| {
+            derived_id(
+                "consumers",
+                c.username
+                    .as_deref()
+                    .or(c.custom_id.as_deref())
+                    .unwrap_or_default(),
+            )
+        });
         if let Some(u) = &c.username {
             self.register("consumers", "username", u, idx, path);
         }
@@ -536,13 +792,20 @@ impl Cx<'_> {
         if !c.groups.is_empty() {
             self.mark_unserved("consumer_groups", &path.key("groups"));
         }
-        self.model.consumers.push(Consumer { id, username: c.username.clone(), custom_id: c.custom_id.clone(), tags: c.tags.clone().unwrap_or_default(), credentials });
+        self.model.consumers.push(Consumer {
+            id,
+            username: c.username.clone(),
+            custom_id: c.custom_id.clone(),
+            tags: c.tags.clone().unwrap_or_default(),
+            credentials,
+        });
         Some(idx)
     }
 
     fn plugin(&mut self, p: &RawPlugin, scope: PluginScope, path: &Path) {
         let Some(name) = p.name.clone() else {
-            self.diags.error(self.file, path, "required field missing: `name`");
+            self.diags
+                .error(self.file, path, "required field missing: `name`");
             return;
         };
         match crate::plugins::catalog(&name) {
@@ -553,7 +816,13 @@ impl Cx<'_> {
             Some(info) if !info.served => self.mark_unserved(&format!("plugin '{name}'"), path),
             Some(_) => {}
         }
-        let config = p.config.clone().unwrap_or_else(|| super::de::Captured { node: super::node::Node { span: self.file.span_of(path), value: super::node::Value::Map(Vec::new()) }, path: path.key("config") });
+        let config = p.config.clone().unwrap_or_else(|| super::de::Captured {
+            node: super::node::Node {
+                span: self.file.span_of(path),
+                value: super::node::Value::Map(Vec::new()),
+            },
+            path: path.key("config"),
+        });
         for (sub, msg) in crate::plugins::validate(&name, &config.node) {
             let mut full = config.path.clone();
             full.0.extend(sub.0);
@@ -563,22 +832,44 @@ impl Cx<'_> {
         for (i, proto) in p.protocols.iter().flatten().enumerate() {
             match parse_protocol(proto) {
                 Some(pr) => protocols.push(pr),
-                None => self.diags.error(self.file, &path.key("protocols").index(i), format!("unknown protocol \"{proto}\"")),
+                None => self.diags.error(
+                    self.file,
+                    &path.key("protocols").index(i),
+                    format!("unknown protocol \"{proto}\""),
+                ),
             }
         }
         if protocols.is_empty() {
-            protocols = vec![Protocol::Grpc, Protocol::Grpcs, Protocol::Http, Protocol::Https];
+            protocols = vec![
+                Protocol::Grpc,
+                Protocol::Grpcs,
+                Protocol::Http,
+                Protocol::Https,
+            ];
         }
         if p.consumer_group.is_some() {
             self.mark_unserved("consumer_group plugins", path);
         }
-        let clash = self.model.plugins.iter().find(|q| q.name == name && q.scope == scope && q.instance_name == p.instance_name);
+        let clash = self
+            .model
+            .plugins
+            .iter()
+            .find(|q| q.name == name && q.scope == scope && q.instance_name == p.instance_name);
         if let Some(q) = clash {
-            let msg = format!("uniqueness violation: 'plugins' entity with name '{name}' is already declared for the same scope at {}:{}", q.origin.file, q.origin.line);
+            let msg = format!(
+                "uniqueness violation: 'plugins' entity with name '{name}' is already declared for the same scope at {}:{}",
+                q.origin.file, q.origin.line
+            );
             self.diags.error(self.file, path, msg);
             return;
         }
-        let key = format!("{name}:{:?}:{:?}:{:?}:{}", scope.service.map(|i| &self.model.services[i].id), scope.route.map(|i| &self.model.routes[i].id), scope.consumer.map(|i| &self.model.consumers[i].id), p.instance_name.as_deref().unwrap_or(""));
+        let key = format!(
+            "{name}:{:?}:{:?}:{:?}:{}",
+            scope.service.map(|i| &self.model.services[i].id),
+            scope.route.map(|i| &self.model.routes[i].id),
+            scope.consumer.map(|i| &self.model.consumers[i].id),
+            p.instance_name.as_deref().unwrap_or("")
+        );
         self.model.plugins.push(Plugin {
             id: p.id.clone().unwrap_or_else(|| derived_id("plugins", &key)),
             name,
@@ -599,7 +890,17 @@ pub fn parse_protocol(p: &str) -> Option<Protocol> {
 
 /// Compiles a Kong regex path the way traditional_compatible does: anchored at the start only.
 pub fn compile_regex_path(re: &str) -> Result<Regex, String> {
-    Regex::new(&format!("^(?:{re})")).map_err(|e| format!("regex does not compile: {}", e.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ")))
+    Regex::new(&format!("^(?:{re})")).map_err(|e| {
+        format!(
+            "regex does not compile: {}",
+            e.to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .trim_start_matches("error: ")
+        )
+    })
 }
 
 pub struct ParsedUrl {
@@ -610,8 +911,11 @@ pub struct ParsedUrl {
 }
 
 pub fn parse_url(url: &str) -> Result<ParsedUrl, String> {
-    let (scheme, rest) = url.split_once("://").ok_or("expected scheme://host[:port][/path]")?;
-    let protocol = parse_protocol(&scheme.to_ascii_lowercase()).ok_or_else(|| format!("unknown scheme \"{scheme}\""))?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or("expected scheme://host[:port][/path]")?;
+    let protocol = parse_protocol(&scheme.to_ascii_lowercase())
+        .ok_or_else(|| format!("unknown scheme \"{scheme}\""))?;
     let (authority, path) = match rest.find(['/', '?']) {
         Some(i) => (&rest[..i], Some(&rest[i..])),
         None => (rest, None),
@@ -621,8 +925,15 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl, String> {
     if host.is_empty() {
         return Err("missing host".into());
     }
-    let path = path.map(|p| p.split('?').next().unwrap_or_default().to_string()).filter(|p| !p.is_empty());
-    Ok(ParsedUrl { protocol, host: host.to_string(), port: port.unwrap_or(protocol.default_port()), path })
+    let path = path
+        .map(|p| p.split('?').next().unwrap_or_default().to_string())
+        .filter(|p| !p.is_empty());
+    Ok(ParsedUrl {
+        protocol,
+        host: host.to_string(),
+        port: port.unwrap_or(protocol.default_port()),
+        path,
+    })
 }
 
 /// `host`, `host:port`, `[v6]` or `[v6]:port`.
@@ -652,7 +963,11 @@ fn check_host(h: &str) -> Result<(), String> {
     if stars == 1 && !(name.starts_with("*.") || name.ends_with(".*")) {
         return Err("the wildcard must be the whole leftmost or rightmost label".into());
     }
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*' | '_')) {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '*' | '_'))
+    {
         return Err("not a valid hostname".into());
     }
     Ok(())
