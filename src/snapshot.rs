@@ -35,7 +35,10 @@ pub struct State {
 /// Hands out the kept entries of `map` for `keys` (new ones made fresh) and forgets the rest.
 fn keep<T: Default>(map: &Mutex<HashMap<String, Arc<T>>>, keys: &[String]) -> Vec<Arc<T>> {
     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-    let kept: HashMap<String, Arc<T>> = keys.iter().map(|k| (k.clone(), map.get(k).cloned().unwrap_or_default())).collect();
+    let kept: HashMap<String, Arc<T>> = keys
+        .iter()
+        .map(|k| (k.clone(), map.get(k).cloned().unwrap_or_default()))
+        .collect();
     let out = keys.iter().map(|k| kept[k].clone()).collect();
     *map = kept;
     out
@@ -56,9 +59,13 @@ impl CookieJar {
         for v in headers.get_all(http::header::SET_COOKIE) {
             let Ok(text) = v.to_str() else { continue };
             let pair = text.split(';').next().unwrap_or_default();
-            let Some((name, value)) = pair.split_once('=') else { continue };
+            let Some((name, value)) = pair.split_once('=') else {
+                continue;
+            };
             let (name, value) = (name.trim().to_string(), value.trim().to_string());
-            let expired = text.split(';').any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
+            let expired = text
+                .split(';')
+                .any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
             jar.retain(|(n, _)| *n != name);
             if !expired {
                 jar.push((name, value));
@@ -72,7 +79,10 @@ impl CookieJar {
         if jar.is_empty() {
             return None;
         }
-        let mut text = client.and_then(|c| c.to_str().ok()).unwrap_or_default().to_string();
+        let mut text = client
+            .and_then(|c| c.to_str().ok())
+            .unwrap_or_default()
+            .to_string();
         for (n, v) in jar.iter() {
             if !text.is_empty() {
                 text.push_str("; ");
@@ -88,8 +98,14 @@ impl CookieJar {
 impl State {
     /// Hands out the kept entries for `ids` and forgets the others.
     fn positions(&self, ids: &[&str]) -> Vec<Arc<AtomicUsize>> {
-        let mut map = self.balancer_positions.lock().unwrap_or_else(|e| e.into_inner());
-        let kept: HashMap<String, Arc<AtomicUsize>> = ids.iter().map(|id| (id.to_string(), map.get(*id).cloned().unwrap_or_default())).collect();
+        let mut map = self
+            .balancer_positions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let kept: HashMap<String, Arc<AtomicUsize>> = ids
+            .iter()
+            .map(|id| (id.to_string(), map.get(*id).cloned().unwrap_or_default()))
+            .collect();
         let out = ids.iter().map(|id| kept[*id].clone()).collect();
         *map = kept;
         out
@@ -196,14 +212,22 @@ impl Balancer {
         if self.wheel.is_empty() {
             return None;
         }
-        let i = self.position.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let i = self
+            .position
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Some(&self.peers[self.wheel[i % self.wheel.len()] as usize])
     }
 }
 
 fn host_header(host: &str, port: u16, tls: bool) -> HeaderValue {
     let default = if tls { 443 } else { 80 };
-    let text = if port == default { host.to_string() } else if host.contains(':') { format!("[{host}]:{port}") } else { format!("{host}:{port}") };
+    let text = if port == default {
+        host.to_string()
+    } else if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("invalid"))
 }
 
@@ -211,7 +235,12 @@ fn wheel(weights: &[u32]) -> Vec<u32> {
     fn gcd(a: u32, b: u32) -> u32 {
         if b == 0 { a } else { gcd(b, a % b) }
     }
-    let g = weights.iter().copied().filter(|w| *w > 0).fold(0, gcd).max(1);
+    let g = weights
+        .iter()
+        .copied()
+        .filter(|w| *w > 0)
+        .fold(0, gcd)
+        .max(1);
     let mut left: Vec<u32> = weights.iter().map(|w| w / g).collect();
     let mut out = Vec::new();
     // Interleave instead of runs, so consecutive requests spread across targets.
@@ -227,7 +256,13 @@ fn wheel(weights: &[u32]) -> Vec<u32> {
 }
 
 impl Snapshot {
-    pub fn compile(model: Model, warnings: Vec<Diagnostic>, state: &State, version: u64, hash: u64) -> Snapshot {
+    pub fn compile(
+        model: Model,
+        warnings: Vec<Diagnostic>,
+        state: &State,
+        version: u64,
+        hash: u64,
+    ) -> Snapshot {
         let upstream_ids: Vec<&str> = model.upstreams.iter().map(|u| u.id.as_str()).collect();
         let positions = state.positions(&upstream_ids);
         let balancers: HashMap<&str, Arc<Balancer>> = model
@@ -241,11 +276,23 @@ impl Snapshot {
                     .map(|t| Peer {
                         host: t.host.as_str().into(),
                         port: t.port,
-                        host_header: host_header(u.host_header.as_deref().unwrap_or(&t.host), t.port, false),
+                        host_header: host_header(
+                            u.host_header.as_deref().unwrap_or(&t.host),
+                            t.port,
+                            false,
+                        ),
                     })
                     .collect();
                 let weights: Vec<u32> = u.targets.iter().map(|t| t.weight).collect();
-                (u.name.as_str(), Arc::new(Balancer { name: u.name.clone(), peers, wheel: wheel(&weights), position }))
+                (
+                    u.name.as_str(),
+                    Arc::new(Balancer {
+                        name: u.name.clone(),
+                        peers,
+                        wheel: wheel(&weights),
+                        position,
+                    }),
+                )
             })
             .collect();
 
@@ -253,10 +300,17 @@ impl Snapshot {
             .services
             .iter()
             .map(|s| {
-                let tls = matches!(s.protocol, Protocol::Https | Protocol::Grpcs | Protocol::Wss | Protocol::Tls);
+                let tls = matches!(
+                    s.protocol,
+                    Protocol::Https | Protocol::Grpcs | Protocol::Wss | Protocol::Tls
+                );
                 let dest = match balancers.get(s.host.as_str()) {
                     Some(b) => Dest::Balanced(b.clone()),
-                    None => Dest::Direct(Peer { host: s.host.as_str().into(), port: s.port, host_header: host_header(&s.host, s.port, tls) }),
+                    None => Dest::Direct(Peer {
+                        host: s.host.as_str().into(),
+                        port: s.port,
+                        host_header: host_header(&s.host, s.port, tls),
+                    }),
                 };
                 ServiceRt {
                     name: s.display_name().into(),
@@ -272,7 +326,17 @@ impl Snapshot {
             })
             .collect();
 
-        let built: Vec<Option<Arc<dyn Plugin>>> = model.plugins.iter().map(|p| if p.enabled { plugins::build(&p.name, &p.config.node) } else { None }).collect();
+        let built: Vec<Option<Arc<dyn Plugin>>> = model
+            .plugins
+            .iter()
+            .map(|p| {
+                if p.enabled {
+                    plugins::build(&p.name, &p.config.node)
+                } else {
+                    None
+                }
+            })
+            .collect();
         let mut routes: Vec<RouteRt> = model
             .routes
             .iter()
@@ -284,7 +348,8 @@ impl Snapshot {
                     kind: RouteKind::Kong,
                     service: r.service,
                     https_only: allows(Protocol::Https) && !allows(Protocol::Http),
-                    https_redirect: StatusCode::from_u16(r.https_redirect_status_code).unwrap_or(StatusCode::UPGRADE_REQUIRED),
+                    https_redirect: StatusCode::from_u16(r.https_redirect_status_code)
+                        .unwrap_or(StatusCode::UPGRADE_REQUIRED),
                     strip_path: r.strip_path,
                     preserve_host: r.preserve_host,
                     path_handling: r.path_handling,
@@ -295,24 +360,55 @@ impl Snapshot {
 
         // Ocelot routes, then aggregates, after the Kong routes.
         let first_ocelot = routes.len();
-        let rl_keys: Vec<String> = model.ocelot_routes.iter().filter_map(|r| r.rate_limit.as_ref().map(|o| format!("{}|{}|{}", r.id, o.key_prefix, ocelot_rate_limit::rule_text(o)))).collect();
+        let rl_keys: Vec<String> = model
+            .ocelot_routes
+            .iter()
+            .filter_map(|r| {
+                r.rate_limit.as_ref().map(|o| {
+                    format!(
+                        "{}|{}|{}",
+                        r.id,
+                        o.key_prefix,
+                        ocelot_rate_limit::rule_text(o)
+                    )
+                })
+            })
+            .collect();
         let mut rl_stores = keep(&state.rate_limits, &rl_keys).into_iter();
-        let jar_keys: Vec<String> = model.ocelot_routes.iter().filter(|r| r.use_cookie_container).map(|r| r.id.clone()).collect();
+        let jar_keys: Vec<String> = model
+            .ocelot_routes
+            .iter()
+            .filter(|r| r.use_cookie_container)
+            .map(|r| r.id.clone())
+            .collect();
         let mut jars = keep(&state.cookie_jars, &jar_keys).into_iter();
         for r in &model.ocelot_routes {
             let store = r.rate_limit.as_ref().and_then(|_| rl_stores.next());
-            let jar = if r.use_cookie_container { jars.next() } else { None };
+            let jar = if r.use_cookie_container {
+                jars.next()
+            } else {
+                None
+            };
             routes.push(ocelot_route_rt(r, &model, &services, store, jar));
         }
         let first_aggregate = routes.len();
         for a in &model.ocelot_aggregates {
-            let parts: Vec<(Arc<str>, usize)> = a.route_keys.iter().zip(&a.parts).map(|(k, p)| (Arc::from(k.as_str()), first_ocelot + p)).collect();
+            let parts: Vec<(Arc<str>, usize)> = a
+                .route_keys
+                .iter()
+                .zip(&a.parts)
+                .map(|(k, p)| (Arc::from(k.as_str()), first_ocelot + p))
+                .collect();
             let configs = a
                 .route_keys_config
                 .iter()
                 .filter_map(|c| {
                     let pos = a.route_keys.iter().position(|k| *k == c.route_key)?;
-                    Some((pos, JsonPath::parse(&c.json_path).ok()?, Arc::from(c.parameter.as_str())))
+                    Some((
+                        pos,
+                        JsonPath::parse(&c.json_path).ok()?,
+                        Arc::from(c.parameter.as_str()),
+                    ))
                 })
                 .collect();
             let aggregator = match &a.aggregator {
@@ -321,7 +417,12 @@ impl Snapshot {
             };
             routes.push(RouteRt {
                 name: format!("{}:{}", a.origin.file, a.origin.path).into(),
-                kind: RouteKind::Aggregate(Box::new(AggregateRt { template: a.upstream.path_template.as_str().into(), parts, configs, aggregator })),
+                kind: RouteKind::Aggregate(Box::new(AggregateRt {
+                    template: a.upstream.path_template.as_str().into(),
+                    parts,
+                    configs,
+                    aggregator,
+                })),
                 service: None,
                 https_only: false,
                 https_redirect: StatusCode::UPGRADE_REQUIRED,
@@ -333,12 +434,44 @@ impl Snapshot {
         }
 
         // Routes of disabled services are left out of the router, as Kong does.
-        let active: Vec<(usize, &crate::config::model::Route)> =
-            model.routes.iter().enumerate().filter(|(_, r)| r.service.is_none_or(|s| model.services[s].enabled)).collect();
-        let mut specs: Vec<OcelotSpec<'_>> = model.ocelot_routes.iter().enumerate().map(|(i, r)| OcelotSpec { index: first_ocelot + i, upstream: &r.upstream, aggregate: false }).collect();
-        specs.extend(model.ocelot_aggregates.iter().enumerate().map(|(i, a)| OcelotSpec { index: first_aggregate + i, upstream: &a.upstream, aggregate: true }));
+        let active: Vec<(usize, &crate::config::model::Route)> = model
+            .routes
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.service.is_none_or(|s| model.services[s].enabled))
+            .collect();
+        let mut specs: Vec<OcelotSpec<'_>> = model
+            .ocelot_routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| OcelotSpec {
+                index: first_ocelot + i,
+                upstream: &r.upstream,
+                aggregate: false,
+            })
+            .collect();
+        specs.extend(
+            model
+                .ocelot_aggregates
+                .iter()
+                .enumerate()
+                .map(|(i, a)| OcelotSpec {
+                    index: first_aggregate + i,
+                    upstream: &a.upstream,
+                    aggregate: true,
+                }),
+        );
         let router = Router::build_all(&active, &specs);
-        Snapshot { version, hash, loaded_at: SystemTime::now(), router, routes, services, warnings, model }
+        Snapshot {
+            version,
+            hash,
+            loaded_at: SystemTime::now(),
+            router,
+            routes,
+            services,
+            warnings,
+            model,
+        }
     }
 }
 
@@ -349,11 +482,22 @@ impl Snapshot {
         let kong = self.model.routes.len();
         let ocelot = self.model.ocelot_routes.len();
         if let Some(r) = self.model.routes.get(idx) {
-            format!("route {} ({}:{})", r.display_name(), r.origin.file, r.origin.line)
+            format!(
+                "route {} ({}:{})",
+                r.display_name(),
+                r.origin.file,
+                r.origin.line
+            )
         } else if let Some(r) = self.model.ocelot_routes.get(idx - kong) {
-            format!("ocelot route {} ({}:{} {})", r.upstream.path_template, r.origin.file, r.origin.line, r.origin.path)
+            format!(
+                "ocelot route {} ({}:{} {})",
+                r.upstream.path_template, r.origin.file, r.origin.line, r.origin.path
+            )
         } else if let Some(a) = self.model.ocelot_aggregates.get(idx - kong - ocelot) {
-            format!("ocelot aggregate {} ({}:{} {})", a.upstream.path_template, a.origin.file, a.origin.line, a.origin.path)
+            format!(
+                "ocelot aggregate {} ({}:{} {})",
+                a.upstream.path_template, a.origin.file, a.origin.line, a.origin.path
+            )
         } else {
             format!("route #{idx}")
         }
@@ -361,7 +505,12 @@ impl Snapshot {
 
     /// Where a match would go: the Kong service, the Ocelot downstream URL (with the
     /// placeholder values of `m`), or the parts of an aggregate.
-    pub fn route_destination(&self, m: &crate::router::Match, path: &str, query: Option<&str>) -> String {
+    pub fn route_destination(
+        &self,
+        m: &crate::router::Match,
+        path: &str,
+        query: Option<&str>,
+    ) -> String {
         let route = &self.routes[m.route];
         match &route.kind {
             RouteKind::Kong => match route.service {
@@ -375,20 +524,50 @@ impl Snapshot {
                 if let Some(n) = &o.service_name {
                     return format!("(service discovery of `{n}` is not served yet: 503)");
                 }
-                let Some(svc) = route.service.map(|s| &self.services[s]) else { return "(no destination: 503)".into() };
+                let Some(svc) = route.service.map(|s| &self.services[s]) else {
+                    return "(no destination: 503)".into();
+                };
                 let (host, port) = match &svc.dest {
                     Dest::Direct(p) => (p.host.to_string(), p.port),
-                    Dest::Balanced(b) => (b.peers.iter().map(|p| format!("{}:{}", p.host, p.port)).collect::<Vec<_>>().join("|"), 0),
+                    Dest::Balanced(b) => (
+                        b.peers
+                            .iter()
+                            .map(|p| format!("{}:{}", p.host, p.port))
+                            .collect::<Vec<_>>()
+                            .join("|"),
+                        0,
+                    ),
                 };
                 let scheme = if svc.tls { "https" } else { "http" };
-                let hostport = if port == 0 { format!("({host})") } else { format!("{host}:{port}") };
-                let method = o.method.as_ref().map(|m| format!("{m} ")).unwrap_or_default();
+                let hostport = if port == 0 {
+                    format!("({host})")
+                } else {
+                    format!("{host}:{port}")
+                };
+                let method = o
+                    .method
+                    .as_ref()
+                    .map(|m| format!("{m} "))
+                    .unwrap_or_default();
                 let decoded = crate::router::ocelot::decoded_path(path);
-                let params: Vec<String> = m.params.iter().map(|(n, v)| format!("{n}={v}")).collect();
-                format!("{method}{scheme}://{hostport}{} (placeholders: {})", o.downstream.render(&m.params, &decoded, query), if params.is_empty() { "none".into() } else { params.join(", ") })
+                let params: Vec<String> =
+                    m.params.iter().map(|(n, v)| format!("{n}={v}")).collect();
+                format!(
+                    "{method}{scheme}://{hostport}{} (placeholders: {})",
+                    o.downstream.render(&m.params, &decoded, query),
+                    if params.is_empty() {
+                        "none".into()
+                    } else {
+                        params.join(", ")
+                    }
+                )
             }
             RouteKind::Aggregate(a) => {
-                let keys: Vec<String> = a.parts.iter().map(|(k, i)| format!("{k} = {}", self.route_label(*i))).collect();
+                let keys: Vec<String> = a
+                    .parts
+                    .iter()
+                    .map(|(k, i)| format!("{k} = {}", self.route_label(*i)))
+                    .collect();
                 format!("aggregate of [{}]", keys.join("; "))
             }
         }
@@ -400,7 +579,13 @@ pub const PRECEDENCE: &str = "a route that matches only through a catch-all (a K
 
 /// An Ocelot route's runtime form: its options as a plugin chain (SecurityOptions,
 /// header transforms, RateLimitOptions, RequestIdKey) and its downstream template.
-fn ocelot_route_rt(r: &OcelotRoute, model: &Model, services: &[ServiceRt], store: Option<Arc<RateLimitStore>>, jar: Option<Arc<CookieJar>>) -> RouteRt {
+fn ocelot_route_rt(
+    r: &OcelotRoute,
+    model: &Model,
+    services: &[ServiceRt],
+    store: Option<Arc<RateLimitStore>>,
+    jar: Option<Arc<CookieJar>>,
+) -> RouteRt {
     let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
     if let Some(sec) = &r.security {
         plugins.push(Arc::new(plugins::ocelot_ip::IpSecurity::new(sec)));
@@ -410,21 +595,44 @@ fn ocelot_route_rt(r: &OcelotRoute, model: &Model, services: &[ServiceRt], store
             let scheme = svc.protocol.as_str();
             let peers: Vec<(String, u16)> = match &rt.dest {
                 Dest::Direct(p) => vec![(p.host.to_string(), p.port)],
-                Dest::Balanced(b) => b.peers.iter().map(|p| (p.host.to_string(), p.port)).collect(),
+                Dest::Balanced(b) => b
+                    .peers
+                    .iter()
+                    .map(|p| (p.host.to_string(), p.port))
+                    .collect(),
             };
-            peers.into_iter().map(|(h, p)| if p == 80 || p == 443 { format!("{scheme}://{h}") } else { format!("{scheme}://{h}:{p}") }).collect()
+            peers
+                .into_iter()
+                .map(|(h, p)| {
+                    if p == 80 || p == 443 {
+                        format!("{scheme}://{h}")
+                    } else {
+                        format!("{scheme}://{h}:{p}")
+                    }
+                })
+                .collect()
         }
         None => Vec::new(),
     };
-    if let Some(t) = plugins::ocelot_headers::HeaderTransforms::new(&r.upstream_header_transform, &r.downstream_header_transform, &r.base_url, bases) {
+    if let Some(t) = plugins::ocelot_headers::HeaderTransforms::new(
+        &r.upstream_header_transform,
+        &r.downstream_header_transform,
+        &r.base_url,
+        bases,
+    ) {
         plugins.push(Arc::new(t));
     }
     if let (Some(o), Some(store)) = (&r.rate_limit, store)
-        && let Some(p) = plugins::ocelot_rate_limit::RateLimit::new(o, &r.upstream.path_template, store)
+        && let Some(p) =
+            plugins::ocelot_rate_limit::RateLimit::new(o, &r.upstream.path_template, store)
     {
-            plugins.push(Arc::new(p));
-        }
-    if let Some(p) = r.request_id_key.as_deref().and_then(plugins::ocelot_headers::RequestIdKey::new) {
+        plugins.push(Arc::new(p));
+    }
+    if let Some(p) = r
+        .request_id_key
+        .as_deref()
+        .and_then(plugins::ocelot_headers::RequestIdKey::new)
+    {
         plugins.push(Arc::new(p));
     }
     plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
@@ -437,7 +645,10 @@ fn ocelot_route_rt(r: &OcelotRoute, model: &Model, services: &[ServiceRt], store
         kind: RouteKind::Ocelot(Box::new(OcelotRt {
             template: r.upstream.path_template.as_str().into(),
             downstream: DownstreamTemplate::compile(&r.downstream_path_template),
-            method: r.downstream_method.as_deref().and_then(|m| Method::from_bytes(m.as_bytes()).ok()),
+            method: r
+                .downstream_method
+                .as_deref()
+                .and_then(|m| Method::from_bytes(m.as_bytes()).ok()),
             version,
             allow_auto_redirect: r.allow_auto_redirect,
             cookie_jar: jar,

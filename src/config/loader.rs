@@ -24,8 +24,15 @@ pub fn set_environment(name: Option<String>) {
 /// The environment: `--environment`, else `SWITCHYARD_ENVIRONMENT`, else
 /// `ASPNETCORE_ENVIRONMENT` (which Ocelot deployments already set).
 pub fn environment() -> Option<String> {
-    let set = ENVIRONMENT.read().unwrap_or_else(|e| e.into_inner()).clone();
-    set.or_else(|| ["SWITCHYARD_ENVIRONMENT", "ASPNETCORE_ENVIRONMENT"].iter().find_map(|v| std::env::var(v).ok().filter(|e| !e.trim().is_empty())))
+    let set = ENVIRONMENT
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    set.or_else(|| {
+        ["SWITCHYARD_ENVIRONMENT", "ASPNETCORE_ENVIRONMENT"]
+            .iter()
+            .find_map(|v| std::env::var(v).ok().filter(|e| !e.trim().is_empty()))
+    })
 }
 
 /// One load of a config directory.
@@ -61,14 +68,28 @@ pub fn config_files(dir: &FsPath) -> std::io::Result<Vec<PathBuf>> {
         }
         if KONG_FILES.contains(&lower.as_str()) {
             kong.push(entry.path());
-        } else if lower == "ocelot.json" || (lower.starts_with("ocelot.") && lower.ends_with(".json")) {
+        } else if lower == "ocelot.json"
+            || (lower.starts_with("ocelot.") && lower.ends_with(".json"))
+        {
             ocelot.push(entry.path());
         }
     }
     kong.sort();
     ocelot.sort_by_key(|p| {
-        let n = p.file_name().map(|n| n.to_string_lossy().to_ascii_lowercase()).unwrap_or_default();
-        (if n == "ocelot.json" { 0 } else if n == "ocelot.global.json" { 2 } else { 1 }, n)
+        let n = p
+            .file_name()
+            .map(|n| n.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        (
+            if n == "ocelot.json" {
+                0
+            } else if n == "ocelot.global.json" {
+                2
+            } else {
+                1
+            },
+            n,
+        )
     });
     kong.extend(ocelot);
     Ok(kong)
@@ -78,7 +99,11 @@ fn push_de_problems(diags: &mut Diagnostics, file: &SourceFile, problems: Vec<De
     for p in problems {
         let span = p.span.unwrap_or_default();
         diags.items.push(Diagnostic {
-            severity: if p.warning { Severity::Warning } else { Severity::Error },
+            severity: if p.warning {
+                Severity::Warning
+            } else {
+                Severity::Error
+            },
             file: file.name.clone(),
             line: span.line,
             column: span.col,
@@ -109,12 +134,23 @@ pub fn load_dir_env(dir: &FsPath, environment: Option<&str>) -> Loaded {
     let files = match config_files(dir) {
         Ok(f) => f,
         Err(e) => {
-            diags.file_error(&dir.display().to_string(), format!("cannot read the config directory: {e}"));
-            return Loaded { model, diagnostics: diags, hash: 0, files: Vec::new() };
+            diags.file_error(
+                &dir.display().to_string(),
+                format!("cannot read the config directory: {e}"),
+            );
+            return Loaded {
+                model,
+                diagnostics: diags,
+                hash: 0,
+                files: Vec::new(),
+            };
         }
     };
     for path in &files {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let text = match std::fs::read(path) {
             Ok(bytes) => {
                 fnv(name.as_bytes());
@@ -134,7 +170,11 @@ pub fn load_dir_env(dir: &FsPath, environment: Option<&str>) -> Loaded {
         };
         let lower = name.to_ascii_lowercase();
         let is_kong = KONG_FILES.contains(&lower.as_str());
-        let parsed = if lower.ends_with(".json") { node::parse_jsonc(&text) } else { node::parse_yaml(&text) };
+        let parsed = if lower.ends_with(".json") {
+            node::parse_jsonc(&text)
+        } else {
+            node::parse_yaml(&text)
+        };
         let root = match parsed {
             Ok(n) => n,
             Err(e) => {
@@ -150,7 +190,11 @@ pub fn load_dir_env(dir: &FsPath, environment: Option<&str>) -> Loaded {
             }
         };
         if is_kong {
-            let file = SourceFile { name, root, case_insensitive: false };
+            let file = SourceFile {
+                name,
+                root,
+                case_insensitive: false,
+            };
             if file.root.is_null() {
                 diags.error(&file, &super::diag::Path::root(), "the file is empty; expected a declarative configuration with `_format_version`");
                 continue;
@@ -161,7 +205,11 @@ pub fn load_dir_env(dir: &FsPath, environment: Option<&str>) -> Loaded {
                 kong::load_file(&file, raw, &mut model, &mut diags);
             }
         } else {
-            ocelot_files.push(SourceFile { name, root, case_insensitive: true });
+            ocelot_files.push(SourceFile {
+                name,
+                root,
+                case_insensitive: true,
+            });
         }
     }
     ocelot::load(ocelot_files, environment, &mut model, &mut diags);
@@ -169,5 +217,29 @@ pub fn load_dir_env(dir: &FsPath, environment: Option<&str>) -> Loaded {
         fnv(b"\0environment\0");
         fnv(env.as_bytes());
     }
-    Loaded { model, diagnostics: diags, hash, files }
+    // Files in load order, then by position: the order a reader fixes them in.
+    let order: Vec<String> = files
+        .iter()
+        .map(|p| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        })
+        .collect();
+    diags.items.sort_by_key(|d| {
+        (
+            order
+                .iter()
+                .position(|f| *f == d.file)
+                .unwrap_or(usize::MAX),
+            d.line,
+            d.column,
+        )
+    });
+    Loaded {
+        model,
+        diagnostics: diags,
+        hash,
+        files,
+    }
 }

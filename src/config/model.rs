@@ -33,12 +33,23 @@ pub enum Protocol {
 impl Protocol {
     pub fn default_port(self) -> u16 {
         match self {
-            Protocol::Https | Protocol::Grpcs | Protocol::Wss | Protocol::Tls | Protocol::TlsPassthrough => 443,
+            Protocol::Https
+            | Protocol::Grpcs
+            | Protocol::Wss
+            | Protocol::Tls
+            | Protocol::TlsPassthrough => 443,
             _ => 80,
         }
     }
     pub fn is_tls(self) -> bool {
-        matches!(self, Protocol::Https | Protocol::Grpcs | Protocol::Wss | Protocol::Tls | Protocol::TlsPassthrough)
+        matches!(
+            self,
+            Protocol::Https
+                | Protocol::Grpcs
+                | Protocol::Wss
+                | Protocol::Tls
+                | Protocol::TlsPassthrough
+        )
     }
     pub fn as_str(self) -> &'static str {
         match self {

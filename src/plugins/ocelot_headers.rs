@@ -33,7 +33,9 @@ impl Text {
         let mut rest = s;
         let mut lit = String::new();
         while let Some(open) = rest.find('{') {
-            let Some(close) = rest[open..].find('}').map(|c| open + c) else { break };
+            let Some(close) = rest[open..].find('}').map(|c| open + c) else {
+                break;
+            };
             let part = match &rest[open + 1..close] {
                 "BaseUrl" => Some(Part::BaseUrl),
                 "DownstreamBaseUrl" => Some(Part::DownstreamBaseUrl),
@@ -83,7 +85,13 @@ impl Text {
                 Part::DownstreamBaseUrl => out.push_str(downstream),
                 Part::RemoteIp => out.push_str(&env.ctx.client.ip().to_string()),
                 Part::TraceId => out.push_str(env.ctx.request_id.as_str()),
-                Part::UpstreamHost => out.push_str(env.ctx.upstream_host.as_ref().and_then(|h| h.to_str().ok()).unwrap_or_default()),
+                Part::UpstreamHost => out.push_str(
+                    env.ctx
+                        .upstream_host
+                        .as_ref()
+                        .and_then(|h| h.to_str().ok())
+                        .unwrap_or_default(),
+                ),
             }
         }
         out
@@ -113,7 +121,11 @@ fn compile(pairs: &[(String, String)]) -> Vec<Rule> {
         .filter_map(|(name, value)| {
             let name = HeaderName::from_bytes(name.as_bytes()).ok()?;
             Some(match value.split_once(',') {
-                Some((find, replace)) => Rule::Replace { name, find: Text::parse(find), replace: Text::parse(replace.trim_start()) },
+                Some((find, replace)) => Rule::Replace {
+                    name,
+                    find: Text::parse(find),
+                    replace: Text::parse(replace.trim_start()),
+                },
                 None => {
                     let text = Text::parse(value);
                     match text.fixed().and_then(|f| HeaderValue::from_str(f).ok()) {
@@ -133,22 +145,38 @@ fn apply(rules: &[Rule], headers: &mut HeaderMap, env: &Env<'_>, downstream_base
                 headers.insert(name.clone(), v.clone());
             }
             Rule::Set(name, text) => {
-                if let Ok(v) = HeaderValue::from_str(&text.render(env, downstream_bases.first().map_or("", String::as_str))) {
+                if let Ok(v) = HeaderValue::from_str(
+                    &text.render(env, downstream_bases.first().map_or("", String::as_str)),
+                ) {
                     headers.insert(name.clone(), v);
                 }
             }
-            Rule::Replace { name, find, replace } => {
+            Rule::Replace {
+                name,
+                find,
+                replace,
+            } => {
                 if !headers.contains_key(name) {
                     continue;
                 }
                 // `{DownstreamBaseUrl}` in the find part stands for any of the route's hosts.
-                let finds: Vec<String> = if find.has(&Part::DownstreamBaseUrl) { downstream_bases.iter().map(|d| find.render(env, d)).collect() } else { vec![find.render(env, "")] };
-                let replacement = replace.render(env, downstream_bases.first().map_or("", String::as_str));
+                let finds: Vec<String> = if find.has(&Part::DownstreamBaseUrl) {
+                    downstream_bases
+                        .iter()
+                        .map(|d| find.render(env, d))
+                        .collect()
+                } else {
+                    vec![find.render(env, "")]
+                };
+                let replacement =
+                    replace.render(env, downstream_bases.first().map_or("", String::as_str));
                 let values: Vec<HeaderValue> = headers
                     .get_all(name)
                     .iter()
                     .map(|v| {
-                        let Ok(text) = v.to_str() else { return v.clone() };
+                        let Ok(text) = v.to_str() else {
+                            return v.clone();
+                        };
                         let mut out = text.to_string();
                         for f in finds.iter().filter(|f| !f.is_empty()) {
                             out = out.replace(f.as_str(), &replacement);
@@ -176,11 +204,21 @@ pub struct HeaderTransforms {
 
 impl HeaderTransforms {
     /// `None` when both lists are empty.
-    pub fn new(upstream: &[(String, String)], downstream: &[(String, String)], base_url: &str, downstream_bases: Vec<String>) -> Option<Self> {
+    pub fn new(
+        upstream: &[(String, String)],
+        downstream: &[(String, String)],
+        base_url: &str,
+        downstream_bases: Vec<String>,
+    ) -> Option<Self> {
         if upstream.is_empty() && downstream.is_empty() {
             return None;
         }
-        Some(HeaderTransforms { upstream: compile(upstream), downstream: compile(downstream), base_url: base_url.into(), downstream_bases })
+        Some(HeaderTransforms {
+            upstream: compile(upstream),
+            downstream: compile(downstream),
+            base_url: base_url.into(),
+            downstream_bases,
+        })
     }
 }
 
@@ -195,7 +233,10 @@ impl Plugin for HeaderTransforms {
 
     fn access(&self, ctx: &mut Ctx, req: &mut RequestView<'_>) -> Flow {
         if !self.upstream.is_empty() {
-            let env = Env { ctx, base_url: &self.base_url };
+            let env = Env {
+                ctx,
+                base_url: &self.base_url,
+            };
             apply(&self.upstream, req.headers, &env, &self.downstream_bases);
         }
         Flow::Continue
@@ -203,7 +244,10 @@ impl Plugin for HeaderTransforms {
 
     fn header_filter(&self, ctx: &mut Ctx, _status: &mut StatusCode, headers: &mut HeaderMap) {
         if !self.downstream.is_empty() {
-            let env = Env { ctx, base_url: &self.base_url };
+            let env = Env {
+                ctx,
+                base_url: &self.base_url,
+            };
             apply(&self.downstream, headers, &env, &self.downstream_bases);
         }
     }
@@ -216,7 +260,9 @@ pub struct RequestIdKey {
 
 impl RequestIdKey {
     pub fn new(key: &str) -> Option<Self> {
-        HeaderName::from_bytes(key.as_bytes()).ok().map(|header| RequestIdKey { header })
+        HeaderName::from_bytes(key.as_bytes())
+            .ok()
+            .map(|header| RequestIdKey { header })
     }
 }
 
@@ -231,7 +277,8 @@ impl Plugin for RequestIdKey {
 
     fn access(&self, ctx: &mut Ctx, req: &mut RequestView<'_>) -> Flow {
         if !req.headers.contains_key(&self.header) {
-            req.headers.insert(self.header.clone(), ctx.request_id.header());
+            req.headers
+                .insert(self.header.clone(), ctx.request_id.header());
         }
         Flow::Continue
     }
@@ -256,7 +303,10 @@ mod tests {
     #[test]
     fn transforms_table() {
         let c = ctx();
-        let env = Env { ctx: &c, base_url: "http://gw" };
+        let env = Env {
+            ctx: &c,
+            base_url: "http://gw",
+        };
         let bases = vec!["http://down:8080".to_string()];
         for (rule, before, after) in [
             (("Uncle", "Bob"), Some("Alice"), Some("Bob")),
@@ -264,10 +314,18 @@ mod tests {
             (("Laz", "D, GP"), Some("D"), Some("GP")),
             (("Laz", "D, GP"), None, None),
             (("Laz", "a, b"), Some("a-a"), Some("b-b")),
-            (("X-Host", "{UpstreamHost}"), None, Some("client.example.com:8443")),
+            (
+                ("X-Host", "{UpstreamHost}"),
+                None,
+                Some("client.example.com:8443"),
+            ),
             (("X-Ip", "{RemoteIpAddress}"), None, Some("10.1.2.3")),
             (("X-Fwd", "{BaseUrl}"), None, Some("http://gw")),
-            (("Location", "{DownstreamBaseUrl}, {BaseUrl}"), Some("http://down:8080/a"), Some("http://gw/a")),
+            (
+                ("Location", "{DownstreamBaseUrl}, {BaseUrl}"),
+                Some("http://down:8080/a"),
+                Some("http://gw/a"),
+            ),
             (("X-Keep", "{Unknown}"), None, Some("{Unknown}")),
         ] {
             let rules = compile(&[(rule.0.to_string(), rule.1.to_string())]);

@@ -71,9 +71,16 @@ impl IpRule {
             }
             let host_bits = width - bits;
             let v = to_u128(ip);
-            let mask: u128 = if host_bits >= 128 { u128::MAX } else { (1u128 << host_bits) - 1 };
+            let mask: u128 = if host_bits >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << host_bits) - 1
+            };
             let start = v & !mask;
-            return Some(IpRule { start, end: start | mask });
+            return Some(IpRule {
+                start,
+                end: start | mask,
+            });
         }
         let ip: IpAddr = s.parse().ok()?;
         let v = to_u128(ip);
@@ -103,7 +110,8 @@ impl IpSecurity {
     pub fn permits(&self, ip: IpAddr) -> bool {
         let v = to_u128(ip);
         let allowed = self.allowed.iter().any(|r| r.contains(v));
-        let blocked = self.blocked.iter().any(|r| r.contains(v)) && !(self.exclude_allowed_from_blocked && allowed);
+        let blocked = self.blocked.iter().any(|r| r.contains(v))
+            && !(self.exclude_allowed_from_blocked && allowed);
         !blocked && (self.allowed.is_empty() || allowed)
     }
 }
@@ -118,7 +126,15 @@ impl Plugin for IpSecurity {
     }
 
     fn access(&self, ctx: &mut Ctx, _req: &mut RequestView<'_>) -> Flow {
-        if self.permits(ctx.client.ip()) { Flow::Continue } else { Flow::Respond(respond::error(StatusCode::FORBIDDEN, "Your IP address is not allowed on this route (SecurityOptions)", ctx.request_id.as_str())) }
+        if self.permits(ctx.client.ip()) {
+            Flow::Continue
+        } else {
+            Flow::Respond(respond::error(
+                StatusCode::FORBIDDEN,
+                "Your IP address is not allowed on this route (SecurityOptions)",
+                ctx.request_id.as_str(),
+            ))
+        }
     }
 }
 
@@ -141,16 +157,34 @@ mod tests {
             ("127.0.0.1", "::ffff:127.0.0.1", true),
         ] {
             let r = IpRule::parse(rule).unwrap_or_else(|| panic!("{rule}"));
-            assert_eq!(r.contains(to_u128(ip.parse().unwrap())), inside, "{rule} {ip}");
+            assert_eq!(
+                r.contains(to_u128(ip.parse().unwrap())),
+                inside,
+                "{rule} {ip}"
+            );
         }
-        for bad in ["x", "1.2.3.4/33", "1.2.3.4/255.0.255.0", "1.2.3.9-1.2.3.1", "::1-5"] {
+        for bad in [
+            "x",
+            "1.2.3.4/33",
+            "1.2.3.4/255.0.255.0",
+            "1.2.3.9-1.2.3.1",
+            "::1-5",
+        ] {
             assert!(IpRule::parse(bad).is_none(), "{bad}");
         }
-        let s = IpSecurity::new(&OcelotSecurity { allowed: vec!["10.0.0.0/8".into()], blocked: vec!["10.0.0.5".into()], exclude_allowed_from_blocked: false });
+        let s = IpSecurity::new(&OcelotSecurity {
+            allowed: vec!["10.0.0.0/8".into()],
+            blocked: vec!["10.0.0.5".into()],
+            exclude_allowed_from_blocked: false,
+        });
         assert!(s.permits("10.0.0.4".parse().unwrap()));
         assert!(!s.permits("10.0.0.5".parse().unwrap()));
         assert!(!s.permits("11.0.0.1".parse().unwrap()));
-        let s = IpSecurity::new(&OcelotSecurity { allowed: vec!["10.0.0.5".into()], blocked: vec!["10.0.0.0/8".into()], exclude_allowed_from_blocked: true });
+        let s = IpSecurity::new(&OcelotSecurity {
+            allowed: vec!["10.0.0.5".into()],
+            blocked: vec!["10.0.0.0/8".into()],
+            exclude_allowed_from_blocked: true,
+        });
         assert!(s.permits("10.0.0.5".parse().unwrap()));
         assert!(!s.permits("10.0.0.6".parse().unwrap()));
     }

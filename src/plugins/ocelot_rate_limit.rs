@@ -32,7 +32,12 @@ struct Counter {
 
 impl Counter {
     fn new(now: Instant, wall: SystemTime) -> Counter {
-        Counter { started: now, started_wall: wall, exceeded_at: None, total: 1 }
+        Counter {
+            started: now,
+            started_wall: wall,
+            exceeded_at: None,
+            total: 1,
+        }
     }
 }
 
@@ -64,7 +69,9 @@ impl Rule {
         if c.total <= self.limit {
             return 0.0;
         }
-        let Some(exceeded) = c.exceeded_at else { return 0.0 };
+        let Some(exceeded) = c.exceeded_at else {
+            return 0.0;
+        };
         if self.wait.is_zero() && c.started + self.period > now {
             return (c.started + self.period - now).as_secs_f64();
         }
@@ -80,7 +87,11 @@ impl Store {
         let mut map = self.counters.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 4096 {
             let horizon = rule.period + rule.wait + Duration::from_secs(1);
-            map.retain(|_, c| now.duration_since(c.started) < horizon || c.exceeded_at.is_some_and(|e| now.duration_since(e) < horizon));
+            map.retain(|_, c| {
+                now.duration_since(c.started) < horizon
+                    || c.exceeded_at
+                        .is_some_and(|e| now.duration_since(e) < horizon)
+            });
         }
         let mut counter = match map.get(client) {
             None => Counter::new(now, wall),
@@ -92,7 +103,11 @@ impl Store {
                 }
                 let in_window = c.started + rule.period >= now;
                 let in_wait = c.exceeded_at.is_some_and(|e| e + rule.wait >= now);
-                if in_window || in_wait { c } else { Counter::new(now, wall) }
+                if in_window || in_wait {
+                    c
+                } else {
+                    Counter::new(now, wall)
+                }
             }
         };
         if counter.total > rule.limit && rule.retry_after(&counter, now) < 0.0 {
@@ -100,7 +115,11 @@ impl Store {
         }
         map.insert(client.to_string(), counter);
         let retry = rule.retry_after(&counter, now);
-        Verdict { total: counter.total, started_wall: counter.started_wall, retry_after: (counter.total > rule.limit).then_some(retry) }
+        Verdict {
+            total: counter.total,
+            started_wall: counter.started_wall,
+            retry_after: (counter.total > rule.limit).then_some(retry),
+        }
     }
 }
 
@@ -123,7 +142,9 @@ static X_RATELIMIT_RESET: HeaderName = HeaderName::from_static("x-ratelimit-rese
 /// `string.Format(message, limit, period)`, except that other braces stay as written
 /// (Ocelot throws on them, which answers 500).
 pub fn quota_message(template: &str, limit: u64, period: &str) -> String {
-    template.replace("{0}", &limit.to_string()).replace("{1}", period)
+    template
+        .replace("{0}", &limit.to_string())
+        .replace("{1}", period)
 }
 
 impl RateLimit {
@@ -136,17 +157,26 @@ impl RateLimit {
             whitelist: o.client_whitelist.clone(),
             enable_headers: o.enable_headers,
             status: StatusCode::from_u16(o.status_code).unwrap_or(StatusCode::TOO_MANY_REQUESTS),
-            rule: Rule { limit: o.limit, period: Duration::from_millis(o.period_ms), wait: Duration::from_millis(o.wait_ms) },
+            rule: Rule {
+                limit: o.limit,
+                period: Duration::from_millis(o.period_ms),
+                wait: Duration::from_millis(o.wait_ms),
+            },
             store,
             quota_body: Bytes::from(quota_message(&o.quota_message, o.limit, &o.period)),
-            unknown_client_body: Bytes::from(format!("Rate limiting client could not be identified for the route '{template}' due to a missing or unknown client ID header required by rule '{rule_text}'!")),
+            unknown_client_body: Bytes::from(format!(
+                "Rate limiting client could not be identified for the route '{template}' due to a missing or unknown client ID header required by rule '{rule_text}'!"
+            )),
             limit_header: HeaderValue::from(o.limit),
         })
     }
 
     fn refuse(&self, status: StatusCode, body: Bytes, retry_after: f64) -> Flow {
         let mut r = respond::bytes(status, body);
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         if self.enable_headers
             && let Ok(v) = HeaderValue::from_str(&format_seconds(retry_after))
         {
@@ -183,7 +213,13 @@ pub fn iso8601(t: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:07}Z", rem / 3600, rem % 3600 / 60, rem % 60, d.subsec_nanos() / 100)
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:07}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        d.subsec_nanos() / 100
+    )
 }
 
 impl Plugin for RateLimit {
@@ -196,22 +232,37 @@ impl Plugin for RateLimit {
     }
 
     fn access(&self, ctx: &mut Ctx, req: &mut RequestView<'_>) -> Flow {
-        let client = req.headers.get(&self.header).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let client = req
+            .headers
+            .get(&self.header)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         if self.whitelist.iter().any(|w| w == client) {
             return Flow::Continue;
         }
         if client.is_empty() {
-            return self.refuse(StatusCode::SERVICE_UNAVAILABLE, self.unknown_client_body.clone(), -1.0);
+            return self.refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                self.unknown_client_body.clone(),
+                -1.0,
+            );
         }
-        let v = self.store.process(client, &self.rule, Instant::now(), SystemTime::now());
+        let v = self
+            .store
+            .process(client, &self.rule, Instant::now(), SystemTime::now());
         if let Some(retry) = v.retry_after {
             return self.refuse(self.status, self.quota_body.clone(), retry);
         }
         if self.enable_headers {
-            ctx.response_headers.push((X_RATELIMIT_LIMIT.clone(), self.limit_header.clone()));
-            ctx.response_headers.push((X_RATELIMIT_REMAINING.clone(), HeaderValue::from(self.rule.limit.saturating_sub(v.total))));
+            ctx.response_headers
+                .push((X_RATELIMIT_LIMIT.clone(), self.limit_header.clone()));
+            ctx.response_headers.push((
+                X_RATELIMIT_REMAINING.clone(),
+                HeaderValue::from(self.rule.limit.saturating_sub(v.total)),
+            ));
             if let Ok(reset) = HeaderValue::from_str(&iso8601(v.started_wall + self.rule.period)) {
-                ctx.response_headers.push((X_RATELIMIT_RESET.clone(), reset));
+                ctx.response_headers
+                    .push((X_RATELIMIT_RESET.clone(), reset));
             }
         }
         Flow::Continue
@@ -225,33 +276,82 @@ mod tests {
     #[test]
     fn fixed_window_then_wait() {
         let store = Store::default();
-        let rule = Rule { limit: 2, period: Duration::from_secs(10), wait: Duration::ZERO };
+        let rule = Rule {
+            limit: 2,
+            period: Duration::from_secs(10),
+            wait: Duration::ZERO,
+        };
         let t0 = Instant::now();
         let w = SystemTime::now();
         assert!(store.process("a", &rule, t0, w).retry_after.is_none());
-        assert!(store.process("a", &rule, t0 + Duration::from_secs(1), w).retry_after.is_none());
-        let refused = store.process("a", &rule, t0 + Duration::from_secs(2), w).retry_after.unwrap();
+        assert!(
+            store
+                .process("a", &rule, t0 + Duration::from_secs(1), w)
+                .retry_after
+                .is_none()
+        );
+        let refused = store
+            .process("a", &rule, t0 + Duration::from_secs(2), w)
+            .retry_after
+            .unwrap();
         assert!((refused - 8.0).abs() < 0.01, "{refused}");
-        assert!(store.process("b", &rule, t0 + Duration::from_secs(2), w).retry_after.is_none());
+        assert!(
+            store
+                .process("b", &rule, t0 + Duration::from_secs(2), w)
+                .retry_after
+                .is_none()
+        );
         // After the window, counting starts again.
-        assert!(store.process("a", &rule, t0 + Duration::from_secs(11), w).retry_after.is_none());
+        assert!(
+            store
+                .process("a", &rule, t0 + Duration::from_secs(11), w)
+                .retry_after
+                .is_none()
+        );
 
         let store = Store::default();
-        let rule = Rule { limit: 1, period: Duration::from_secs(1), wait: Duration::from_secs(60) };
+        let rule = Rule {
+            limit: 1,
+            period: Duration::from_secs(1),
+            wait: Duration::from_secs(60),
+        };
         assert!(store.process("a", &rule, t0, w).retry_after.is_none());
-        let r = store.process("a", &rule, t0 + Duration::from_millis(500), w).retry_after.unwrap();
+        let r = store
+            .process("a", &rule, t0 + Duration::from_millis(500), w)
+            .retry_after
+            .unwrap();
         assert!((r - 60.0).abs() < 0.01, "{r}");
         // Still waiting after the period ended.
-        assert!(store.process("a", &rule, t0 + Duration::from_secs(5), w).retry_after.is_some());
-        assert!(store.process("a", &rule, t0 + Duration::from_secs(62), w).retry_after.is_none());
+        assert!(
+            store
+                .process("a", &rule, t0 + Duration::from_secs(5), w)
+                .retry_after
+                .is_some()
+        );
+        assert!(
+            store
+                .process("a", &rule, t0 + Duration::from_secs(62), w)
+                .retry_after
+                .is_none()
+        );
     }
 
     #[test]
     fn messages_and_formats() {
-        assert_eq!(quota_message("API calls quota exceeded! Maximum admitted {0} per {1}.", 5, "1m"), "API calls quota exceeded! Maximum admitted 5 per 1m.");
+        assert_eq!(
+            quota_message(
+                "API calls quota exceeded! Maximum admitted {0} per {1}.",
+                5,
+                "1m"
+            ),
+            "API calls quota exceeded! Maximum admitted 5 per 1m."
+        );
         assert_eq!(quota_message("Exceeding! {x}", 5, "1m"), "Exceeding! {x}");
         assert_eq!(format_seconds(-1.0), "-1");
         assert_eq!(format_seconds(59.5), "59.5");
-        assert_eq!(iso8601(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)), "2023-11-14T22:13:20.1230000Z");
+        assert_eq!(
+            iso8601(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
+            "2023-11-14T22:13:20.1230000Z"
+        );
     }
 }

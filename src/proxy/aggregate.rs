@@ -24,7 +24,11 @@ pub enum Aggregator {
 }
 
 impl Aggregator {
-    pub const NAMES: [&'static str; 3] = ["SimpleJsonResponseAggregator", "JsonArrayAggregator", "JsonMergeAggregator"];
+    pub const NAMES: [&'static str; 3] = [
+        "SimpleJsonResponseAggregator",
+        "JsonArrayAggregator",
+        "JsonMergeAggregator",
+    ];
 
     pub fn from_name(name: &str) -> Option<Aggregator> {
         match name.trim() {
@@ -38,8 +42,18 @@ impl Aggregator {
     /// Combines each key's answers (in RouteKeys order) into the response body.
     pub fn combine(self, parts: Vec<(&str, Vec<Value>, bool)>) -> Value {
         match self {
-            Aggregator::Object => Value::Object(parts.into_iter().map(|(k, vs, many)| (k.to_string(), one(vs, many))).collect()),
-            Aggregator::Array => Value::Array(parts.into_iter().map(|(_, vs, many)| one(vs, many)).collect()),
+            Aggregator::Object => Value::Object(
+                parts
+                    .into_iter()
+                    .map(|(k, vs, many)| (k.to_string(), one(vs, many)))
+                    .collect(),
+            ),
+            Aggregator::Array => Value::Array(
+                parts
+                    .into_iter()
+                    .map(|(_, vs, many)| one(vs, many))
+                    .collect(),
+            ),
             Aggregator::Merge => {
                 let mut out = serde_json::Map::new();
                 for (_, vs, _) in parts {
@@ -58,7 +72,11 @@ impl Aggregator {
 /// A key called once is its answer; a key called per JsonPath value is the array of its
 /// non-empty answers.
 fn one(mut vs: Vec<Value>, many: bool) -> Value {
-    if many { Value::Array(vs.into_iter().filter(|v| !v.is_null()).collect()) } else { vs.pop().unwrap_or(Value::Null) }
+    if many {
+        Value::Array(vs.into_iter().filter(|v| !v.is_null()).collect())
+    } else {
+        vs.pop().unwrap_or(Value::Null)
+    }
 }
 
 /// The answer of one part as aggregated JSON: `null` for 404 and failures and empty bodies,
@@ -67,7 +85,8 @@ pub fn part_value(status: Option<u16>, body: &[u8]) -> Value {
     match status {
         None | Some(404) => Value::Null,
         Some(_) if body.iter().all(u8::is_ascii_whitespace) => Value::Null,
-        Some(_) => serde_json::from_slice(body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
+        Some(_) => serde_json::from_slice(body)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned())),
     }
 }
 
@@ -94,7 +113,11 @@ impl JsonPath {
         let b = rest.as_bytes();
         let mut i = 0;
         let mut steps = Vec::new();
-        let name_end = |from: usize| rest[from..].find(['.', '[']).map_or(rest.len(), |e| from + e);
+        let name_end = |from: usize| {
+            rest[from..]
+                .find(['.', '['])
+                .map_or(rest.len(), |e| from + e)
+        };
         while i < b.len() {
             match b[i] {
                 b'.' if b.get(i + 1) == Some(&b'.') => {
@@ -120,10 +143,16 @@ impl JsonPath {
                     let inner = rest[i + 1..close].trim();
                     if inner == "*" {
                         steps.push(Step::Wildcard);
-                    } else if let Some(q) = inner.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')).or_else(|| inner.strip_prefix('"').and_then(|s| s.strip_suffix('"'))) {
+                    } else if let Some(q) = inner
+                        .strip_prefix('\'')
+                        .and_then(|s| s.strip_suffix('\''))
+                        .or_else(|| inner.strip_prefix('"').and_then(|s| s.strip_suffix('"')))
+                    {
                         steps.push(Step::Key(q.to_string()));
                     } else {
-                        steps.push(Step::Index(inner.parse().map_err(|_| format!("`[{inner}]` is not an index, `*` or a quoted name"))?));
+                        steps.push(Step::Index(inner.parse().map_err(|_| {
+                            format!("`[{inner}]` is not an index, `*` or a quoted name")
+                        })?));
                     }
                     i = close + 1;
                 }
@@ -192,7 +221,9 @@ fn descend<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
 }
 
 /// Polls every future until all are done; results in input order.
-pub fn join_all<'a, T>(futures: Vec<Pin<Box<dyn Future<Output = T> + Send + 'a>>>) -> impl Future<Output = Vec<T>> + Send + 'a
+pub fn join_all<'a, T>(
+    futures: Vec<Pin<Box<dyn Future<Output = T> + Send + 'a>>>,
+) -> impl Future<Output = Vec<T>> + Send + 'a
 where
     T: Send + 'a,
 {
@@ -218,11 +249,18 @@ where
                     }
                 }
             }
-            if pending { Poll::Pending } else { Poll::Ready(this.results.iter_mut().filter_map(Option::take).collect()) }
+            if pending {
+                Poll::Pending
+            } else {
+                Poll::Ready(this.results.iter_mut().filter_map(Option::take).collect())
+            }
         }
     }
     let n = futures.len();
-    JoinAll { futures: futures.into_iter().map(Some).collect(), results: (0..n).map(|_| None).collect() }
+    JoinAll {
+        futures: futures.into_iter().map(Some).collect(),
+        results: (0..n).map(|_| None).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -246,7 +284,12 @@ mod tests {
         }
         assert!(JsonPath::parse("path").is_err());
         assert!(JsonPath::parse("$.a[x]").is_err());
-        assert_eq!(JsonPath::parse("$[*].writerId").unwrap().values(&json!([{"writerId": "w"}])), vec!["w"]);
+        assert_eq!(
+            JsonPath::parse("$[*].writerId")
+                .unwrap()
+                .values(&json!([{"writerId": "w"}])),
+            vec!["w"]
+        );
     }
 
     #[test]
@@ -256,11 +299,27 @@ mod tests {
         assert_eq!(part_value(Some(200), b""), Value::Null);
         assert_eq!(part_value(Some(200), b"{\"a\":1}"), json!({"a": 1}));
         assert_eq!(part_value(Some(500), b"oops"), json!("oops"));
-        let parts = vec![("Tom", vec![json!({"Age": 19})], false), ("Laura", vec![Value::Null], false), ("C", vec![json!(1), Value::Null, json!(2)], true)];
+        let parts = vec![
+            ("Tom", vec![json!({"Age": 19})], false),
+            ("Laura", vec![Value::Null], false),
+            ("C", vec![json!(1), Value::Null, json!(2)], true),
+        ];
         let v = Aggregator::Object.combine(parts);
-        assert_eq!(v.to_string(), r#"{"Tom":{"Age":19},"Laura":null,"C":[1,2]}"#);
-        assert_eq!(Aggregator::Merge.combine(vec![("a", vec![json!({"x": 1})], false), ("b", vec![json!({"y": 2})], false)]), json!({"x": 1, "y": 2}));
-        assert_eq!(Aggregator::from_name("jsonarrayaggregator"), Some(Aggregator::Array));
+        assert_eq!(
+            v.to_string(),
+            r#"{"Tom":{"Age":19},"Laura":null,"C":[1,2]}"#
+        );
+        assert_eq!(
+            Aggregator::Merge.combine(vec![
+                ("a", vec![json!({"x": 1})], false),
+                ("b", vec![json!({"y": 2})], false)
+            ]),
+            json!({"x": 1, "y": 2})
+        );
+        assert_eq!(
+            Aggregator::from_name("jsonarrayaggregator"),
+            Some(Aggregator::Array)
+        );
         assert_eq!(Aggregator::from_name("UsersPostsAggregator"), None);
     }
 }

@@ -53,19 +53,51 @@ pub async fn handle(snap: Arc<Snapshot>, conn: &Conn, req: Request<Incoming>) ->
 
 fn gateway_error(status: StatusCode, msg: &str, id: &RequestId, started: Instant) -> Response {
     let mut r = respond::error(status, msg, id.as_str());
-    r.headers_mut().insert(&RESPONSE_LATENCY, headers::millis(started.elapsed().as_millis()));
+    r.headers_mut().insert(
+        &RESPONSE_LATENCY,
+        headers::millis(started.elapsed().as_millis()),
+    );
     r
 }
 
-async fn proxy(snap: &Snapshot, conn: &Conn, req: Request<Incoming>, started: Instant, id: &RequestId) -> Response {
+async fn proxy(
+    snap: &Snapshot,
+    conn: &Conn,
+    req: Request<Incoming>,
+    started: Instant,
+    id: &RequestId,
+) -> Response {
     let (mut parts, body) = req.into_parts();
     let raw_path = parts.uri.path();
-    let host_header = parts.uri.host().map(str::to_string).or_else(|| parts.headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string)).unwrap_or_default();
+    let host_header = parts
+        .uri
+        .host()
+        .map(str::to_string)
+        .or_else(|| {
+            parts
+                .headers
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
     let (host, host_port) = split_host_port(&host_header).unwrap_or((&host_header, None));
     let path = normalize_path(raw_path);
-    let route_req = RouteRequest { method: &parts.method, host, port: host_port.unwrap_or(conn.local.port()), path: &path, query: parts.uri.query(), headers: &parts.headers };
+    let route_req = RouteRequest {
+        method: &parts.method,
+        host,
+        port: host_port.unwrap_or(conn.local.port()),
+        path: &path,
+        query: parts.uri.query(),
+        headers: &parts.headers,
+    };
     let Some(m) = snap.router.find(&route_req) else {
-        return gateway_error(StatusCode::NOT_FOUND, "no Route matched with those values", id, started);
+        return gateway_error(
+            StatusCode::NOT_FOUND,
+            "no Route matched with those values",
+            id,
+            started,
+        );
     };
     let route = &snap.routes[m.route];
     match &route.kind {
@@ -73,12 +105,39 @@ async fn proxy(snap: &Snapshot, conn: &Conn, req: Request<Incoming>, started: In
         RouteKind::Ocelot(_) => {
             let decoded = decoded_path(&path);
             let headers = std::mem::take(&mut parts.headers);
-            let head = Head { method: parts.method.clone(), path: &decoded, query: parts.uri.query(), headers };
-            return ocelot_forward(snap, conn, m.route, head, ProxyBody::Stream(body), &m.params, started, id).await.unwrap_or_else(|f| gateway_error(f.status, &f.message, id, started));
+            let head = Head {
+                method: parts.method.clone(),
+                path: &decoded,
+                query: parts.uri.query(),
+                headers,
+            };
+            return ocelot_forward(
+                snap,
+                conn,
+                m.route,
+                head,
+                ProxyBody::Stream(body),
+                &m.params,
+                started,
+                id,
+            )
+            .await
+            .unwrap_or_else(|f| gateway_error(f.status, &f.message, id, started));
         }
         RouteKind::Aggregate(agg) => {
             let decoded = decoded_path(&path);
-            return aggregate(snap, conn, agg, &decoded, parts.uri.query(), &parts.headers, &m.params, started, id).await;
+            return aggregate(
+                snap,
+                conn,
+                agg,
+                &decoded,
+                parts.uri.query(),
+                &parts.headers,
+                &m.params,
+                started,
+                id,
+            )
+            .await;
         }
     }
 
@@ -86,14 +145,29 @@ async fn proxy(snap: &Snapshot, conn: &Conn, req: Request<Incoming>, started: In
         return https_required(route, &host_header, &parts.uri, id, started);
     }
 
-    let mut ctx = Ctx { request_id: *id, client: conn.peer, started, route_name: Some(route.name.clone()), service_name: None, upstream_host: None, response_headers: Vec::new() };
+    let mut ctx = Ctx {
+        request_id: *id,
+        client: conn.peer,
+        started,
+        route_name: Some(route.name.clone()),
+        service_name: None,
+        upstream_host: None,
+        response_headers: Vec::new(),
+    };
     let service = route.service.map(|s| &snap.services[s]);
     ctx.service_name = service.map(|s| s.name.clone());
 
     if !route.chain.is_empty() {
         let query = parts.uri.query().map(str::to_string);
         let raw = raw_path.to_string();
-        let mut view = RequestView { method: &parts.method, path: &raw, query: query.as_deref(), headers: &mut parts.headers, scheme: conn.scheme(), host };
+        let mut view = RequestView {
+            method: &parts.method,
+            path: &raw,
+            query: query.as_deref(),
+            headers: &mut parts.headers,
+            scheme: conn.scheme(),
+            host,
+        };
         for plugin in &route.chain.plugins {
             let mut flow = plugin.access(&mut ctx, &mut view);
             while let Flow::Wait(fut) = flow {
@@ -101,14 +175,22 @@ async fn proxy(snap: &Snapshot, conn: &Conn, req: Request<Incoming>, started: In
             }
             if let Flow::Respond(mut resp) = flow {
                 finish_plugin_response(&route.chain, &mut ctx, &mut resp);
-                resp.headers_mut().insert(&RESPONSE_LATENCY, headers::millis(started.elapsed().as_millis()));
+                resp.headers_mut().insert(
+                    &RESPONSE_LATENCY,
+                    headers::millis(started.elapsed().as_millis()),
+                );
                 return resp;
             }
         }
     }
 
     let Some(service) = service else {
-        return gateway_error(StatusCode::SERVICE_UNAVAILABLE, "no Service found with those values", id, started);
+        return gateway_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Service found with those values",
+            id,
+            started,
+        );
     };
 
     // Upstream request line.
@@ -116,12 +198,25 @@ async fn proxy(snap: &Snapshot, conn: &Conn, req: Request<Incoming>, started: In
     let upstream_path = escape_upstream(&upstream_path);
     let pq = match parts.uri.query() {
         Some(q) => format!("{upstream_path}?{q}"),
-        None if parts.uri.path_and_query().is_some_and(|pq| pq.as_str().ends_with('?')) => format!("{upstream_path}?"),
+        None if parts
+            .uri
+            .path_and_query()
+            .is_some_and(|pq| pq.as_str().ends_with('?')) =>
+        {
+            format!("{upstream_path}?")
+        }
         None => upstream_path.into_owned(),
     };
     let uri: Uri = match pq.parse() {
         Ok(u) => u,
-        Err(_) => return gateway_error(StatusCode::BAD_REQUEST, "the request path cannot be forwarded", id, started),
+        Err(_) => {
+            return gateway_error(
+                StatusCode::BAD_REQUEST,
+                "the request path cannot be forwarded",
+                id,
+                started,
+            );
+        }
     };
 
     // Upstream headers.
@@ -130,7 +225,8 @@ async fn proxy(snap: &Snapshot, conn: &Conn, req: Request<Incoming>, started: In
     strip_hop_by_hop(h);
     let client_ip = conn.peer_ip_header();
     let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip())).unwrap_or(client_ip.clone()),
+        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip()))
+            .unwrap_or(client_ip.clone()),
         None => client_ip.clone(),
     };
     h.insert(&X_FORWARDED_FOR, xff);
@@ -170,9 +266,15 @@ async fn proxy(snap: &Snapshot, conn: &Conn, req: Request<Incoming>, started: In
         Err(e) => {
             tracing::warn!(request_id = id.as_str(), service = &*service.name, error = %e, "upstream failed");
             let (status, msg) = if e.is_timeout() {
-                (StatusCode::GATEWAY_TIMEOUT, "The upstream server is timing out")
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "The upstream server is timing out",
+                )
             } else {
-                (StatusCode::BAD_GATEWAY, "An invalid response was received from the upstream server")
+                (
+                    StatusCode::BAD_GATEWAY,
+                    "An invalid response was received from the upstream server",
+                )
             };
             return gateway_error(status, msg, id, started);
         }
@@ -182,8 +284,14 @@ async fn proxy(snap: &Snapshot, conn: &Conn, req: Request<Incoming>, started: In
     let rh = &mut rparts.headers;
     strip_hop_by_hop(rh);
     append_via(rh, http::Version::HTTP_11);
-    rh.insert(&UPSTREAM_LATENCY, headers::millis(upstream_latency.as_millis()));
-    rh.insert(&PROXY_LATENCY, headers::millis((proxy_done - started).as_millis()));
+    rh.insert(
+        &UPSTREAM_LATENCY,
+        headers::millis(upstream_latency.as_millis()),
+    );
+    rh.insert(
+        &PROXY_LATENCY,
+        headers::millis((proxy_done - started).as_millis()),
+    );
     if !route.chain.is_empty() {
         let mut status = rparts.status;
         for p in &route.chain.plugins {
@@ -226,7 +334,10 @@ struct Failure {
 
 impl Failure {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Failure { status, message: message.into() }
+        Failure {
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -234,25 +345,67 @@ impl Failure {
 /// `Err` when there is no downstream response (the caller answers it, or an aggregate makes
 /// the part `null`).
 #[allow(clippy::too_many_arguments)]
-async fn ocelot_forward(snap: &Snapshot, conn: &Conn, ridx: usize, mut head: Head<'_>, body: ProxyBody, params: &Params, started: Instant, id: &RequestId) -> Result<Response, Failure> {
+async fn ocelot_forward(
+    snap: &Snapshot,
+    conn: &Conn,
+    ridx: usize,
+    mut head: Head<'_>,
+    body: ProxyBody,
+    params: &Params,
+    started: Instant,
+    id: &RequestId,
+) -> Result<Response, Failure> {
     let route = &snap.routes[ridx];
     let RouteKind::Ocelot(o) = &route.kind else {
-        return Err(Failure::new(StatusCode::INTERNAL_SERVER_ERROR, "an aggregate part is not an Ocelot route"));
+        return Err(Failure::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "an aggregate part is not an Ocelot route",
+        ));
     };
     if o.requires_authentication {
-        return Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, format!("route {} requires authentication (AuthenticationOptions), which switchyard does not serve yet", o.template)));
+        return Err(Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "route {} requires authentication (AuthenticationOptions), which switchyard does not serve yet",
+                o.template
+            ),
+        ));
     }
     if let Some(name) = &o.service_name {
-        return Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, format!("route {} finds its service `{name}` through service discovery, which switchyard does not serve yet", o.template)));
+        return Err(Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "route {} finds its service `{name}` through service discovery, which switchyard does not serve yet",
+                o.template
+            ),
+        ));
     }
-    let mut ctx = Ctx { request_id: *id, client: conn.peer, started, route_name: Some(route.name.clone()), service_name: None, upstream_host: head.headers.get(header::HOST).cloned(), response_headers: Vec::new() };
+    let mut ctx = Ctx {
+        request_id: *id,
+        client: conn.peer,
+        started,
+        route_name: Some(route.name.clone()),
+        service_name: None,
+        upstream_host: head.headers.get(header::HOST).cloned(),
+        response_headers: Vec::new(),
+    };
     let service = route.service.map(|s| &snap.services[s]);
     ctx.service_name = service.map(|s| s.name.clone());
 
     if !route.chain.is_empty() {
         let host_header = ctx.upstream_host.clone();
-        let host = host_header.as_ref().and_then(|h| h.to_str().ok()).map_or("", |h| split_host_port(h).map_or(h, |(n, _)| n));
-        let mut view = RequestView { method: &head.method, path: head.path, query: head.query, headers: &mut head.headers, scheme: conn.scheme(), host };
+        let host = host_header
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .map_or("", |h| split_host_port(h).map_or(h, |(n, _)| n));
+        let mut view = RequestView {
+            method: &head.method,
+            path: head.path,
+            query: head.query,
+            headers: &mut head.headers,
+            scheme: conn.scheme(),
+            host,
+        };
         for plugin in &route.chain.plugins {
             let mut flow = plugin.access(&mut ctx, &mut view);
             while let Flow::Wait(fut) = flow {
@@ -265,11 +418,19 @@ async fn ocelot_forward(snap: &Snapshot, conn: &Conn, ridx: usize, mut head: Hea
         }
     }
     let Some(service) = service else {
-        return Err(Failure::new(StatusCode::SERVICE_UNAVAILABLE, "no Service found with those values"));
+        return Err(Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no Service found with those values",
+        ));
     };
 
     let downstream = o.downstream.render(params, head.path, head.query);
-    let uri: Uri = escape_upstream(&downstream).parse().map_err(|_| Failure::new(StatusCode::BAD_REQUEST, "the downstream path cannot be built from this request"))?;
+    let uri: Uri = escape_upstream(&downstream).parse().map_err(|_| {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            "the downstream path cannot be built from this request",
+        )
+    })?;
 
     let h = &mut head.headers;
     strip_hop_by_hop(h);
@@ -279,19 +440,25 @@ async fn ocelot_forward(snap: &Snapshot, conn: &Conn, ridx: usize, mut head: Hea
     if let Some(jar) = &o.cookie_jar
         && let Some(c) = jar.cookie_header(h.get(header::COOKIE))
     {
-            h.insert(header::COOKIE, c);
-        }
+        h.insert(header::COOKIE, c);
+    }
     let method = o.method.clone().unwrap_or_else(|| head.method.clone());
     let replayable = http_body::Body::is_end_stream(&body);
     let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
     *req.version_mut() = o.version;
-    let redirect_headers = if o.allow_auto_redirect && replayable { Some(head.headers.clone()) } else { None };
+    let redirect_headers = if o.allow_auto_redirect && replayable {
+        Some(head.headers.clone())
+    } else {
+        None
+    };
     *req.headers_mut() = head.headers;
 
     let proxy_done = Instant::now();
-    let mut resp = send_with_retries(service, false, req, None).await.map_err(|e| ocelot_failure(service, &e, id))?;
+    let mut resp = send_with_retries(service, false, req, None)
+        .await
+        .map_err(|e| ocelot_failure(service, &e, id))?;
     if let Some(headers) = redirect_headers {
         resp = follow_redirects(service, o, resp, headers, id).await?;
     }
@@ -304,8 +471,14 @@ async fn ocelot_forward(snap: &Snapshot, conn: &Conn, ridx: usize, mut head: Hea
         jar.store(rh);
     }
     append_via(rh, http::Version::HTTP_11);
-    rh.insert(&UPSTREAM_LATENCY, headers::millis(upstream_latency.as_millis()));
-    rh.insert(&PROXY_LATENCY, headers::millis((proxy_done - started).as_millis()));
+    rh.insert(
+        &UPSTREAM_LATENCY,
+        headers::millis(upstream_latency.as_millis()),
+    );
+    rh.insert(
+        &PROXY_LATENCY,
+        headers::millis((proxy_done - started).as_millis()),
+    );
     let mut status = rparts.status;
     for p in &route.chain.plugins {
         p.header_filter(&mut ctx, &mut status, rh);
@@ -321,31 +494,60 @@ async fn ocelot_forward(snap: &Snapshot, conn: &Conn, ridx: usize, mut head: Hea
 fn ocelot_failure(service: &ServiceRt, e: &UpstreamError, id: &RequestId) -> Failure {
     tracing::warn!(request_id = id.as_str(), service = &*service.name, error = %e, "downstream failed");
     if e.is_timeout() {
-        Failure::new(StatusCode::SERVICE_UNAVAILABLE, "The downstream service did not answer in time")
+        Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The downstream service did not answer in time",
+        )
     } else {
-        Failure::new(StatusCode::BAD_GATEWAY, "The downstream service could not be reached")
+        Failure::new(
+            StatusCode::BAD_GATEWAY,
+            "The downstream service could not be reached",
+        )
     }
 }
 
 /// HttpHandlerOptions.AllowAutoRedirect: follows 301/302/303/307/308 like HttpClient (303,
 /// and 301/302 after a POST, become GET). Only for requests without a body, which can be
 /// sent again.
-async fn follow_redirects(service: &ServiceRt, o: &OcelotRt, mut resp: http::Response<Incoming>, headers: HeaderMap, id: &RequestId) -> Result<http::Response<Incoming>, Failure> {
+async fn follow_redirects(
+    service: &ServiceRt,
+    o: &OcelotRt,
+    mut resp: http::Response<Incoming>,
+    headers: HeaderMap,
+    id: &RequestId,
+) -> Result<http::Response<Incoming>, Failure> {
     let mut method = o.method.clone().unwrap_or(Method::GET);
     for _ in 0..MAX_REDIRECTS {
         let status = resp.status().as_u16();
         if !matches!(status, 301 | 302 | 303 | 307 | 308) {
             return Ok(resp);
         }
-        let Some(location) = resp.headers().get(header::LOCATION).and_then(|l| l.to_str().ok()).map(str::to_string) else { return Ok(resp) };
+        let Some(location) = resp
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .map(str::to_string)
+        else {
+            return Ok(resp);
+        };
         if status == 303 || (matches!(status, 301 | 302) && method == Method::POST) {
             method = Method::GET;
         }
         let (tls, host, port, pq): (bool, String, u16, String) = match location.parse::<Uri>() {
             Ok(u) if u.scheme().is_some() => {
                 let tls = u.scheme_str() == Some("https");
-                let Some(host) = u.host() else { return Ok(resp) };
-                (tls, host.trim_start_matches('[').trim_end_matches(']').to_string(), u.port_u16().unwrap_or(if tls { 443 } else { 80 }), u.path_and_query().map_or("/".into(), |p| p.as_str().to_string()))
+                let Some(host) = u.host() else {
+                    return Ok(resp);
+                };
+                (
+                    tls,
+                    host.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .to_string(),
+                    u.port_u16().unwrap_or(if tls { 443 } else { 80 }),
+                    u.path_and_query()
+                        .map_or("/".into(), |p| p.as_str().to_string()),
+                )
             }
             Ok(u) => {
                 let (host, port) = match &service.dest {
@@ -355,13 +557,25 @@ async fn follow_redirects(service: &ServiceRt, o: &OcelotRt, mut resp: http::Res
                         None => return Ok(resp),
                     },
                 };
-                (service.tls, host, port, u.path_and_query().map_or("/".into(), |p| p.as_str().to_string()))
+                (
+                    service.tls,
+                    host,
+                    port,
+                    u.path_and_query()
+                        .map_or("/".into(), |p| p.as_str().to_string()),
+                )
             }
             Err(_) => return Ok(resp),
         };
-        let Ok(uri) = pq.parse::<Uri>() else { return Ok(resp) };
+        let Ok(uri) = pq.parse::<Uri>() else {
+            return Ok(resp);
+        };
         let default = if tls { 443 } else { 80 };
-        let host_value = if port == default { host.clone() } else { format!("{host}:{port}") };
+        let host_value = if port == default {
+            host.clone()
+        } else {
+            format!("{host}:{port}")
+        };
         let mut req = Request::new(ProxyBody::Empty);
         *req.method_mut() = method.clone();
         *req.uri_mut() = uri;
@@ -370,9 +584,21 @@ async fn follow_redirects(service: &ServiceRt, o: &OcelotRt, mut resp: http::Res
             req.headers_mut().insert(header::HOST, v);
         }
         let host: std::sync::Arc<str> = host.into();
-        let target = client::Target { host: &host, port, tls, tls_verify: service.tls_verify, connect_timeout: service.connect_timeout, read_timeout: service.read_timeout };
-        let conn = client::checkout(&target).await.map_err(|e| ocelot_failure(service, &e, id))?;
-        resp = conn.send(&target, req).await.map_err(|e| ocelot_failure(service, &e, id))?;
+        let target = client::Target {
+            host: &host,
+            port,
+            tls,
+            tls_verify: service.tls_verify,
+            connect_timeout: service.connect_timeout,
+            read_timeout: service.read_timeout,
+        };
+        let conn = client::checkout(&target)
+            .await
+            .map_err(|e| ocelot_failure(service, &e, id))?;
+        resp = conn
+            .send(&target, req)
+            .await
+            .map_err(|e| ocelot_failure(service, &e, id))?;
     }
     Ok(resp)
 }
@@ -382,9 +608,35 @@ type PartResult = (Option<u16>, Bytes);
 
 /// Sends one aggregate part and reads its body.
 #[allow(clippy::too_many_arguments)]
-async fn part(snap: &Snapshot, conn: &Conn, ridx: usize, path: &str, query: Option<&str>, headers: HeaderMap, params: Params, started: Instant, id: &RequestId) -> PartResult {
-    let head = Head { method: Method::GET, path, query, headers };
-    match ocelot_forward(snap, conn, ridx, head, ProxyBody::Empty, &params, started, id).await {
+async fn part(
+    snap: &Snapshot,
+    conn: &Conn,
+    ridx: usize,
+    path: &str,
+    query: Option<&str>,
+    headers: HeaderMap,
+    params: Params,
+    started: Instant,
+    id: &RequestId,
+) -> PartResult {
+    let head = Head {
+        method: Method::GET,
+        path,
+        query,
+        headers,
+    };
+    match ocelot_forward(
+        snap,
+        conn,
+        ridx,
+        head,
+        ProxyBody::Empty,
+        &params,
+        started,
+        id,
+    )
+    .await
+    {
         Err(_) => (None, Bytes::new()),
         Ok(resp) => {
             let status = resp.status().as_u16();
@@ -395,7 +647,10 @@ async fn part(snap: &Snapshot, conn: &Conn, ridx: usize, path: &str, query: Opti
                     Ok(f) => {
                         if let Some(d) = f.data_ref() {
                             if buf.len() + d.len() > MAX_PART_BODY {
-                                tracing::warn!(request_id = id.as_str(), "aggregate part body over {MAX_PART_BODY} bytes; the part is null");
+                                tracing::warn!(
+                                    request_id = id.as_str(),
+                                    "aggregate part body over {MAX_PART_BODY} bytes; the part is null"
+                                );
                                 return (None, Bytes::new());
                             }
                             buf.extend_from_slice(d);
@@ -414,36 +669,74 @@ async fn part(snap: &Snapshot, conn: &Conn, ridx: usize, path: &str, query: Opti
 /// distinct value its JsonPath finds calls the configured part once. The answer is always 200
 /// `application/json`, downstream headers dropped (as Ocelot).
 #[allow(clippy::too_many_arguments)]
-async fn aggregate(snap: &Snapshot, conn: &Conn, agg: &AggregateRt, path: &str, query: Option<&str>, headers: &HeaderMap, params: &Params, started: Instant, id: &RequestId) -> Response {
+async fn aggregate(
+    snap: &Snapshot,
+    conn: &Conn,
+    agg: &AggregateRt,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    params: &Params,
+    started: Instant,
+    id: &RequestId,
+) -> Response {
     let aggregator = match &agg.aggregator {
         Ok(a) => *a,
         Err(name) => {
-            let msg = format!("aggregate {} names the custom aggregator `{name}`, which switchyard cannot run; use one of: {}", agg.template, Aggregator::NAMES.join(", "));
+            let msg = format!(
+                "aggregate {} names the custom aggregator `{name}`, which switchyard cannot run; use one of: {}",
+                agg.template,
+                Aggregator::NAMES.join(", ")
+            );
             return gateway_error(StatusCode::NOT_IMPLEMENTED, &msg, id, started);
         }
     };
-    let send = |ridx: usize, params: Params| Box::pin(part(snap, conn, ridx, path, query, headers.clone(), params, started, id)) as std::pin::Pin<Box<dyn std::future::Future<Output = PartResult> + Send + '_>>;
+    let send = |ridx: usize, params: Params| {
+        Box::pin(part(
+            snap,
+            conn,
+            ridx,
+            path,
+            query,
+            headers.clone(),
+            params,
+            started,
+            id,
+        )) as std::pin::Pin<Box<dyn std::future::Future<Output = PartResult> + Send + '_>>
+    };
     let n = agg.parts.len();
     let mut results: Vec<Vec<serde_json::Value>> = vec![Vec::new(); n];
     let mut many = vec![false; n];
     if agg.configs.is_empty() {
-        let futures = agg.parts.iter().map(|(_, ridx)| send(*ridx, params.clone())).collect();
+        let futures = agg
+            .parts
+            .iter()
+            .map(|(_, ridx)| send(*ridx, params.clone()))
+            .collect();
         for (i, (status, body)) in aggregate::join_all(futures).await.into_iter().enumerate() {
             results[i].push(aggregate::part_value(status, &body));
         }
     } else {
         let (first_status, first_body) = send(agg.parts[0].1, params.clone()).await;
-        let first_json: Option<serde_json::Value> = if first_status.is_some_and(|s| s != 404) { serde_json::from_slice(&first_body).ok() } else { None };
+        let first_json: Option<serde_json::Value> = if first_status.is_some_and(|s| s != 404) {
+            serde_json::from_slice(&first_body).ok()
+        } else {
+            None
+        };
         results[0].push(aggregate::part_value(first_status, &first_body));
         let mut calls: Vec<(usize, Params)> = Vec::new();
         for (i, (_, ridx)) in agg.parts.iter().enumerate().skip(1) {
-            let configs: Vec<&(usize, aggregate::JsonPath, std::sync::Arc<str>)> = agg.configs.iter().filter(|c| c.0 == i).collect();
+            let configs: Vec<&(usize, aggregate::JsonPath, std::sync::Arc<str>)> =
+                agg.configs.iter().filter(|c| c.0 == i).collect();
             if configs.is_empty() {
                 calls.push((*ridx, params.clone()));
                 continue;
             }
             for (_, jp, param) in configs {
-                let values = first_json.as_ref().map(|j| jp.values(j)).unwrap_or_default();
+                let values = first_json
+                    .as_ref()
+                    .map(|j| jp.values(j))
+                    .unwrap_or_default();
                 many[i] = many[i] || values.len() > 1;
                 for v in values {
                     let mut p = params.clone();
@@ -453,25 +746,61 @@ async fn aggregate(snap: &Snapshot, conn: &Conn, agg: &AggregateRt, path: &str, 
                 }
             }
         }
-        let owners: Vec<usize> = calls.iter().map(|(ridx, _)| agg.parts.iter().skip(1).position(|(_, r)| r == ridx).map_or(0, |p| p + 1)).collect();
+        let owners: Vec<usize> = calls
+            .iter()
+            .map(|(ridx, _)| {
+                agg.parts
+                    .iter()
+                    .skip(1)
+                    .position(|(_, r)| r == ridx)
+                    .map_or(0, |p| p + 1)
+            })
+            .collect();
         let futures = calls.into_iter().map(|(ridx, p)| send(ridx, p)).collect();
         for (owner, (status, body)) in owners.into_iter().zip(aggregate::join_all(futures).await) {
             results[owner].push(aggregate::part_value(status, &body));
         }
     }
-    let parts: Vec<(&str, Vec<serde_json::Value>, bool)> = agg.parts.iter().zip(results).zip(many).map(|(((key, _), vs), m)| (&**key, vs, m)).collect();
+    let parts: Vec<(&str, Vec<serde_json::Value>, bool)> = agg
+        .parts
+        .iter()
+        .zip(results)
+        .zip(many)
+        .map(|(((key, _), vs), m)| (&**key, vs, m))
+        .collect();
     let body = aggregator.combine(parts);
     let mut r = respond::bytes(StatusCode::OK, Bytes::from(body.to_string()));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    r.headers_mut().insert(&RESPONSE_LATENCY, headers::millis(started.elapsed().as_millis()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        &RESPONSE_LATENCY,
+        headers::millis(started.elapsed().as_millis()),
+    );
     r
 }
 
-fn https_required(route: &RouteRt, host_header: &str, uri: &Uri, id: &RequestId, started: Instant) -> Response {
+fn https_required(
+    route: &RouteRt,
+    host_header: &str,
+    uri: &Uri,
+    id: &RequestId,
+    started: Instant,
+) -> Response {
     if route.https_redirect == StatusCode::UPGRADE_REQUIRED {
-        let mut r = gateway_error(StatusCode::UPGRADE_REQUIRED, "Please use HTTPS protocol", id, started);
-        r.headers_mut().insert(header::UPGRADE, HeaderValue::from_static("TLS/1.2, HTTP/1.1"));
-        r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        let mut r = gateway_error(
+            StatusCode::UPGRADE_REQUIRED,
+            "Please use HTTPS protocol",
+            id,
+            started,
+        );
+        r.headers_mut().insert(
+            header::UPGRADE,
+            HeaderValue::from_static("TLS/1.2, HTTP/1.1"),
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
         return r;
     }
     let host = split_host_port(host_header).map_or(host_header, |(h, _)| h);
@@ -486,7 +815,12 @@ fn https_required(route: &RouteRt, host_header: &str, uri: &Uri, id: &RequestId,
 
 /// Connects to the service's destination, again on connection errors as `retries` allows
 /// (the next balancer target each time), then sends the request once.
-async fn send_with_retries(service: &ServiceRt, preserve_host: bool, mut req: Request<ProxyBody>, client_host: Option<HeaderValue>) -> Result<http::Response<Incoming>, UpstreamError> {
+async fn send_with_retries(
+    service: &ServiceRt,
+    preserve_host: bool,
+    mut req: Request<ProxyBody>,
+    client_host: Option<HeaderValue>,
+) -> Result<http::Response<Incoming>, UpstreamError> {
     let mut tries_left = service.retries;
     loop {
         let peer: Peer = match &service.dest {
@@ -494,7 +828,10 @@ async fn send_with_retries(service: &ServiceRt, preserve_host: bool, mut req: Re
             Dest::Balanced(b) => match b.next() {
                 Some(p) => p.clone(),
                 None => {
-                    return Err(UpstreamError::Connect { addr: b.name.clone(), source: std::io::Error::other("no target with a positive weight") });
+                    return Err(UpstreamError::Connect {
+                        addr: b.name.clone(),
+                        source: std::io::Error::other("no target with a positive weight"),
+                    });
                 }
             },
         };
@@ -534,7 +871,10 @@ fn upstream_path(route: &RouteRt, service: &ServiceRt, path: &str, m: &Match) ->
     };
     let postfix = match postfix {
         "." | ".." => "",
-        p => p.strip_prefix("./").or_else(|| p.strip_prefix("../")).unwrap_or(p),
+        p => p
+            .strip_prefix("./")
+            .or_else(|| p.strip_prefix("../"))
+            .unwrap_or(p),
     };
     let strip = route.strip_path;
     if let Some(trimmed) = base.strip_suffix('/') {
@@ -557,7 +897,11 @@ fn upstream_path(route: &RouteRt, service: &ServiceRt, path: &str, m: &Match) ->
         }
     } else if strip {
         if postfix.is_empty() {
-            if path.len() > 1 && path.ends_with('/') { format!("{base}/") } else { base.to_string() }
+            if path.len() > 1 && path.ends_with('/') {
+                format!("{base}/")
+            } else {
+                base.to_string()
+            }
         } else if postfix.starts_with('/') {
             format!("{base}{postfix}")
         } else {

@@ -91,7 +91,11 @@ impl HeaderRule {
     fn matches(&self, headers: &HeaderMap) -> bool {
         headers.get_all(&self.name).iter().any(|v| {
             let Ok(v) = v.to_str() else { return false };
-            self.values.iter().any(|want| want.eq_ignore_ascii_case(v)) || self.regex.as_ref().is_some_and(|re| re.is_match(&v.to_ascii_lowercase()))
+            self.values.iter().any(|want| want.eq_ignore_ascii_case(v))
+                || self
+                    .regex
+                    .as_ref()
+                    .is_some_and(|re| re.is_match(&v.to_ascii_lowercase()))
         })
     }
 }
@@ -176,7 +180,12 @@ impl Matcher {
 
     /// `check`, with the Ocelot view of the path computed once per request by the caller;
     /// Ocelot placeholder values go to `params` when given.
-    fn check_with(&self, req: &Request<'_>, ocelot_path: &str, params: Option<&mut Params>) -> Result<Option<usize>, Miss> {
+    fn check_with(
+        &self,
+        req: &Request<'_>,
+        ocelot_path: &str,
+        params: Option<&mut Params>,
+    ) -> Result<Option<usize>, Miss> {
         if !self.methods.is_empty() && !self.methods.iter().any(|m| m == req.method) {
             return Err(Miss::Method);
         }
@@ -188,8 +197,16 @@ impl Matcher {
         }
         match &self.paths {
             PathRule::Any => Ok(None),
-            PathRule::Prefix(prefixes) => prefixes.iter().find(|p| req.path.starts_with(p.as_str())).map(|p| Some(p.len())).ok_or(Miss::Path),
-            PathRule::Regex(regexes) => regexes.iter().find_map(|(re, _)| re.find(req.path)).map(|m| Some(m.end())).ok_or(Miss::Path),
+            PathRule::Prefix(prefixes) => prefixes
+                .iter()
+                .find(|p| req.path.starts_with(p.as_str()))
+                .map(|p| Some(p.len()))
+                .ok_or(Miss::Path),
+            PathRule::Regex(regexes) => regexes
+                .iter()
+                .find_map(|(re, _)| re.find(req.path))
+                .map(|m| Some(m.end()))
+                .ok_or(Miss::Path),
             PathRule::Ocelot(rule) => match params {
                 None => {
                     if !rule.template.is_match(ocelot_path, req.query) {
@@ -205,7 +222,11 @@ impl Matcher {
                     if !rule.template.matches(ocelot_path, req.query, out) {
                         return Err(Miss::Path);
                     }
-                    if let Some(h) = rule.headers.iter().find(|h| !h.matches(req.headers, Some(out))) {
+                    if let Some(h) = rule
+                        .headers
+                        .iter()
+                        .find(|h| !h.matches(req.headers, Some(out)))
+                    {
                         out.truncate(before);
                         return Err(Miss::Header(h.name.to_string()));
                     }
@@ -286,27 +307,47 @@ impl Router {
                 PathRule::Ocelot(r) => (true, r.has_host, r.priority),
                 _ => (false, false, 0),
             };
-            (m.catch_all, is_ocelot, Reverse(m.priority), !has_host, Reverse(prio), m.order)
+            (
+                m.catch_all,
+                is_ocelot,
+                Reverse(m.priority),
+                !has_host,
+                Reverse(prio),
+                m.order,
+            )
         });
-        let mut router = Router { matchers, ..Default::default() };
+        let mut router = Router {
+            matchers,
+            ..Default::default()
+        };
         for (rank, m) in router.matchers.iter().enumerate() {
             let rank = rank as u32;
             match &m.paths {
-                PathRule::Prefix(ps) => ps.iter().for_each(|p| router.trie.insert(p.as_bytes(), rank)),
-                PathRule::Regex(rs) => rs.iter().for_each(|(_, lit)| router.trie.insert(lit.as_bytes(), rank)),
+                PathRule::Prefix(ps) => ps
+                    .iter()
+                    .for_each(|p| router.trie.insert(p.as_bytes(), rank)),
+                PathRule::Regex(rs) => rs
+                    .iter()
+                    .for_each(|(_, lit)| router.trie.insert(lit.as_bytes(), rank)),
                 PathRule::Ocelot(rule) => {
                     router.has_ocelot = true;
                     if rule.template.case_sensitive || rule.template.catch_all {
                         router.trie.insert(rule.template.prefix.as_bytes(), rank);
                     } else {
-                        router.folded_trie.insert(rule.template.prefix.as_bytes(), rank);
+                        router
+                            .folded_trie
+                            .insert(rule.template.prefix.as_bytes(), rank);
                     }
                 }
                 PathRule::Any => {
-                    let exact: Vec<&str> = m.hosts.iter().filter_map(|h| match &h.pattern {
-                        HostPattern::Exact(e) => Some(e.as_str()),
-                        _ => None,
-                    }).collect();
+                    let exact: Vec<&str> = m
+                        .hosts
+                        .iter()
+                        .filter_map(|h| match &h.pattern {
+                            HostPattern::Exact(e) => Some(e.as_str()),
+                            _ => None,
+                        })
+                        .collect();
                     if exact.len() == m.hosts.len() && !exact.is_empty() {
                         for h in exact {
                             let list = router.pathless_by_host.entry(h.to_string()).or_default();
@@ -328,7 +369,8 @@ impl Router {
         let mut out: SmallVec<[u32; 16]> = SmallVec::new();
         self.trie.collect(req.path.as_bytes(), &mut out);
         if self.has_ocelot {
-            self.folded_trie.collect_folded(req.path.as_bytes(), &mut out);
+            self.folded_trie
+                .collect_folded(req.path.as_bytes(), &mut out);
         }
         if let Some(list) = self.pathless_by_host.get(req.host) {
             out.extend_from_slice(list);
@@ -340,12 +382,21 @@ impl Router {
     }
 
     pub fn find(&self, req: &Request<'_>) -> Option<Match> {
-        let decoded = if self.has_ocelot { ocelot::decoded_path(req.path) } else { Cow::Borrowed(req.path) };
+        let decoded = if self.has_ocelot {
+            ocelot::decoded_path(req.path)
+        } else {
+            Cow::Borrowed(req.path)
+        };
         let mut params = Params::new();
         for rank in self.candidates(req) {
             let m = &self.matchers[rank as usize];
             if let Ok(prefix_len) = m.check_with(req, &decoded, Some(&mut params)) {
-                return Some(Match { matcher: rank as usize, route: m.route, prefix_len, params });
+                return Some(Match {
+                    matcher: rank as usize,
+                    route: m.route,
+                    prefix_len,
+                    params,
+                });
             }
         }
         None
@@ -353,7 +404,11 @@ impl Router {
 
     /// Every matcher's verdict on a request, in precedence order (for `explain`).
     pub fn explain(&self, req: &Request<'_>) -> Vec<(usize, Result<Option<usize>, Miss>)> {
-        self.matchers.iter().enumerate().map(|(rank, m)| (rank, m.check(req))).collect()
+        self.matchers
+            .iter()
+            .enumerate()
+            .map(|(rank, m)| (rank, m.check(req)))
+            .collect()
     }
 }
 
@@ -381,11 +436,18 @@ pub struct OcelotSpec<'a> {
 fn ocelot_matcher(spec: &OcelotSpec<'_>) -> Option<Matcher> {
     let up = spec.upstream;
     let template = UpstreamTemplate::compile(&up.path_template, up.case_sensitive).ok()?;
-    let headers: Vec<HeaderTemplate> = up.header_templates.iter().filter_map(|(n, v)| HeaderTemplate::compile(n, v, up.case_sensitive).ok()).collect();
+    let headers: Vec<HeaderTemplate> = up
+        .header_templates
+        .iter()
+        .filter_map(|(n, v)| HeaderTemplate::compile(n, v, up.case_sensitive).ok())
+        .collect();
     let methods: Vec<Method> = if spec.aggregate {
         vec![Method::GET]
     } else {
-        up.methods.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect()
+        up.methods
+            .iter()
+            .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+            .collect()
     };
     let hosts: Vec<HostRule> = up.host.iter().map(|h| host_rule(h)).collect();
     let catch_all = template.catch_all && hosts.is_empty() && headers.is_empty();
@@ -395,7 +457,13 @@ fn ocelot_matcher(spec: &OcelotSpec<'_>) -> Option<Matcher> {
         methods,
         hosts,
         headers: Vec::new(),
-        paths: PathRule::Ocelot(Box::new(OcelotRule { template, headers, priority, has_host: up.host.is_some(), aggregate: spec.aggregate })),
+        paths: PathRule::Ocelot(Box::new(OcelotRule {
+            template,
+            headers,
+            priority,
+            has_host: up.host.is_some(),
+            aggregate: spec.aggregate,
+        })),
         priority: 0,
         catch_all,
         order: 0,
@@ -442,16 +510,31 @@ fn regex_priority_bits(p: i64) -> u64 {
 
 /// Kong's route split and priority (`kong/router/compat.lua`, `transform.lua` get_priority).
 fn kong_matchers(idx: usize, route: &Route) -> Vec<Matcher> {
-    let methods: Vec<Method> = route.methods.iter().filter_map(|m| Method::from_bytes(m.as_bytes()).ok()).collect();
+    let methods: Vec<Method> = route
+        .methods
+        .iter()
+        .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+        .collect();
     let hosts: Vec<HostRule> = route.hosts.iter().map(|h| host_rule(h)).collect();
     let headers: Vec<HeaderRule> = route
         .headers
         .iter()
         .filter_map(|(name, values)| {
             let name = http::HeaderName::from_bytes(name.as_bytes()).ok()?;
-            let regex = values.iter().find_map(|v| v.strip_prefix("~*")).and_then(|re| Regex::new(&re.to_ascii_lowercase()).ok());
-            let values = values.iter().filter(|v| !v.starts_with("~*")).map(|v| v.to_ascii_lowercase()).collect();
-            Some(HeaderRule { name, values, regex })
+            let regex = values
+                .iter()
+                .find_map(|v| v.strip_prefix("~*"))
+                .and_then(|re| Regex::new(&re.to_ascii_lowercase()).ok());
+            let values = values
+                .iter()
+                .filter(|v| !v.starts_with("~*"))
+                .map(|v| v.to_ascii_lowercase())
+                .collect();
+            Some(HeaderRule {
+                name,
+                values,
+                regex,
+            })
         })
         .collect();
 
@@ -460,7 +543,10 @@ fn kong_matchers(idx: usize, route: &Route) -> Vec<Matcher> {
     fields += u64::from(!hosts.is_empty());
     fields += u64::from(!headers.is_empty());
     fields += u64::from(!route.snis.is_empty());
-    let plain_hosts = !hosts.is_empty() && hosts.iter().all(|h| matches!(h.pattern, HostPattern::Exact(_)));
+    let plain_hosts = !hosts.is_empty()
+        && hosts
+            .iter()
+            .all(|h| matches!(h.pattern, HostPattern::Exact(_)));
     let header_count = (headers.len() as u64).min(255);
     let base = (if plain_hosts { PLAIN_HOST_ONLY_BIT } else { 0 }) | (header_count << 52);
 
@@ -469,7 +555,9 @@ fn kong_matchers(idx: usize, route: &Route) -> Vec<Matcher> {
         .paths
         .iter()
         .filter_map(|p| match p {
-            RoutePath::Regex(re) => crate::config::kong::compile_regex_path(re).ok().map(|r| (r, literal_prefix(re))),
+            RoutePath::Regex(re) => crate::config::kong::compile_regex_path(re)
+                .ok()
+                .map(|r| (r, literal_prefix(re))),
             RoutePath::Prefix(_) => None,
         })
         .collect();
@@ -497,7 +585,10 @@ fn kong_matchers(idx: usize, route: &Route) -> Vec<Matcher> {
             let (has_path, prio) = match &paths {
                 PathRule::Any => (false, 0),
                 PathRule::Prefix(ps) => (true, ps[0].len() as u64 & 0x7ffff),
-                PathRule::Regex(_) => (true, REGEX_URL_BIT | (regex_priority_bits(route.regex_priority) << 19)),
+                PathRule::Regex(_) => (
+                    true,
+                    REGEX_URL_BIT | (regex_priority_bits(route.regex_priority) << 19),
+                ),
                 PathRule::Ocelot(_) => (true, 0),
             };
             let catch_all = !narrowed && matches!(&paths, PathRule::Prefix(ps) if ps[0] == "/");

@@ -55,7 +55,9 @@ pub fn tokens(t: &str) -> Vec<Token<'_>> {
     let mut out = Vec::new();
     let mut rest = t;
     while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}').map(|c| open + c) else { break };
+        let Some(close) = rest[open..].find('}').map(|c| open + c) else {
+            break;
+        };
         if open > 0 {
             out.push(Token::Lit(&rest[..open]));
         }
@@ -70,7 +72,16 @@ pub fn tokens(t: &str) -> Vec<Token<'_>> {
 
 /// Placeholder names in template order (with repeats, for the duplicate check).
 pub fn placeholder_names(t: &str) -> Vec<&str> {
-    tokens(t).into_iter().filter_map(|tk| if let Token::Param(p) = tk { Some(p) } else { None }).collect()
+    tokens(t)
+        .into_iter()
+        .filter_map(|tk| {
+            if let Token::Param(p) = tk {
+                Some(p)
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 /// Characters that reach the router unescaped in a normalised path, so a literal prefix made
@@ -90,7 +101,16 @@ impl UpstreamTemplate {
         // Ocelot's "/{url}" hack: one placeholder right after the leading slash and nothing else.
         if let [Token::Lit("/"), Token::Param(name)] = toks.as_slice() {
             let regex = Regex::new(&format!("^{flags}/(.*)$")).map_err(|e| e.to_string())?;
-            return Ok(UpstreamTemplate { template: template.to_string(), regex, names: vec![Arc::from(*name)], with_query: false, query_catch_all: None, catch_all: true, prefix: "/".into(), case_sensitive });
+            return Ok(UpstreamTemplate {
+                template: template.to_string(),
+                regex,
+                names: vec![Arc::from(*name)],
+                with_query: false,
+                query_catch_all: None,
+                catch_all: true,
+                prefix: "/".into(),
+                case_sensitive,
+            });
         }
         let (path_part, query_part) = match template.find('?') {
             Some(i) => (&template[..i], Some(&template[i + 1..])),
@@ -114,10 +134,19 @@ impl UpstreamTemplate {
             } else {
                 None
             };
-            let trailing_slash = query_part.is_none() && path_part.len() > 1 && path_part.ends_with('/');
+            let trailing_slash =
+                query_part.is_none() && path_part.len() > 1 && path_part.ends_with('/');
             // With a query part, the slash before `?` belongs to the `(/$|/\?|\?|$)` group.
-            let body = if query_part.is_some() { path_part.strip_suffix('/').unwrap_or(path_part) } else { path_part };
-            let body = if trailing_slash { &body[..body.len() - 1] } else { body };
+            let body = if query_part.is_some() {
+                path_part.strip_suffix('/').unwrap_or(path_part)
+            } else {
+                path_part
+            };
+            let body = if trailing_slash {
+                &body[..body.len() - 1]
+            } else {
+                body
+            };
             let mut offset = 0usize;
             let toks = tokens(body);
             let mut opened_optional = false;
@@ -125,7 +154,9 @@ impl UpstreamTemplate {
                 match *tk {
                     Token::Lit(l) => {
                         let mut lit = l;
-                        if let Some(at) = optional_from.filter(|at| *at >= offset && *at < offset + l.len()) {
+                        if let Some(at) =
+                            optional_from.filter(|at| *at >= offset && *at < offset + l.len())
+                        {
                             // Split the literal at the optional segment's slash.
                             let before = &l[..at - offset];
                             re.push_str(&regex::escape(before));
@@ -146,7 +177,9 @@ impl UpstreamTemplate {
                     Token::Param(name) => {
                         prefix_open = false;
                         names.push(Arc::from(name));
-                        let slash_after = path_part[offset..].find('}').is_some_and(|c| path_part[offset + c..].contains('/'));
+                        let slash_after = path_part[offset..]
+                            .find('}')
+                            .is_some_and(|c| path_part[offset + c..].contains('/'));
                         let multi = query_part.is_none() && !slash_after;
                         re.push_str(if multi { "(.*)" } else { "([^/]+)" });
                         offset += name.len() + 2;
@@ -195,7 +228,11 @@ impl UpstreamTemplate {
             with_query: query_part.is_some(),
             query_catch_all,
             catch_all: false,
-            prefix: if case_sensitive { prefix } else { prefix.to_ascii_lowercase() },
+            prefix: if case_sensitive {
+                prefix
+            } else {
+                prefix.to_ascii_lowercase()
+            },
             case_sensitive,
         })
     }
@@ -207,9 +244,15 @@ impl UpstreamTemplate {
             Some(q) if self.with_query && !q.is_empty() => Cow::Owned(format!("{path}?{q}")),
             _ => Cow::Borrowed(path),
         };
-        let Some(caps) = self.regex.captures(&subject) else { return false };
+        let Some(caps) = self.regex.captures(&subject) else {
+            return false;
+        };
         for (i, name) in self.names.iter().enumerate() {
-            let value = if Some(i) == self.query_catch_all { "" } else { caps.get(i + 1).map_or("", |m| m.as_str()) };
+            let value = if Some(i) == self.query_catch_all {
+                ""
+            } else {
+                caps.get(i + 1).map_or("", |m| m.as_str())
+            };
             out.push((name.clone(), value.to_string()));
         }
         true
@@ -218,7 +261,9 @@ impl UpstreamTemplate {
     /// Matches without collecting values (for `explain`).
     pub fn is_match(&self, path: &str, query: Option<&str>) -> bool {
         match query {
-            Some(q) if self.with_query && !q.is_empty() => self.regex.is_match(&format!("{path}?{q}")),
+            Some(q) if self.with_query && !q.is_empty() => {
+                self.regex.is_match(&format!("{path}?{q}"))
+            }
             _ => self.regex.is_match(path),
         }
     }
@@ -242,8 +287,13 @@ pub struct HeaderTemplate {
 }
 
 impl HeaderTemplate {
-    pub fn compile(name: &str, value: &str, case_sensitive: bool) -> Result<HeaderTemplate, String> {
-        let header = http::HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("`{name}` is not a valid header name"))?;
+    pub fn compile(
+        name: &str,
+        value: &str,
+        case_sensitive: bool,
+    ) -> Result<HeaderTemplate, String> {
+        let header = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("`{name}` is not a valid header name"))?;
         let mut re = String::from(if case_sensitive { "^(?s)" } else { "^(?si)" });
         let mut names = Vec::new();
         for tk in tokens(value) {
@@ -258,13 +308,19 @@ impl HeaderTemplate {
         }
         re.push('$');
         let regex = Regex::new(&re).map_err(|e| e.to_string())?;
-        Ok(HeaderTemplate { name: header, regex, names })
+        Ok(HeaderTemplate {
+            name: header,
+            regex,
+            names,
+        })
     }
 
     /// Every value of the header joined with `,` must match.
     pub fn matches(&self, headers: &http::HeaderMap, out: Option<&mut Params>) -> bool {
         let mut all = headers.get_all(&self.name).iter();
-        let Some(first) = all.next() else { return false };
+        let Some(first) = all.next() else {
+            return false;
+        };
         let joined: Cow<'_, str> = match all.next() {
             None => String::from_utf8_lossy(first.as_bytes()),
             Some(second) => {
@@ -279,9 +335,14 @@ impl HeaderTemplate {
         match out {
             None => self.regex.is_match(&joined),
             Some(out) => {
-                let Some(caps) = self.regex.captures(&joined) else { return false };
+                let Some(caps) = self.regex.captures(&joined) else {
+                    return false;
+                };
                 for (i, name) in self.names.iter().enumerate() {
-                    out.push((name.clone(), caps.get(i + 1).map_or("", |m| m.as_str()).to_string()));
+                    out.push((
+                        name.clone(),
+                        caps.get(i + 1).map_or("", |m| m.as_str()).to_string(),
+                    ));
                 }
                 true
             }
@@ -311,7 +372,10 @@ fn pieces(t: &str) -> Vec<Piece> {
 }
 
 fn lookup<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
-    params.iter().find(|(n, _)| &**n == name).map(|(_, v)| v.as_str())
+    params
+        .iter()
+        .find(|(n, _)| &**n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// A compiled DownstreamPathTemplate.
@@ -370,17 +434,25 @@ fn decode_key(k: &str) -> Cow<'_, str> {
 
 /// One `key=value` pair of a query string, raw.
 fn pairs(q: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
-    q.split('&').filter(|p| !p.is_empty()).map(|p| match p.split_once('=') {
-        Some((k, v)) => (k, Some(v)),
-        None => (p, None),
-    })
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (p, None),
+        })
 }
 
 impl DownstreamTemplate {
     pub fn compile(template: &str) -> DownstreamTemplate {
         match template.split_once('?') {
-            Some((p, q)) => DownstreamTemplate { path: pieces(p), query: Some(pieces(q)) },
-            None => DownstreamTemplate { path: pieces(template), query: None },
+            Some((p, q)) => DownstreamTemplate {
+                path: pieces(p),
+                query: Some(pieces(q)),
+            },
+            None => DownstreamTemplate {
+                path: pieces(template),
+                query: None,
+            },
         }
     }
 
@@ -392,7 +464,12 @@ impl DownstreamTemplate {
     /// client's (template parameters first, client parameters named like a placeholder
     /// dropped, repeated client keys joined with `,`); otherwise, when the route has
     /// placeholders, client parameters named like one of them are dropped.
-    pub fn render(&self, params: &Params, request_path: &str, request_query: Option<&str>) -> String {
+    pub fn render(
+        &self,
+        params: &Params,
+        request_path: &str,
+        request_query: Option<&str>,
+    ) -> String {
         let mut out = String::with_capacity(64);
         for p in &self.path {
             match p {
@@ -470,7 +547,11 @@ fn drop_placeholder_keys<'a>(rq: &'a str, params: &Params) -> Cow<'a, str> {
     if !pairs(rq).any(|(k, _)| named(k)) {
         return Cow::Borrowed(rq);
     }
-    let kept: Vec<&str> = rq.split('&').filter(|p| !p.is_empty()).filter(|p| !named(p.split('=').next().unwrap_or(p))).collect();
+    let kept: Vec<&str> = rq
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| !named(p.split('=').next().unwrap_or(p)))
+        .collect();
     Cow::Owned(kept.join("&"))
 }
 
@@ -492,7 +573,10 @@ fn merge_queries(tq: &str, rq: &str, params: &Params) -> String {
         if template_keys.iter().any(|t| t.eq_ignore_ascii_case(&dk)) {
             continue;
         }
-        match groups.iter_mut().find(|(g, _, _)| g.eq_ignore_ascii_case(&dk)) {
+        match groups
+            .iter_mut()
+            .find(|(g, _, _)| g.eq_ignore_ascii_case(&dk))
+        {
             Some((_, _, vs)) => vs.push(v),
             None => groups.push((dk, k, vec![v])),
         }
@@ -534,7 +618,10 @@ pub fn decoded_path(normalised: &str) -> Cow<'_, str> {
     while i < b.len() {
         if b[i] == b'%'
             && i + 2 < b.len()
-            && let (Some(h), Some(l)) = ((b[i + 1] as char).to_digit(16), (b[i + 2] as char).to_digit(16))
+            && let (Some(h), Some(l)) = (
+                (b[i + 1] as char).to_digit(16),
+                (b[i + 2] as char).to_digit(16),
+            )
         {
             let c = (h * 16 + l) as u8;
             if !matches!(c, b'/' | b'?' | b'#' | b'%') {
@@ -559,11 +646,17 @@ mod tests {
     fn m(t: &str, cs: bool, path: &str, query: Option<&str>) -> Option<Vec<(String, String)>> {
         let tpl = UpstreamTemplate::compile(t, cs).unwrap();
         let mut out = Params::new();
-        tpl.matches(path, query, &mut out).then(|| out.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
+        tpl.matches(path, query, &mut out)
+            .then(|| out.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
     }
 
     fn kv(pairs: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
-        Some(pairs.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect())
+        Some(
+            pairs
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        )
     }
 
     #[test]
@@ -573,29 +666,143 @@ mod tests {
             ("/", false, "/", None, kv(&[])),
             ("/", false, "/x", None, none.clone()),
             ("/{everything}", false, "/", None, kv(&[("everything", "")])),
-            ("/{everything}", false, "/a/b", None, kv(&[("everything", "a/b")])),
-            ("/products/{id}", false, "/products/1", None, kv(&[("id", "1")])),
-            ("/products/{id}", false, "/PRODUCTS/AbC", None, kv(&[("id", "AbC")])),
+            (
+                "/{everything}",
+                false,
+                "/a/b",
+                None,
+                kv(&[("everything", "a/b")]),
+            ),
+            (
+                "/products/{id}",
+                false,
+                "/products/1",
+                None,
+                kv(&[("id", "1")]),
+            ),
+            (
+                "/products/{id}",
+                false,
+                "/PRODUCTS/AbC",
+                None,
+                kv(&[("id", "AbC")]),
+            ),
             ("/products/{id}", true, "/PRODUCTS/1", None, none.clone()),
-            ("/products/{id}", false, "/products", None, kv(&[("id", "")])),
-            ("/products/{id}", false, "/products/", None, kv(&[("id", "")])),
-            ("/products/{id}", false, "/products/a/b", None, kv(&[("id", "a/b")])),
+            (
+                "/products/{id}",
+                false,
+                "/products",
+                None,
+                kv(&[("id", "")]),
+            ),
+            (
+                "/products/{id}",
+                false,
+                "/products/",
+                None,
+                kv(&[("id", "")]),
+            ),
+            (
+                "/products/{id}",
+                false,
+                "/products/a/b",
+                None,
+                kv(&[("id", "a/b")]),
+            ),
             ("/products", false, "/products/", None, none.clone()),
-            ("/upstream/{version}/test", false, "/upstream/test", None, none.clone()),
-            ("/upstream/{version}/test", false, "/upstream/v1/test", None, kv(&[("version", "v1")])),
+            (
+                "/upstream/{version}/test",
+                false,
+                "/upstream/test",
+                None,
+                none.clone(),
+            ),
+            (
+                "/upstream/{version}/test",
+                false,
+                "/upstream/v1/test",
+                None,
+                kv(&[("version", "v1")]),
+            ),
             ("/api/{a}/x", false, "/api/1/x/", None, none.clone()),
-            ("/account/authenticate/", false, "/account/authenticate", None, kv(&[])),
-            ("/account/authenticate/", false, "/account/authenticate/", None, kv(&[])),
-            ("/a/{x}/b/{y}/", false, "/a/1/b/2/", None, kv(&[("x", "1"), ("y", "2")])),
+            (
+                "/account/authenticate/",
+                false,
+                "/account/authenticate",
+                None,
+                kv(&[]),
+            ),
+            (
+                "/account/authenticate/",
+                false,
+                "/account/authenticate/",
+                None,
+                kv(&[]),
+            ),
+            (
+                "/a/{x}/b/{y}/",
+                false,
+                "/a/1/b/2/",
+                None,
+                kv(&[("x", "1"), ("y", "2")]),
+            ),
             ("/a/{x}/b/{y}/", false, "/a/1/b/2/3", None, none.clone()),
-            ("/{v}/products/{p}", false, "/23/products/1", None, kv(&[("v", "23"), ("p", "1")])),
-            ("/api/products_{c}/{s}_details/{i}?filter={f}", false, "/api/products_e/c_details/1", Some("filter=active"), kv(&[("c", "e"), ("s", "c"), ("i", "1"), ("f", "active")])),
-            ("/api/subs/{s}/updates?unitId={u}", false, "/api/subs/s1/updates", Some("productId=1&unitId=u1"), none.clone()),
-            ("/api/units3/{s}/updates?unit={u}", false, "/api/units3/s1/updates", Some("unit=u1&x=xxx"), kv(&[("s", "s1"), ("u", "u1")])),
-            ("/contracts2/?{everything}", false, "/contracts2/", None, kv(&[("everything", "")])),
-            ("/contracts2/?{everything}", false, "/contracts2/", Some("p3=v3"), kv(&[("everything", "")])),
-            ("/contracts3?{everything}", false, "/contracts3/", None, kv(&[("everything", "")])),
-            ("/contracts3?{everything}", false, "/contracts3/x", None, none.clone()),
+            (
+                "/{v}/products/{p}",
+                false,
+                "/23/products/1",
+                None,
+                kv(&[("v", "23"), ("p", "1")]),
+            ),
+            (
+                "/api/products_{c}/{s}_details/{i}?filter={f}",
+                false,
+                "/api/products_e/c_details/1",
+                Some("filter=active"),
+                kv(&[("c", "e"), ("s", "c"), ("i", "1"), ("f", "active")]),
+            ),
+            (
+                "/api/subs/{s}/updates?unitId={u}",
+                false,
+                "/api/subs/s1/updates",
+                Some("productId=1&unitId=u1"),
+                none.clone(),
+            ),
+            (
+                "/api/units3/{s}/updates?unit={u}",
+                false,
+                "/api/units3/s1/updates",
+                Some("unit=u1&x=xxx"),
+                kv(&[("s", "s1"), ("u", "u1")]),
+            ),
+            (
+                "/contracts2/?{everything}",
+                false,
+                "/contracts2/",
+                None,
+                kv(&[("everything", "")]),
+            ),
+            (
+                "/contracts2/?{everything}",
+                false,
+                "/contracts2/",
+                Some("p3=v3"),
+                kv(&[("everything", "")]),
+            ),
+            (
+                "/contracts3?{everything}",
+                false,
+                "/contracts3/",
+                None,
+                kv(&[("everything", "")]),
+            ),
+            (
+                "/contracts3?{everything}",
+                false,
+                "/contracts3/x",
+                None,
+                none.clone(),
+            ),
             ("/v{x}.json", false, "/v1.json", None, kv(&[("x", "1")])),
             ("/v{x}.json", false, "/v1xjson", None, none.clone()),
         ] {
@@ -608,37 +815,157 @@ mod tests {
         let t = UpstreamTemplate::compile("/{url}", false).unwrap();
         assert!(t.catch_all);
         assert_eq!(t.prefix, "/");
-        assert!(!UpstreamTemplate::compile("/goods/{url}", false).unwrap().catch_all);
-        for (t, p) in [("/Products/{id}", "/products"), ("/a/b/", "/a/b"), ("/x?{q}", "/x"), ("/x/?{q}", "/x"), ("/api/debug()", "/api/debug"), ("/", "/"), ("/v{x}", "/v")] {
-            assert_eq!(UpstreamTemplate::compile(t, false).unwrap().prefix, p, "{t}");
+        assert!(
+            !UpstreamTemplate::compile("/goods/{url}", false)
+                .unwrap()
+                .catch_all
+        );
+        for (t, p) in [
+            ("/Products/{id}", "/products"),
+            ("/a/b/", "/a/b"),
+            ("/x?{q}", "/x"),
+            ("/x/?{q}", "/x"),
+            ("/api/debug()", "/api/debug"),
+            ("/", "/"),
+            ("/v{x}", "/v"),
+        ] {
+            assert_eq!(
+                UpstreamTemplate::compile(t, false).unwrap().prefix,
+                p,
+                "{t}"
+            );
         }
-        assert_eq!(UpstreamTemplate::compile("/Products/{id}", true).unwrap().prefix, "/Products");
+        assert_eq!(
+            UpstreamTemplate::compile("/Products/{id}", true)
+                .unwrap()
+                .prefix,
+            "/Products"
+        );
     }
 
     fn render(dt: &str, params: &[(&str, &str)], req_path: &str, q: Option<&str>) -> String {
-        let params: Params = params.iter().map(|(n, v)| (Arc::from(*n), v.to_string())).collect();
+        let params: Params = params
+            .iter()
+            .map(|(n, v)| (Arc::from(*n), v.to_string()))
+            .collect();
         DownstreamTemplate::compile(dt).render(&params, req_path, q)
     }
 
     #[test]
     fn query_merging_table() {
         for (dt, params, req_path, q, want) in [
-            ("/svc/api/{id}", &[("id", "1")][..], "/products/1", Some("x=2"), "/svc/api/1?x=2"),
-            ("/svc/{id}", &[("id", "1")][..], "/p/1", Some("id=5&x=1"), "/svc/1?x=1"),
-            ("/svc/{id}", &[("id", "3")][..], "/p/3", Some("id1=2312"), "/svc/3?id1=2312"),
-            ("/svc/{Id}/{id}", &[("id", "1"), ("Id", "2")][..], "/p", Some("id=3&Id=4&ID=5&extra=x"), "/svc/2/1?extra=x"),
-            ("/svc/{id}", &[("id", "1")][..], "/p", Some("a=1&a=2&b=3"), "/svc/1?a=1&a=2&b=3"),
-            ("/svc", &[][..], "/p", Some("q=a+b&name=O'Neil&t=10:30"), "/svc?q=a+b&name=O'Neil&t=10:30"),
-            ("/svc/{x}", &[("x", "a")][..], "/p", Some("q=a+b&name=O'Neil"), "/svc/a?q=a+b&name=O'Neil"),
-            ("/s/{sub}/updates?unitId={unitId}", &[("sub", "s1"), ("unitId", "u1")][..], "/p", Some("x=1"), "/s/s1/updates?unitId=u1&x=1"),
-            ("/s/{sub}/updates?unitId={unitId}", &[("sub", "s1"), ("unitId", "u1")][..], "/p", Some("unitId=zzz&x=1"), "/s/s1/updates?unitId=u1&x=1"),
-            ("/persons?personId={userid}", &[("userid", "webley")][..], "/p", Some("userId=webley"), "/persons?personId=webley&userId=webley"),
-            ("/u?unitId={unit}", &[("unit", "u1")][..], "/p", Some("unit=u1&x=xxx"), "/u?unitId=u1&x=xxx"),
-            ("/c/?{everything}", &[("everything", "")][..], "/contracts/", None, "/c/"),
-            ("/c/?{everything}", &[("everything", "")][..], "/contracts/", Some("p3=v3&p4=v4"), "/c/?p3=v3&p4=v4"),
-            ("/arr?{everything}", &[("everything", "")][..], "/arr", Some("a=1&a=2&b=3"), "/arr?a=1,2&b=3"),
-            ("/c?{e}", &[("e", "")][..], "/c", Some("$filter=Name%20eq%20'Sam'&x=10:30"), "/c?$filter=Name%20eq%20'Sam'&x=10:30"),
-            ("/w?q={city}&key=k", &[("city", "new york")][..], "/p", None, "/w?q=new%20york&key=k"),
+            (
+                "/svc/api/{id}",
+                &[("id", "1")][..],
+                "/products/1",
+                Some("x=2"),
+                "/svc/api/1?x=2",
+            ),
+            (
+                "/svc/{id}",
+                &[("id", "1")][..],
+                "/p/1",
+                Some("id=5&x=1"),
+                "/svc/1?x=1",
+            ),
+            (
+                "/svc/{id}",
+                &[("id", "3")][..],
+                "/p/3",
+                Some("id1=2312"),
+                "/svc/3?id1=2312",
+            ),
+            (
+                "/svc/{Id}/{id}",
+                &[("id", "1"), ("Id", "2")][..],
+                "/p",
+                Some("id=3&Id=4&ID=5&extra=x"),
+                "/svc/2/1?extra=x",
+            ),
+            (
+                "/svc/{id}",
+                &[("id", "1")][..],
+                "/p",
+                Some("a=1&a=2&b=3"),
+                "/svc/1?a=1&a=2&b=3",
+            ),
+            (
+                "/svc",
+                &[][..],
+                "/p",
+                Some("q=a+b&name=O'Neil&t=10:30"),
+                "/svc?q=a+b&name=O'Neil&t=10:30",
+            ),
+            (
+                "/svc/{x}",
+                &[("x", "a")][..],
+                "/p",
+                Some("q=a+b&name=O'Neil"),
+                "/svc/a?q=a+b&name=O'Neil",
+            ),
+            (
+                "/s/{sub}/updates?unitId={unitId}",
+                &[("sub", "s1"), ("unitId", "u1")][..],
+                "/p",
+                Some("x=1"),
+                "/s/s1/updates?unitId=u1&x=1",
+            ),
+            (
+                "/s/{sub}/updates?unitId={unitId}",
+                &[("sub", "s1"), ("unitId", "u1")][..],
+                "/p",
+                Some("unitId=zzz&x=1"),
+                "/s/s1/updates?unitId=u1&x=1",
+            ),
+            (
+                "/persons?personId={userid}",
+                &[("userid", "webley")][..],
+                "/p",
+                Some("userId=webley"),
+                "/persons?personId=webley&userId=webley",
+            ),
+            (
+                "/u?unitId={unit}",
+                &[("unit", "u1")][..],
+                "/p",
+                Some("unit=u1&x=xxx"),
+                "/u?unitId=u1&x=xxx",
+            ),
+            (
+                "/c/?{everything}",
+                &[("everything", "")][..],
+                "/contracts/",
+                None,
+                "/c/",
+            ),
+            (
+                "/c/?{everything}",
+                &[("everything", "")][..],
+                "/contracts/",
+                Some("p3=v3&p4=v4"),
+                "/c/?p3=v3&p4=v4",
+            ),
+            (
+                "/arr?{everything}",
+                &[("everything", "")][..],
+                "/arr",
+                Some("a=1&a=2&b=3"),
+                "/arr?a=1,2&b=3",
+            ),
+            (
+                "/c?{e}",
+                &[("e", "")][..],
+                "/c",
+                Some("$filter=Name%20eq%20'Sam'&x=10:30"),
+                "/c?$filter=Name%20eq%20'Sam'&x=10:30",
+            ),
+            (
+                "/w?q={city}&key=k",
+                &[("city", "new york")][..],
+                "/p",
+                None,
+                "/w?q=new%20york&key=k",
+            ),
             ("/svc/", &[][..], "/p", None, "/svc"),
             ("/svc/", &[][..], "/p/", None, "/svc/"),
             ("/", &[][..], "/laura", None, "/"),
@@ -660,9 +987,17 @@ mod tests {
         let lit = HeaderTemplate::compile("country_code", "PL", false).unwrap();
         map.insert("country_code", "pl".parse().unwrap());
         assert!(lit.matches(&map, None));
-        assert!(!HeaderTemplate::compile("country_code", "PL", true).unwrap().matches(&map, None));
+        assert!(
+            !HeaderTemplate::compile("country_code", "PL", true)
+                .unwrap()
+                .matches(&map, None)
+        );
         map.append("country_code", "de".parse().unwrap());
-        assert!(HeaderTemplate::compile("country_code", "pl,de", false).unwrap().matches(&map, None));
+        assert!(
+            HeaderTemplate::compile("country_code", "pl,de", false)
+                .unwrap()
+                .matches(&map, None)
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub struct Trie {
 
 impl Default for Trie {
     fn default() -> Self {
-        Trie { nodes: vec![Node::default()] }
+        Trie {
+            nodes: vec![Node::default()],
+        }
     }
 }
 

@@ -28,7 +28,10 @@ use regex::Regex;
 
 use super::de::{self, DeError, Dialect};
 use super::diag::{Diagnostics, Path, Seg, Severity, SourceFile, nearest};
-use super::model::{Model, OcelotAggregate, OcelotRateLimit, OcelotRoute, OcelotRouteKeyConfig, OcelotSecurity, OcelotUpstream, Origin, Protocol, Service, Target, Upstream, derived_id};
+use super::model::{
+    Model, OcelotAggregate, OcelotRateLimit, OcelotRoute, OcelotRouteKeyConfig, OcelotSecurity,
+    OcelotUpstream, Origin, Protocol, Service, Target, Upstream, derived_id,
+};
 use super::node::{Node, Value};
 use crate::router::ocelot::{HeaderTemplate, UpstreamTemplate, placeholder_names};
 use raw::*;
@@ -42,7 +45,15 @@ const DEFAULT_TIMEOUT_S: i64 = 90;
 const CONNECT_TIMEOUT_MS: u64 = 10_000;
 
 /// The top-level keys of an Ocelot file.
-const TOP_KEYS: [&str; 7] = ["Routes", "ReRoutes", "Aggregates", "DynamicRoutes", "DynamicReRoutes", "GlobalConfiguration", "SwaggerEndPoints"];
+const TOP_KEYS: [&str; 7] = [
+    "Routes",
+    "ReRoutes",
+    "Aggregates",
+    "DynamicRoutes",
+    "DynamicReRoutes",
+    "GlobalConfiguration",
+    "SwaggerEndPoints",
+];
 
 /// One merged entity (route, aggregate, dynamic route or the global section): its node after
 /// layering and where each layer came from, so a problem is reported in the file that wrote
@@ -64,7 +75,12 @@ struct TopLevel {
 }
 
 /// Loads every Ocelot file of one directory (already parsed) into `model`.
-pub fn load(files: Vec<SourceFile>, environment: Option<&str>, model: &mut Model, diags: &mut Diagnostics) {
+pub fn load(
+    files: Vec<SourceFile>,
+    environment: Option<&str>,
+    model: &mut Model,
+    diags: &mut Diagnostics,
+) {
     if files.is_empty() {
         return;
     }
@@ -72,8 +88,13 @@ pub fn load(files: Vec<SourceFile>, environment: Option<&str>, model: &mut Model
     let main = lower.iter().position(|n| n == "ocelot.json");
     let global_file = lower.iter().position(|n| n == "ocelot.global.json");
     let env_name = environment.map(|e| format!("ocelot.{}.json", e.to_ascii_lowercase()));
-    let env_file = env_name.as_ref().and_then(|e| lower.iter().position(|n| n == e)).filter(|i| Some(*i) != main && Some(*i) != global_file);
-    let mut parts: Vec<usize> = (0..files.len()).filter(|i| Some(*i) != main && Some(*i) != env_file).collect();
+    let env_file = env_name
+        .as_ref()
+        .and_then(|e| lower.iter().position(|n| n == e))
+        .filter(|i| Some(*i) != main && Some(*i) != global_file);
+    let mut parts: Vec<usize> = (0..files.len())
+        .filter(|i| Some(*i) != main && Some(*i) != env_file)
+        .collect();
     parts.sort_by(|a, b| lower[*a].cmp(&lower[*b]));
 
     let tops: Vec<TopLevel> = files.iter().map(|f| top_level(f, diags)).collect();
@@ -86,12 +107,26 @@ pub fn load(files: Vec<SourceFile>, environment: Option<&str>, model: &mut Model
     // A stale generated ocelot.json: every route it has stands in a part file.
     let mut skip_main = false;
     if let Some(m) = main {
-        let route_parts: Vec<usize> = parts.iter().copied().filter(|p| !tops[*p].routes.is_empty()).collect();
+        let route_parts: Vec<usize> = parts
+            .iter()
+            .copied()
+            .filter(|p| !tops[*p].routes.is_empty())
+            .collect();
         if !tops[m].routes.is_empty() && !route_parts.is_empty() {
-            let in_parts: Vec<String> = route_parts.iter().flat_map(|p| tops[*p].routes.iter().map(|(_, n)| identity(n))).collect();
-            if tops[m].routes.iter().all(|(_, n)| in_parts.contains(&identity(n))) {
+            let in_parts: Vec<String> = route_parts
+                .iter()
+                .flat_map(|p| tops[*p].routes.iter().map(|(_, n)| identity(n)))
+                .collect();
+            if tops[m]
+                .routes
+                .iter()
+                .all(|(_, n)| in_parts.contains(&identity(n)))
+            {
                 skip_main = true;
-                let names: Vec<&str> = route_parts.iter().map(|p| files[*p].name.as_str()).collect();
+                let names: Vec<&str> = route_parts
+                    .iter()
+                    .map(|p| files[*p].name.as_str())
+                    .collect();
                 diags.warn(
                     &files[m],
                     &Path::root(),
@@ -105,35 +140,73 @@ pub fn load(files: Vec<SourceFile>, environment: Option<&str>, model: &mut Model
         }
     }
 
-    let order: Vec<usize> = main.filter(|_| !skip_main).into_iter().chain(parts.iter().copied()).collect();
+    let order: Vec<usize> = main
+        .filter(|_| !skip_main)
+        .into_iter()
+        .chain(parts.iter().copied())
+        .collect();
     let mut routes: Vec<Entity> = Vec::new();
     let mut aggregates: Vec<Entity> = Vec::new();
     let mut dynamic: Vec<Entity> = Vec::new();
     for &f in &order {
         for (p, n) in &tops[f].routes {
-            routes.push(Entity { node: n.clone(), layers: vec![(f, p.clone())] });
+            routes.push(Entity {
+                node: n.clone(),
+                layers: vec![(f, p.clone())],
+            });
         }
         for (p, n) in &tops[f].aggregates {
-            aggregates.push(Entity { node: n.clone(), layers: vec![(f, p.clone())] });
+            aggregates.push(Entity {
+                node: n.clone(),
+                layers: vec![(f, p.clone())],
+            });
         }
         for (p, n) in &tops[f].dynamic {
-            dynamic.push(Entity { node: n.clone(), layers: vec![(f, p.clone())] });
+            dynamic.push(Entity {
+                node: n.clone(),
+                layers: vec![(f, p.clone())],
+            });
         }
     }
 
     // GlobalConfiguration: ocelot.global.json, else ocelot.json; elsewhere an error.
-    let source = global_file.filter(|g| tops[*g].global.is_some()).or(main.filter(|m| tops[*m].global.is_some()));
-    let mut global: Option<Entity> = source.and_then(|s| tops[s].global.as_ref().map(|(p, n)| Entity { node: n.clone(), layers: vec![(s, p.clone())] }));
+    let source = global_file
+        .filter(|g| tops[*g].global.is_some())
+        .or(main.filter(|m| tops[*m].global.is_some()));
+    let mut global: Option<Entity> = source.and_then(|s| {
+        tops[s].global.as_ref().map(|(p, n)| Entity {
+            node: n.clone(),
+            layers: vec![(s, p.clone())],
+        })
+    });
     for &f in &parts {
         if Some(f) == global_file {
             continue;
         }
         if let Some((p, n)) = &tops[f].global {
-            let expected = source.map(|s| files[s].name.clone()).unwrap_or_else(|| "ocelot.global.json".into());
+            let expected = source
+                .map(|s| files[s].name.clone())
+                .unwrap_or_else(|| "ocelot.global.json".into());
             let empty = matches!(&n.value, Value::Map(e) if e.is_empty()) || n.is_null();
-            let msg = format!("GlobalConfiguration is read from ocelot.global.json (else ocelot.json), never from a part file like {}: move it to {expected}", files[f].name);
+            let same = source
+                .and_then(|s| tops[s].global.as_ref())
+                .is_some_and(|(_, g)| folded_json(g) == folded_json(n));
+            let msg = format!(
+                "GlobalConfiguration is read from ocelot.global.json (else ocelot.json), never from a part file like {}: move it to {expected}",
+                files[f].name
+            );
             if empty {
-                diags.warn(&files[f], p, format!("{msg} (it is empty, so nothing is lost)"));
+                diags.warn(
+                    &files[f],
+                    p,
+                    format!("{msg} (it is empty, so nothing is lost)"),
+                );
+            } else if same {
+                diags.warn(
+                    &files[f],
+                    p,
+                    format!("{msg} (it repeats the one in {expected}, so nothing is lost)"),
+                );
             } else {
                 diags.error(&files[f], p, msg);
             }
@@ -145,7 +218,14 @@ pub fn load(files: Vec<SourceFile>, environment: Option<&str>, model: &mut Model
         && let Some((p, n)) = &tops[m].global
         && matches!(&n.value, Value::Map(e) if !e.is_empty())
     {
-        diags.warn(&files[m], p, format!("this GlobalConfiguration is ignored: the one in {} is used", files[g].name));
+        diags.warn(
+            &files[m],
+            p,
+            format!(
+                "this GlobalConfiguration is ignored: the one in {} is used",
+                files[g].name
+            ),
+        );
     }
 
     // The environment file, layered over the merged result.
@@ -160,13 +240,23 @@ pub fn load(files: Vec<SourceFile>, environment: Option<&str>, model: &mut Model
                     g.layers.push((e, p.clone()));
                     g
                 }
-                None => Entity { node: n.clone(), layers: vec![(e, p.clone())] },
+                None => Entity {
+                    node: n.clone(),
+                    layers: vec![(e, p.clone())],
+                },
             });
         }
     }
 
-    let mut cx = Cx { files: &files, diags, model };
-    let raw_global = global.as_ref().and_then(|g| cx.deserialize::<RawGlobal>(g)).unwrap_or_default();
+    let mut cx = Cx {
+        files: &files,
+        diags,
+        model,
+    };
+    let raw_global = global
+        .as_ref()
+        .and_then(|g| cx.deserialize::<RawGlobal>(g))
+        .unwrap_or_default();
     let gcx = cx.global(&raw_global, global.as_ref());
 
     let mut route_raws: Vec<Option<RawRoute>> = Vec::with_capacity(routes.len());
@@ -180,7 +270,10 @@ pub fn load(files: Vec<SourceFile>, environment: Option<&str>, model: &mut Model
     }
     cx.duplicates(&routes, &route_raws);
 
-    let agg_raws: Vec<Option<RawAggregate>> = aggregates.iter().map(|a| cx.deserialize::<RawAggregate>(a)).collect();
+    let agg_raws: Vec<Option<RawAggregate>> = aggregates
+        .iter()
+        .map(|a| cx.deserialize::<RawAggregate>(a))
+        .collect();
     for (ent, raw) in aggregates.iter().zip(&agg_raws) {
         if let Some(raw) = raw {
             cx.aggregate(ent, raw, &routes, &route_raws, &built);
@@ -190,7 +283,11 @@ pub fn load(files: Vec<SourceFile>, environment: Option<&str>, model: &mut Model
 
     for ent in &dynamic {
         if cx.deserialize::<RawDynamicRoute>(ent).is_some() {
-            cx.unserved(ent, &Path::root(), "DynamicRoutes (dynamic routing through service discovery)");
+            cx.unserved(
+                ent,
+                &Path::root(),
+                "DynamicRoutes (dynamic routing through service discovery)",
+            );
         }
     }
 
@@ -205,21 +302,39 @@ fn top_level(file: &SourceFile, diags: &mut Diagnostics) -> TopLevel {
         Value::Map(entries) => entries,
         _ if file.root.is_null() => return out,
         _ => {
-            diags.error(file, &Path::root(), "expected a JSON object with Routes, Aggregates and GlobalConfiguration");
+            diags.error(
+                file,
+                &Path::root(),
+                "expected a JSON object with Routes, Aggregates and GlobalConfiguration",
+            );
             return out;
         }
     };
     let mut seen: HashMap<&str, &str> = HashMap::new();
     for (k, v) in entries {
         let key = k.as_str().unwrap_or_default();
-        let Some(canonical) = TOP_KEYS.iter().copied().find(|t| t.eq_ignore_ascii_case(key)) else {
+        let Some(canonical) = TOP_KEYS
+            .iter()
+            .copied()
+            .find(|t| t.eq_ignore_ascii_case(key))
+        else {
             let path = Path::root().key(key);
-            let hint = if key.eq_ignore_ascii_case("ServiceDiscoveryProvider") || key.eq_ignore_ascii_case("BaseUrl") || key.eq_ignore_ascii_case("RequestIdKey") {
+            let hint = if key.eq_ignore_ascii_case("ServiceDiscoveryProvider")
+                || key.eq_ignore_ascii_case("BaseUrl")
+                || key.eq_ignore_ascii_case("RequestIdKey")
+            {
                 format!("; `{key}` belongs inside GlobalConfiguration")
             } else {
-                nearest(key, TOP_KEYS).map(|n| format!("; did you mean `{n}`?")).unwrap_or_default()
+                nearest(key, TOP_KEYS)
+                    .map(|n| format!("; did you mean `{n}`?"))
+                    .unwrap_or_default()
             };
-            diags.push(Severity::Warning, file, &path, format!("unknown key `{key}` is ignored{hint}"));
+            diags.push(
+                Severity::Warning,
+                file,
+                &path,
+                format!("unknown key `{key}` is ignored{hint}"),
+            );
             continue;
         };
         // Routes and ReRoutes (and the dynamic pair) name one list.
@@ -235,7 +350,11 @@ fn top_level(file: &SourceFile, diags: &mut Diagnostics) -> TopLevel {
         let path = Path::root().key(canonical);
         let list = |diags: &mut Diagnostics| -> Vec<(Path, Node)> {
             match &v.value {
-                Value::Seq(items) => items.iter().enumerate().map(|(i, n)| (path.index(i), n.clone())).collect(),
+                Value::Seq(items) => items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, n)| (path.index(i), n.clone()))
+                    .collect(),
                 _ if v.is_null() => Vec::new(),
                 _ => {
                     diags.error(file, &path, "expected a list");
@@ -267,12 +386,18 @@ fn overlay(base: &Node, top: &Node) -> Node {
             let mut out = b.clone();
             for (k, v) in t {
                 let key = k.as_str().unwrap_or_default();
-                match out.iter().position(|(bk, _)| bk.as_str().is_some_and(|s| s.eq_ignore_ascii_case(key))) {
+                match out
+                    .iter()
+                    .position(|(bk, _)| bk.as_str().is_some_and(|s| s.eq_ignore_ascii_case(key)))
+                {
                     Some(i) => out[i].1 = overlay(&out[i].1, v),
                     None => out.push((k.clone(), v.clone())),
                 }
             }
-            Node { span: base.span, value: Value::Map(out) }
+            Node {
+                span: base.span,
+                value: Value::Map(out),
+            }
         }
         (Value::Seq(b), Value::Seq(t)) => {
             let mut out = b.clone();
@@ -282,7 +407,10 @@ fn overlay(base: &Node, top: &Node) -> Node {
                     None => out.push(v.clone()),
                 }
             }
-            Node { span: base.span, value: Value::Seq(out) }
+            Node {
+                span: base.span,
+                value: Value::Seq(out),
+            }
         }
         _ => top.clone(),
     }
@@ -295,20 +423,63 @@ fn overlay_list(list: &mut Vec<Entity>, env: &[(Path, Node)], file: usize) {
                 ent.node = overlay(&ent.node, n);
                 ent.layers.push((file, p.clone()));
             }
-            None => list.push(Entity { node: n.clone(), layers: vec![(file, p.clone())] }),
+            None => list.push(Entity {
+                node: n.clone(),
+                layers: vec![(file, p.clone())],
+            }),
         }
     }
 }
 
-/// What makes two routes "the same route" for the stale-ocelot.json check: the fields that
-/// decide matching and forwarding, compared after Ocelot's own conversions.
+/// What makes two routes "the same route" for the stale-ocelot.json check: how they match
+/// (template, verbs, host, header templates). The part file is the source of truth; a stale
+/// copy may carry downstream values the part file has changed since.
 fn identity(n: &Node) -> String {
     let (raw, _) = de::from_node::<RawRoute>(n, Dialect::Ocelot);
-    let Some(r) = raw else { return format!("{:?}", n.to_json()) };
-    let mut methods: Vec<String> = r.upstream_http_method.unwrap_or_default().iter().map(|m| m.trim().to_ascii_uppercase()).collect();
+    let Some(r) = raw else {
+        return format!("{:?}", n.to_json());
+    };
+    let mut methods: Vec<String> = r
+        .upstream_http_method
+        .unwrap_or_default()
+        .iter()
+        .map(|m| m.trim().to_ascii_uppercase())
+        .collect();
     methods.sort();
-    let hosts: Vec<String> = r.downstream_host_and_ports.unwrap_or_default().iter().map(|h| format!("{}:{}", h.host.as_deref().unwrap_or_default(), h.port.unwrap_or(0))).collect();
-    format!("{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{:?}", r.upstream_path_template, methods, r.upstream_host, r.downstream_path_template, r.downstream_scheme.map(|s| s.to_ascii_lowercase()), hosts, r.service_name)
+    methods.dedup();
+    let mut headers: Vec<(String, String)> = r
+        .upstream_header_templates
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    headers.sort();
+    format!(
+        "{:?}|{:?}|{:?}|{:?}",
+        r.upstream_path_template,
+        methods,
+        r.upstream_host.filter(|h| !h.is_empty()),
+        headers
+    )
+}
+
+/// JSON with keys lower-cased, to compare sections the way .NET binds them.
+fn folded_json(n: &Node) -> serde_json::Value {
+    match &n.value {
+        Value::Map(entries) => serde_json::Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().unwrap_or_default().to_ascii_lowercase(),
+                        folded_json(v),
+                    )
+                })
+                .collect(),
+        ),
+        Value::Seq(items) => serde_json::Value::Array(items.iter().map(folded_json).collect()),
+        _ => n.to_json(),
+    }
 }
 
 fn node_at<'a>(root: &'a Node, path: &Path) -> Option<&'a Node> {
@@ -350,14 +521,19 @@ fn in_group(route_keys: &Option<Vec<String>>, key: Option<&str>) -> bool {
 /// A `Claims[type] > value[index] > delimiter` expression (AddHeadersToRequest & co.).
 fn claims_expression(v: &str) -> bool {
     static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
-    let re = RE.get_or_init(|| Regex::new(r"^\s*Claims\[[^\]]+\]\s*>\s*value(\[\d+\])?\s*(>\s*\S+\s*)?$").expect("claims regex"));
+    let re = RE.get_or_init(|| {
+        Regex::new(r"^\s*Claims\[[^\]]+\]\s*>\s*value(\[\d+\])?\s*(>\s*\S+\s*)?$")
+            .expect("claims regex")
+    });
     re.is_match(v)
 }
 
 /// A rate-limit duration (`1s`, `10.5m`, `500ms`); a bare number is milliseconds.
 pub fn parse_duration_ms(s: &str) -> Option<f64> {
     let t = s.trim();
-    let digits_end = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let digits_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let value: f64 = t[..digits_end].parse().ok()?;
     let factor = match t[digits_end..].to_ascii_lowercase().as_str() {
         "ms" | "" => 1.0,
@@ -373,11 +549,14 @@ pub fn parse_duration_ms(s: &str) -> Option<f64> {
 /// RouteFluentValidator's Period check: a number with a unit.
 fn valid_period(p: &str) -> bool {
     static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
-    RE.get_or_init(|| Regex::new(r"^\d+(\.\d+)?(ms|s|m|h|d)$").expect("period regex")).is_match(p.trim())
+    RE.get_or_init(|| Regex::new(r"^\d+(\.\d+)?(ms|s|m|h|d)$").expect("period regex"))
+        .is_match(p.trim())
 }
 
 fn is_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// One IP rule of SecurityOptions: an address, a range `a-b`, a short range `10.0.0.1-20`,
@@ -388,7 +567,10 @@ fn valid_ip_rule(s: &str) -> bool {
 
 /// Pairs of a string map in file order, null values left out.
 fn pairs(map: &Option<IndexMap<String, Option<String>>>) -> Vec<(String, String)> {
-    map.iter().flatten().filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone()))).collect()
+    map.iter()
+        .flatten()
+        .filter_map(|(k, v)| v.as_ref().map(|v| (k.clone(), v.clone())))
+        .collect()
 }
 
 // === Building the model ===
@@ -428,7 +610,11 @@ impl Cx<'_> {
     fn origin(&self, ent: &Entity, sub: &Path) -> Origin {
         let (f, p) = self.locate(ent, sub);
         let file = &self.files[f];
-        Origin { file: file.name.clone(), line: file.span_of(&p).line, path: p.to_string() }
+        Origin {
+            file: file.name.clone(),
+            line: file.span_of(&p).line,
+            path: p.to_string(),
+        }
     }
 
     fn unserved(&mut self, ent: &Entity, sub: &Path, what: &str) {
@@ -438,8 +624,23 @@ impl Cx<'_> {
 
     fn deserialize<T: serde::de::DeserializeOwned>(&mut self, ent: &Entity) -> Option<T> {
         let (value, problems) = de::from_node::<T>(&ent.node, Dialect::Ocelot);
-        for DeError { path, message, warning, .. } in problems {
-            self.report(if warning { Severity::Warning } else { Severity::Error }, ent, &path, message);
+        for DeError {
+            path,
+            message,
+            warning,
+            ..
+        } in problems
+        {
+            self.report(
+                if warning {
+                    Severity::Warning
+                } else {
+                    Severity::Error
+                },
+                ent,
+                &path,
+                message,
+            );
         }
         value
     }
@@ -449,7 +650,11 @@ impl Cx<'_> {
             if let Some(sd) = &g.service_discovery_provider
                 && (sd.kind.as_deref().is_some_and(|t| !t.trim().is_empty()) || sd.host.is_some())
             {
-                self.unserved(ent, &Path::root().key("ServiceDiscoveryProvider"), "ServiceDiscoveryProvider (service discovery)");
+                self.unserved(
+                    ent,
+                    &Path::root().key("ServiceDiscoveryProvider"),
+                    "ServiceDiscoveryProvider (service discovery)",
+                );
             }
             if let Some(v) = &g.downstream_http_version {
                 self.check_version(ent, &Path::root().key("DownstreamHttpVersion"), v);
@@ -473,14 +678,21 @@ impl Cx<'_> {
             if let Some(sec) = &g.security_options {
                 self.check_security(ent, &Path::root().key("SecurityOptions"), sec);
             }
-            for (field, map) in [("UpstreamHeaderTransform", &g.upstream_header_transform), ("DownstreamHeaderTransform", &g.downstream_header_transform)] {
+            for (field, map) in [
+                ("UpstreamHeaderTransform", &g.upstream_header_transform),
+                ("DownstreamHeaderTransform", &g.downstream_header_transform),
+            ] {
                 self.check_header_names(ent, &Path::root().key(field), map);
             }
             if let Some(k) = &g.request_id_key
                 && !k.is_empty()
                 && http::HeaderName::from_bytes(k.as_bytes()).is_err()
             {
-                self.error(ent, &Path::root().key("RequestIdKey"), format!("`{k}` is not a valid header name"));
+                self.error(
+                    ent,
+                    &Path::root().key("RequestIdKey"),
+                    format!("`{k}` is not a valid header name"),
+                );
             }
             if let Some(u) = &g.base_url
                 && !u.is_empty()
@@ -489,20 +701,43 @@ impl Cx<'_> {
                 self.warn(ent, &Path::root().key("BaseUrl"), format!("BaseUrl `{u}` is not an absolute http(s) URL; it is used as written for {{BaseUrl}}"));
             }
         }
-        GlobalCx { raw: g.clone(), base_url: g.base_url.clone().filter(|u| !u.is_empty()).unwrap_or_else(|| DEFAULT_BASE_URL.to_string()), scheme: g.downstream_scheme.clone().filter(|s| !s.trim().is_empty()) }
+        GlobalCx {
+            raw: g.clone(),
+            base_url: g
+                .base_url
+                .clone()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
+            scheme: g.downstream_scheme.clone().filter(|s| !s.trim().is_empty()),
+        }
     }
 
     fn check_version(&mut self, ent: &Entity, path: &Path, v: &str) -> bool {
         static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
-        let ok = v.is_empty() || RE.get_or_init(|| Regex::new(r"^[0-9]([.,][0-9])?$").expect("version regex")).is_match(v);
+        let ok = v.is_empty()
+            || RE
+                .get_or_init(|| Regex::new(r"^[0-9]([.,][0-9])?$").expect("version regex"))
+                .is_match(v);
         if !ok {
-            self.error(ent, path, format!("DownstreamHttpVersion `{v}` must match ^[0-9]([.,][0-9])?$ (e.g. 1.1 or 2.0)"));
+            self.error(
+                ent,
+                path,
+                format!(
+                    "DownstreamHttpVersion `{v}` must match ^[0-9]([.,][0-9])?$ (e.g. 1.1 or 2.0)"
+                ),
+            );
         }
         ok
     }
 
     fn check_version_policy(&mut self, ent: &Entity, path: &Path, p: &str) -> bool {
-        let ok = p.is_empty() || ["RequestVersionExact", "RequestVersionOrLower", "RequestVersionOrHigher"].contains(&p);
+        let ok = p.is_empty()
+            || [
+                "RequestVersionExact",
+                "RequestVersionOrLower",
+                "RequestVersionOrHigher",
+            ]
+            .contains(&p);
         if !ok {
             self.error(ent, path, format!("DownstreamHttpVersionPolicy `{p}` must be one of RequestVersionExact, RequestVersionOrLower, RequestVersionOrHigher"));
         }
@@ -516,7 +751,11 @@ impl Cx<'_> {
             "ws" => Some(Protocol::Ws),
             "wss" => Some(Protocol::Wss),
             _ => {
-                self.error(ent, path, format!("DownstreamScheme `{s}` must be http, https, ws or wss"));
+                self.error(
+                    ent,
+                    path,
+                    format!("DownstreamScheme `{s}` must be http, https, ws or wss"),
+                );
                 None
             }
         }
@@ -524,7 +763,10 @@ impl Cx<'_> {
 
     fn check_security(&mut self, ent: &Entity, path: &Path, sec: &RawSecurity) -> bool {
         let mut ok = true;
-        for (field, list) in [("IPAllowedList", &sec.ip_allowed_list), ("IPBlockedList", &sec.ip_blocked_list)] {
+        for (field, list) in [
+            ("IPAllowedList", &sec.ip_allowed_list),
+            ("IPBlockedList", &sec.ip_blocked_list),
+        ] {
             for (i, rule) in list.iter().flatten().enumerate() {
                 if !valid_ip_rule(rule) {
                     ok = false;
@@ -535,12 +777,21 @@ impl Cx<'_> {
         ok
     }
 
-    fn check_header_names(&mut self, ent: &Entity, path: &Path, map: &Option<IndexMap<String, Option<String>>>) -> bool {
+    fn check_header_names(
+        &mut self,
+        ent: &Entity,
+        path: &Path,
+        map: &Option<IndexMap<String, Option<String>>>,
+    ) -> bool {
         let mut ok = true;
         for (name, _) in map.iter().flatten() {
             if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
                 ok = false;
-                self.error(ent, &path.key(name.clone()), format!("`{name}` is not a valid header name"));
+                self.error(
+                    ent,
+                    &path.key(name.clone()),
+                    format!("`{name}` is not a valid header name"),
+                );
             }
         }
         ok
@@ -548,21 +799,44 @@ impl Cx<'_> {
 
     /// Checks an UpstreamPathTemplate or DownstreamPathTemplate the way Ocelot's validator
     /// does; `Some(template)` when it is usable.
-    fn check_template(&mut self, ent: &Entity, field: &str, value: &Option<String>) -> Option<String> {
+    fn check_template(
+        &mut self,
+        ent: &Entity,
+        field: &str,
+        value: &Option<String>,
+    ) -> Option<String> {
         let path = Path::root().key(field);
-        let human = if field == "UpstreamPathTemplate" { "Upstream Path Template" } else { "Downstream Path Template" };
+        let human = if field == "UpstreamPathTemplate" {
+            "Upstream Path Template"
+        } else {
+            "Downstream Path Template"
+        };
         let Some(t) = value.as_deref().filter(|t| !t.is_empty()) else {
-            self.error(ent, &path, format!("{human} cannot be empty ({field} is required)"));
+            self.error(
+                ent,
+                &path,
+                format!("{human} cannot be empty ({field} is required)"),
+            );
             return None;
         };
         let mut ok = true;
         if !t.starts_with('/') {
             ok = false;
-            self.error(ent, &path, format!("{field} '{t}' doesn't start with forward slash"));
+            self.error(
+                ent,
+                &path,
+                format!("{field} '{t}' doesn't start with forward slash"),
+            );
         }
         if t.contains("//") {
             ok = false;
-            self.error(ent, &path, format!("{field} '{t}' contains double forward slash, which Ocelot does not support"));
+            self.error(
+                ent,
+                &path,
+                format!(
+                    "{field} '{t}' contains double forward slash, which Ocelot does not support"
+                ),
+            );
         }
         if t.contains("http://") || t.contains("https://") {
             ok = false;
@@ -573,7 +847,11 @@ impl Cx<'_> {
         for n in &names {
             if seen.contains(n) {
                 ok = false;
-                self.error(ent, &path, format!("{field} '{t}' has duplicated placeholder {{{n}}}"));
+                self.error(
+                    ent,
+                    &path,
+                    format!("{field} '{t}' has duplicated placeholder {{{n}}}"),
+                );
                 break;
             }
             seen.push(n);
@@ -607,24 +885,44 @@ impl Cx<'_> {
             && let Err(e) = UpstreamTemplate::compile(t, case_sensitive)
         {
             ok = false;
-            self.error(ent, &Path::root().key("UpstreamPathTemplate"), format!("UpstreamPathTemplate '{t}' cannot be compiled: {e}"));
+            self.error(
+                ent,
+                &Path::root().key("UpstreamPathTemplate"),
+                format!("UpstreamPathTemplate '{t}' cannot be compiled: {e}"),
+            );
         }
         let mut verbs: Vec<String> = Vec::new();
         for (i, m) in methods.iter().flatten().enumerate() {
             let v = m.trim().to_ascii_uppercase();
             if !is_token(&v) {
                 ok = false;
-                self.error(ent, &Path::root().key("UpstreamHttpMethod").index(i), format!("`{m}` is not an HTTP method"));
+                self.error(
+                    ent,
+                    &Path::root().key("UpstreamHttpMethod").index(i),
+                    format!("`{m}` is not an HTTP method"),
+                );
             } else if !verbs.contains(&v) {
                 verbs.push(v);
             }
         }
-        let host = host.as_ref().filter(|h| !h.trim().is_empty()).map(|h| h.trim().to_string());
+        let host = host
+            .as_ref()
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| h.trim().to_string());
         if let Some(h) = &host {
-            let valid = crate::config::kong::split_host_port(h).is_some_and(|(name, _)| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')));
+            let valid = crate::config::kong::split_host_port(h).is_some_and(|(name, _)| {
+                !name.is_empty()
+                    && name
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            });
             if !valid {
                 ok = false;
-                self.error(ent, &Path::root().key("UpstreamHost"), format!("UpstreamHost `{h}` is not a host or host:port"));
+                self.error(
+                    ent,
+                    &Path::root().key("UpstreamHost"),
+                    format!("UpstreamHost `{h}` is not a host or host:port"),
+                );
             }
         }
         let mut header_templates = Vec::new();
@@ -633,26 +931,52 @@ impl Cx<'_> {
                 Ok(_) => header_templates.push((name.to_ascii_lowercase(), value.clone())),
                 Err(e) => {
                     ok = false;
-                    self.error(ent, &Path::root().key("UpstreamHeaderTemplates").key(name.clone()), e);
+                    self.error(
+                        ent,
+                        &Path::root()
+                            .key("UpstreamHeaderTemplates")
+                            .key(name.clone()),
+                        e,
+                    );
                 }
             }
         }
         if !ok {
             return None;
         }
-        Some(OcelotUpstream { path_template: template?, methods: verbs, host, header_templates, case_sensitive, priority: priority.unwrap_or(1) })
+        Some(OcelotUpstream {
+            path_template: template?,
+            methods: verbs,
+            host,
+            header_templates,
+            case_sensitive,
+            priority: priority.unwrap_or(1),
+        })
     }
 
     fn route(&mut self, ent: &Entity, r: &RawRoute, g: &GlobalCx) -> Option<usize> {
         let root = Path::root();
         let mut ok = true;
-        let upstream = self.upstream(ent, &r.upstream_path_template, &r.upstream_http_method, &r.upstream_host, &r.upstream_header_templates, (r.route_is_case_sensitive, r.reroute_is_case_sensitive), r.priority);
+        let upstream = self.upstream(
+            ent,
+            &r.upstream_path_template,
+            &r.upstream_http_method,
+            &r.upstream_host,
+            &r.upstream_header_templates,
+            (r.route_is_case_sensitive, r.reroute_is_case_sensitive),
+            r.priority,
+        );
         ok &= upstream.is_some();
-        let downstream = self.check_template(ent, "DownstreamPathTemplate", &r.downstream_path_template);
+        let downstream =
+            self.check_template(ent, "DownstreamPathTemplate", &r.downstream_path_template);
         ok &= downstream.is_some();
 
         // Destination.
-        let scheme_text = r.downstream_scheme.clone().filter(|s| !s.trim().is_empty()).or_else(|| g.scheme.clone());
+        let scheme_text = r
+            .downstream_scheme
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| g.scheme.clone());
         let protocol = match &scheme_text {
             Some(s) => self.check_scheme(ent, &root.key("DownstreamScheme"), s),
             None => Some(Protocol::Http),
@@ -660,16 +984,37 @@ impl Cx<'_> {
         ok &= protocol.is_some();
         let protocol = protocol.unwrap_or(Protocol::Http);
         if matches!(protocol, Protocol::Ws | Protocol::Wss) {
-            self.unserved(ent, &root.key("DownstreamScheme"), "WebSocket routes (DownstreamScheme ws/wss; proxied as plain HTTP for now)");
+            self.unserved(
+                ent,
+                &root.key("DownstreamScheme"),
+                "WebSocket routes (DownstreamScheme ws/wss; proxied as plain HTTP for now)",
+            );
         }
-        let service_name = r.service_name.clone().filter(|s| !s.trim().is_empty()).filter(|_| r.use_service_discovery != Some(false));
+        let service_name = r
+            .service_name
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .filter(|_| r.use_service_discovery != Some(false));
         let mut hosts: Vec<(String, u16)> = Vec::new();
         let listed = r.downstream_host_and_ports.clone().unwrap_or_default();
         if listed.is_empty() && (r.downstream_host.is_some() || r.downstream_port.is_some()) {
             // Ocelot < 5.
             self.warn(ent, &root.key("DownstreamHost"), "DownstreamHost/DownstreamPort are Ocelot < 5 keys; read as one DownstreamHostAndPorts entry (write DownstreamHostAndPorts: [{\"Host\": ..., \"Port\": ...}])");
-            match r.downstream_host.as_deref().filter(|h| !h.trim().is_empty()) {
-                Some(h) => hosts.push((h.trim().to_string(), self.port(ent, &root.key("DownstreamPort"), r.downstream_port, protocol, &mut ok))),
+            match r
+                .downstream_host
+                .as_deref()
+                .filter(|h| !h.trim().is_empty())
+            {
+                Some(h) => hosts.push((
+                    h.trim().to_string(),
+                    self.port(
+                        ent,
+                        &root.key("DownstreamPort"),
+                        r.downstream_port,
+                        protocol,
+                        &mut ok,
+                    ),
+                )),
                 None if service_name.is_none() => {
                     ok = false;
                     self.error(ent, &root.key("DownstreamHost"), "When not using service discovery Host must be set on DownstreamHostAndPorts if you are not using Route.Host or Ocelot cannot find your service!");
@@ -683,7 +1028,10 @@ impl Cx<'_> {
             for (i, hp) in listed.iter().enumerate() {
                 let p = root.key("DownstreamHostAndPorts").index(i);
                 match hp.host.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
-                    Some(h) => hosts.push((h.to_string(), self.port(ent, &p.key("Port"), hp.port, protocol, &mut ok))),
+                    Some(h) => hosts.push((
+                        h.to_string(),
+                        self.port(ent, &p.key("Port"), hp.port, protocol, &mut ok),
+                    )),
                     None if service_name.is_none() => {
                         ok = false;
                         self.error(ent, &p.key("Host"), "When not using service discovery Host must be set on DownstreamHostAndPorts if you are not using Route.Host or Ocelot cannot find your service!");
@@ -693,25 +1041,71 @@ impl Cx<'_> {
             }
             if listed.is_empty() && service_name.is_none() {
                 ok = false;
-                self.error(ent, &root.key("DownstreamHostAndPorts"), "When not using service discovery DownstreamHostAndPorts must be set and not empty or Ocelot cannot find your service!");
+                let typo = match &ent.node.value {
+                    Value::Map(entries) => {
+                        entries.iter().filter_map(|(k, _)| k.as_str()).find(|k| {
+                            let l = k.to_ascii_lowercase();
+                            l != "downstreamhostandports"
+                                && (l.contains("hostandport") || l.contains("hostsandport"))
+                        })
+                    }
+                    _ => None,
+                };
+                let hint = typo
+                    .map(|t| {
+                        format!(" (`{t}` is not `DownstreamHostAndPorts`: Ocelot ignores it too)")
+                    })
+                    .unwrap_or_default();
+                self.error(ent, &root.key("DownstreamHostAndPorts"), format!("When not using service discovery DownstreamHostAndPorts must be set and not empty or Ocelot cannot find your service!{hint}"));
             }
         }
         if service_name.is_some() {
-            self.unserved(ent, &root.key("ServiceName"), "ServiceName routes (service discovery; they answer 503 until served)");
+            self.unserved(
+                ent,
+                &root.key("ServiceName"),
+                "ServiceName routes (service discovery; they answer 503 until served)",
+            );
         }
 
         // Downstream request.
-        let downstream_method = match r.downstream_http_method.as_deref().map(str::trim).filter(|m| !m.is_empty()) {
+        let downstream_method = match r
+            .downstream_http_method
+            .as_deref()
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+        {
             Some(m) if is_token(m) => Some(m.to_ascii_uppercase()),
             Some(m) => {
                 ok = false;
-                self.error(ent, &root.key("DownstreamHttpMethod"), format!("`{m}` is not an HTTP method"));
+                self.error(
+                    ent,
+                    &root.key("DownstreamHttpMethod"),
+                    format!("`{m}` is not an HTTP method"),
+                );
                 None
             }
             None => None,
         };
-        let version = r.downstream_http_version.clone().filter(|v| !v.is_empty()).or_else(|| g.raw.downstream_http_version.clone().filter(|v| !v.is_empty()));
-        let policy = r.downstream_http_version_policy.clone().filter(|v| !v.is_empty()).or_else(|| g.raw.downstream_http_version_policy.clone().filter(|v| !v.is_empty()));
+        let version = r
+            .downstream_http_version
+            .clone()
+            .filter(|v| !v.is_empty())
+            .or_else(|| {
+                g.raw
+                    .downstream_http_version
+                    .clone()
+                    .filter(|v| !v.is_empty())
+            });
+        let policy = r
+            .downstream_http_version_policy
+            .clone()
+            .filter(|v| !v.is_empty())
+            .or_else(|| {
+                g.raw
+                    .downstream_http_version_policy
+                    .clone()
+                    .filter(|v| !v.is_empty())
+            });
         if let Some(v) = &r.downstream_http_version {
             ok &= self.check_version(ent, &root.key("DownstreamHttpVersion"), v);
         }
@@ -720,15 +1114,28 @@ impl Cx<'_> {
         }
         if let Some(v) = &version {
             let major = v.chars().next().unwrap_or('1');
-            if major >= '2' && policy.as_deref().is_some_and(|p| p != "RequestVersionOrLower") {
+            if major >= '2'
+                && policy
+                    .as_deref()
+                    .is_some_and(|p| p != "RequestVersionOrLower")
+            {
                 self.unserved(ent, &root.key("DownstreamHttpVersion"), "DownstreamHttpVersion 2.0+ with an exact or higher version policy (HTTP/1.1 is used)");
             }
         }
 
         // Headers.
-        ok &= self.check_header_names(ent, &root.key("UpstreamHeaderTransform"), &r.upstream_header_transform);
-        ok &= self.check_header_names(ent, &root.key("DownstreamHeaderTransform"), &r.downstream_header_transform);
-        let merge = |route: &Option<IndexMap<String, Option<String>>>, global: &Option<IndexMap<String, Option<String>>>| {
+        ok &= self.check_header_names(
+            ent,
+            &root.key("UpstreamHeaderTransform"),
+            &r.upstream_header_transform,
+        );
+        ok &= self.check_header_names(
+            ent,
+            &root.key("DownstreamHeaderTransform"),
+            &r.downstream_header_transform,
+        );
+        let merge = |route: &Option<IndexMap<String, Option<String>>>,
+                     global: &Option<IndexMap<String, Option<String>>>| {
             let mut out = pairs(route);
             for (k, v) in pairs(global) {
                 if !out.iter().any(|(rk, _)| rk.eq_ignore_ascii_case(&k)) {
@@ -737,19 +1144,36 @@ impl Cx<'_> {
             }
             out
         };
-        let upstream_header_transform = merge(&r.upstream_header_transform, &g.raw.upstream_header_transform);
-        let downstream_header_transform = merge(&r.downstream_header_transform, &g.raw.downstream_header_transform);
-        let request_id_key = r.request_id_key.clone().filter(|k| !k.is_empty()).or_else(|| g.raw.request_id_key.clone().filter(|k| !k.is_empty()));
+        let upstream_header_transform = merge(
+            &r.upstream_header_transform,
+            &g.raw.upstream_header_transform,
+        );
+        let downstream_header_transform = merge(
+            &r.downstream_header_transform,
+            &g.raw.downstream_header_transform,
+        );
+        let request_id_key = r
+            .request_id_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .or_else(|| g.raw.request_id_key.clone().filter(|k| !k.is_empty()));
         if let Some(k) = &r.request_id_key
             && !k.is_empty()
             && http::HeaderName::from_bytes(k.as_bytes()).is_err()
         {
             ok = false;
-            self.error(ent, &root.key("RequestIdKey"), format!("`{k}` is not a valid header name"));
+            self.error(
+                ent,
+                &root.key("RequestIdKey"),
+                format!("`{k}` is not a valid header name"),
+            );
         }
 
         // Claims transforms: they only run for authenticated requests.
-        let claims = |cx: &mut Self, field: &str, map: &Option<IndexMap<String, Option<String>>>| -> Vec<(String, String)> {
+        let claims = |cx: &mut Self,
+                      field: &str,
+                      map: &Option<IndexMap<String, Option<String>>>|
+         -> Vec<(String, String)> {
             let mut out = Vec::new();
             for (k, v) in pairs(map) {
                 if claims_expression(&v) {
@@ -763,41 +1187,103 @@ impl Cx<'_> {
         let add_headers_to_request = claims(self, "AddHeadersToRequest", &r.add_headers_to_request);
         let add_queries_to_request = claims(self, "AddQueriesToRequest", &r.add_queries_to_request);
         let _ = claims(self, "AddClaimsToRequest", &r.add_claims_to_request);
-        let _ = claims(self, "ChangeDownstreamPathTemplate", &r.change_downstream_path_template);
+        let _ = claims(
+            self,
+            "ChangeDownstreamPathTemplate",
+            &r.change_downstream_path_template,
+        );
 
         // Authentication (not served yet: such routes fail closed).
-        let auth = r.authentication_options.clone().or_else(|| g.raw.authentication_options.clone().filter(|a| in_group(&a.route_keys, r.key.as_deref())));
-        let requires_authentication = auth.as_ref().is_some_and(|a| a.has_provider() && a.allow_anonymous != Some(true));
+        let auth = r.authentication_options.clone().or_else(|| {
+            g.raw
+                .authentication_options
+                .clone()
+                .filter(|a| in_group(&a.route_keys, r.key.as_deref()))
+        });
+        let requires_authentication = auth
+            .as_ref()
+            .is_some_and(|a| a.has_provider() && a.allow_anonymous != Some(true));
         if requires_authentication {
             self.unserved(ent, &root.key("AuthenticationOptions"), "AuthenticationOptions (routes that require authentication answer 503 until served)");
         }
-        if r.route_claims_requirement.as_ref().is_some_and(|m| !m.is_empty()) {
-            self.unserved(ent, &root.key("RouteClaimsRequirement"), "RouteClaimsRequirement");
+        if r.route_claims_requirement
+            .as_ref()
+            .is_some_and(|m| !m.is_empty())
+        {
+            self.unserved(
+                ent,
+                &root.key("RouteClaimsRequirement"),
+                "RouteClaimsRequirement",
+            );
         }
-        for (field, map) in [("AddClaimsToRequest", &r.add_claims_to_request), ("ChangeDownstreamPathTemplate", &r.change_downstream_path_template)] {
+        for (field, map) in [
+            ("AddClaimsToRequest", &r.add_claims_to_request),
+            (
+                "ChangeDownstreamPathTemplate",
+                &r.change_downstream_path_template,
+            ),
+        ] {
             if map.as_ref().is_some_and(|m| !m.is_empty()) {
                 self.unserved(ent, &root.key(field), field);
             }
         }
-        if (!add_headers_to_request.is_empty() || !add_queries_to_request.is_empty()) && !requires_authentication {
+        if (!add_headers_to_request.is_empty() || !add_queries_to_request.is_empty())
+            && !requires_authentication
+        {
             self.warn(ent, &root, "AddHeadersToRequest/AddQueriesToRequest take values from the claims of an authenticated user; this route has no AuthenticationOptions, so they never apply");
         }
 
         // Options served by later issues: checked, then named in a startup warning.
-        let qos = r.qos_options.clone().or_else(|| g.raw.qos_options.clone().filter(|q| in_group(&q.route_keys, r.key.as_deref())));
+        let qos = r.qos_options.clone().or_else(|| {
+            g.raw
+                .qos_options
+                .clone()
+                .filter(|q| in_group(&q.route_keys, r.key.as_deref()))
+        });
         if qos.as_ref().is_some_and(|q| q.active()) {
-            self.unserved(ent, &root.key("QoSOptions"), "QoSOptions (circuit breaker and QoS timeout)");
+            self.unserved(
+                ent,
+                &root.key("QoSOptions"),
+                "QoSOptions (circuit breaker and QoS timeout)",
+            );
         }
-        let cache = r.cache_options.clone().or(r.file_cache_options.clone()).or_else(|| g.raw.cache_options.clone().or(g.raw.file_cache_options.clone()).filter(|c| in_group(&c.route_keys, r.key.as_deref())));
-        if cache.as_ref().is_some_and(|c| c.ttl_seconds.unwrap_or(0) > 0) {
-            self.unserved(ent, &root.key(if r.cache_options.is_some() { "CacheOptions" } else { "FileCacheOptions" }), "CacheOptions/FileCacheOptions (response caching)");
+        let cache = r
+            .cache_options
+            .clone()
+            .or(r.file_cache_options.clone())
+            .or_else(|| {
+                g.raw
+                    .cache_options
+                    .clone()
+                    .or(g.raw.file_cache_options.clone())
+                    .filter(|c| in_group(&c.route_keys, r.key.as_deref()))
+            });
+        if cache
+            .as_ref()
+            .is_some_and(|c| c.ttl_seconds.unwrap_or(0) > 0)
+        {
+            self.unserved(
+                ent,
+                &root.key(if r.cache_options.is_some() {
+                    "CacheOptions"
+                } else {
+                    "FileCacheOptions"
+                }),
+                "CacheOptions/FileCacheOptions (response caching)",
+            );
         }
         let lb = r
             .load_balancer_options
             .as_ref()
             .and_then(|l| l.kind.clone())
             .or_else(|| r.load_balancer.clone())
-            .or_else(|| g.raw.load_balancer_options.as_ref().filter(|l| in_group(&l.route_keys, r.key.as_deref())).and_then(|l| l.kind.clone()))
+            .or_else(|| {
+                g.raw
+                    .load_balancer_options
+                    .as_ref()
+                    .filter(|l| in_group(&l.route_keys, r.key.as_deref()))
+                    .and_then(|l| l.kind.clone())
+            })
             .filter(|t| !t.trim().is_empty())
             .unwrap_or_else(|| "NoLoadBalancer".into());
         let round_robin = match lb.to_ascii_lowercase().as_str() {
@@ -805,22 +1291,53 @@ impl Cx<'_> {
             "roundrobin" => true,
             _ => {
                 if hosts.len() > 1 || service_name.is_some() {
-                    self.unserved(ent, &root.key("LoadBalancerOptions"), &format!("LoadBalancerOptions Type {lb} (round-robin is used until served)"));
+                    self.unserved(
+                        ent,
+                        &root.key("LoadBalancerOptions"),
+                        &format!(
+                            "LoadBalancerOptions Type {lb} (round-robin is used until served)"
+                        ),
+                    );
                 }
                 true
             }
         };
-        if r.delegating_handlers.as_ref().is_some_and(|d| !d.is_empty()) {
-            self.unserved(ent, &root.key("DelegatingHandlers"), "DelegatingHandlers (handlers registered in C# code)");
+        if r.delegating_handlers
+            .as_ref()
+            .is_some_and(|d| !d.is_empty())
+        {
+            self.unserved(
+                ent,
+                &root.key("DelegatingHandlers"),
+                "DelegatingHandlers (handlers registered in C# code)",
+            );
         }
 
         // HttpHandlerOptions: route fields win over the global ones.
-        let gh = g.raw.http_handler_options.as_ref().filter(|h| in_group(&h.route_keys, r.key.as_deref()));
+        let gh = g
+            .raw
+            .http_handler_options
+            .as_ref()
+            .filter(|h| in_group(&h.route_keys, r.key.as_deref()));
         let rh = r.http_handler_options.as_ref();
-        let allow_auto_redirect = rh.and_then(|h| h.allow_auto_redirect).or(gh.and_then(|h| h.allow_auto_redirect)).unwrap_or(false);
-        let use_cookie_container = rh.and_then(|h| h.use_cookie_container).or(gh.and_then(|h| h.use_cookie_container)).unwrap_or(false);
-        if rh.and_then(|h| h.use_tracing).or(gh.and_then(|h| h.use_tracing)).unwrap_or(false) {
-            self.unserved(ent, &root.key("HttpHandlerOptions").key("UseTracing"), "HttpHandlerOptions.UseTracing");
+        let allow_auto_redirect = rh
+            .and_then(|h| h.allow_auto_redirect)
+            .or(gh.and_then(|h| h.allow_auto_redirect))
+            .unwrap_or(false);
+        let use_cookie_container = rh
+            .and_then(|h| h.use_cookie_container)
+            .or(gh.and_then(|h| h.use_cookie_container))
+            .unwrap_or(false);
+        if rh
+            .and_then(|h| h.use_tracing)
+            .or(gh.and_then(|h| h.use_tracing))
+            .unwrap_or(false)
+        {
+            self.unserved(
+                ent,
+                &root.key("HttpHandlerOptions").key("UseTracing"),
+                "HttpHandlerOptions.UseTracing",
+            );
         }
 
         // SecurityOptions: the global lists only when the route has none.
@@ -831,17 +1348,38 @@ impl Cx<'_> {
             }
             None => None,
         };
-        let route_lists_empty = security.as_ref().is_none_or(|s| s.ip_allowed_list.as_ref().is_none_or(|l| l.is_empty()) && s.ip_blocked_list.as_ref().is_none_or(|l| l.is_empty()));
-        let security = if route_lists_empty { g.raw.security_options.clone().or(security) } else { security };
+        let route_lists_empty = security.as_ref().is_none_or(|s| {
+            s.ip_allowed_list.as_ref().is_none_or(|l| l.is_empty())
+                && s.ip_blocked_list.as_ref().is_none_or(|l| l.is_empty())
+        });
+        let security = if route_lists_empty {
+            g.raw.security_options.clone().or(security)
+        } else {
+            security
+        };
         let security = security.and_then(|s| {
             let allowed = s.ip_allowed_list.unwrap_or_default();
             let blocked = s.ip_blocked_list.unwrap_or_default();
-            (!allowed.is_empty() || !blocked.is_empty()).then_some(OcelotSecurity { allowed, blocked, exclude_allowed_from_blocked: s.exclude_allowed_from_blocked.unwrap_or(false) })
+            (!allowed.is_empty() || !blocked.is_empty()).then_some(OcelotSecurity {
+                allowed,
+                blocked,
+                exclude_allowed_from_blocked: s.exclude_allowed_from_blocked.unwrap_or(false),
+            })
         });
 
-        let rate_limit = self.rate_limit(ent, r, g, upstream.as_ref().map_or("", |u| u.path_template.as_str()), &mut ok);
+        let rate_limit = self.rate_limit(
+            ent,
+            r,
+            g,
+            upstream.as_ref().map_or("", |u| u.path_template.as_str()),
+            &mut ok,
+        );
 
-        let timeout_s = r.timeout.filter(|t| *t > 0).or(g.raw.timeout.filter(|t| *t > 0)).unwrap_or(DEFAULT_TIMEOUT_S);
+        let timeout_s = r
+            .timeout
+            .filter(|t| *t > 0)
+            .or(g.raw.timeout.filter(|t| *t > 0))
+            .unwrap_or(DEFAULT_TIMEOUT_S);
         if !ok {
             return None;
         }
@@ -850,7 +1388,17 @@ impl Cx<'_> {
 
         let origin = self.origin(ent, &root);
         let methods_key = upstream.methods.join(",");
-        let id = derived_id("ocelot-routes", &format!("{}|{}|{}|{:?}|{:?}", origin.file, upstream.path_template, methods_key, upstream.host, upstream.header_templates));
+        let id = derived_id(
+            "ocelot-routes",
+            &format!(
+                "{}|{}|{}|{:?}|{:?}",
+                origin.file,
+                upstream.path_template,
+                methods_key,
+                upstream.host,
+                upstream.header_templates
+            ),
+        );
         let name = format!("{}:{}", origin.file, origin.path);
         let service = if service_name.is_some() || hosts.is_empty() {
             None
@@ -866,7 +1414,14 @@ impl Cx<'_> {
                     hash_fallback: "none".into(),
                     slots: 10_000,
                     host_header: None,
-                    targets: hosts.iter().map(|(h, p)| Target { host: h.clone(), port: *p, weight: 100 }).collect(),
+                    targets: hosts
+                        .iter()
+                        .map(|(h, p)| Target {
+                            host: h.clone(),
+                            port: *p,
+                            weight: 100,
+                        })
+                        .collect(),
                     healthchecks: None,
                     origin: origin.clone(),
                 });
@@ -874,7 +1429,9 @@ impl Cx<'_> {
             } else {
                 hosts[0].clone()
             };
-            let verify = !r.dangerous_accept_any_server_certificate_validator.unwrap_or(false);
+            let verify = !r
+                .dangerous_accept_any_server_certificate_validator
+                .unwrap_or(false);
             self.model.services.push(Service {
                 id: derived_id("ocelot-services", &id),
                 name: Some(name.clone()),
@@ -923,7 +1480,14 @@ impl Cx<'_> {
         Some(idx)
     }
 
-    fn port(&mut self, ent: &Entity, path: &Path, port: Option<i64>, protocol: Protocol, ok: &mut bool) -> u16 {
+    fn port(
+        &mut self,
+        ent: &Entity,
+        path: &Path,
+        port: Option<i64>,
+        protocol: Protocol,
+        ok: &mut bool,
+    ) -> u16 {
         match port {
             None | Some(0) => protocol.default_port(),
             Some(p) if (1..=65535).contains(&p) => p as u16,
@@ -940,20 +1504,41 @@ impl Cx<'_> {
     /// Unlike Ocelot, a global block that defines no rule (the pre-24.1 way of setting only
     /// ClientIdHeader, QuotaExceededMessage, ...) does not rate-limit routes that have no
     /// RateLimitOptions of their own (Ocelot 24.1+ blocks every request of those routes).
-    fn rate_limit(&mut self, ent: &Entity, r: &RawRoute, g: &GlobalCx, template: &str, ok: &mut bool) -> Option<OcelotRateLimit> {
+    fn rate_limit(
+        &mut self,
+        ent: &Entity,
+        r: &RawRoute,
+        g: &GlobalCx,
+        template: &str,
+        ok: &mut bool,
+    ) -> Option<OcelotRateLimit> {
         let path = Path::root().key("RateLimitOptions");
         let route = r.rate_limit_options.as_ref();
         let global = g.raw.rate_limit_options.as_ref();
         let is_global = global.is_some_and(|gl| in_group(&gl.route_keys, r.key.as_deref()));
         if let Some(rl) = route
             && rl.enable_rate_limiting != Some(false)
+            && rl.aspnet_policy().is_none()
         {
             if rl.limit.is_some_and(|l| l <= 0) {
                 *ok = false;
-                self.error(ent, &path.key("Limit"), format!("RateLimitOptions.Limit is negative or zero for the route {template}"));
+                self.error(
+                    ent,
+                    &path.key("Limit"),
+                    format!("RateLimitOptions.Limit is negative or zero for the route {template}"),
+                );
             }
-            match rl.period.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-                None if !(is_global && global.and_then(|gl| gl.period.as_deref()).is_some_and(|p| !p.trim().is_empty())) => {
+            match rl
+                .period
+                .as_deref()
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+            {
+                None if !(is_global
+                    && global
+                        .and_then(|gl| gl.period.as_deref())
+                        .is_some_and(|p| !p.trim().is_empty())) =>
+                {
                     *ok = false;
                     self.error(ent, &path.key("Period"), "RateLimitOptions.Period is empty");
                 }
@@ -967,10 +1552,16 @@ impl Cx<'_> {
                 && parse_duration_ms(w).is_none()
             {
                 *ok = false;
-                self.error(ent, &path.key("Wait"), format!("RateLimitOptions.Wait `{w}` is not a duration (e.g. 500ms, 1s, 1m)"));
+                self.error(
+                    ent,
+                    &path.key("Wait"),
+                    format!("RateLimitOptions.Wait `{w}` is not a duration (e.g. 500ms, 1s, 1m)"),
+                );
             }
         }
-        if route.is_some_and(|rl| rl.enable_rate_limiting == Some(false)) || (is_global && global.is_some_and(|gl| gl.enable_rate_limiting == Some(false))) {
+        if route.is_some_and(|rl| rl.enable_rate_limiting == Some(false))
+            || (is_global && global.is_some_and(|gl| gl.enable_rate_limiting == Some(false)))
+        {
             return None;
         }
         let merged = match (route, global) {
@@ -983,43 +1574,100 @@ impl Cx<'_> {
             (None, _) => return None,
             (Some(rl), Some(gl)) if is_global => {
                 let mut m = rl.clone();
-                m.client_id_header = m.client_id_header.filter(|s| !s.is_empty()).or(gl.client_id_header.clone());
+                m.client_id_header = m
+                    .client_id_header
+                    .filter(|s| !s.is_empty())
+                    .or(gl.client_id_header.clone());
                 if m.client_whitelist.as_ref().is_none_or(|l| l.is_empty()) {
                     m.client_whitelist = gl.client_whitelist.clone();
                 }
-                m.disable_rate_limit_headers = m.disable_rate_limit_headers.or(gl.disable_rate_limit_headers);
+                m.disable_rate_limit_headers = m
+                    .disable_rate_limit_headers
+                    .or(gl.disable_rate_limit_headers);
                 m.enable_headers = m.enable_headers.or(gl.enable_headers);
                 m.http_status_code = m.http_status_code.or(gl.http_status_code);
                 m.status_code = m.status_code.or(gl.status_code);
-                m.quota_exceeded_message = m.quota_exceeded_message.filter(|s| !s.is_empty()).or(gl.quota_exceeded_message.clone());
-                m.quota_message = m.quota_message.filter(|s| !s.is_empty()).or(gl.quota_message.clone());
-                m.rate_limit_counter_prefix = m.rate_limit_counter_prefix.filter(|s| !s.is_empty()).or(gl.rate_limit_counter_prefix.clone());
-                m.key_prefix = m.key_prefix.filter(|s| !s.is_empty()).or(gl.key_prefix.clone());
-                m.period = m.period.filter(|s| !s.trim().is_empty()).or(gl.period.clone());
+                m.quota_exceeded_message = m
+                    .quota_exceeded_message
+                    .filter(|s| !s.is_empty())
+                    .or(gl.quota_exceeded_message.clone());
+                m.quota_message = m
+                    .quota_message
+                    .filter(|s| !s.is_empty())
+                    .or(gl.quota_message.clone());
+                m.rate_limit_counter_prefix = m
+                    .rate_limit_counter_prefix
+                    .filter(|s| !s.is_empty())
+                    .or(gl.rate_limit_counter_prefix.clone());
+                m.key_prefix = m
+                    .key_prefix
+                    .filter(|s| !s.is_empty())
+                    .or(gl.key_prefix.clone());
+                m.period = m
+                    .period
+                    .filter(|s| !s.trim().is_empty())
+                    .or(gl.period.clone());
                 m.period_timespan = m.period_timespan.or(gl.period_timespan);
                 m.wait = m.wait.filter(|s| !s.trim().is_empty()).or(gl.wait.clone());
                 m.limit = m.limit.or(gl.limit);
                 m.policy = m.policy.filter(|s| !s.is_empty()).or(gl.policy.clone());
+                m.rate_limit_middleware_type = m
+                    .rate_limit_middleware_type
+                    .filter(|s| !s.is_empty())
+                    .or(gl.rate_limit_middleware_type.clone());
+                m.rate_limit_policy_name = m
+                    .rate_limit_policy_name
+                    .filter(|s| !s.is_empty())
+                    .or(gl.rate_limit_policy_name.clone());
                 m
             }
             (Some(rl), _) => rl.clone(),
         };
-        if merged.policy.as_deref().is_some_and(|p| !p.is_empty()) {
-            self.unserved(ent, &path.key("Policy"), "RateLimitOptions.Policy (ASP.NET Core rate limiter policies registered in code)");
+        if merged.aspnet_policy().is_some() {
+            self.unserved(
+                ent,
+                &path.key("Policy"),
+                "RateLimitOptions.Policy (ASP.NET Core rate limiter policies registered in code)",
+            );
             return None;
         }
-        let period = merged.period.clone().filter(|p| !p.trim().is_empty()).unwrap_or_else(|| "1s".into()).trim().to_string();
+        let period = merged
+            .period
+            .clone()
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| "1s".into())
+            .trim()
+            .to_string();
         let wait = match merged.period_timespan {
             Some(s) => format!("{s}s"),
-            None => merged.wait.clone().filter(|w| !w.trim().is_empty()).unwrap_or_else(|| "0ms".into()),
+            None => merged
+                .wait
+                .clone()
+                .filter(|w| !w.trim().is_empty())
+                .unwrap_or_else(|| "0ms".into()),
         };
-        let status = merged.http_status_code.or(merged.status_code).unwrap_or(429);
+        let status = merged
+            .http_status_code
+            .or(merged.status_code)
+            .unwrap_or(429);
         if !(100..=599).contains(&status) {
             *ok = false;
-            self.error(ent, &path.key(if merged.http_status_code.is_some() { "HttpStatusCode" } else { "StatusCode" }), format!("status code {status} is not between 100 and 599"));
+            self.error(
+                ent,
+                &path.key(if merged.http_status_code.is_some() {
+                    "HttpStatusCode"
+                } else {
+                    "StatusCode"
+                }),
+                format!("status code {status} is not between 100 and 599"),
+            );
         }
         Some(OcelotRateLimit {
-            client_id_header: merged.client_id_header.clone().filter(|h| !h.is_empty()).unwrap_or_else(|| "Oc-Client".into()),
+            client_id_header: merged
+                .client_id_header
+                .clone()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "Oc-Client".into()),
             client_whitelist: merged.client_whitelist.clone().unwrap_or_default(),
             enable_headers: match merged.disable_rate_limit_headers {
                 Some(d) => !d,
@@ -1031,8 +1679,15 @@ impl Cx<'_> {
                 .clone()
                 .filter(|m| !m.is_empty())
                 .or(merged.quota_message.clone().filter(|m| !m.is_empty()))
-                .unwrap_or_else(|| "API calls quota exceeded! Maximum admitted {0} per {1}.".into()),
-            key_prefix: merged.rate_limit_counter_prefix.clone().filter(|p| !p.is_empty()).or(merged.key_prefix.clone().filter(|p| !p.is_empty())).unwrap_or_else(|| "Ocelot.RateLimiting".into()),
+                .unwrap_or_else(|| {
+                    "API calls quota exceeded! Maximum admitted {0} per {1}.".into()
+                }),
+            key_prefix: merged
+                .rate_limit_counter_prefix
+                .clone()
+                .filter(|p| !p.is_empty())
+                .or(merged.key_prefix.clone().filter(|p| !p.is_empty()))
+                .unwrap_or_else(|| "Ocelot.RateLimiting".into()),
             period_ms: parse_duration_ms(&period).unwrap_or(1000.0).max(1.0) as u64,
             period,
             wait_ms: parse_duration_ms(&wait).unwrap_or(0.0).max(0.0) as u64,
@@ -1048,17 +1703,39 @@ impl Cx<'_> {
         let mut groups: HashMap<Group, Vec<usize>> = HashMap::new();
         for (i, r) in raws.iter().enumerate() {
             let Some(r) = r else { continue };
-            let Some(t) = r.upstream_path_template.clone().filter(|t| !t.is_empty()) else { continue };
-            let mut headers: Vec<(String, String)> = r.upstream_header_templates.iter().flatten().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let Some(t) = r.upstream_path_template.clone().filter(|t| !t.is_empty()) else {
+                continue;
+            };
+            let mut headers: Vec<(String, String)> = r
+                .upstream_header_templates
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             headers.sort();
-            groups.entry((t, r.upstream_host.clone().filter(|h| !h.is_empty()), headers)).or_default().push(i);
+            groups
+                .entry((
+                    t,
+                    r.upstream_host.clone().filter(|h| !h.is_empty()),
+                    headers,
+                ))
+                .or_default()
+                .push(i);
         }
         let mut flagged: Vec<usize> = Vec::new();
         for members in groups.values() {
             if members.len() < 2 {
                 continue;
             }
-            let verbs = |i: usize| -> Vec<String> { raws[i].as_ref().and_then(|r| r.upstream_http_method.clone()).unwrap_or_default().iter().map(|m| m.trim().to_ascii_lowercase()).collect() };
+            let verbs = |i: usize| -> Vec<String> {
+                raws[i]
+                    .as_ref()
+                    .and_then(|r| r.upstream_http_method.clone())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|m| m.trim().to_ascii_lowercase())
+                    .collect()
+            };
             for &a in members {
                 let va = verbs(a);
                 let clash = members.iter().any(|&b| {
@@ -1066,7 +1743,10 @@ impl Cx<'_> {
                         return false;
                     }
                     let vb = verbs(b);
-                    va.is_empty() || vb.is_empty() || va.iter().any(|m| vb.contains(m)) || has_repeat(&va)
+                    va.is_empty()
+                        || vb.is_empty()
+                        || va.iter().any(|m| vb.contains(m))
+                        || has_repeat(&va)
                 }) || has_repeat(&va);
                 if clash {
                     flagged.push(a);
@@ -1075,11 +1755,19 @@ impl Cx<'_> {
         }
         flagged.sort_unstable();
         for i in flagged {
-            let t = raws[i].as_ref().and_then(|r| r.upstream_path_template.clone()).unwrap_or_default();
+            let t = raws[i]
+                .as_ref()
+                .and_then(|r| r.upstream_path_template.clone())
+                .unwrap_or_default();
             let others: Vec<String> = raws
                 .iter()
                 .enumerate()
-                .filter(|(j, r)| *j != i && r.as_ref().is_some_and(|r| r.upstream_path_template.as_deref() == Some(t.as_str())))
+                .filter(|(j, r)| {
+                    *j != i
+                        && r.as_ref().is_some_and(|r| {
+                            r.upstream_path_template.as_deref() == Some(t.as_str())
+                        })
+                })
                 .map(|(j, _)| {
                     let o = self.origin(&routes[j], &Path::root());
                     format!("{}:{}", o.file, o.line)
@@ -1093,13 +1781,32 @@ impl Cx<'_> {
         }
     }
 
-    fn aggregate(&mut self, ent: &Entity, a: &RawAggregate, routes: &[Entity], raws: &[Option<RawRoute>], built: &[Option<usize>]) {
+    fn aggregate(
+        &mut self,
+        ent: &Entity,
+        a: &RawAggregate,
+        routes: &[Entity],
+        raws: &[Option<RawRoute>],
+        built: &[Option<usize>],
+    ) {
         let root = Path::root();
-        let upstream = self.upstream(ent, &a.upstream_path_template, &a.upstream_http_method, &a.upstream_host, &a.upstream_header_templates, (a.route_is_case_sensitive, a.reroute_is_case_sensitive), a.priority);
+        let upstream = self.upstream(
+            ent,
+            &a.upstream_path_template,
+            &a.upstream_http_method,
+            &a.upstream_host,
+            &a.upstream_header_templates,
+            (a.route_is_case_sensitive, a.reroute_is_case_sensitive),
+            a.priority,
+        );
         let template = a.upstream_path_template.clone().unwrap_or_default();
         let (keys, keys_field) = match (&a.route_keys, &a.reroute_keys) {
             (Some(_), Some(_)) => {
-                self.error(ent, &root.key("ReRouteKeys"), "both `RouteKeys` and its pre-16 spelling `ReRouteKeys` are set: keep one");
+                self.error(
+                    ent,
+                    &root.key("ReRouteKeys"),
+                    "both `RouteKeys` and its pre-16 spelling `ReRouteKeys` are set: keep one",
+                );
                 return;
             }
             (Some(k), None) => (k.clone(), "RouteKeys"),
@@ -1111,15 +1818,29 @@ impl Cx<'_> {
             ok = false;
             self.error(ent, &root.key(keys_field), format!("aggregateRoute {template} has no RouteKeys: list the Key of each route to aggregate"));
         }
-        if a.upstream_http_method.as_ref().is_some_and(|m| m.iter().any(|v| !v.eq_ignore_ascii_case("get"))) {
-            self.warn(ent, &root.key("UpstreamHttpMethod"), "aggregates answer GET only; other verbs are ignored");
+        if a.upstream_http_method
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|v| !v.eq_ignore_ascii_case("get")))
+        {
+            self.warn(
+                ent,
+                &root.key("UpstreamHttpMethod"),
+                "aggregates answer GET only; other verbs are ignored",
+            );
         }
         let mut parts = Vec::new();
         let mut missing = Vec::new();
         for (i, k) in keys.iter().enumerate() {
-            match raws.iter().position(|r| r.as_ref().is_some_and(|r| r.key.as_deref() == Some(k.as_str()))) {
+            match raws.iter().position(|r| {
+                r.as_ref()
+                    .is_some_and(|r| r.key.as_deref() == Some(k.as_str()))
+            }) {
                 Some(ri) => {
-                    if raws[ri].as_ref().and_then(|r| r.request_id_key.as_deref()).is_some_and(|k| !k.is_empty()) {
+                    if raws[ri]
+                        .as_ref()
+                        .and_then(|r| r.request_id_key.as_deref())
+                        .is_some_and(|k| !k.is_empty())
+                    {
                         ok = false;
                         let o = self.origin(&routes[ri], &root.key("RequestIdKey"));
                         self.error(
@@ -1164,7 +1885,11 @@ impl Cx<'_> {
             };
             if !keys.contains(&key) {
                 ok = false;
-                self.error(ent, &p.key("RouteKey"), format!("`{key}` is not one of this aggregate's RouteKeys"));
+                self.error(
+                    ent,
+                    &p.key("RouteKey"),
+                    format!("`{key}` is not one of this aggregate's RouteKeys"),
+                );
             } else if keys.first() == Some(&key) {
                 ok = false;
                 self.error(ent, &p.key("RouteKey"), format!("`{key}` is the first RouteKey, whose response the JsonPath reads; configure a later key"));
@@ -1172,14 +1897,26 @@ impl Cx<'_> {
             let json_path = c.json_path.clone().unwrap_or_default();
             if let Err(e) = crate::proxy::aggregate::JsonPath::parse(&json_path) {
                 ok = false;
-                self.error(ent, &p.key("JsonPath"), format!("JsonPath `{json_path}`: {e}"));
+                self.error(
+                    ent,
+                    &p.key("JsonPath"),
+                    format!("JsonPath `{json_path}`: {e}"),
+                );
             }
             let parameter = c.parameter.clone().unwrap_or_default();
             if parameter.is_empty() {
                 ok = false;
-                self.error(ent, &p.key("Parameter"), "Parameter is required (the placeholder the JsonPath values fill)");
+                self.error(
+                    ent,
+                    &p.key("Parameter"),
+                    "Parameter is required (the placeholder the JsonPath values fill)",
+                );
             }
-            route_keys_config.push(OcelotRouteKeyConfig { route_key: key, json_path, parameter });
+            route_keys_config.push(OcelotRouteKeyConfig {
+                route_key: key,
+                json_path,
+                parameter,
+            });
         }
         let aggregator = a.aggregator.clone().filter(|n| !n.trim().is_empty());
         if let Some(name) = &aggregator
@@ -1199,23 +1936,55 @@ impl Cx<'_> {
         }
         let Some(upstream) = upstream else { return };
         let origin = self.origin(ent, &root);
-        let id = derived_id("ocelot-aggregates", &format!("{}|{}|{:?}", origin.file, upstream.path_template, upstream.host));
-        self.model.ocelot_aggregates.push(OcelotAggregate { id, upstream, route_keys: keys, parts, route_keys_config, aggregator, origin });
+        let id = derived_id(
+            "ocelot-aggregates",
+            &format!(
+                "{}|{}|{:?}",
+                origin.file, upstream.path_template, upstream.host
+            ),
+        );
+        self.model.ocelot_aggregates.push(OcelotAggregate {
+            id,
+            upstream,
+            route_keys: keys,
+            parts,
+            route_keys_config,
+            aggregator,
+            origin,
+        });
     }
 
-    fn aggregate_duplicates(&mut self, aggs: &[Entity], raws: &[Option<RawAggregate>], routes: &[Entity], route_raws: &[Option<RawRoute>]) {
+    fn aggregate_duplicates(
+        &mut self,
+        aggs: &[Entity],
+        raws: &[Option<RawAggregate>],
+        routes: &[Entity],
+        route_raws: &[Option<RawRoute>],
+    ) {
         for (i, a) in raws.iter().enumerate() {
             let Some(a) = a else { continue };
             let t = a.upstream_path_template.clone().unwrap_or_default();
             let host = a.upstream_host.clone().filter(|h| !h.is_empty());
-            let dup = raws.iter().enumerate().any(|(j, b)| j != i && b.as_ref().is_some_and(|b| b.upstream_path_template.as_deref() == Some(t.as_str()) && b.upstream_host.clone().filter(|h| !h.is_empty()) == host));
+            let dup = raws.iter().enumerate().any(|(j, b)| {
+                j != i
+                    && b.as_ref().is_some_and(|b| {
+                        b.upstream_path_template.as_deref() == Some(t.as_str())
+                            && b.upstream_host.clone().filter(|h| !h.is_empty()) == host
+                    })
+            });
             if dup {
                 self.error(&aggs[i], &Path::root().key("UpstreamPathTemplate"), format!("aggregate {t} has duplicate aggregate (same UpstreamPathTemplate and UpstreamHost)"));
             }
             for (j, r) in route_raws.iter().enumerate() {
                 let Some(r) = r else { continue };
-                let same = r.upstream_path_template.as_deref() == Some(t.as_str()) && r.upstream_host.clone().filter(|h| !h.is_empty()) == host;
-                if same && r.upstream_http_method.iter().flatten().any(|m| m.trim().eq_ignore_ascii_case("get")) {
+                let same = r.upstream_path_template.as_deref() == Some(t.as_str())
+                    && r.upstream_host.clone().filter(|h| !h.is_empty()) == host;
+                if same
+                    && r.upstream_http_method
+                        .iter()
+                        .flatten()
+                        .any(|m| m.trim().eq_ignore_ascii_case("get"))
+                {
                     self.error(&routes[j], &Path::root().key("UpstreamPathTemplate"), format!("route {t} has duplicate aggregate (a GET route with the same UpstreamPathTemplate and UpstreamHost as an aggregate)"));
                 }
             }
@@ -1228,8 +1997,14 @@ fn has_repeat(v: &[String]) -> bool {
 }
 
 /// The merged FileConfiguration as Ocelot would write it into its ocelot.json.
-fn merged_json(routes: &[Entity], aggregates: &[Entity], dynamic: &[Entity], global: Option<&Entity>) -> serde_json::Value {
-    let list = |l: &[Entity]| serde_json::Value::Array(l.iter().map(|e| canonical(&e.node)).collect());
+fn merged_json(
+    routes: &[Entity],
+    aggregates: &[Entity],
+    dynamic: &[Entity],
+    global: Option<&Entity>,
+) -> serde_json::Value {
+    let list =
+        |l: &[Entity]| serde_json::Value::Array(l.iter().map(|e| canonical(&e.node)).collect());
     serde_json::json!({
         "Routes": list(routes),
         "DynamicRoutes": list(dynamic),
@@ -1268,7 +2043,11 @@ mod tests {
     use crate::config::node::parse_jsonc;
 
     fn file(name: &str, text: &str) -> SourceFile {
-        SourceFile { name: name.into(), root: parse_jsonc(text).unwrap(), case_insensitive: true }
+        SourceFile {
+            name: name.into(),
+            root: parse_jsonc(text).unwrap(),
+            case_insensitive: true,
+        }
     }
 
     fn run(files: Vec<SourceFile>, env: Option<&str>) -> (Model, Diagnostics) {
@@ -1282,29 +2061,57 @@ mod tests {
 
     #[test]
     fn parts_merge_in_name_order_after_ocelot_json() {
-        let a = file("ocelot.b.json", &format!(r#"{{"Routes": [{}]}}"#, ROUTE.replace("/u/", "/b/")));
-        let b = file("ocelot.A.json", &format!(r#"{{"Routes": [{}]}}"#, ROUTE.replace("/u/", "/a/")));
+        let a = file(
+            "ocelot.b.json",
+            &format!(r#"{{"Routes": [{}]}}"#, ROUTE.replace("/u/", "/b/")),
+        );
+        let b = file(
+            "ocelot.A.json",
+            &format!(r#"{{"Routes": [{}]}}"#, ROUTE.replace("/u/", "/a/")),
+        );
         let m = file("ocelot.json", &format!(r#"{{"ReRoutes": [{ROUTE}]}}"#));
         let (model, diags) = run(vec![a, b, m], None);
         assert!(!diags.has_errors(), "{:?}", diags.items);
-        let t: Vec<&str> = model.ocelot_routes.iter().map(|r| r.upstream.path_template.as_str()).collect();
+        let t: Vec<&str> = model
+            .ocelot_routes
+            .iter()
+            .map(|r| r.upstream.path_template.as_str())
+            .collect();
         assert_eq!(t, ["/u/{id}", "/a/{id}", "/b/{id}"]);
     }
 
     #[test]
     fn global_in_a_part_file_names_both_files() {
-        let g = file("ocelot.global.json", r#"{"GlobalConfiguration": {"BaseUrl": "http://x"}}"#);
-        let p = file("ocelot.orders.json", r#"{"Routes": [], "GlobalConfiguration": {"RequestIdKey": "X"}}"#);
+        let g = file(
+            "ocelot.global.json",
+            r#"{"GlobalConfiguration": {"BaseUrl": "http://x"}}"#,
+        );
+        let p = file(
+            "ocelot.orders.json",
+            r#"{"Routes": [], "GlobalConfiguration": {"RequestIdKey": "X"}}"#,
+        );
         let (_, diags) = run(vec![g, p], None);
         let e: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
         assert_eq!(e.len(), 1, "{e:?}");
-        assert!(e[0].starts_with("ocelot.orders.json:1:") && e[0].contains("ocelot.global.json"), "{e:?}");
+        assert!(
+            e[0].starts_with("ocelot.orders.json:1:") && e[0].contains("ocelot.global.json"),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn environment_file_overlays_by_index() {
-        let m = file("ocelot.json", &format!(r#"{{"Routes": [{ROUTE}, {}]}}"#, ROUTE.replace("/u/", "/v/")));
-        let env = file("ocelot.Development.json", r#"{"Routes": [{"DownstreamHostAndPorts": [{"Host": "dev", "Port": "8080"}]}]}"#);
+        let m = file(
+            "ocelot.json",
+            &format!(
+                r#"{{"Routes": [{ROUTE}, {}]}}"#,
+                ROUTE.replace("/u/", "/v/")
+            ),
+        );
+        let env = file(
+            "ocelot.Development.json",
+            r#"{"Routes": [{"DownstreamHostAndPorts": [{"Host": "dev", "Port": "8080"}]}]}"#,
+        );
         let (model, diags) = run(vec![m, env], Some("development"));
         assert!(!diags.has_errors(), "{:?}", diags.items);
         assert_eq!(model.ocelot_routes.len(), 2);
@@ -1317,20 +2124,40 @@ mod tests {
     #[test]
     fn environment_error_points_into_the_environment_file() {
         let m = file("ocelot.json", &format!(r#"{{"Routes": [{ROUTE}]}}"#));
-        let env = file("ocelot.Production.json", "{\n \"Routes\": [\n  {\"UpstreamPathTemplate\": \"u\"}]}");
+        let env = file(
+            "ocelot.Production.json",
+            "{\n \"Routes\": [\n  {\"UpstreamPathTemplate\": \"u\"}]}",
+        );
         let (_, diags) = run(vec![m, env], Some("Production"));
         let e: Vec<String> = diags.errors().map(|d| d.to_string()).collect();
-        assert!(e.iter().any(|e| e.starts_with("ocelot.Production.json:3:") && e.contains("Routes[0].UpstreamPathTemplate")), "{e:?}");
+        assert!(
+            e.iter().any(|e| e.starts_with("ocelot.Production.json:3:")
+                && e.contains("Routes[0].UpstreamPathTemplate")),
+            "{e:?}"
+        );
     }
 
     #[test]
     fn stale_generated_ocelot_json_is_skipped() {
-        let m = file("ocelot.json", &format!(r#"{{"Routes": [{}], "GlobalConfiguration": {{}}}}"#, ROUTE.replace("80", "\"80\"")));
-        let p = file("ocelot.products.json", &format!(r#"{{"Routes": [{ROUTE}]}}"#));
+        let m = file(
+            "ocelot.json",
+            &format!(
+                r#"{{"Routes": [{}], "GlobalConfiguration": {{}}}}"#,
+                ROUTE.replace("80", "\"80\"")
+            ),
+        );
+        let p = file(
+            "ocelot.products.json",
+            &format!(r#"{{"Routes": [{ROUTE}]}}"#),
+        );
         let (model, diags) = run(vec![m, p], None);
         assert!(!diags.has_errors(), "{:?}", diags.items);
         assert_eq!(model.ocelot_routes.len(), 1);
-        assert!(diags.warnings().any(|w| w.message.contains("merged file Ocelot writes")));
+        assert!(
+            diags
+                .warnings()
+                .any(|w| w.message.contains("merged file Ocelot writes"))
+        );
     }
 
     #[test]
@@ -1346,12 +2173,28 @@ mod tests {
         let (_, diags) = run(vec![file("ocelot.json", text)], None);
         let all: Vec<String> = diags.items.iter().map(|d| d.to_string()).collect();
         let has = |s: &str| all.iter().any(|e| e.contains(s));
-        assert!(has("ocelot.json:3:") && has("route /dup has duplicate"), "{all:?}");
-        assert!(has("Routes[2].DownstreamPathTemplate: DownstreamPathTemplate 'x' doesn't start"), "{all:?}");
-        assert!(has("Routes[2].DownstreamHostAndPorts: When not using service discovery"), "{all:?}");
+        assert!(
+            has("ocelot.json:3:") && has("route /dup has duplicate"),
+            "{all:?}"
+        );
+        assert!(
+            has("Routes[2].DownstreamPathTemplate: DownstreamPathTemplate 'x' doesn't start"),
+            "{all:?}"
+        );
+        assert!(
+            has("Routes[2].DownstreamHostAndPorts: When not using service discovery"),
+            "{all:?}"
+        );
         assert!(has("has duplicated placeholder {a}"), "{all:?}");
-        assert!(has("warning: Routes[3].DownstreamStreamHostAndPorts: unknown key") && has("did you mean `DownstreamHostAndPorts`"), "{all:?}");
-        assert!(has("Routes[3].RateLimitOptions.Period: RateLimitOptions.Period does not contain"), "{all:?}");
+        assert!(
+            has("warning: Routes[3].DownstreamStreamHostAndPorts: unknown key")
+                && has("did you mean `DownstreamHostAndPorts`"),
+            "{all:?}"
+        );
+        assert!(
+            has("Routes[3].RateLimitOptions.Period: RateLimitOptions.Period does not contain"),
+            "{all:?}"
+        );
     }
 
     #[test]

@@ -251,9 +251,29 @@ pub struct RawRateLimit {
     /// ASP.NET Core rate limiter policy name (25.0); needs code registration.
     #[serde(rename = "Policy")]
     pub policy: Option<String>,
+    /// Pre-25.0 development spelling of `Policy`: `DotNet` with `RateLimitPolicyName`.
+    #[serde(rename = "RateLimitMiddlewareType")]
+    pub rate_limit_middleware_type: Option<String>,
+    #[serde(rename = "RateLimitPolicyName")]
+    pub rate_limit_policy_name: Option<String>,
     /// Global group membership (24.1+): empty = every route.
     #[serde(rename = "RouteKeys")]
     pub route_keys: Option<Vec<String>>,
+}
+
+impl RawRateLimit {
+    /// The ASP.NET Core rate limiter policy this names, if any (`Policy`, or the earlier
+    /// `RateLimitMiddlewareType: DotNet` + `RateLimitPolicyName`).
+    pub fn aspnet_policy(&self) -> Option<&str> {
+        let dotnet = self
+            .rate_limit_middleware_type
+            .as_deref()
+            .is_some_and(|t| t.eq_ignore_ascii_case("DotNet"));
+        self.policy.as_deref().filter(|p| !p.is_empty()).or(self
+            .rate_limit_policy_name
+            .as_deref()
+            .filter(|p| dotnet && !p.is_empty()))
+    }
 }
 
 #[derive(Deserialize, Debug, Default, Clone)]
@@ -281,7 +301,10 @@ pub struct RawQoS {
 impl RawQoS {
     /// QoS is active when one of its thresholds is set (`QoSOptions.UseQos`).
     pub fn active(&self) -> bool {
-        let throughput = self.exceptions_allowed_before_breaking.or(self.minimum_throughput).unwrap_or(0);
+        let throughput = self
+            .exceptions_allowed_before_breaking
+            .or(self.minimum_throughput)
+            .unwrap_or(0);
         let timeout = self.timeout_value.or(self.timeout).unwrap_or(0);
         throughput > 0 || timeout > 0 || self.failure_ratio.unwrap_or(0.0) > 0.0
     }
@@ -348,7 +371,13 @@ pub struct RawAuthentication {
 impl RawAuthentication {
     /// Names at least one authentication scheme (an empty section authenticates nothing).
     pub fn has_provider(&self) -> bool {
-        self.authentication_provider_key.as_deref().is_some_and(|k| !k.trim().is_empty()) || self.authentication_provider_keys.as_ref().is_some_and(|ks| ks.iter().any(|k| !k.trim().is_empty()))
+        self.authentication_provider_key
+            .as_deref()
+            .is_some_and(|k| !k.trim().is_empty())
+            || self
+                .authentication_provider_keys
+                .as_ref()
+                .is_some_and(|ks| ks.iter().any(|k| !k.trim().is_empty()))
     }
 }
 
