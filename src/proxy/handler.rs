@@ -437,8 +437,9 @@ async fn ocelot_forward(
     h.remove(header::HOST);
     append_via(h, http::Version::HTTP_11);
     h.insert(&REQUEST_ID, id.header());
+    let client_cookie = h.get(header::COOKIE).cloned();
     if let Some(jar) = &o.cookie_jar
-        && let Some(c) = jar.cookie_header(h.get(header::COOKIE))
+        && let Some(c) = jar.cookie_header(client_cookie.as_ref())
     {
         h.insert(header::COOKIE, c);
     }
@@ -449,7 +450,13 @@ async fn ocelot_forward(
     *req.uri_mut() = uri;
     *req.version_mut() = o.version;
     let redirect_headers = if o.allow_auto_redirect && replayable {
-        Some(head.headers.clone())
+        // Each redirected request takes the jar's cookies as they are then.
+        let mut hs = head.headers.clone();
+        match client_cookie {
+            Some(c) => hs.insert(header::COOKIE, c),
+            None => hs.remove(header::COOKIE),
+        };
+        Some((req.method().clone(), hs))
     } else {
         None
     };
@@ -459,8 +466,8 @@ async fn ocelot_forward(
     let mut resp = send_with_retries(service, false, req, None)
         .await
         .map_err(|e| ocelot_failure(service, &e, id))?;
-    if let Some(headers) = redirect_headers {
-        resp = follow_redirects(service, o, resp, headers, id).await?;
+    if let Some((method, headers)) = redirect_headers {
+        resp = follow_redirects(service, o, resp, method, headers, id).await?;
     }
     let upstream_latency = proxy_done.elapsed();
 
@@ -513,11 +520,15 @@ async fn follow_redirects(
     service: &ServiceRt,
     o: &OcelotRt,
     mut resp: http::Response<Incoming>,
+    mut method: Method,
     headers: HeaderMap,
     id: &RequestId,
 ) -> Result<http::Response<Incoming>, Failure> {
-    let mut method = o.method.clone().unwrap_or(Method::GET);
     for _ in 0..MAX_REDIRECTS {
+        // HttpClient's cookie container sees every response, redirects included.
+        if let Some(jar) = &o.cookie_jar {
+            jar.store(resp.headers());
+        }
         let status = resp.status().as_u16();
         if !matches!(status, 301 | 302 | 303 | 307 | 308) {
             return Ok(resp);
@@ -582,6 +593,13 @@ async fn follow_redirects(
         *req.headers_mut() = headers.clone();
         if let Ok(v) = HeaderValue::from_str(&host_value) {
             req.headers_mut().insert(header::HOST, v);
+        }
+        if let Some(c) = o
+            .cookie_jar
+            .as_ref()
+            .and_then(|jar| jar.cookie_header(headers.get(header::COOKIE)))
+        {
+            req.headers_mut().insert(header::COOKIE, c);
         }
         let host: std::sync::Arc<str> = host.into();
         let target = client::Target {

@@ -24,7 +24,6 @@ pub mod ocelot;
 pub mod path;
 mod trie;
 
-use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::HashMap;
 
@@ -33,7 +32,7 @@ use regex::Regex;
 use smallvec::SmallVec;
 
 use crate::config::model::{OcelotUpstream, Route, RoutePath};
-use ocelot::{HeaderTemplate, Params, UpstreamTemplate};
+use ocelot::{HeaderTemplate, Params, Subject, UpstreamTemplate};
 use trie::Trie;
 
 /// The request facts matching looks at.
@@ -174,8 +173,7 @@ impl std::fmt::Display for Miss {
 impl Matcher {
     /// Checks every field; the path last, as it is the only one that yields data.
     pub fn check(&self, req: &Request<'_>) -> Result<Option<usize>, Miss> {
-        let decoded = ocelot::decoded_path(req.path);
-        self.check_with(req, &decoded, None)
+        self.check_with(req, &Subject::new(req.path, req.query), None)
     }
 
     /// `check`, with the Ocelot view of the path computed once per request by the caller;
@@ -183,7 +181,7 @@ impl Matcher {
     fn check_with(
         &self,
         req: &Request<'_>,
-        ocelot_path: &str,
+        subject: &Subject<'_>,
         params: Option<&mut Params>,
     ) -> Result<Option<usize>, Miss> {
         if !self.methods.is_empty() && !self.methods.iter().any(|m| m == req.method) {
@@ -209,7 +207,7 @@ impl Matcher {
                 .ok_or(Miss::Path),
             PathRule::Ocelot(rule) => match params {
                 None => {
-                    if !rule.template.is_match(ocelot_path, req.query) {
+                    if !rule.template.is_match(subject) {
                         return Err(Miss::Path);
                     }
                     match rule.headers.iter().find(|h| !h.matches(req.headers, None)) {
@@ -219,7 +217,7 @@ impl Matcher {
                 }
                 Some(out) => {
                     let before = out.len();
-                    if !rule.template.matches(ocelot_path, req.query, out) {
+                    if !rule.template.matches(subject, out) {
                         return Err(Miss::Path);
                     }
                     if let Some(h) = rule
@@ -382,15 +380,16 @@ impl Router {
     }
 
     pub fn find(&self, req: &Request<'_>) -> Option<Match> {
-        let decoded = if self.has_ocelot {
-            ocelot::decoded_path(req.path)
+        // Only Ocelot matchers look at the subject: a Kong-only router never decodes.
+        let subject = if self.has_ocelot {
+            Subject::new(req.path, req.query)
         } else {
-            Cow::Borrowed(req.path)
+            Subject::undecoded(req.path, req.query)
         };
         let mut params = Params::new();
         for rank in self.candidates(req) {
             let m = &self.matchers[rank as usize];
-            if let Ok(prefix_len) = m.check_with(req, &decoded, Some(&mut params)) {
+            if let Ok(prefix_len) = m.check_with(req, &subject, Some(&mut params)) {
                 return Some(Match {
                     matcher: rank as usize,
                     route: m.route,
@@ -446,7 +445,7 @@ fn ocelot_matcher(spec: &OcelotSpec<'_>) -> Option<Matcher> {
     } else {
         up.methods
             .iter()
-            .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
+            .filter_map(|m| Method::from_bytes(m.to_ascii_uppercase().as_bytes()).ok())
             .collect()
     };
     let hosts: Vec<HostRule> = up.host.iter().map(|h| host_rule(h)).collect();
@@ -620,5 +619,115 @@ mod tests {
         assert_eq!(literal_prefix(r"/exact$"), "/exact");
         assert_eq!(literal_prefix(r"/x{2}"), "/");
         assert_eq!(literal_prefix(r"/foo|/bar"), "");
+    }
+
+    fn kong(path: &str) -> Route {
+        Route {
+            id: path.into(),
+            name: Some(path.into()),
+            service: None,
+            protocols: vec![crate::config::model::Protocol::Http],
+            methods: vec![],
+            hosts: vec![],
+            paths: vec![RoutePath::Prefix(path.into())],
+            headers: vec![],
+            snis: vec![],
+            strip_path: true,
+            preserve_host: false,
+            regex_priority: 0,
+            path_handling: crate::config::model::PathHandling::V0,
+            https_redirect_status_code: 426,
+            request_buffering: true,
+            response_buffering: true,
+            tags: vec![],
+            origin: Default::default(),
+        }
+    }
+
+    fn up(t: &str, host: Option<&str>, prio: i32, methods: &[&str]) -> OcelotUpstream {
+        OcelotUpstream {
+            path_template: t.into(),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            host: host.map(str::to_string),
+            header_templates: vec![],
+            case_sensitive: false,
+            priority: prio,
+        }
+    }
+
+    /// Which entity wins, across dialects and within Ocelot (snapshot indices: Kong routes
+    /// 0.., then the Ocelot ones in order).
+    #[test]
+    fn precedence_table() {
+        let kong_routes = [kong("/"), kong("/k")];
+        let kong_refs: Vec<(usize, &Route)> = kong_routes.iter().enumerate().collect();
+        let ups = [
+            up("/{everything}", None, 1, &[]),      // 2: catch-all, forced to 0
+            up("/goods/{url}", None, 1, &["Get"]),  // 3
+            up("/goods/delete", None, 1, &["Get"]), // 4: listed after, same priority
+            up("/items/{id}", None, 1, &[]),        // 5
+            up("/items/special", None, 2, &[]),     // 6: higher priority
+            up("/h", None, 5, &[]),                 // 7
+            up("/h", Some("example.com"), 1, &[]),  // 8: host wins over priority
+            up("/k/{x}", None, 1, &[]),             // 9: Kong /k wins
+            up("/post-only", None, 1, &["Post"]),   // 10
+            up("/agg", None, 1, &["Post"]),         // 11: aggregate, GET only
+        ];
+        let specs: Vec<OcelotSpec<'_>> = ups
+            .iter()
+            .enumerate()
+            .map(|(i, u)| OcelotSpec {
+                index: 2 + i,
+                upstream: u,
+                aggregate: i == 9,
+            })
+            .collect();
+        let router = Router::build_all(&kong_refs, &specs);
+        let headers = HeaderMap::new();
+        let find = |method: &Method, host: &str, path: &str| {
+            let req = Request {
+                method,
+                host,
+                port: 80,
+                path,
+                query: None,
+                headers: &headers,
+            };
+            router.find(&req).map(|m| m.route)
+        };
+        let get = Method::GET;
+        let post = Method::POST;
+        for (method, host, path, want) in [
+            (&get, "x", "/anything", Some(0)), // both catch-alls: Kong's first
+            (&get, "x", "/goods/delete", Some(3)), // Ocelot: first in file order
+            (&get, "x", "/items/special", Some(6)), // Ocelot: higher Priority
+            (&get, "x", "/items/1", Some(5)),
+            (&get, "example.com", "/h", Some(8)), // UpstreamHost beats Priority
+            (&get, "other", "/h", Some(7)),
+            (&get, "x", "/k/1", Some(1)),       // Kong over Ocelot
+            (&get, "x", "/post-only", Some(0)), // verb filters, then the catch-alls
+            (&post, "x", "/post-only", Some(10)),
+            (&get, "x", "/agg", Some(11)),
+            (&post, "x", "/agg", Some(0)),
+        ] {
+            assert_eq!(find(method, host, path), want, "{method} {host} {path}");
+        }
+        // Without the Kong catch-all, Ocelot's catch-all takes what nothing else matches.
+        let router = Router::build_all(&kong_refs[1..], &specs);
+        let req = Request {
+            method: &get,
+            host: "x",
+            port: 80,
+            path: "/anything",
+            query: None,
+            headers: &headers,
+        };
+        assert_eq!(
+            router.find(&req).map(|m| (m.route, m.params)),
+            Some((
+                2,
+                vec![(std::sync::Arc::from("everything"), "anything".to_string())]
+            ))
+        );
     }
 }

@@ -237,14 +237,10 @@ impl UpstreamTemplate {
         })
     }
 
-    /// Matches `path` (and `query` when the template has a query part); appends the
+    /// Matches the request (its query too when the template has a query part); appends the
     /// placeholder values to `out`.
-    pub fn matches(&self, path: &str, query: Option<&str>, out: &mut Params) -> bool {
-        let subject: Cow<'_, str> = match query {
-            Some(q) if self.with_query && !q.is_empty() => Cow::Owned(format!("{path}?{q}")),
-            _ => Cow::Borrowed(path),
-        };
-        let Some(caps) = self.regex.captures(&subject) else {
+    pub fn matches(&self, subject: &Subject<'_>, out: &mut Params) -> bool {
+        let Some(caps) = self.regex.captures(subject.text(self.with_query)) else {
             return false;
         };
         for (i, name) in self.names.iter().enumerate() {
@@ -259,12 +255,44 @@ impl UpstreamTemplate {
     }
 
     /// Matches without collecting values (for `explain`).
-    pub fn is_match(&self, path: &str, query: Option<&str>) -> bool {
-        match query {
-            Some(q) if self.with_query && !q.is_empty() => {
-                self.regex.is_match(&format!("{path}?{q}"))
+    pub fn is_match(&self, subject: &Subject<'_>) -> bool {
+        self.regex.is_match(subject.text(self.with_query))
+    }
+}
+
+/// What Ocelot templates match a request against: the decoded path, and `path?query` for
+/// templates with a query part, built at most once per request.
+pub struct Subject<'a> {
+    pub path: Cow<'a, str>,
+    pub query: Option<&'a str>,
+    joined: std::cell::OnceCell<String>,
+}
+
+impl<'a> Subject<'a> {
+    /// `path` is the normalised request path (decoded here as Ocelot sees it).
+    pub fn new(path: &'a str, query: Option<&'a str>) -> Self {
+        Subject {
+            path: decoded_path(path),
+            query,
+            joined: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// A subject whose path is taken as it is.
+    pub fn undecoded(path: &'a str, query: Option<&'a str>) -> Self {
+        Subject {
+            path: Cow::Borrowed(path),
+            query,
+            joined: std::cell::OnceCell::new(),
+        }
+    }
+
+    fn text(&self, with_query: bool) -> &str {
+        match self.query {
+            Some(q) if with_query && !q.is_empty() => {
+                self.joined.get_or_init(|| format!("{}?{q}", self.path))
             }
-            _ => self.regex.is_match(path),
+            _ => &self.path,
         }
     }
 }
@@ -646,7 +674,7 @@ mod tests {
     fn m(t: &str, cs: bool, path: &str, query: Option<&str>) -> Option<Vec<(String, String)>> {
         let tpl = UpstreamTemplate::compile(t, cs).unwrap();
         let mut out = Params::new();
-        tpl.matches(path, query, &mut out)
+        tpl.matches(&Subject::new(path, query), &mut out)
             .then(|| out.into_iter().map(|(n, v)| (n.to_string(), v)).collect())
     }
 

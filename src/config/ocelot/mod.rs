@@ -40,6 +40,10 @@ use raw::*;
 const DEFAULT_BASE_URL: &str = "http://localhost:5000";
 /// Ocelot's default downstream timeout (24.1+), seconds.
 const DEFAULT_TIMEOUT_S: i64 = 90;
+/// The longest downstream timeout, seconds.
+const MAX_DURATION_S: i64 = 86_400;
+/// The longest rate-limit window or wait (a year), milliseconds.
+const MAX_WINDOW_MS: f64 = 366.0 * 86_400_000.0;
 /// Connect timeout for Ocelot destinations (HttpClient's connect is bounded by the request
 /// timeout; a separate, shorter bound keeps a dead host from holding a request for 90 s).
 const CONNECT_TIMEOUT_MS: u64 = 10_000;
@@ -1380,6 +1384,8 @@ impl Cx<'_> {
             .filter(|t| *t > 0)
             .or(g.raw.timeout.filter(|t| *t > 0))
             .unwrap_or(DEFAULT_TIMEOUT_S);
+        // Longer than a day is a day: nothing downstream is waited on longer.
+        let timeout_ms = (timeout_s.clamp(1, MAX_DURATION_S) as u64) * 1000;
         if !ok {
             return None;
         }
@@ -1444,9 +1450,9 @@ impl Cx<'_> {
                 port,
                 path: None,
                 retries: 0,
-                connect_timeout: CONNECT_TIMEOUT_MS.min(timeout_s as u64 * 1000),
-                write_timeout: timeout_s as u64 * 1000,
-                read_timeout: timeout_s as u64 * 1000,
+                connect_timeout: CONNECT_TIMEOUT_MS.min(timeout_ms),
+                write_timeout: timeout_ms,
+                read_timeout: timeout_ms,
                 enabled: true,
                 tls_verify: Some(verify),
                 tags: vec!["ocelot".into()],
@@ -1688,9 +1694,13 @@ impl Cx<'_> {
                 .filter(|p| !p.is_empty())
                 .or(merged.key_prefix.clone().filter(|p| !p.is_empty()))
                 .unwrap_or_else(|| "Ocelot.RateLimiting".into()),
-            period_ms: parse_duration_ms(&period).unwrap_or(1000.0).max(1.0) as u64,
+            period_ms: parse_duration_ms(&period)
+                .unwrap_or(1000.0)
+                .clamp(1.0, MAX_WINDOW_MS) as u64,
             period,
-            wait_ms: parse_duration_ms(&wait).unwrap_or(0.0).max(0.0) as u64,
+            wait_ms: parse_duration_ms(&wait)
+                .unwrap_or(0.0)
+                .clamp(0.0, MAX_WINDOW_MS) as u64,
             wait,
             limit: merged.limit.unwrap_or(0).unsigned_abs(),
         })
