@@ -632,11 +632,14 @@ async fn part(
     ridx: usize,
     path: &str,
     query: Option<&str>,
-    headers: HeaderMap,
+    mut headers: HeaderMap,
     params: Params,
     started: Instant,
     id: &RequestId,
 ) -> PartResult {
+    // Parts are sent without a body.
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::TRANSFER_ENCODING);
     let head = Head {
         method: Method::GET,
         path,

@@ -1886,7 +1886,16 @@ impl Cx<'_> {
         for (i, c) in configs.iter().enumerate() {
             let p = root.key(cfg_field).index(i);
             let key = match (&c.route_key, &c.reroute_key) {
-                (Some(k), _) | (None, Some(k)) => k.clone(),
+                (Some(_), Some(_)) => {
+                    ok = false;
+                    self.error(
+                        ent,
+                        &p.key("ReRouteKey"),
+                        "both `RouteKey` and its pre-16 spelling `ReRouteKey` are set: keep one",
+                    );
+                    continue;
+                }
+                (Some(k), None) | (None, Some(k)) => k.clone(),
                 (None, None) => {
                     ok = false;
                     self.error(ent, &p, "RouteKey is required");
