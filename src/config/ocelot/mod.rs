@@ -48,6 +48,19 @@ const MAX_WINDOW_MS: f64 = 366.0 * 86_400_000.0;
 /// timeout; a separate, shorter bound keeps a dead host from holding a request for 90 s).
 const CONNECT_TIMEOUT_MS: u64 = 10_000;
 
+/// Environment names ASP.NET projects commonly use, for hints.
+const ENVIRONMENT_NAMES: [&str; 9] = [
+    "Development",
+    "Staging",
+    "Production",
+    "Local",
+    "Test",
+    "Testing",
+    "QA",
+    "Docker",
+    "Dev",
+];
+
 /// The top-level keys of an Ocelot file.
 const TOP_KEYS: [&str; 7] = [
     "Routes",
@@ -195,8 +208,15 @@ pub fn load(
             let same = source
                 .and_then(|s| tops[s].global.as_ref())
                 .is_some_and(|(_, g)| folded_json(g) == folded_json(n));
+            let env_hint = files[f]
+                .name
+                .strip_prefix("ocelot.")
+                .and_then(|n| n.strip_suffix(".json"))
+                .filter(|n| ENVIRONMENT_NAMES.iter().any(|e| e.eq_ignore_ascii_case(n)))
+                .map(|n| format!(" (if it is an environment file, run with --environment {n})"))
+                .unwrap_or_default();
             let msg = format!(
-                "GlobalConfiguration is read from ocelot.global.json (else ocelot.json), never from a part file like {}: move it to {expected}",
+                "GlobalConfiguration is read from ocelot.global.json (else ocelot.json), never from a part file like {}: move it to {expected}{env_hint}",
                 files[f].name
             );
             if empty {
@@ -1783,10 +1803,31 @@ impl Cx<'_> {
                     format!("{}:{}", o.file, o.line)
                 })
                 .collect();
+            // A clash with a file named like an ASP.NET environment usually means that file
+            // is an environment overlay, not a part file.
+            let own = self.origin(&routes[i], &Path::root()).file;
+            let env_file = std::iter::once(own.as_str())
+                .chain(
+                    others
+                        .iter()
+                        .map(|o| o.rsplit_once(':').map_or(o.as_str(), |(f, _)| f)),
+                )
+                .find_map(|f| {
+                    let name = f
+                        .strip_prefix("ocelot.")
+                        .and_then(|n| n.strip_suffix(".json"))?;
+                    ENVIRONMENT_NAMES
+                        .iter()
+                        .find(|e| e.eq_ignore_ascii_case(name))
+                        .map(|_| name.to_string())
+                });
+            let hint = env_file
+                .map(|e| format!("; if ocelot.{e}.json is an environment file, run with --environment {e} (or ASPNETCORE_ENVIRONMENT={e})"))
+                .unwrap_or_default();
             self.error(
                 &routes[i],
                 &Path::root().key("UpstreamPathTemplate"),
-                format!("route {t} has duplicate (same UpstreamPathTemplate, UpstreamHost, UpstreamHeaderTemplates and an overlapping UpstreamHttpMethod as {})", others.join(", ")),
+                format!("route {t} has duplicate (same UpstreamPathTemplate, UpstreamHost, UpstreamHeaderTemplates and an overlapping UpstreamHttpMethod as {}){hint}", others.join(", ")),
             );
         }
     }
