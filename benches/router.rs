@@ -9,7 +9,9 @@ use switchyard::router::Request;
 use switchyard::snapshot::{Snapshot, State};
 
 fn kong_prefix_config(n: usize) -> String {
-    let mut s = String::from("_format_version: '3.0'\nservices:\n- name: s\n  url: http://127.0.0.1:9\n  routes:\n");
+    let mut s = String::from(
+        "_format_version: '3.0'\nservices:\n- name: s\n  url: http://127.0.0.1:9\n  routes:\n",
+    );
     for i in 0..n {
         s.push_str(&format!("  - {{name: r{i}, paths: [/r{i:05}/items]}}\n"));
     }
@@ -17,17 +19,25 @@ fn kong_prefix_config(n: usize) -> String {
 }
 
 fn kong_regex_config(n: usize) -> String {
-    let mut s = String::from("_format_version: '3.0'\nservices:\n- name: s\n  url: http://127.0.0.1:9\n  routes:\n");
+    let mut s = String::from(
+        "_format_version: '3.0'\nservices:\n- name: s\n  url: http://127.0.0.1:9\n  routes:\n",
+    );
     for i in 0..n {
-        s.push_str(&format!("  - {{name: r{i}, paths: ['~/r{i:05}/items/\\d+$']}}\n"));
+        s.push_str(&format!(
+            "  - {{name: r{i}, paths: ['~/r{i:05}/items/\\d+$']}}\n"
+        ));
     }
     s
 }
 
 fn kong_host_config(n: usize) -> String {
-    let mut s = String::from("_format_version: '3.0'\nservices:\n- name: s\n  url: http://127.0.0.1:9\n  routes:\n");
+    let mut s = String::from(
+        "_format_version: '3.0'\nservices:\n- name: s\n  url: http://127.0.0.1:9\n  routes:\n",
+    );
     for i in 0..n {
-        s.push_str(&format!("  - {{name: r{i}, hosts: ['*.h{i:05}.example.com']}}\n"));
+        s.push_str(&format!(
+            "  - {{name: r{i}, hosts: ['*.h{i:05}.example.com']}}\n"
+        ));
     }
     s
 }
@@ -45,14 +55,41 @@ fn bench_match(c: &mut Criterion) {
     for n in [10usize, 1_000, 10_000] {
         let last = n - 1;
         for (kind, config, path, host) in [
-            ("prefix", kong_prefix_config(n), format!("/r{last:05}/items/42"), "api.example.com".to_string()),
-            ("regex", kong_regex_config(n), format!("/r{last:05}/items/42"), "api.example.com".to_string()),
-            ("wildcard-host", kong_host_config(n), "/x".to_string(), format!("a.h{last:05}.example.com")),
+            (
+                "prefix",
+                kong_prefix_config(n),
+                format!("/r{last:05}/items/42"),
+                "api.example.com".to_string(),
+            ),
+            (
+                "regex",
+                kong_regex_config(n),
+                format!("/r{last:05}/items/42"),
+                "api.example.com".to_string(),
+            ),
+            (
+                "wildcard-host",
+                kong_host_config(n),
+                "/x".to_string(),
+                format!("a.h{last:05}.example.com"),
+            ),
         ] {
             let snap = snapshot_of(&config);
-            let req = Request { method: &Method::GET, host: &host, port: 80, path: &path, query: None, headers: &headers };
-            assert!(snap.router.find(&req).is_some(), "{kind} {n}: no match for {path}");
-            c.bench_function(&format!("match/{kind}/{n}/last"), |b| b.iter(|| black_box(snap.router.find(black_box(&req)))));
+            let req = Request {
+                method: &Method::GET,
+                host: &host,
+                port: 80,
+                path: &path,
+                query: None,
+                headers: &headers,
+            };
+            assert!(
+                snap.router.find(&req).is_some(),
+                "{kind} {n}: no match for {path}"
+            );
+            c.bench_function(&format!("match/{kind}/{n}/last"), |b| {
+                b.iter(|| black_box(snap.router.find(black_box(&req))))
+            });
         }
     }
 }
@@ -66,7 +103,13 @@ fn bench_compile(c: &mut Criterion) {
         g.bench_function(format!("load+compile/{n}"), |b| {
             b.iter(|| {
                 let loaded = load_dir(dir.path());
-                black_box(Snapshot::compile(loaded.model, Vec::new(), &State::default(), 1, 0))
+                black_box(Snapshot::compile(
+                    loaded.model,
+                    Vec::new(),
+                    &State::default(),
+                    1,
+                    0,
+                ))
             })
         });
     }

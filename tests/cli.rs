@@ -14,8 +14,17 @@ fn dir_with(files: &[(&str, &str)]) -> tempfile::TempDir {
 }
 
 fn run(args: &[&str], dir: &tempfile::TempDir) -> (i32, String, String) {
-    let out = Command::new(common::binary()).args(args).arg("--config-dir").arg(dir.path()).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(common::binary())
+        .args(args)
+        .arg("--config-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 const BROKEN: &str = "_format_version: '3.0'
@@ -55,20 +64,35 @@ fn check_lists_every_error_with_position() {
 
 #[test]
 fn check_accepts_a_good_file_and_run_refuses_a_bad_one() {
-    let good = dir_with(&[("kong.yaml", "_format_version: '3.0'\nservices:\n- {name: a, url: 'http://x', routes: [{name: r, paths: [/]}]}\n")]);
+    let good = dir_with(&[(
+        "kong.yaml",
+        "_format_version: '3.0'\nservices:\n- {name: a, url: 'http://x', routes: [{name: r, paths: [/]}]}\n",
+    )]);
     let (code, out, err) = run(&["check"], &good);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("1 service(s), 1 route(s)"), "{out}");
 
     let bad = dir_with(&[("kong.yaml", BROKEN)]);
-    let (code, _, err) = run(&["run", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"], &bad);
+    let (code, _, err) = run(
+        &[
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        &bad,
+    );
     assert_ne!(code, 0);
     assert!(err.contains("kong.yaml:8:13"), "{err}");
 }
 
 #[test]
 fn syntax_errors_have_positions() {
-    let d = dir_with(&[("kong.yaml", "_format_version: '3.0'\nservices:\n  - name: a\n   url: x\n")]);
+    let d = dir_with(&[(
+        "kong.yaml",
+        "_format_version: '3.0'\nservices:\n  - name: a\n   url: x\n",
+    )]);
     let (code, _, err) = run(&["check"], &d);
     assert_eq!(code, 1);
     assert!(err.starts_with("kong.yaml:4:"), "{err}");
@@ -76,7 +100,10 @@ fn syntax_errors_have_positions() {
 
 #[test]
 fn config_prints_defaults() {
-    let d = dir_with(&[("kong.yaml", "_format_version: '3.0'\nservices:\n- {name: a, url: 'https://api.test/v1', routes: [{name: r, paths: [/]}]}\n")]);
+    let d = dir_with(&[(
+        "kong.yaml",
+        "_format_version: '3.0'\nservices:\n- {name: a, url: 'https://api.test/v1', routes: [{name: r, paths: [/]}]}\n",
+    )]);
     let (code, out, err) = run(&["config"], &d);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -115,7 +142,10 @@ services:
     let short = out.find("route short").expect(&out);
     let posts = out.find("route posts-only").expect(&out);
     assert!(posts < short, "precedence order: {out}");
-    assert!(out.contains("posts-only") && out.contains("method does not match"), "{out}");
+    assert!(
+        out.contains("posts-only") && out.contains("method does not match"),
+        "{out}"
+    );
     assert!(out.contains("also matches, but ranks lower"), "{out}");
     assert!(!out.contains("route other"), "{out}");
 }

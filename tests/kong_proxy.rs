@@ -8,7 +8,10 @@ use std::net::TcpListener;
 use common::*;
 
 fn svc(up: &Upstream, path: &str, routes: &str) -> String {
-    format!("_format_version: '3.0'\nservices:\n- name: s1\n  url: http://{}{path}\n  routes:\n{routes}", up.addr())
+    format!(
+        "_format_version: '3.0'\nservices:\n- name: s1\n  url: http://{}{path}\n  routes:\n{routes}",
+        up.addr()
+    )
 }
 
 #[test]
@@ -34,7 +37,10 @@ services:
     assert_eq!(gw.get("/api/v1/users").json()["path"], "/c/api/v1/users");
     let r = gw.get("/nope");
     assert_eq!(r.status, 404);
-    assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
     assert_eq!(r.json()["message"], "no Route matched with those values");
     assert_eq!(r.json()["request_id"].as_str().map(str::len), Some(32));
     assert!(r.header("server").unwrap().starts_with("switchyard/"));
@@ -47,11 +53,23 @@ fn forwarded_headers_via_and_hop_by_hop() {
     let r = gw.send(
         "GET",
         "/foo/bar?q=1",
-        &[("Host", "Example.COM:9999"), ("X-Forwarded-For", "10.0.0.1"), ("Via", "1.0 other"), ("Connection", "close, X-Secret"), ("X-Secret", "s"), ("Proxy", "evil"), ("Keep-Alive", "timeout=5")],
+        &[
+            ("Host", "Example.COM:9999"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("Via", "1.0 other"),
+            ("Connection", "close, X-Secret"),
+            ("X-Secret", "s"),
+            ("Proxy", "evil"),
+            ("Keep-Alive", "timeout=5"),
+        ],
         b"",
     );
     assert_eq!(r.status, 200);
-    assert!(r.header("via").unwrap().ends_with(concat!("1.1 switchyard/", env!("CARGO_PKG_VERSION"))));
+    assert!(
+        r.header("via")
+            .unwrap()
+            .ends_with(concat!("1.1 switchyard/", env!("CARGO_PKG_VERSION")))
+    );
     assert!(r.header("x-switchyard-upstream-latency").is_some());
     assert!(r.header("x-switchyard-proxy-latency").is_some());
     assert_eq!(r.header("x-switchyard-request-id").map(str::len), Some(32));
@@ -66,7 +84,10 @@ fn forwarded_headers_via_and_hop_by_hop() {
     assert_eq!(h["x-forwarded-port"], gw.addr.port().to_string());
     assert_eq!(h["x-forwarded-path"], "/foo/bar");
     assert_eq!(h["x-forwarded-prefix"], "/foo");
-    assert_eq!(h["via"], concat!("1.0 other, 1.1 switchyard/", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        h["via"],
+        concat!("1.0 other, 1.1 switchyard/", env!("CARGO_PKG_VERSION"))
+    );
     for gone in ["x-secret", "proxy", "keep-alive"] {
         assert!(!h.contains_key(gone), "{gone} must not reach the upstream");
     }
@@ -75,7 +96,11 @@ fn forwarded_headers_via_and_hop_by_hop() {
 #[test]
 fn preserve_host_and_strip_false() {
     let up = Upstream::echo();
-    let gw = TestGateway::kong(&svc(&up, "", "  - {name: r, paths: [/keep], preserve_host: true, strip_path: false}\n"));
+    let gw = TestGateway::kong(&svc(
+        &up,
+        "",
+        "  - {name: r, paths: [/keep], preserve_host: true, strip_path: false}\n",
+    ));
     let r = gw.send("GET", "/keep/x", &[("Host", "Client.Example:81")], b"");
     assert_eq!(r.status, 200);
     assert_eq!(up.last().target, "/keep/x");
@@ -110,11 +135,19 @@ fn serviceless_route_is_503() {
 #[test]
 fn dead_upstream_is_502_with_json_after_retries() {
     let port = dead_port();
-    let gw = TestGateway::kong(&format!("_format_version: '3.0'\nservices:\n- name: s\n  url: http://127.0.0.1:{port}\n  retries: 2\n  routes: [{{name: r, paths: [/]}}]\n"));
+    let gw = TestGateway::kong(&format!(
+        "_format_version: '3.0'\nservices:\n- name: s\n  url: http://127.0.0.1:{port}\n  retries: 2\n  routes: [{{name: r, paths: [/]}}]\n"
+    ));
     let r = gw.get("/x");
     assert_eq!(r.status, 502);
-    assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
-    assert_eq!(r.json()["message"], "An invalid response was received from the upstream server");
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/json; charset=utf-8")
+    );
+    assert_eq!(
+        r.json()["message"],
+        "An invalid response was received from the upstream server"
+    );
 }
 
 #[test]
@@ -127,7 +160,9 @@ fn silent_upstream_is_504() {
             held.push(s);
         }
     });
-    let gw = TestGateway::kong(&format!("_format_version: '3.0'\nservices:\n- name: s\n  url: http://{addr}\n  read_timeout: 200\n  routes: [{{name: r, paths: [/]}}]\n"));
+    let gw = TestGateway::kong(&format!(
+        "_format_version: '3.0'\nservices:\n- name: s\n  url: http://{addr}\n  read_timeout: 200\n  routes: [{{name: r, paths: [/]}}]\n"
+    ));
     let t = std::time::Instant::now();
     let r = gw.get("/slow");
     assert_eq!(r.status, 504);
@@ -161,9 +196,17 @@ upstreams:
     for _ in 0..9 {
         assert_eq!(gw.get("/x").status, 200);
     }
-    assert!(a.count() >= 3 && b.count() >= 3, "a={} b={}", a.count(), b.count());
+    assert!(
+        a.count() >= 3 && b.count() >= 3,
+        "a={} b={}",
+        a.count(),
+        b.count()
+    );
     assert_eq!(a.count() + b.count(), 9);
-    assert_eq!(a.last().headers["host"], format!("pool.internal:{}", a.addr().port()));
+    assert_eq!(
+        a.last().headers["host"],
+        format!("pool.internal:{}", a.addr().port())
+    );
     assert_eq!(a.last().target, "/base/x");
 }
 
@@ -185,9 +228,15 @@ fn request_termination_variants() {
 ",
     ));
     let r = gw.get("/maint");
-    assert_eq!((r.status, r.json()), (503, serde_json::json!({"message": "Service unavailable"})));
+    assert_eq!(
+        (r.status, r.json()),
+        (503, serde_json::json!({"message": "Service unavailable"}))
+    );
     let r = gw.get("/body");
-    assert_eq!((r.status, r.text().as_str(), r.header("content-type")), (200, "plain text", Some("text/plain")));
+    assert_eq!(
+        (r.status, r.text().as_str(), r.header("content-type")),
+        (200, "plain text", Some("text/plain"))
+    );
     assert_eq!(gw.get("/trig").status, 200, "no trigger: proxied");
     assert_eq!(gw.send("GET", "/trig", &[("X-Stop", "1")], b"").status, 403);
     assert_eq!(gw.get("/trig?x-stop").json()["message"], "stop");
@@ -197,8 +246,9 @@ fn request_termination_variants() {
 #[test]
 fn global_and_service_plugins_resolve_most_specific() {
     let up = Upstream::echo();
-    let gw = TestGateway::kong(&format!(
-        "_format_version: '3.0'
+    let gw = TestGateway::kong(
+        &format!(
+            "_format_version: '3.0'
 plugins:
 - {{name: request-termination, config: {{status_code: 410, message: global}}}}
 services:
@@ -214,9 +264,10 @@ routes:
 - {{name: other, paths: [/other], service: s2}}
 - {{name: free, paths: [/free]}}
 ",
-        up.addr()
-    )
-    .replace("service: s2", "service: s"));
+            up.addr()
+        )
+        .replace("service: s2", "service: s"),
+    );
     assert_eq!(gw.get("/plain").json()["message"], "service");
     assert_eq!(gw.get("/own").json()["message"], "route");
     assert_eq!(gw.get("/other").json()["message"], "service");
@@ -232,9 +283,14 @@ fn large_bodies_stream_both_ways() {
         for mut s in listener.incoming().flatten() {
             std::thread::spawn(move || {
                 let mut r = std::io::BufReader::new(s.try_clone().unwrap());
-                let Some(uploaded) = count_uploaded(&mut r) else { return };
+                let Some(uploaded) = count_uploaded(&mut r) else {
+                    return;
+                };
                 let body = vec![b'z'; 8 << 20];
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-got: {uploaded}\r\n\r\n", body.len());
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nx-got: {uploaded}\r\n\r\n",
+                    body.len()
+                );
                 let _ = s.write_all(head.as_bytes());
                 let _ = s.write_all(&body);
             });
@@ -258,7 +314,9 @@ fn large_bodies_stream_both_ways() {
         std::io::Read::read_exact(r, &mut buf).ok()?;
         Some(buf.iter().filter(|b| **b == b'u').count())
     }
-    let gw = TestGateway::kong(&format!("_format_version: '3.0'\nservices:\n- name: s\n  url: http://{addr}\n  routes: [{{name: r, paths: [/]}}]\n"));
+    let gw = TestGateway::kong(&format!(
+        "_format_version: '3.0'\nservices:\n- name: s\n  url: http://{addr}\n  routes: [{{name: r, paths: [/]}}]\n"
+    ));
     let upload = vec![b'u'; 6 << 20];
     let r = gw.send("POST", "/up", &[], &upload);
     assert_eq!(r.status, 200);

@@ -6,7 +6,16 @@ mod common;
 use common::*;
 
 /// (routes as YAML flow mappings, request method, host, path, extra headers, winning route)
-const PRECEDENCE: &[(&[&str], &str, &str, &str, &[(&str, &str)], &str)] = &[
+type Row = (
+    &'static [&'static str],
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
+
+const PRECEDENCE: &[Row] = &[
     // Longest plain prefix wins.
     (
         &[

@@ -9,8 +9,8 @@
 //!   load reports every broken entity at once.
 
 use std::cell::RefCell;
-use std::rc::Rc;
 use std::fmt;
+use std::rc::Rc;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
@@ -35,7 +35,12 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError { span: None, path: Path::root(), message: msg.to_string(), warning: false }
+        DeError {
+            span: None,
+            path: Path::root(),
+            message: msg.to_string(),
+            warning: false,
+        }
     }
 }
 
@@ -70,11 +75,19 @@ thread_local! {
 
 /// Deserialises `T` from a node. The returned problems hold both errors and warnings; the
 /// value is `None` only when the node itself could not become a `T`.
-pub fn from_node<T: de::DeserializeOwned>(node: &Node, dialect: Dialect) -> (Option<T>, Vec<DeError>) {
+pub fn from_node<T: de::DeserializeOwned>(
+    node: &Node,
+    dialect: Dialect,
+) -> (Option<T>, Vec<DeError>) {
     let sink = Sink::default();
     let outer = CONTEXT.with(|c| c.borrow_mut().replace((dialect, sink.clone())));
     let root = Path::root();
-    let result = T::deserialize(NodeDe { node, path: &root, dialect, sink: &sink });
+    let result = T::deserialize(NodeDe {
+        node,
+        path: &root,
+        dialect,
+        sink: &sink,
+    });
     CONTEXT.with(|c| *c.borrow_mut() = outer);
     let mut problems = sink.take();
     match result {
@@ -141,7 +154,10 @@ impl<T> Default for Entities<T> {
 impl<T> Entities<T> {
     /// Entries that loaded, with their index in the file.
     pub fn iter(&self) -> impl Iterator<Item = (usize, &T)> {
-        self.0.iter().enumerate().filter_map(|(i, t)| t.as_ref().map(|t| (i, t)))
+        self.0
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.as_ref().map(|t| (i, t)))
     }
     pub fn len(&self) -> usize {
         self.0.len()
@@ -155,20 +171,34 @@ impl<'de, T: de::DeserializeOwned> de::Deserialize<'de> for Entities<T> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let list = Captured::deserialize(d)?;
         let Some((dialect, sink)) = CONTEXT.with(|c| c.borrow().clone()) else {
-            return Err(de::Error::custom("an entity list needs the config deserializer"));
+            return Err(de::Error::custom(
+                "an entity list needs the config deserializer",
+            ));
         };
         let items = match &list.node.value {
             Value::Seq(items) => items.as_slice(),
             _ if list.node.is_null() => &[],
-            _ => return Err(de::Error::custom(format!("expected a list, found {}", kind(&list.node)))),
+            _ => {
+                return Err(de::Error::custom(format!(
+                    "expected a list, found {}",
+                    kind(&list.node)
+                )));
+            }
         };
         let out = items
             .iter()
             .enumerate()
             .map(|(i, node)| {
                 let path = list.path.index(i);
-                let de = NodeDe { node, path: &path, dialect, sink: &sink };
-                T::deserialize(de).map_err(|e| sink.borrow_mut().push(e.at(node, &path))).ok()
+                let de = NodeDe {
+                    node,
+                    path: &path,
+                    dialect,
+                    sink: &sink,
+                };
+                T::deserialize(de)
+                    .map_err(|e| sink.borrow_mut().push(e.at(node, &path)))
+                    .ok()
             })
             .collect();
         Ok(Entities(out))
@@ -193,7 +223,12 @@ struct NodeDe<'a> {
 
 impl<'a> NodeDe<'a> {
     fn err(&self, msg: impl Into<String>) -> DeError {
-        DeError { span: Some(self.node.span), path: self.path.clone(), message: msg.into(), warning: false }
+        DeError {
+            span: Some(self.node.span),
+            path: self.path.clone(),
+            message: msg.into(),
+            warning: false,
+        }
     }
 
     fn scalar(&self) -> Option<&'a Scalar> {
@@ -212,18 +247,26 @@ impl<'a> NodeDe<'a> {
     }
 
     fn int<T: TryFrom<i128>>(&self, what: &str) -> Result<T, DeError> {
-        let s = self.scalar().filter(|s| !s.is_null()).ok_or_else(|| self.err(format!("expected {what}, found {}", self.kind())))?;
+        let s = self
+            .scalar()
+            .filter(|s| !s.is_null())
+            .ok_or_else(|| self.err(format!("expected {what}, found {}", self.kind())))?;
         let t = s.text.trim();
         let v: Option<i128> = if self.lenient(s) {
             t.parse::<i128>().ok().or_else(|| {
                 // Generated files write large integers in exponent form (`1.2096e+06`).
-                t.parse::<f64>().ok().filter(|f| f.fract() == 0.0 && f.abs() < 1e30).map(|f| f as i128)
+                t.parse::<f64>()
+                    .ok()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 1e30)
+                    .map(|f| f as i128)
             })
         } else {
             None
         };
         match v {
-            Some(v) => T::try_from(v).map_err(|_| self.err(format!("{t} is out of range for {what}"))),
+            Some(v) => {
+                T::try_from(v).map_err(|_| self.err(format!("{t} is out of range for {what}")))
+            }
             None => Err(self.err(format!("expected {what}, found `{}`", s.text))),
         }
     }
@@ -251,7 +294,12 @@ impl<'a> Child<'a> {
     where
         'a: 'b,
     {
-        NodeDe { node: self.node, path: &self.path, dialect: self.dialect, sink: self.sink }
+        NodeDe {
+            node: self.node,
+            path: &self.path,
+            dialect: self.dialect,
+            sink: self.sink,
+        }
     }
 }
 
@@ -294,10 +342,13 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         let b = match self.scalar() {
             Some(s) if self.lenient(s) && s.text.eq_ignore_ascii_case("true") => true,
             Some(s) if self.lenient(s) && s.text.eq_ignore_ascii_case("false") => false,
-            Some(s) if !s.is_null() => return Err(self.err(format!("expected true or false, found `{}`", s.text))),
+            Some(s) if !s.is_null() => {
+                return Err(self.err(format!("expected true or false, found `{}`", s.text)));
+            }
             _ => return Err(self.err(format!("expected true or false, found {}", self.kind()))),
         };
-        v.visit_bool(b).map_err(|e: DeError| e.at(self.node, self.path))
+        v.visit_bool(b)
+            .map_err(|e: DeError| e.at(self.node, self.path))
     }
 
     int_method!(deserialize_i8, visit_i8, i8, "an integer");
@@ -316,10 +367,15 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     fn deserialize_f64<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         match self.scalar() {
             Some(s) if !s.is_null() && self.lenient(s) => match s.text.trim().parse::<f64>() {
-                Ok(f) if f.is_finite() => v.visit_f64(f).map_err(|e: DeError| e.at(self.node, self.path)),
+                Ok(f) if f.is_finite() => v
+                    .visit_f64(f)
+                    .map_err(|e: DeError| e.at(self.node, self.path)),
                 _ => Err(self.err(format!("expected a number, found `{}`", s.text))),
             },
-            Some(s) if !s.is_null() => Err(self.err(format!("expected a number, found the string \"{}\"", s.text))),
+            Some(s) if !s.is_null() => Err(self.err(format!(
+                "expected a number, found the string \"{}\"",
+                s.text
+            ))),
             _ => Err(self.err(format!("expected a number, found {}", self.kind()))),
         }
     }
@@ -330,7 +386,9 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
 
     fn deserialize_str<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         match self.scalar() {
-            Some(s) if !s.is_null() => v.visit_str(&s.text).map_err(|e: DeError| e.at(self.node, self.path)),
+            Some(s) if !s.is_null() => v
+                .visit_str(&s.text)
+                .map_err(|e: DeError| e.at(self.node, self.path)),
             _ => Err(self.err(format!("expected a string, found {}", self.kind()))),
         }
     }
@@ -349,21 +407,31 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
 
     fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         if self.node.is_null() {
-            v.visit_none().map_err(|e: DeError| e.at(self.node, self.path))
+            v.visit_none()
+                .map_err(|e: DeError| e.at(self.node, self.path))
         } else {
             v.visit_some(self)
         }
     }
 
     fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
-        v.visit_unit().map_err(|e: DeError| e.at(self.node, self.path))
+        v.visit_unit()
+            .map_err(|e: DeError| e.at(self.node, self.path))
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _: &'static str, v: V) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        v: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_unit(v)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, name: &'static str, v: V) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        v: V,
+    ) -> Result<V::Value, DeError> {
         match name {
             CAPTURE => {
                 CAPTURED.with(|c| *c.borrow_mut() = Some((self.node.clone(), self.path.clone())));
@@ -375,11 +443,21 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
 
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         match &self.node.value {
-            Value::Seq(items) => v.visit_seq(Seq { items: items.iter(), index: 0, parent: self }).map_err(|e: DeError| e.at(self.node, self.path)),
+            Value::Seq(items) => v
+                .visit_seq(Seq {
+                    items: items.iter(),
+                    index: 0,
+                    parent: self,
+                })
+                .map_err(|e: DeError| e.at(self.node, self.path)),
             // An Ocelot single value where a list is expected is the list of that value,
             // as `"UpstreamHttpMethod": "Get"` binds in .NET.
             Value::Scalar(s) if self.dialect == Dialect::Ocelot && !s.is_null() => {
-                v.visit_seq(Seq { items: std::slice::from_ref(self.node).iter(), index: 0, parent: self })
+                v.visit_seq(Seq {
+                    items: std::slice::from_ref(self.node).iter(),
+                    index: 0,
+                    parent: self,
+                })
             }
             _ => Err(self.err(format!("expected a list, found {}", self.kind()))),
         }
@@ -389,40 +467,79 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         self.deserialize_seq(v)
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _: &'static str, _: usize, v: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        _: usize,
+        v: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(v)
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Map(entries) => v
-                .visit_map(Map { entries: entries.iter(), fields: None, pending: None, parent: self })
+                .visit_map(Map {
+                    entries: entries.iter(),
+                    fields: None,
+                    pending: None,
+                    parent: self,
+                })
                 .map_err(|e: DeError| e.at(self.node, self.path)),
             _ => Err(self.err(format!("expected a mapping, found {}", self.kind()))),
         }
     }
 
-    fn deserialize_struct<V: Visitor<'de>>(self, name: &'static str, fields: &'static [&'static str], v: V) -> Result<V::Value, DeError> {
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        name: &'static str,
+        fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Map(entries) => v
-                .visit_map(Map { entries: entries.iter(), fields: Some((name, fields)), pending: None, parent: self })
+                .visit_map(Map {
+                    entries: entries.iter(),
+                    fields: Some((name, fields)),
+                    pending: None,
+                    parent: self,
+                })
                 .map_err(|e: DeError| e.at(self.node, self.path)),
             _ => Err(self.err(format!("expected a mapping, found {}", self.kind()))),
         }
     }
 
-    fn deserialize_enum<V: Visitor<'de>>(self, _: &'static str, variants: &'static [&'static str], v: V) -> Result<V::Value, DeError> {
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _: &'static str,
+        variants: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, DeError> {
         match self.scalar() {
             Some(s) if !s.is_null() => {
                 let name = if self.dialect == Dialect::Ocelot {
-                    variants.iter().find(|x| x.eq_ignore_ascii_case(&s.text)).copied().unwrap_or(&s.text)
+                    variants
+                        .iter()
+                        .find(|x| x.eq_ignore_ascii_case(&s.text))
+                        .copied()
+                        .unwrap_or(&s.text)
                 } else {
                     &s.text
                 };
                 let r: Result<V::Value, DeError> = v.visit_enum(name.into_deserializer());
-                r.map_err(|_| self.err(format!("`{}` is not one of: {}", s.text, variants.join(", "))))
+                r.map_err(|_| {
+                    self.err(format!(
+                        "`{}` is not one of: {}",
+                        s.text,
+                        variants.join(", ")
+                    ))
+                })
             }
-            _ => Err(self.err(format!("expected one of {}, found {}", variants.join(", "), self.kind()))),
+            _ => Err(self.err(format!(
+                "expected one of {}, found {}",
+                variants.join(", "),
+                self.kind()
+            ))),
         }
     }
 
@@ -444,9 +561,19 @@ struct Seq<'a, I> {
 impl<'de, 'a, I: Iterator<Item = &'a Node>> de::SeqAccess<'de> for Seq<'a, I> {
     type Error = DeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
-        let Some(node) = self.items.next() else { return Ok(None) };
-        let child = Child { node, path: self.parent.path.index(self.index), dialect: self.parent.dialect, sink: self.parent.sink };
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
+        let Some(node) = self.items.next() else {
+            return Ok(None);
+        };
+        let child = Child {
+            node,
+            path: self.parent.path.index(self.index),
+            dialect: self.parent.dialect,
+            sink: self.parent.sink,
+        };
         self.index += 1;
         seed.deserialize(child.de()).map(Some)
     }
@@ -466,13 +593,23 @@ struct Map<'a, I> {
 impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for Map<'a, I> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         loop {
-            let Some((k, v)) = self.entries.next() else { return Ok(None) };
+            let Some((k, v)) = self.entries.next() else {
+                return Ok(None);
+            };
             let key = k.as_str().unwrap_or_default();
             let Some((_, fields)) = self.fields else {
                 self.pending = Some((v, self.parent.path.key(key)));
-                let kd = Child { node: k, path: self.parent.path.key(key), dialect: self.parent.dialect, sink: self.parent.sink };
+                let kd = Child {
+                    node: k,
+                    path: self.parent.path.key(key),
+                    dialect: self.parent.dialect,
+                    sink: self.parent.sink,
+                };
                 return seed.deserialize(kd.de()).map(Some);
             };
             let canonical = match self.parent.dialect {
@@ -482,7 +619,9 @@ impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for Map<'
             match canonical {
                 Some(name) => {
                     self.pending = Some((v, self.parent.path.key(*name)));
-                    return seed.deserialize(IntoDeserializer::<DeError>::into_deserializer(*name)).map(Some);
+                    return seed
+                        .deserialize(IntoDeserializer::<DeError>::into_deserializer(*name))
+                        .map(Some);
                 }
                 None if self.parent.dialect == Dialect::Kong && key.starts_with('_') => continue,
                 None => {
@@ -495,7 +634,12 @@ impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for Map<'
                         Dialect::Kong => (format!("unknown field `{key}`{hint}"), false),
                         Dialect::Ocelot => (format!("unknown key `{key}` is ignored{hint}"), true),
                     };
-                    self.parent.sink.borrow_mut().push(DeError { span: Some(k.span), path, message, warning });
+                    self.parent.sink.borrow_mut().push(DeError {
+                        span: Some(k.span),
+                        path,
+                        message,
+                        warning,
+                    });
                 }
             }
         }
@@ -503,7 +647,12 @@ impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for Map<'
 
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, DeError> {
         let (node, path) = self.pending.take().expect("value after key");
-        let child = Child { node, path, dialect: self.parent.dialect, sink: self.parent.sink };
+        let child = Child {
+            node,
+            path,
+            dialect: self.parent.dialect,
+            sink: self.parent.sink,
+        };
         seed.deserialize(child.de())
     }
 }
@@ -530,7 +679,9 @@ mod tests {
 
     #[test]
     fn ocelot_keys_are_case_insensitive_and_strings_convert() {
-        let n = parse_jsonc(r#"{"routes": [{"upstreamPathTemplate": "/a", "port": "80", "Typo": 1}]}"#).unwrap();
+        let n =
+            parse_jsonc(r#"{"routes": [{"upstreamPathTemplate": "/a", "port": "80", "Typo": 1}]}"#)
+                .unwrap();
         let (f, problems) = from_node::<File>(&n, Dialect::Ocelot);
         let f = f.unwrap();
         let (_, r) = f.routes.iter().next().unwrap();
@@ -547,9 +698,18 @@ mod tests {
         let f = f.unwrap();
         assert_eq!(f.routes.0.len(), 3);
         assert!(f.routes.0[1].is_some());
-        let msgs: Vec<String> = problems.iter().map(|p| format!("{}:{}: {}", p.path, p.span.unwrap().line, p.message)).collect();
+        let msgs: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}:{}: {}", p.path, p.span.unwrap().line, p.message))
+            .collect();
         assert_eq!(msgs.len(), 2, "{msgs:?}");
-        assert!(msgs[0].starts_with("Routes[0].Port:2: expected a non-negative integer"), "{msgs:?}");
-        assert!(msgs[1].starts_with("Routes[2]:4: missing field `UpstreamPathTemplate`"), "{msgs:?}");
+        assert!(
+            msgs[0].starts_with("Routes[0].Port:2: expected a non-negative integer"),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs[1].starts_with("Routes[2]:4: missing field `UpstreamPathTemplate`"),
+            "{msgs:?}"
+        );
     }
 }

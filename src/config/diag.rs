@@ -114,7 +114,13 @@ pub struct Diagnostics {
 }
 
 impl Diagnostics {
-    pub fn push(&mut self, severity: Severity, file: &SourceFile, path: &Path, msg: impl Into<String>) {
+    pub fn push(
+        &mut self,
+        severity: Severity,
+        file: &SourceFile,
+        path: &Path,
+        msg: impl Into<String>,
+    ) {
         let span = file.span_of(path);
         self.items.push(Diagnostic {
             severity,
@@ -150,7 +156,9 @@ impl Diagnostics {
         self.items.iter().filter(|d| d.severity == Severity::Error)
     }
     pub fn warnings(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.items.iter().filter(|d| d.severity == Severity::Warning)
+        self.items
+            .iter()
+            .filter(|d| d.severity == Severity::Warning)
     }
 }
 
@@ -187,14 +195,27 @@ mod tests {
 
     #[test]
     fn nearest_suggests_close_keys() {
-        let known = ["DownstreamHostAndPorts", "DownstreamPathTemplate", "UpstreamPathTemplate"];
-        assert_eq!(nearest("DownstreamStreamHostAndPorts", known), Some("DownstreamHostAndPorts"));
+        let known = [
+            "DownstreamHostAndPorts",
+            "DownstreamPathTemplate",
+            "UpstreamPathTemplate",
+        ];
+        assert_eq!(
+            nearest("DownstreamStreamHostAndPorts", known),
+            Some("DownstreamHostAndPorts")
+        );
         assert_eq!(nearest("Zebra", known), None);
     }
 
     #[test]
     fn path_renders_like_users_write_it() {
-        let p = Path::root().key("services").index(0).key("routes").index(1).key("paths").index(0);
+        let p = Path::root()
+            .key("services")
+            .index(0)
+            .key("routes")
+            .index(1)
+            .key("paths")
+            .index(0);
         assert_eq!(p.to_string(), "services[0].routes[1].paths[0]");
     }
 }

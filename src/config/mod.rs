@@ -7,5 +7,5 @@ pub mod diag;
 pub mod kong;
 pub mod loader;
 pub mod model;
-pub mod ocelot;
 pub mod node;
+pub mod ocelot;

@@ -42,7 +42,13 @@ pub struct Node {
 
 impl Node {
     pub fn null(span: Span) -> Node {
-        Node { span, value: Value::Scalar(Scalar { text: "null".into(), plain: true }) }
+        Node {
+            span,
+            value: Value::Scalar(Scalar {
+                text: "null".into(),
+                plain: true,
+            }),
+        }
     }
 
     pub fn is_null(&self) -> bool {
@@ -62,7 +68,11 @@ impl Node {
                 .iter()
                 .find(|(k, _)| {
                     k.as_str().is_some_and(|k| {
-                        if case_insensitive { k.eq_ignore_ascii_case(key) } else { k == key }
+                        if case_insensitive {
+                            k.eq_ignore_ascii_case(key)
+                        } else {
+                            k == key
+                        }
                     })
                 })
                 .map(|(_, v)| v),
@@ -91,7 +101,9 @@ impl Node {
                     .unwrap_or_else(|_| serde_json::Value::String(t.to_string())),
             },
             Value::Scalar(s) => serde_json::Value::String(s.text.clone()),
-            Value::Seq(items) => serde_json::Value::Array(items.iter().map(Node::to_json).collect()),
+            Value::Seq(items) => {
+                serde_json::Value::Array(items.iter().map(Node::to_json).collect())
+            }
             Value::Map(entries) => serde_json::Value::Object(
                 entries
                     .iter()
@@ -135,60 +147,71 @@ pub fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
         }
     }
 
-    let finish = |node: Node, stack: &mut Vec<Frame>, root: &mut Option<Node>| match stack.last_mut() {
-        None => {
-            if root.is_none() {
-                *root = Some(node);
+    let finish =
+        |node: Node, stack: &mut Vec<Frame>, root: &mut Option<Node>| match stack.last_mut() {
+            None => {
+                if root.is_none() {
+                    *root = Some(node);
+                }
             }
-        }
-        Some(Frame::Seq(_, _, items)) => items.push(node),
-        Some(Frame::Map(_, _, entries, pending)) => match pending.take() {
-            None => *pending = Some(node),
-            Some(key) => {
-                if key.as_str() == Some("<<") {
-                    // Merge key: the aliased mappings' entries come in unless already set.
-                    let sources = match node.value {
-                        Value::Map(_) => vec![node],
-                        Value::Seq(items) => items,
-                        Value::Scalar(_) => vec![],
-                    };
-                    for src in sources {
-                        if let Value::Map(src_entries) = src.value {
-                            for (k, v) in src_entries {
-                                if !entries.iter().any(|(ek, _)| ek.as_str() == k.as_str()) {
-                                    entries.push((k, v));
+            Some(Frame::Seq(_, _, items)) => items.push(node),
+            Some(Frame::Map(_, _, entries, pending)) => match pending.take() {
+                None => *pending = Some(node),
+                Some(key) => {
+                    if key.as_str() == Some("<<") {
+                        // Merge key: the aliased mappings' entries come in unless already set.
+                        let sources = match node.value {
+                            Value::Map(_) => vec![node],
+                            Value::Seq(items) => items,
+                            Value::Scalar(_) => vec![],
+                        };
+                        for src in sources {
+                            if let Value::Map(src_entries) = src.value {
+                                for (k, v) in src_entries {
+                                    if !entries.iter().any(|(ek, _)| ek.as_str() == k.as_str()) {
+                                        entries.push((k, v));
+                                    }
                                 }
                             }
                         }
+                    } else {
+                        entries.push((key, node));
                     }
-                } else {
-                    entries.push((key, node));
                 }
-            }
-        },
-    };
+            },
+        };
 
     let mut docs = 0;
     for item in Parser::new_from_str(text) {
         let (event, span) = item.map_err(|e| SyntaxError {
-            span: Span { line: e.marker().line() as u32, col: e.marker().col() as u32 + 1 },
+            span: Span {
+                line: e.marker().line() as u32,
+                col: e.marker().col() as u32 + 1,
+            },
             message: e.info().to_string(),
         })?;
-        let at = Span { line: span.start.line() as u32, col: span.start.col() as u32 + 1 };
+        let at = Span {
+            line: span.start.line() as u32,
+            col: span.start.col() as u32 + 1,
+        };
         match event {
             Event::DocumentStart(_) => {
                 docs += 1;
                 if docs > 1 {
                     return Err(SyntaxError {
                         span: at,
-                        message: "more than one YAML document in the file; keep one per file".into(),
+                        message: "more than one YAML document in the file; keep one per file"
+                            .into(),
                     });
                 }
             }
             Event::Scalar(value, style, anchor, _tag) => {
                 let node = Node {
                     span: at,
-                    value: Value::Scalar(Scalar { text: value.into_owned(), plain: style == ScalarStyle::Plain }),
+                    value: Value::Scalar(Scalar {
+                        text: value.into_owned(),
+                        plain: style == ScalarStyle::Plain,
+                    }),
                 };
                 if anchor > 0 {
                     anchors.insert(anchor, node.clone());
@@ -214,8 +237,20 @@ pub fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
             Event::MappingStart(anchor, _) => stack.push(Frame::Map(at, anchor, Vec::new(), None)),
             Event::SequenceEnd | Event::MappingEnd => {
                 let (node, anchor) = match stack.pop() {
-                    Some(Frame::Seq(span, anchor, items)) => (Node { span, value: Value::Seq(items) }, anchor),
-                    Some(Frame::Map(span, anchor, entries, _)) => (Node { span, value: Value::Map(entries) }, anchor),
+                    Some(Frame::Seq(span, anchor, items)) => (
+                        Node {
+                            span,
+                            value: Value::Seq(items),
+                        },
+                        anchor,
+                    ),
+                    Some(Frame::Map(span, anchor, entries, _)) => (
+                        Node {
+                            span,
+                            value: Value::Map(entries),
+                        },
+                        anchor,
+                    ),
                     None => continue,
                 };
                 if anchor > 0 {
@@ -234,13 +269,19 @@ pub fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
 fn check_duplicate_keys(node: &Node, case_insensitive: bool) -> Result<(), SyntaxError> {
     match &node.value {
         Value::Scalar(_) => Ok(()),
-        Value::Seq(items) => items.iter().try_for_each(|n| check_duplicate_keys(n, case_insensitive)),
+        Value::Seq(items) => items
+            .iter()
+            .try_for_each(|n| check_duplicate_keys(n, case_insensitive)),
         Value::Map(entries) => {
             for (i, (k, v)) in entries.iter().enumerate() {
                 if let Some(name) = k.as_str() {
                     let dup = entries[..i].iter().any(|(pk, _)| {
                         pk.as_str().is_some_and(|p| {
-                            if case_insensitive { p.eq_ignore_ascii_case(name) } else { p == name }
+                            if case_insensitive {
+                                p.eq_ignore_ascii_case(name)
+                            } else {
+                                p == name
+                            }
                         })
                     });
                     if dup {
@@ -263,7 +304,13 @@ fn check_duplicate_keys(node: &Node, case_insensitive: bool) -> Result<(), Synta
 /// trailing commas, a byte-order mark. Keys that differ only in case are duplicates, because
 /// .NET configuration keys are case-insensitive.
 pub fn parse_jsonc(text: &str) -> Result<Node, SyntaxError> {
-    let mut p = JsonParser { src: text.strip_prefix('\u{feff}').unwrap_or(text).as_bytes(), pos: 0, line: 1, line_start: 0, depth: 0 };
+    let mut p = JsonParser {
+        src: text.strip_prefix('\u{feff}').unwrap_or(text).as_bytes(),
+        pos: 0,
+        line: 1,
+        line_start: 0,
+        depth: 0,
+    };
     p.skip_ws()?;
     let node = p.value()?;
     p.skip_ws()?;
@@ -285,12 +332,20 @@ struct JsonParser<'a> {
 impl JsonParser<'_> {
     fn span(&self) -> Span {
         // Columns count characters, not bytes, so that non-ASCII comments do not shift them.
-        let col = String::from_utf8_lossy(&self.src[self.line_start..self.pos]).chars().count();
-        Span { line: self.line, col: col as u32 + 1 }
+        let col = String::from_utf8_lossy(&self.src[self.line_start..self.pos])
+            .chars()
+            .count();
+        Span {
+            line: self.line,
+            col: col as u32 + 1,
+        }
     }
 
     fn err(&self, msg: impl Into<String>) -> SyntaxError {
-        SyntaxError { span: self.span(), message: msg.into() }
+        SyntaxError {
+            span: self.span(),
+            message: msg.into(),
+        }
     }
 
     fn bump(&mut self) -> Option<u8> {
@@ -347,7 +402,13 @@ impl JsonParser<'_> {
             None => Err(self.err("unexpected end of file: a value is missing")),
             Some(b'{') => self.nested(|p| p.object(span)),
             Some(b'[') => self.nested(|p| p.array(span)),
-            Some(b'"') => Ok(Node { span, value: Value::Scalar(Scalar { text: self.string()?, plain: false }) }),
+            Some(b'"') => Ok(Node {
+                span,
+                value: Value::Scalar(Scalar {
+                    text: self.string()?,
+                    plain: false,
+                }),
+            }),
             Some(c) if c == b'-' || c.is_ascii_alphanumeric() || c == b'.' => {
                 let start = self.pos;
                 while let Some(c) = self.peek() {
@@ -361,15 +422,29 @@ impl JsonParser<'_> {
                 let ok = matches!(text, "true" | "false" | "null") || text.parse::<f64>().is_ok();
                 if !ok {
                     self.pos = start;
-                    return Err(SyntaxError { span, message: format!("`{text}` is not a JSON value (strings need double quotes)") });
+                    return Err(SyntaxError {
+                        span,
+                        message: format!(
+                            "`{text}` is not a JSON value (strings need double quotes)"
+                        ),
+                    });
                 }
-                Ok(Node { span, value: Value::Scalar(Scalar { text: text.to_string(), plain: true }) })
+                Ok(Node {
+                    span,
+                    value: Value::Scalar(Scalar {
+                        text: text.to_string(),
+                        plain: true,
+                    }),
+                })
             }
             Some(c) => Err(self.err(format!("unexpected character `{}`", c as char))),
         }
     }
 
-    fn nested(&mut self, f: impl FnOnce(&mut Self) -> Result<Node, SyntaxError>) -> Result<Node, SyntaxError> {
+    fn nested(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<Node, SyntaxError>,
+    ) -> Result<Node, SyntaxError> {
         self.depth += 1;
         if self.depth > 128 {
             return Err(self.err("nesting deeper than 128 levels"));
@@ -387,11 +462,21 @@ impl JsonParser<'_> {
             match self.peek() {
                 Some(b'}') => {
                     self.bump();
-                    return Ok(Node { span, value: Value::Map(entries) });
+                    return Ok(Node {
+                        span,
+                        value: Value::Map(entries),
+                    });
                 }
                 Some(b'"') => {}
-                None => return Err(self.err("unexpected end of file inside an object: `}` is missing")),
-                Some(c) => return Err(self.err(format!("expected a quoted key or `}}`, found `{}`", c as char))),
+                None => {
+                    return Err(self.err("unexpected end of file inside an object: `}` is missing"));
+                }
+                Some(c) => {
+                    return Err(self.err(format!(
+                        "expected a quoted key or `}}`, found `{}`",
+                        c as char
+                    )));
+                }
             }
             let kspan = self.span();
             let key = self.string()?;
@@ -402,15 +487,28 @@ impl JsonParser<'_> {
             self.bump();
             self.skip_ws()?;
             let value = self.value()?;
-            entries.push((Node { span: kspan, value: Value::Scalar(Scalar { text: key, plain: false }) }, value));
+            entries.push((
+                Node {
+                    span: kspan,
+                    value: Value::Scalar(Scalar {
+                        text: key,
+                        plain: false,
+                    }),
+                },
+                value,
+            ));
             self.skip_ws()?;
             match self.peek() {
                 Some(b',') => {
                     self.bump();
                 }
                 Some(b'}') => {}
-                None => return Err(self.err("unexpected end of file inside an object: `}` is missing")),
-                Some(c) => return Err(self.err(format!("expected `,` or `}}`, found `{}`", c as char))),
+                None => {
+                    return Err(self.err("unexpected end of file inside an object: `}` is missing"));
+                }
+                Some(c) => {
+                    return Err(self.err(format!("expected `,` or `}}`, found `{}`", c as char)));
+                }
             }
         }
     }
@@ -422,7 +520,10 @@ impl JsonParser<'_> {
             self.skip_ws()?;
             if self.peek() == Some(b']') {
                 self.bump();
-                return Ok(Node { span, value: Value::Seq(items) });
+                return Ok(Node {
+                    span,
+                    value: Value::Seq(items),
+                });
             }
             items.push(self.value()?);
             self.skip_ws()?;
@@ -431,8 +532,12 @@ impl JsonParser<'_> {
                     self.bump();
                 }
                 Some(b']') => {}
-                None => return Err(self.err("unexpected end of file inside an array: `]` is missing")),
-                Some(c) => return Err(self.err(format!("expected `,` or `]`, found `{}`", c as char))),
+                None => {
+                    return Err(self.err("unexpected end of file inside an array: `]` is missing"));
+                }
+                Some(c) => {
+                    return Err(self.err(format!("expected `,` or `]`, found `{}`", c as char)));
+                }
             }
         }
     }
@@ -460,7 +565,8 @@ impl JsonParser<'_> {
                             self.bump();
                             self.bump();
                             let lo = self.hex4()?;
-                            cp = 0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF);
+                            cp =
+                                0x10000 + ((cp - 0xD800) << 10) + (lo.wrapping_sub(0xDC00) & 0x3FF);
                         }
                         let ch = char::from_u32(cp).unwrap_or('\u{fffd}');
                         out.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes());
@@ -476,7 +582,10 @@ impl JsonParser<'_> {
     fn hex4(&mut self) -> Result<u32, SyntaxError> {
         let mut v = 0;
         for _ in 0..4 {
-            let d = self.bump().and_then(|c| (c as char).to_digit(16)).ok_or_else(|| self.err("invalid \\u escape"))?;
+            let d = self
+                .bump()
+                .and_then(|c| (c as char).to_digit(16))
+                .ok_or_else(|| self.err("invalid \\u escape"))?;
             v = v * 16 + d;
         }
         Ok(v)
@@ -489,8 +598,12 @@ mod tests {
 
     #[test]
     fn jsonc_accepts_comments_and_trailing_commas() {
-        let n = parse_jsonc("{\n // a comment\n \"A\": [1, 2,], /* b */ \"B\": \"x\"//,\n,}").unwrap();
-        assert_eq!(n.get("a", true).unwrap().index(1).unwrap().as_str(), Some("2"));
+        let n =
+            parse_jsonc("{\n // a comment\n \"A\": [1, 2,], /* b */ \"B\": \"x\"//,\n,}").unwrap();
+        assert_eq!(
+            n.get("a", true).unwrap().index(1).unwrap().as_str(),
+            Some("2")
+        );
         assert_eq!(n.get("B", false).unwrap().span, Span { line: 3, col: 29 });
     }
 

@@ -158,13 +158,18 @@ const CATALOG: &[(&str, i32, bool)] = &[
 ];
 
 pub fn catalog(name: &str) -> Option<PluginInfo> {
-    CATALOG.iter().find(|(n, _, _)| *n == name).map(|&(_, priority, served)| PluginInfo { priority, served })
+    CATALOG
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|&(_, priority, served)| PluginInfo { priority, served })
 }
 
 /// Checks a plugin's `config` against its schema: `(path inside config, message)` per problem.
 pub fn validate(name: &str, config: &Node) -> Vec<(Path, String)> {
     match name {
-        "request-termination" => request_termination::Config::parse(config).err().unwrap_or_default(),
+        "request-termination" => request_termination::Config::parse(config)
+            .err()
+            .unwrap_or_default(),
         _ => Vec::new(),
     }
 }
@@ -172,7 +177,9 @@ pub fn validate(name: &str, config: &Node) -> Vec<(Path, String)> {
 /// Builds a served plugin from its validated config. `None` for plugins not built yet.
 pub fn build(name: &str, config: &Node) -> Option<Arc<dyn Plugin>> {
     match name {
-        "request-termination" => request_termination::Config::parse(config).ok().map(|c| Arc::new(request_termination::RequestTermination::new(c)) as Arc<dyn Plugin>),
+        "request-termination" => request_termination::Config::parse(config)
+            .ok()
+            .map(|c| Arc::new(request_termination::RequestTermination::new(c)) as Arc<dyn Plugin>),
         _ => None,
     }
 }
@@ -192,15 +199,24 @@ impl<'a> Fields<'a> {
                 for (k, _) in entries {
                     let key = k.as_str().unwrap_or_default();
                     if !known.contains(&key) {
-                        let hint = crate::config::diag::nearest(key, known.iter().copied()).map(|n| format!("; did you mean `{n}`?")).unwrap_or_default();
-                        errors.push((Path::root().key(key), format!("unknown field `{key}`{hint}")));
+                        let hint = crate::config::diag::nearest(key, known.iter().copied())
+                            .map(|n| format!("; did you mean `{n}`?"))
+                            .unwrap_or_default();
+                        errors.push((
+                            Path::root().key(key),
+                            format!("unknown field `{key}`{hint}"),
+                        ));
                     }
                 }
             }
             _ if node.is_null() => {}
             _ => errors.push((Path::root(), "expected a mapping".into())),
         }
-        Fields { node, known, errors }
+        Fields {
+            node,
+            known,
+            errors,
+        }
     }
 
     fn get(&self, key: &str) -> Option<&'a Node> {
@@ -211,9 +227,12 @@ impl<'a> Fields<'a> {
     pub fn string(&mut self, key: &str) -> Option<String> {
         let n = self.get(key)?;
         match n.as_str() {
-            Some(s) if matches!(n.value, crate::config::node::Value::Scalar(_)) => Some(s.to_string()),
+            Some(s) if matches!(n.value, crate::config::node::Value::Scalar(_)) => {
+                Some(s.to_string())
+            }
             _ => {
-                self.errors.push((Path::root().key(key), "expected a string".into()));
+                self.errors
+                    .push((Path::root().key(key), "expected a string".into()));
                 None
             }
         }
@@ -225,22 +244,38 @@ impl<'a> Fields<'a> {
             Some("true") => true,
             Some("false") => false,
             Some(other) => {
-                self.errors.push((Path::root().key(key), format!("expected a boolean, found `{other}`")));
+                self.errors.push((
+                    Path::root().key(key),
+                    format!("expected a boolean, found `{other}`"),
+                ));
                 default
             }
         }
     }
 
     pub fn integer(&mut self, key: &str, default: i64, min: i64, max: i64) -> i64 {
-        let Some(text) = self.get(key).and_then(|n| n.as_str()) else { return default };
-        match text.parse::<i64>().ok().or_else(|| text.parse::<f64>().ok().filter(|f| f.fract() == 0.0).map(|f| f as i64)) {
+        let Some(text) = self.get(key).and_then(|n| n.as_str()) else {
+            return default;
+        };
+        match text.parse::<i64>().ok().or_else(|| {
+            text.parse::<f64>()
+                .ok()
+                .filter(|f| f.fract() == 0.0)
+                .map(|f| f as i64)
+        }) {
             Some(v) if (min..=max).contains(&v) => v,
             Some(v) => {
-                self.errors.push((Path::root().key(key), format!("value should be between {min} and {max}, found {v}")));
+                self.errors.push((
+                    Path::root().key(key),
+                    format!("value should be between {min} and {max}, found {v}"),
+                ));
                 default
             }
             None => {
-                self.errors.push((Path::root().key(key), format!("expected an integer, found `{text}`")));
+                self.errors.push((
+                    Path::root().key(key),
+                    format!("expected an integer, found `{text}`"),
+                ));
                 default
             }
         }
@@ -251,6 +286,10 @@ impl<'a> Fields<'a> {
     }
 
     pub fn finish<T>(self, value: T) -> Result<T, Vec<(Path, String)>> {
-        if self.errors.is_empty() { Ok(value) } else { Err(self.errors) }
+        if self.errors.is_empty() {
+            Ok(value)
+        } else {
+            Err(self.errors)
+        }
     }
 }

@@ -19,7 +19,14 @@ pub struct Config {
     pub trigger: Option<String>,
 }
 
-const FIELDS: &[&str] = &["status_code", "message", "body", "content_type", "echo", "trigger"];
+const FIELDS: &[&str] = &[
+    "status_code",
+    "message",
+    "body",
+    "content_type",
+    "echo",
+    "trigger",
+];
 
 impl Config {
     pub fn parse(node: &Node) -> Result<Config, Vec<(Path, String)>> {
@@ -31,7 +38,10 @@ impl Config {
         let echo = f.boolean("echo", false);
         let trigger = f.string("trigger");
         if message.is_some() && (body.is_some() || content_type.is_some()) {
-            f.error("message", "message cannot be used with content_type or body");
+            f.error(
+                "message",
+                "message cannot be used with content_type or body",
+            );
         }
         if content_type.is_some() && body.is_none() {
             f.error("content_type", "content_type requires a body");
@@ -39,8 +49,16 @@ impl Config {
         if echo && (body.is_some() || content_type.is_some()) {
             f.error("echo", "echo cannot be used with content_type and body");
         }
-        let status_code = StatusCode::from_u16(status as u16).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        f.finish(Config { status_code, message, body, content_type, echo, trigger })
+        let status_code =
+            StatusCode::from_u16(status as u16).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        f.finish(Config {
+            status_code,
+            message,
+            body,
+            content_type,
+            echo,
+            trigger,
+        })
     }
 }
 
@@ -56,14 +74,27 @@ impl RequestTermination {
         let (fixed_body, fixed_type) = match (&config.body, &config.message) {
             (Some(body), _) => (
                 bytes::Bytes::from(body.clone()),
-                config.content_type.as_deref().and_then(|c| HeaderValue::from_str(c).ok()).unwrap_or(HeaderValue::from_static("text/plain; charset=utf-8")),
+                config
+                    .content_type
+                    .as_deref()
+                    .and_then(|c| HeaderValue::from_str(c).ok())
+                    .unwrap_or(HeaderValue::from_static("text/plain; charset=utf-8")),
             ),
             (None, message) => {
-                let message = message.clone().unwrap_or_else(|| default_message(config.status_code).to_string());
-                (bytes::Bytes::from(serde_json::json!({ "message": message }).to_string()), HeaderValue::from_static(respond::JSON))
+                let message = message
+                    .clone()
+                    .unwrap_or_else(|| default_message(config.status_code).to_string());
+                (
+                    bytes::Bytes::from(serde_json::json!({ "message": message }).to_string()),
+                    HeaderValue::from_static(respond::JSON),
+                )
             }
         };
-        RequestTermination { config, fixed_body, fixed_type }
+        RequestTermination {
+            config,
+            fixed_body,
+            fixed_type,
+        }
     }
 }
 
@@ -103,14 +134,27 @@ impl Plugin for RequestTermination {
     fn access(&self, ctx: &mut Ctx, req: &mut RequestView<'_>) -> Flow {
         if let Some(trigger) = &self.config.trigger {
             let in_headers = req.headers.contains_key(trigger.as_str());
-            let in_query = req.query.is_some_and(|q| q.split('&').any(|kv| kv.split('=').next() == Some(trigger.as_str())));
+            let in_query = req.query.is_some_and(|q| {
+                q.split('&')
+                    .any(|kv| kv.split('=').next() == Some(trigger.as_str()))
+            });
             if !in_headers && !in_query {
                 return Flow::Continue;
             }
         }
         if self.config.echo {
-            let headers: serde_json::Map<String, serde_json::Value> =
-                req.headers.iter().map(|(k, v)| (k.as_str().to_string(), serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()))).collect();
+            let headers: serde_json::Map<String, serde_json::Value> = req
+                .headers
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.as_str().to_string(),
+                        serde_json::Value::String(
+                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                        ),
+                    )
+                })
+                .collect();
             let query: serde_json::Map<String, serde_json::Value> = req
                 .query
                 .unwrap_or_default()
@@ -137,7 +181,8 @@ impl Plugin for RequestTermination {
             return Flow::Respond(respond::json_value(self.config.status_code, &body));
         }
         let mut resp = respond::bytes(self.config.status_code, self.fixed_body.clone());
-        resp.headers_mut().insert(header::CONTENT_TYPE, self.fixed_type.clone());
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, self.fixed_type.clone());
         Flow::Respond(resp)
     }
 }
@@ -151,10 +196,21 @@ mod tests {
     fn schema_rules() {
         let ok = Config::parse(&parse_yaml("status_code: 418\nmessage: teapot").unwrap()).unwrap();
         assert_eq!(ok.status_code.as_u16(), 418);
-        let errs = Config::parse(&parse_yaml("status_code: 700\nmessage: x\nbody: y\nstatuscode: 1").unwrap()).unwrap_err();
+        let errs = Config::parse(
+            &parse_yaml("status_code: 700\nmessage: x\nbody: y\nstatuscode: 1").unwrap(),
+        )
+        .unwrap_err();
         let text: Vec<String> = errs.iter().map(|(p, m)| format!("{p}: {m}")).collect();
         assert_eq!(text.len(), 3, "{text:?}");
-        assert!(text.iter().any(|t| t.contains("did you mean `status_code`")), "{text:?}");
-        assert!(text.iter().any(|t| t.starts_with("status_code: value should be between 100 and 599")), "{text:?}");
+        assert!(
+            text.iter()
+                .any(|t| t.contains("did you mean `status_code`")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("status_code: value should be between 100 and 599")),
+            "{text:?}"
+        );
     }
 }

@@ -32,7 +32,8 @@ impl Conn {
             local,
             tls,
             local_port_header: HeaderValue::from(local.port()),
-            peer_ip: HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(HeaderValue::from_static("unknown")),
+            peer_ip: HeaderValue::from_str(&peer.ip().to_string())
+                .unwrap_or(HeaderValue::from_static("unknown")),
         }
     }
     pub fn scheme(&self) -> &'static str {

@@ -17,11 +17,15 @@ pub fn bytes(status: StatusCode, body: Bytes) -> Response {
 
 pub fn json_value(status: StatusCode, value: &serde_json::Value) -> Response {
     let mut r = bytes(status, Bytes::from(value.to_string()));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));
     r
 }
 
 /// A gateway error: the message, and the request id to find it in the logs.
 pub fn error(status: StatusCode, message: &str, request_id: &str) -> Response {
-    json_value(status, &serde_json::json!({ "message": message, "request_id": request_id }))
+    json_value(
+        status,
+        &serde_json::json!({ "message": message, "request_id": request_id }),
+    )
 }

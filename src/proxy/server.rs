@@ -29,8 +29,12 @@ pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 
 /// Binds every address once per worker. Port 0 is resolved by the first bind, so all the
 /// workers share the one port the kernel picked.
-pub fn bind_all(addrs: &[SocketAddr], workers: usize) -> std::io::Result<(Vec<SocketAddr>, Vec<Vec<std::net::TcpListener>>)> {
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> = (0..workers).map(|_| Vec::new()).collect();
+pub fn bind_all(
+    addrs: &[SocketAddr],
+    workers: usize,
+) -> std::io::Result<(Vec<SocketAddr>, Vec<Vec<std::net::TcpListener>>)> {
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+        (0..workers).map(|_| Vec::new()).collect();
     let mut bound = Vec::new();
     for addr in addrs {
         let first = bind_reuseport(*addr)?;
@@ -45,7 +49,10 @@ pub fn bind_all(addrs: &[SocketAddr], workers: usize) -> std::io::Result<(Vec<So
 }
 
 /// Starts the worker threads; they serve until the process exits.
-pub fn spawn_workers(gateway: Arc<Gateway>, listeners: Vec<Vec<std::net::TcpListener>>) -> Vec<std::thread::JoinHandle<()>> {
+pub fn spawn_workers(
+    gateway: Arc<Gateway>,
+    listeners: Vec<Vec<std::net::TcpListener>>,
+) -> Vec<std::thread::JoinHandle<()>> {
     listeners
         .into_iter()
         .enumerate()
@@ -54,7 +61,10 @@ pub fn spawn_workers(gateway: Arc<Gateway>, listeners: Vec<Vec<std::net::TcpList
             std::thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .spawn(move || {
-                    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("worker runtime");
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("worker runtime");
                     rt.block_on(async move {
                         let mut tasks = Vec::new();
                         for l in ls {
@@ -95,8 +105,14 @@ async fn accept_loop(gw: Arc<Gateway>, listener: tokio::net::TcpListener) {
                 async move { Ok::<_, Infallible>(handler::handle(snap, &conn, req).await) }
             });
             let mut builder = http1::Builder::new();
-            builder.timer(TokioTimer::new()).keep_alive(true).max_buf_size(256 * 1024);
-            let _ = builder.serve_connection(TokioIo::new(stream), service).with_upgrades().await;
+            builder
+                .timer(TokioTimer::new())
+                .keep_alive(true)
+                .max_buf_size(256 * 1024);
+            let _ = builder
+                .serve_connection(TokioIo::new(stream), service)
+                .with_upgrades()
+                .await;
         });
     }
 }

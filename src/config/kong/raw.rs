@@ -69,7 +69,9 @@ impl RawRef {
     pub fn key(&self) -> Option<&str> {
         match self {
             RawRef::Key(k) => Some(k),
-            RawRef::Object { id, name, username } => id.as_deref().or(name.as_deref()).or(username.as_deref()),
+            RawRef::Object { id, name, username } => {
+                id.as_deref().or(name.as_deref()).or(username.as_deref())
+            }
         }
     }
 }
@@ -156,7 +158,10 @@ impl<'de> Deserialize<'de> for StringOrList {
             fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<StringOrList, E> {
                 Ok(StringOrList(vec![v.to_string()]))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<StringOrList, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<StringOrList, A::Error> {
                 let mut out = Vec::new();
                 while let Some(s) = seq.next_element::<String>()? {
                     out.push(s);
@@ -275,7 +280,11 @@ pub struct RawCertificate {
 #[serde(untagged)]
 pub enum RawSniOrName {
     Name(String),
-    Sni { id: Option<String>, name: String, tags: Option<Vec<String>> },
+    Sni {
+        id: Option<String>,
+        name: String,
+        tags: Option<Vec<String>>,
+    },
 }
 
 #[derive(Deserialize, Debug, Default)]
