@@ -41,6 +41,7 @@ GEN_CPU = "0"
 MIB = 1024 * 1024
 
 ARGS = None
+NPROC = "?"
 BENCH = None          # scratch directory
 STARTED = []          # every Popen we started (servers and clients)
 LOG_T0 = time.time()
@@ -174,6 +175,22 @@ def mem_kib(pids):
         except OSError:
             pass
     return rss, pss
+
+
+def established_to(port):
+    """Number of ESTABLISHED TCP sockets whose local port is `port` (server side)."""
+    n = 0
+    for fn in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(fn) as f:
+                next(f)
+                for line in f:
+                    p = line.split()
+                    if p[3] == "01" and int(p[1].rsplit(":", 1)[1], 16) == port:
+                        n += 1
+        except OSError:
+            pass
+    return n
 
 
 def wait_until(fn, timeout, interval=0.02):
@@ -411,15 +428,16 @@ class Server:
 
     def _wait_ready(self, timeout, check, logpath):
         t0 = time.time()
-
-        def ok():
-            if self.proc.poll() is not None:
-                raise StopIteration
-            return check()
-        try:
-            good = wait_until(ok, timeout)
-        except StopIteration:
-            good = False
+        good = False
+        deadline = t0 + timeout
+        while time.time() < deadline and self.proc.poll() is None:
+            try:
+                if check():
+                    good = True
+                    break
+            except Exception:
+                pass
+            time.sleep(0.02)
         if not good:
             why = "exited (code %s)" % self.proc.returncode if self.proc.poll() is not None \
                 else "not ready after %ds" % timeout
@@ -577,8 +595,43 @@ def run_client(argv, timeout, during=None, during_interval=0.5):
     return b"".join(out_chunks).decode("utf-8", "replace"), wall, gen
 
 
+QUIET = {"budget": 60.0, "runs": 0, "busy_runs": 0, "max_busy": 0.0, "waited": 0.0}
+
+
+def cpu_busy_pct(interval=0.25):
+    """Machine-wide CPU busy % (all CPUs) over `interval` seconds, from /proc/stat."""
+    def snap():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+        return sum(v), v[3] + v[4]
+    t0, i0 = snap()
+    time.sleep(interval)
+    t1, i1 = snap()
+    return 100.0 * ((t1 - t0) - (i1 - i0)) / (t1 - t0) if t1 > t0 else 0.0
+
+
+def wait_quiet(limit=10.0):
+    """Before each measured run, check that nothing else keeps the machine busy
+    (another build or test run disturbs the figures).  Waits for quiet up to
+    15 s per run and 60 s over the whole benchmark, then goes on and counts
+    the run as disturbed."""
+    QUIET["runs"] += 1
+    busy = cpu_busy_pct()
+    if busy > limit:
+        t0 = time.time()
+        while busy > limit and time.time() - t0 < 15 and QUIET["waited"] + time.time() - t0 < QUIET["budget"]:
+            busy = cpu_busy_pct(0.5)
+        QUIET["waited"] += time.time() - t0
+        if busy > limit:
+            QUIET["busy_runs"] += 1
+            log("warning: the machine is %.0f%% busy with other work before this run" % busy)
+    QUIET["max_busy"] = max(QUIET["max_busy"], busy)
+    return busy
+
+
 def wrk(port, path, conns, duration, cpu_pids, up_pids=(), during=None, during_interval=0.5):
     url = "http://127.0.0.1:%d%s" % (port, path)
+    busy = wait_quiet()
     t0 = cpu_ticks(cpu_pids)
     u0 = cpu_ticks(up_pids)
     out, wall, gen = run_client(["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration, "--latency",
@@ -588,6 +641,7 @@ def wrk(port, path, conns, duration, cpu_pids, up_pids=(), during=None, during_i
     du = cpu_ticks(up_pids) - u0
     r = parse_wrk(out)
     r["gen_cpu"] = gen
+    r["bg_busy"] = busy
     n = r.get("requests", 0)
     if n:
         r["cpu_us"] = dt * 1e6 / CLK_TCK / n
@@ -611,12 +665,13 @@ def h2load_fixed_rate(port, path, rate, duration, cpu_pids, clients=49, warm=1.0
         pass
     n = int(rate * (duration + warm))
     url = "http://127.0.0.1:%d%s" % (port, path)
+    busy = wait_quiet()
     t0 = cpu_ticks(cpu_pids)
     out, wall, gen = run_client(["h2load", "--h1", "-t1", "-c%d" % clients, "-r1", "--rate-period", "1ms",
                                  "--rps", "%.4f" % (rate / clients), "-n%d" % n, "--log-file", logf, url],
                                 timeout=3 * (duration + warm) + 20)
     dt = cpu_ticks(cpu_pids) - t0
-    r = {"gen_cpu": gen}
+    r = {"gen_cpu": gen, "bg_busy": busy}
     m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
                   r"(\d+) errored, (\d+) timeout", out)
     if not m:
@@ -713,9 +768,13 @@ class Harness:
             return
         b = self.args.switchyard
         if os.path.isfile(b) and os.access(b, os.X_OK):
+            self.snapshot_binary(b)
             return
         cargo_toml = os.path.join(REPO, "Cargo.toml")
-        if self.args.no_build:
+        default = os.path.join(REPO, "target", "release", "switchyard")
+        if os.path.abspath(b) != default:
+            self.sy_status = "not built (%s not found)" % b
+        elif self.args.no_build:
             self.sy_status = "not built (%s missing; --no-build given)" % b
         elif not os.path.isfile(cargo_toml):
             self.sy_status = "not built (%s missing and no Cargo.toml in %s)" % (b, REPO)
@@ -735,6 +794,19 @@ class Harness:
                     tail(os.path.join(BENCH, "cargo-build.log"), 3), 150)
         if self.sy_status:
             log("switchyard: " + self.sy_status)
+        else:
+            self.snapshot_binary(b)
+
+    def snapshot_binary(self, b):
+        """Run a private copy, so that a rebuild during the benchmark cannot
+        mix two builds in one table."""
+        import hashlib
+        dst = os.path.join(BENCH, "switchyard")
+        shutil.copy2(b, dst)
+        with open(dst, "rb") as f:
+            self.sy_sha = hashlib.sha256(f.read()).hexdigest()[:12]
+        self.sy_mtime = os.path.getmtime(dst)
+        self.sy.binary = dst
 
     def sy_usable(self):
         return "switchyard" in self.proxies and self.sy_status is None
@@ -768,15 +840,24 @@ class Harness:
         if self.sy_main_note is None or self.sy_main_note == "kong+ocelot":
             ok = self.sy.start("main", {"kong.yaml": kong_main_yaml(99), "ocelot.json": ocelot_json(100)})
             if ok:
-                self.sy_main_note = "kong+ocelot"
-                return True
-            err1 = self.sy.error
-            log("switchyard did not start with kong.yaml + ocelot.json (%s); retrying with 200 Kong routes" % err1)
+                # does it serve the Ocelot routes, or only accept the file?
+                try:
+                    st, body = http_get(PORT_SY, "/o99/1k", 5)
+                except Exception as e:
+                    st, body = type(e).__name__, b""
+                if st == 200 and len(body) == 1024:
+                    self.sy_main_note = "kong+ocelot"
+                    return True
+                err1 = "it started but does not serve the Ocelot routes: GET /o99/1k answered %s" % st
+                self.sy.stop()
+            else:
+                err1 = self.sy.error
+            log("switchyard with kong.yaml + ocelot.json: %s; retrying with 200 Kong routes" % err1)
             ok = self.sy.start("main-kong", {"kong.yaml": kong_main_yaml(199)})
             if ok:
                 self.sy_main_note = "kong-only"
-                self.notes.append("switchyard refused the Ocelot file (%s); its main figures use 200 Kong "
-                                  "routes instead (/k0../k198 + '/')." % err1)
+                self.notes.append("switchyard with 100 Kong + 100 Ocelot routes: %s. Its main figures use "
+                                  "200 Kong routes instead." % err1)
                 return True
             self.sy_main_note = "failed"
             self.sy_status = self.sy.error
@@ -787,7 +868,7 @@ class Harness:
             self.sy_status = self.sy.error
         return ok
 
-    def verify(self, targets, paths):
+    def verify(self, targets, paths, fatal=True):
         """Check every target answers 200 with the expected body size; drop the broken ones."""
         sizes = {"/": 5, "/1k": 1024, "/1m": MIB}
         good = []
@@ -808,7 +889,7 @@ class Harness:
             if bad:
                 log("%s: sanity check failed: %s" % (t[0], bad))
                 self.notes.append("%s failed the sanity check (%s) and was skipped in that section." % (t[0], bad))
-                if t[0] == "switchyard":
+                if t[0] == "switchyard" and fatal:
                     self.sy_status = "failed sanity check: " + bad
             else:
                 good.append(t)
@@ -836,8 +917,8 @@ class Harness:
         for tname, conns in (("c50", 50), ("c256", 256)):
             for r in range(a.runs):
                 for label, port, srv in targets:
-                    if srv is None and conns != 50:
-                        continue
+                    if srv is None and (conns != 50 or r > 0):
+                        continue   # the baseline: c50 only, one run
                     log("rps %s run %d/%d: %s" % (tname, r + 1, a.runs, label))
                     cpu_pids = (srv or self.up).pids()
                     up_pids = self.up.pids() if srv else ()
@@ -849,11 +930,15 @@ class Harness:
     def sec_latency(self):
         a = self.args
         targets = self.verify(self.ensure_main(self.proxies), ["/"])
+        if not a.no_baseline:
+            targets.append(("upstream alone (no proxy)", PORT_UP, self.up))
         self.warm(targets)
         res = {}
         for rate in a.rates:
             for r in range(a.runs):
                 for label, port, srv in targets:
+                    if srv is self.up and r > 0:
+                        continue   # the baseline: one run
                     log("latency %d req/s run %d/%d: %s" % (rate, r + 1, a.runs, label))
                     x = h2load_fixed_rate(port, "/", rate, a.duration, srv.pids())
                     res.setdefault(label, {}).setdefault(str(rate), []).append(x)
@@ -918,6 +1003,11 @@ class Harness:
                 time.sleep(1.0)
                 m["conns_rss"], m["conns_pss"] = mem_kib(srv.pids())
                 m["conns_open"] = opened
+                m["conns_held"] = held = established_to(port)
+                if held < opened * 0.95:
+                    self.notes.append("%s: of %d idle connections opened only %d were still open when memory "
+                                      "was read (it closes idle connections early); the per-connection figure "
+                                      "is understated." % (label, opened, held))
                 if opened:
                     m["per_conn_rss"] = (m["conns_rss"] - m["idle_rss"]) / opened
                     m["per_conn_pss"] = (m["conns_pss"] - m["idle_pss"]) / opened
@@ -980,7 +1070,7 @@ class Harness:
                 else:
                     res.setdefault("switchyard", {}).setdefault(n, {})["error"] = self.sy.error
                     log("switchyard: " + str(self.sy.error))
-            targets = self.verify(targets, [first, last]) if targets else []
+            targets = self.verify(targets, [first, last], fatal=False) if targets else []
             self.warm(targets, last)
             raw = {}
             for r in range(a.runs):
@@ -999,37 +1089,60 @@ class Harness:
     def sec_reload(self):
         a = self.args
         n = a.reload_routes
-        res = {}
+        rows = []
         self.haproxy.stop()
         last = scale_path(n - 1)
-        new_path = "/rnew"
+        how_write = "rewritten in place" if a.reload_inplace else "replaced (rename)"
         if self.sy_usable():
             log("reload: switchyard with %d routes" % n)
             routes = [("r%04d" % i, scale_path(i)) for i in range(n)]
+            self.sy.stop()   # fresh process and config dir
             if self.sy.start("scale-%d" % n, {"kong.yaml": kong_yaml(routes)}, probe=last, timeout=180):
-                routes2 = routes + [("rnew", new_path)]
                 target = os.path.join(self.sy.config_dir, "kong.yaml")
+                routes2 = routes + [("rnew", "/rnew")]
+                routes3 = routes2 + [("radmin", "/radmin")]
 
-                def do_write():
+                def write_watch():
                     write_file(target, kong_yaml(routes2), atomic=not a.reload_inplace)
-                res["switchyard"] = self.reload_run(PORT_SY, self.sy, last, new_path, do_write)
-                res["switchyard"]["routes"] = n
-                # the next user of this config dir must not see the extra route
+
+                r = self.reload_run(PORT_SY, self.sy, last, "/rnew", write_watch)
+                r.update(proxy="switchyard", how="kong.yaml %s; automatic reload (file watcher)" % how_write)
+                rows.append(r)
+                post = {}
+
+                def write_post():
+                    write_file(target, kong_yaml(routes3), atomic=not a.reload_inplace)
+                    t0 = time.time()
+                    try:
+                        post["status"] = http_get(PORT_SY_ADMIN, "/reload", a.reload_timeout, "POST")[0]
+                    except Exception as e:
+                        post["status"] = type(e).__name__
+                    post["s"] = time.time() - t0
+
+                if self.sy.running():
+                    log("reload: switchyard, POST /reload")
+                    r = self.reload_run(PORT_SY, self.sy, last, "/radmin", write_post)
+                    r.update(proxy="switchyard", how="kong.yaml %s, then `POST /reload` on the admin listener "
+                             "(answered %s after %s)" % (how_write, post.get("status"),
+                                                          "%.3f s" % post["s"] if "s" in post else "—"))
+                    rows.append(r)
+                # the next user of this config dir must not see the extra routes
                 self.sy.stop()
             else:
-                res["switchyard"] = {"error": self.sy.error}
+                rows.append({"proxy": "switchyard", "how": "", "error": self.sy.error})
         if "nginx" in self.proxies and not a.no_nginx_scaling:
             log("reload: nginx with %d locations" % n)
             if self.nginx.start("scale-%d" % n, nginx_scale_conf(n), probe=last):
-                def do_write_nginx():
-                    write_file(self.nginx.conf_path(), nginx_scale_conf(n, [new_path]), atomic=True)
+                def write_nginx():
+                    write_file(self.nginx.conf_path(), nginx_scale_conf(n, ["/rnew"]), atomic=True)
                     os.kill(self.nginx.master_pid(), signal.SIGHUP)
-                res["nginx"] = self.reload_run(PORT_NGINX, self.nginx, last, new_path, do_write_nginx)
-                res["nginx"]["routes"] = n
+                r = self.reload_run(PORT_NGINX, self.nginx, last, "/rnew", write_nginx)
+                r.update(proxy="nginx", how="nginx.conf replaced (rename), then SIGHUP to the master")
+                rows.append(r)
                 self.nginx.stop()
             else:
-                res["nginx"] = {"error": self.nginx.error}
-        self.results["reload"] = res
+                rows.append({"proxy": "nginx", "how": "", "error": self.nginx.error})
+        self.results["reload"] = rows
 
     def reload_run(self, port, srv, path, new_path, do_write):
         a = self.args
@@ -1055,21 +1168,21 @@ class Harness:
                 return type(e).__name__
 
         def during():
-            # called from run_client's loop every 0.05 s: do the write, then
-            # poll tightly (every 5 ms) until the new route answers 200.
+            # called from run_client's loop every 0.05 s while wrk runs: at
+            # write_at seconds into the load, write the config, then poll every
+            # 5 ms until the new route answers 200 (bounded by reload_timeout;
+            # wrk prints only when it ends, so its pipe cannot fill meanwhile).
             now = time.time()
-            if state["written"] is None and now - t_start >= write_at:
+            if state["t_start"] is None:
+                state["t_start"] = now
+            if state["written"] is None and now - state["t_start"] >= write_at:
                 state["written"] = time.time()
                 do_write()
-                return_poll()
-            elif state["written"] is not None and state["seen"] is None:
-                return_poll()
+                poll_until_seen()
 
-        def return_poll():
+        def poll_until_seen():
             deadline = state["written"] + a.reload_timeout
-            # poll in a bounded burst (<= 0.5 s per call so wrk's output keeps being drained)
-            burst_end = min(time.time() + 0.5, deadline)
-            while time.time() < burst_end:
+            while state["seen"] is None and time.time() < deadline:
                 s = poll_once()
                 state["polls"] += 1
                 state["last_status"] = s
@@ -1078,14 +1191,12 @@ class Harness:
                     return
                 time.sleep(0.005)
 
-        t_start = time.time()
+        state["t_start"] = None
         x = wrk(port, path, 50, dur, srv.pids(), during=during, during_interval=0.05)
-        # if the route has not appeared during wrk's run, keep polling (bounded)
-        if state["written"] is None:
+        if state["written"] is None:   # wrk ended early: still measure the reload (no load)
             state["written"] = time.time()
             do_write()
-        while state["seen"] is None and time.time() < state["written"] + a.reload_timeout:
-            return_poll()
+            poll_until_seen()
         r["wrk"] = x
         r["polls"] = state["polls"]
         r["last_status"] = state["last_status"]
@@ -1168,9 +1279,11 @@ def render(h, meta):
         meta["nproc"], meta["cpu"], meta["mem"], meta["kernel"]))
     L.append("- Tools: %s" % meta["versions"])
     L.append("- switchyard: %s" % meta["switchyard"])
-    L.append("- Mode: %d run(s) × %d s per figure, medians; scaling runs %d s; proxies interleaved; "
+    L.append("- Mode: %d run(s) × %d s per figure, medians%s; proxies interleaved; "
              "proxy + upstream pinned to CPU %s, load generator to CPU %s; one worker per proxy. "
-             "Command: `%s`" % (a.runs, a.duration, a.scaling_duration, PROXY_CPU, GEN_CPU, meta["cmd"]))
+             "Command: `%s`" % (a.runs, a.duration,
+                                "; route-scaling runs %d s" % a.scaling_duration if "scaling" in R else "",
+                                PROXY_CPU, GEN_CPU, meta["cmd"]))
     L.append("- (×) = ratio to nginx measured in this same run. Higher is better for RPS, req/s and MiB/s; "
              "lower is better for everything else.")
     L.append("")
@@ -1279,7 +1392,7 @@ def render(h, meta):
                  "requesting the first and the last")
         L.append("")
         L.append("| proxy | routes | RPS first | RPS last | CPU µs/req first | CPU µs/req last | p99 last | "
-                 "RSS (PSS) after load | start → ready | errors |")
+                 "RSS / PSS after load | start → ready | errors |")
         L.append("|---|---|---|---|---|---|---|---|---|---|")
         d = R["scaling"]
         for n in a.route_counts:
@@ -1294,9 +1407,9 @@ def render(h, meta):
                 isref = label == "nginx"
                 f, l = s.get("first", {}), s.get("last", {})
                 rf_f, rf_l = rfd.get("first", {}), rfd.get("last", {})
-                mem = "%s (%s)" % (fmt_mib(s.get("rss")), fmt_mib(s.get("pss")))
+                mem = "%s / %s" % (fmt_mib(s.get("rss")), fmt_mib(s.get("pss")))
                 if not isref and rfd.get("pss") and s.get("pss"):
-                    mem += ratio(s["pss"], rfd["pss"])
+                    mem += " (PSS %.2f×)" % (s["pss"] / rfd["pss"])
                 e = errs_cell({k: f.get(k, 0) + l.get(k, 0) for k in ("non2xx", "socket_errors")})
                 L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                     label, "{:,}".format(n),
@@ -1312,28 +1425,30 @@ def render(h, meta):
         L.append("")
 
     if "reload" in R:
-        L.append("## Reload under load — wrk -t1 -c50 on the last of %s routes; a config that adds `/rnew` "
-                 "is written; time until `/rnew` answers 200 (polled every 5 ms)" % "{:,}".format(a.reload_routes))
+        L.append("## Reload under load — wrk -t1 -c50 on the last of %s routes; a config that adds one route "
+                 "is written; time from the write until the new route answers 200 (polled every 5 ms)"
+                 % "{:,}".format(a.reload_routes))
         L.append("")
         L.append("| proxy | how | write → new route 200 | wrk RPS during run | non-2xx | socket errors |")
         L.append("|---|---|---|---|---|---|")
-        d = R["reload"]
-        rf = d.get("nginx", {})
-        how = {"switchyard": "file %s in config dir (watcher)" % ("rewritten in place" if a.reload_inplace
-                                                                 else "replaced (rename)"),
-               "nginx": "config replaced + SIGHUP"}
-        for label in order(d):
-            s = d[label]
+        rows = R["reload"]
+        rf = next((x for x in rows if x.get("proxy") == "nginx" and "error" not in x), {})
+        for s in sorted(rows, key=lambda x: ALL_PROXIES.index(x["proxy"]) if x["proxy"] in ALL_PROXIES else 9):
+            label = s["proxy"]
             if "error" in s:
-                L.append("| %s | | %s | | | |" % (label, s["error"]))
+                L.append("| %s | %s | %s | | | |" % (label, s.get("how", ""), s["error"]))
                 continue
             isref = label == "nginx"
             w = s.get("wrk", {})
             rl = s.get("reload_s")
-            rcell = ("%.3f s" % rl + (ratio(rl, rf.get("reload_s")) if not isref else "")) if rl is not None \
-                else "not within %d s (last answer: %s)" % (a.reload_timeout, s.get("last_status"))
+            if s.get("before_status") == 200:
+                rcell = "invalid: the new route answered 200 before the write"
+            elif rl is not None:
+                rcell = "%.3f s" % rl + (ratio(rl, rf.get("reload_s")) if not isref else "")
+            else:
+                rcell = "**not within %d s** (last answer: %s)" % (a.reload_timeout, s.get("last_status"))
             L.append("| %s | %s | %s | %s | %s | %s |" % (
-                label, how.get(label, ""), rcell,
+                label, s.get("how", ""), rcell,
                 cell(w.get("rps"), rf.get("wrk", {}).get("rps"), fmt_rps, isref),
                 w.get("non2xx", "—"), w.get("socket_errors", "—")))
         for label, why in missing:
@@ -1380,12 +1495,14 @@ def machine_meta(h):
             sy = h.sy_status
         else:
             b = h.args.switchyard
-            mt = datetime.datetime.fromtimestamp(os.path.getmtime(b)).strftime("%Y-%m-%d %H:%M")
+            mt = datetime.datetime.fromtimestamp(h.sy_mtime).strftime("%Y-%m-%d %H:%M")
             rev = cmd(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
             if not re.fullmatch(r"[0-9a-f]{4,40}", rev or ""):
                 rev = "no commit"
             dirty = cmd(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"])
-            sy = "`%s` (built %s; repo HEAD %s%s)" % (b, mt, rev, ", uncommitted changes" if dirty else "")
+            sy = "`%s` (built %s, sha256 %s…; repo HEAD %s%s)" % (
+                os.path.relpath(b, REPO) if b.startswith(REPO) else b, mt, h.sy_sha, rev,
+                ", uncommitted changes in the work tree" if dirty else "")
     notes = []
     if h.sy_main_note == "kong+ocelot":
         notes.append("switchyard's main figures (throughput, latency, bodies, memory) use a realistic table of "
@@ -1393,21 +1510,44 @@ def machine_meta(h):
                      "requests match and which has the lowest priority) + 100 Ocelot routes (/o0/{everything}…). "
                      "nginx and HAProxy use their single-route configs from shared/bench/README.md.")
     elif h.sy_main_note == "kong-only":
-        notes.append("switchyard's main figures use 200 Kong routes (/k0…/k198 + catch-all `/`), "
-                     "because it did not start with the Ocelot file.")
-    notes.append("CPU µs/req = Δ(utime+stime) of all the proxy's processes (threads included) from "
-                 "/proc/PID/stat, in ticks of 1/%d s, ÷ requests completed in that run. 'upstream CPU µs/req' "
-                 "is the same for the upstream nginx: higher than in nginx's row means the proxy makes the "
-                 "upstream work harder (e.g. fewer reused connections)." % CLK_TCK)
-    notes.append("Fixed-rate latency: wrk2 is not packaged in Debian; h2load paces each of its 49 connections "
-                 "with --rps and starts them 1 ms apart so that sends spread evenly. Latency is measured from "
-                 "when a request is actually sent (no coordinated-omission correction): if a proxy cannot keep "
-                 "up, 'achieved' falls below the target.")
-    notes.append("Memory: RSS summed over master+worker double-counts the pages nginx's processes share; PSS "
-                 "(from /proc/PID/smaps_rollup) does not. Per idle connection = (memory with the idle "
-                 "connections − idle memory) ÷ connections; kernel socket buffers are not included.")
+        notes.append("switchyard's main figures (throughput, latency, bodies, memory) use 200 Kong routes "
+                     "(prefix routes /k0…/k198 and the catch-all `/`, which the benchmark requests match and which "
+                     "has the lowest priority). nginx and HAProxy use their single-route configs from "
+                     "shared/bench/README.md.")
+    R = h.results
+    if any(k in R for k in ("rps", "latency", "bodies", "scaling")):
+        notes.append("CPU µs/req = Δ(utime+stime) of all the proxy's processes (threads included) from "
+                     "/proc/PID/stat, in ticks of 1/%d s, ÷ requests completed in that run. 'upstream CPU "
+                     "µs/req' is the same for the upstream nginx: higher than in nginx's row means the proxy "
+                     "makes the upstream work harder (e.g. fewer reused connections). RPS also carries the "
+                     "upstream's cost (it shares CPU 1), so RPS ratios understate CPU differences." % CLK_TCK)
+    if "latency" in R:
+        notes.append("Fixed-rate latency: wrk2 is not packaged in Debian; h2load paces each of its 49 "
+                     "connections with --rps and starts them 1 ms apart so that sends spread evenly. Latency is "
+                     "measured from when a request is actually sent (no coordinated-omission correction): if a "
+                     "proxy cannot keep up, 'achieved' falls below the target.")
+    if any("upstream alone (no proxy)" in R.get(k, {}) for k in ("rps", "latency")):
+        notes.append("The 'upstream alone' rows (one run each) load the upstream nginx directly (their CPU "
+                     "µs/req is the upstream's): the floor set by the upstream and by this VM, whose scheduler adds "
+                     "millisecond stalls to tail latency at times.")
+    if "memory" in R:
+        notes.append("Memory: idle = after a 1 s warm-up and 1 s of rest; under load = peak during wrk -c256; "
+                     "RSS summed over nginx's master+worker double-counts the pages they share, PSS (from "
+                     "/proc/PID/smaps_rollup) does not. Per idle connection = (memory with the idle "
+                     "connections − idle memory) ÷ connections; kernel socket buffers are not included.")
+    if "reload" in R:
+        notes.append("Reload: the poller opens a new connection every 5 ms on the load generator's CPU, so wrk's "
+                     "RPS in that table is lower while the poll lasts; wrk's socket errors for nginx are the old "
+                     "worker closing its keep-alive connections on graceful shutdown.")
+    if QUIET["busy_runs"]:
+        notes.append("**Disturbed:** %d of %d measured runs started while other processes kept the machine "
+                     ">10%% busy (up to %.0f%%), even after waiting; those figures may be off. Re-run on a quiet "
+                     "machine." % (QUIET["busy_runs"], QUIET["runs"], QUIET["max_busy"]))
+    elif QUIET["runs"]:
+        notes.append("Every measured run started on an otherwise idle machine (≤10%% CPU busy; waited %.0f s "
+                     "for quiet in total)." % QUIET["waited"])
     return {"notes": notes, "versions": versions, "switchyard": sy, "cpu": cpu, "mem": mem,
-            "nproc": cmd(["nproc"]) or str(os.cpu_count()), "kernel": os.uname().release}
+            "nproc": NPROC, "kernel": os.uname().release}
 
 
 # ---------------------------------------------------------------- main
@@ -1442,7 +1582,7 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true", help="1 run × 3 s per figure (scaling 2 s)")
     ap.add_argument("--runs", type=int, help="runs per figure (default 3; median reported)")
     ap.add_argument("--duration", type=int, help="seconds per run (default 10)")
-    ap.add_argument("--scaling-duration", type=int, help="seconds per route-scaling run (default 5)")
+    ap.add_argument("--scaling-duration", type=int, help="seconds per route-scaling run (default 3)")
     ap.add_argument("--sections", default=",".join(ALL_SECTIONS),
                     help="comma-separated subset of %s (default: all)" % ",".join(ALL_SECTIONS))
     ap.add_argument("--proxies", default=",".join(ALL_PROXIES),
@@ -1455,6 +1595,7 @@ def parse_args(argv):
     ap.add_argument("--reload-routes", type=int, default=10000, help="routes in the reload section's config")
     ap.add_argument("--reload-inplace", action="store_true",
                     help="rewrite kong.yaml in place instead of replacing it with a rename")
+    ap.add_argument("--reload-timeout", type=int, help="seconds to wait for the new route (default 15)")
     ap.add_argument("--rates", default="5000,20000", help="fixed rates for the latency section (req/s)")
     ap.add_argument("--idle-conns", type=int, default=1000, help="idle keep-alive connections (memory)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the 'upstream alone' throughput row")
@@ -1468,10 +1609,10 @@ def parse_args(argv):
     a = ap.parse_args(argv)
     a.runs = a.runs or (1 if a.quick else 3)
     a.duration = a.duration or (3 if a.quick else 10)
-    a.scaling_duration = a.scaling_duration or (2 if a.quick else min(5, a.duration))
+    a.scaling_duration = a.scaling_duration or (2 if a.quick else min(3, a.duration))
     a.mem_load_s = min(5, a.duration)
     a.reload_duration = max(6, a.duration)
-    a.reload_timeout = 60
+    a.reload_timeout = a.reload_timeout or 15
     a.sections = [s.strip() for s in a.sections.split(",") if s.strip()]
     bad = [s for s in a.sections if s not in ALL_SECTIONS]
     if bad:
@@ -1505,10 +1646,19 @@ def main(argv):
     for tool in ("nginx", "haproxy", "wrk", "h2load", "taskset"):
         if not shutil.which(tool):
             raise SystemExit("error: %s not found (run bench/run.sh without --no-install)" % tool)
-    global PROXY_CPU, GEN_CPU
-    if (os.cpu_count() or 1) < 2:
-        PROXY_CPU = GEN_CPU = "0"
-        sys.stderr.write("warning: fewer than 2 CPUs; proxy and load generator share CPU 0\n")
+    global PROXY_CPU, GEN_CPU, NPROC
+    try:   # `nproc` before this process pins itself (nproc honours the affinity mask)
+        NPROC = subprocess.run(["nproc"], stdout=subprocess.PIPE, timeout=10).stdout.decode().strip()
+    except Exception:
+        NPROC = str(os.cpu_count())
+    cpus = sorted(os.sched_getaffinity(0))
+    if {0, 1} <= set(cpus):
+        GEN_CPU, PROXY_CPU = "0", "1"
+    elif len(cpus) >= 2:
+        GEN_CPU, PROXY_CPU = str(cpus[0]), str(cpus[1])
+    else:
+        GEN_CPU = PROXY_CPU = str(cpus[0])
+        sys.stderr.write("warning: only one CPU; proxy and load generator share CPU %s\n" % GEN_CPU)
     try:
         os.sched_setaffinity(0, {int(GEN_CPU)})
     except OSError:
@@ -1544,7 +1694,15 @@ def main(argv):
         cleanup()
     meta = machine_meta(h)
     meta["date"] = date
-    meta["cmd"] = " ".join(["bench/run.sh"] + argv)
+    shown, skip = [], False
+    for x in argv:
+        if skip:
+            skip = False
+        elif x == "--scratch":
+            skip = True
+        elif not x.startswith("--scratch="):
+            shown.append(x)
+    meta["cmd"] = " ".join(["bench/run.sh"] + shown)
     h.notes.append("Total benchmark time: %.1f min." % ((time.time() - t_start) / 60))
     md = render(h, meta)
     sys.stdout.write(md + "\n")

@@ -36,10 +36,14 @@ if [ "${#need_pkgs[@]}" -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo"
     export DEBIAN_FRONTEND=noninteractive
-    # the package's own service would take port 80; keep it from starting (no systemd here anyway)
-    $SUDO timeout 300 apt-get update -q >&2 || echo "warning: apt-get update failed" >&2
-    $SUDO timeout 600 apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >&2 || {
-        echo "error: apt-get install ${need_pkgs[*]} failed" >&2; exit 1; }
+    APTLOG="$(mktemp /tmp/switchyard-bench-apt.XXXXXX.log)"
+    $SUDO timeout 300 apt-get update -q >"$APTLOG" 2>&1 || echo "warning: apt-get update failed" >&2
+    if ! $SUDO timeout 600 apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >>"$APTLOG" 2>&1; then
+        tail -20 "$APTLOG" >&2
+        echo "error: apt-get install ${need_pkgs[*]} failed (log: $APTLOG)" >&2
+        exit 1
+    fi
+    rm -f "$APTLOG"
 fi
 
 # ---- limits: many connections

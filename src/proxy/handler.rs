@@ -69,19 +69,17 @@ async fn proxy(
 ) -> Response {
     let (mut parts, body) = req.into_parts();
     let raw_path = parts.uri.path();
-    let host_header = parts
-        .uri
-        .host()
-        .map(str::to_string)
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .map(str::to_string)
-        })
+    // A clone of the header value shares its bytes: no copy, and `parts.headers` stays free
+    // to be rewritten below.
+    let host_value = match parts.uri.authority() {
+        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+        None => parts.headers.get(header::HOST).cloned(),
+    };
+    let host_header = host_value
+        .as_ref()
+        .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    let (host, host_port) = split_host_port(&host_header).unwrap_or((&host_header, None));
+    let (host, host_port) = split_host_port(host_header).unwrap_or((host_header, None));
     let path = normalize_path(raw_path);
     let route_req = RouteRequest {
         method: &parts.method,
@@ -142,7 +140,7 @@ async fn proxy(
     }
 
     if route.https_only && !conn.tls {
-        return https_required(route, &host_header, &parts.uri, id, started);
+        return https_required(route, host_header, &parts.uri, id, started);
     }
 
     let mut ctx = Ctx {
@@ -196,26 +194,20 @@ async fn proxy(
     // Upstream request line.
     let upstream_path = upstream_path(route, service, &path, &m);
     let upstream_path = escape_upstream(&upstream_path);
-    let pq = match parts.uri.query() {
-        Some(q) => format!("{upstream_path}?{q}"),
-        None if parts
-            .uri
-            .path_and_query()
-            .is_some_and(|pq| pq.as_str().ends_with('?')) =>
-        {
-            format!("{upstream_path}?")
-        }
-        None => upstream_path.into_owned(),
-    };
-    let uri: Uri = match pq.parse() {
-        Ok(u) => u,
-        Err(_) => {
-            return gateway_error(
-                StatusCode::BAD_REQUEST,
-                "the request path cannot be forwarded",
-                id,
-                started,
-            );
+    let uri = if upstream_path == raw_path && parts.uri.scheme().is_none() {
+        // Nothing to rewrite (no strip, no service path): the request line travels as it came.
+        parts.uri.clone()
+    } else {
+        match upstream_uri(&upstream_path, &parts.uri) {
+            Some(u) => u,
+            None => {
+                return gateway_error(
+                    StatusCode::BAD_REQUEST,
+                    "the request path cannot be forwarded",
+                    id,
+                    started,
+                );
+            }
         }
     };
 
@@ -303,6 +295,21 @@ async fn proxy(
         rh.insert(k, v);
     }
     http::Response::from_parts(rparts, ProxyBody::Stream(rbody))
+}
+
+/// The origin-form URI `path?query`, keeping the client's query byte for byte (a bare
+/// trailing `?` included).
+fn upstream_uri(path: &str, client: &Uri) -> Option<Uri> {
+    let query = client
+        .path_and_query()
+        .and_then(|pq| pq.as_str().find('?').map(|i| &pq.as_str()[i..]))
+        .unwrap_or("");
+    let mut s = String::with_capacity(path.len() + query.len());
+    s.push_str(path);
+    s.push_str(query);
+    http::uri::PathAndQuery::from_maybe_shared(Bytes::from(s))
+        .ok()
+        .map(Uri::from)
 }
 
 /// A response a plugin made: every plugin's header_filter, then the headers hooks asked for.
@@ -884,8 +891,17 @@ async fn send_with_retries(
 
 /// Kong's `get_upstream_uri_v0` (traditional_compatible applies v0 whatever path_handling
 /// says): join the service path with what is left of the request path.
-fn upstream_path(route: &RouteRt, service: &ServiceRt, path: &str, m: &Match) -> String {
+fn upstream_path<'p>(
+    route: &RouteRt,
+    service: &ServiceRt,
+    path: &'p str,
+    m: &Match,
+) -> std::borrow::Cow<'p, str> {
     let base = service.base_path.as_str();
+    if base == "/" && !route.strip_path {
+        // The common "pass everything through" route: the path as it is.
+        return std::borrow::Cow::Borrowed(path);
+    }
     let postfix = match m.prefix_len {
         Some(n) if route.strip_path => &path[n..],
         _ => &path[1.min(path.len())..],
@@ -933,4 +949,5 @@ fn upstream_path(route: &RouteRt, service: &ServiceRt, path: &str, m: &Match) ->
     } else {
         format!("{base}{path}")
     }
+    .into()
 }
