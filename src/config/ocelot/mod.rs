@@ -1391,11 +1391,13 @@ impl Cx<'_> {
             })
         });
 
+        // The template as written: the Limit error names the route even when its template
+        // is itself invalid.
         let rate_limit = self.rate_limit(
             ent,
             r,
             g,
-            upstream.as_ref().map_or("", |u| u.path_template.as_str()),
+            r.upstream_path_template.as_deref().unwrap_or_default(),
             &mut ok,
         );
 
