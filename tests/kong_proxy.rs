@@ -337,3 +337,36 @@ fn keep_alive_connection_serves_many_requests() {
         assert_eq!(resp.json()["path"], format!("/k{i}"));
     }
 }
+
+#[test]
+fn upstream_connections_are_reused_once_each_response_is_read() {
+    let up = Upstream::echo();
+    let gw = TestGateway::kong(&svc(&up, "", "  - {name: r, paths: [/]}\n"));
+    for i in 0..30 {
+        assert_eq!(gw.get(&format!("/seq{i}")).status, 200);
+    }
+    assert_eq!(
+        up.accepted.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "sequential requests share one upstream connection"
+    );
+    // Concurrent clients need more connections, but never one per request.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let addr = gw.addr;
+            std::thread::spawn(move || {
+                for i in 0..25 {
+                    assert_eq!(
+                        request(addr, "GET", &format!("/c{t}-{i}"), &[], b"").status,
+                        200
+                    );
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let n = up.accepted.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(n <= 5, "{n} upstream connections for 4 concurrent clients");
+}

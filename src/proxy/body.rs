@@ -12,6 +12,8 @@ pub enum ProxyBody {
     Empty,
     Full(Option<Bytes>),
     Stream(Incoming),
+    /// An upstream's response, which returns its connection to the pool when done.
+    Upstream(super::client::UpstreamBody),
 }
 
 impl ProxyBody {
@@ -32,6 +34,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             ProxyBody::Stream(s) => Pin::new(s).poll_frame(cx),
+            ProxyBody::Upstream(s) => Pin::new(s).poll_frame(cx),
         }
     }
 
@@ -40,6 +43,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => true,
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Stream(s) => s.is_end_stream(),
+            ProxyBody::Upstream(s) => s.is_end_stream(),
         }
     }
 
@@ -48,6 +52,7 @@ impl Body for ProxyBody {
             ProxyBody::Empty => SizeHint::with_exact(0),
             ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Stream(s) => s.size_hint(),
+            ProxyBody::Upstream(s) => s.size_hint(),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use http::{Request, Response};
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
@@ -68,20 +69,35 @@ struct Key {
     tls_verify: bool,
 }
 
-/// Idle connections kept per upstream address and worker.
-const MAX_IDLE_PER_KEY: usize = 256;
+/// Idle connections kept per upstream address and worker (nginx's `keepalive 1024` is the
+/// usual setting for a busy upstream).
+const MAX_IDLE_PER_KEY: usize = 1024;
 
 thread_local! {
     static POOL: RefCell<HashMap<Key, Vec<SendRequest<ProxyBody>>>> = RefCell::new(HashMap::new());
 }
 
+/// The most recently idled connection (its socket is the warmest). Connections enter the
+/// pool only once their previous response is complete, so the first open one is ready.
 fn take_pooled(key: &Key) -> Option<SendRequest<ProxyBody>> {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
         let list = p.get_mut(key)?;
-        list.retain(|s| !s.is_closed());
-        let i = list.iter().rposition(|s| s.is_ready())?;
-        Some(list.swap_remove(i))
+        // A connection whose response just ended may not have noticed yet: skip it rather
+        // than drop it, but look at a few only, so taking stays O(1).
+        let mut i = list.len();
+        let mut looked = 0;
+        while i > 0 && looked < 8 {
+            i -= 1;
+            looked += 1;
+            if list[i].is_ready() {
+                return Some(list.swap_remove(i));
+            }
+            if list[i].is_closed() {
+                list.swap_remove(i);
+            }
+        }
+        None
     })
 }
 
@@ -276,16 +292,13 @@ impl Checkout {
         mut self,
         t: &Target<'_>,
         req: Request<ProxyBody>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
+    ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let addr = || format!("{}:{}", t.host, t.port);
         let mut req = req;
         if self.pooled {
             match tokio::time::timeout(t.read_timeout, self.sender.try_send_request(req)).await {
                 Err(_) => return Err(UpstreamError::ReadTimeout { addr: addr() }),
-                Ok(Ok(resp)) => {
-                    give_back(self.key, self.sender);
-                    return Ok(resp);
-                }
+                Ok(Ok(resp)) => return Ok(UpstreamBody::wrap(resp, self.key, self.sender)),
                 Ok(Err(mut e)) => match e.take_message() {
                     Some(unsent) => {
                         req = unsent;
@@ -302,14 +315,68 @@ impl Checkout {
         }
         match tokio::time::timeout(t.read_timeout, self.sender.send_request(req)).await {
             Err(_) => Err(UpstreamError::ReadTimeout { addr: addr() }),
-            Ok(Ok(resp)) => {
-                give_back(self.key, self.sender);
-                Ok(resp)
-            }
+            Ok(Ok(resp)) => Ok(UpstreamBody::wrap(resp, self.key, self.sender)),
             Ok(Err(source)) => Err(UpstreamError::Protocol {
                 addr: addr(),
                 source,
             }),
         }
+    }
+}
+
+/// An upstream response body that hands its connection back to the pool when it has been
+/// read to the end (a body dropped half-read takes its connection with it, since the rest of
+/// that response would still be on the wire).
+pub struct UpstreamBody {
+    inner: Incoming,
+    ret: Option<(Key, SendRequest<ProxyBody>)>,
+}
+
+impl UpstreamBody {
+    fn wrap(
+        resp: Response<Incoming>,
+        key: Key,
+        sender: SendRequest<ProxyBody>,
+    ) -> Response<UpstreamBody> {
+        resp.map(|inner| {
+            let mut body = UpstreamBody {
+                inner,
+                ret: Some((key, sender)),
+            };
+            if body.inner.is_end_stream() {
+                body.release();
+            }
+            body
+        })
+    }
+
+    fn release(&mut self) {
+        if let Some((key, sender)) = self.ret.take() {
+            give_back(key, sender);
+        }
+    }
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
+        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(r, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            self.release();
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -294,7 +294,7 @@ async fn proxy(
     for (k, v) in ctx.response_headers.drain(..) {
         rh.insert(k, v);
     }
-    http::Response::from_parts(rparts, ProxyBody::Stream(rbody))
+    http::Response::from_parts(rparts, ProxyBody::Upstream(rbody))
 }
 
 /// The origin-form URI `path?query`, keeping the client's query byte for byte (a bare
@@ -501,7 +501,10 @@ async fn ocelot_forward(
     for (k, v) in ctx.response_headers.drain(..) {
         rh.insert(k, v);
     }
-    Ok(http::Response::from_parts(rparts, ProxyBody::Stream(rbody)))
+    Ok(http::Response::from_parts(
+        rparts,
+        ProxyBody::Upstream(rbody),
+    ))
 }
 
 /// Ocelot's answers for a downstream that gives none: 502 when unreachable, 503 on timeout.
@@ -526,11 +529,11 @@ fn ocelot_failure(service: &ServiceRt, e: &UpstreamError, id: &RequestId) -> Fai
 async fn follow_redirects(
     service: &ServiceRt,
     o: &OcelotRt,
-    mut resp: http::Response<Incoming>,
+    mut resp: http::Response<client::UpstreamBody>,
     mut method: Method,
     headers: HeaderMap,
     id: &RequestId,
-) -> Result<http::Response<Incoming>, Failure> {
+) -> Result<http::Response<client::UpstreamBody>, Failure> {
     for _ in 0..MAX_REDIRECTS {
         // HttpClient's cookie container sees every response, redirects included.
         if let Some(jar) = &o.cookie_jar {
@@ -848,7 +851,7 @@ async fn send_with_retries(
     preserve_host: bool,
     mut req: Request<ProxyBody>,
     client_host: Option<HeaderValue>,
-) -> Result<http::Response<Incoming>, UpstreamError> {
+) -> Result<http::Response<client::UpstreamBody>, UpstreamError> {
     let mut tries_left = service.retries;
     loop {
         let peer: Peer = match &service.dest {

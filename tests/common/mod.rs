@@ -29,6 +29,8 @@ pub struct Seen {
 pub struct Upstream {
     addr: SocketAddr,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    /// TCP connections accepted so far.
+    pub accepted: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Upstream {
@@ -36,14 +38,21 @@ impl Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let accepted: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
         let log = seen.clone();
+        let count = accepted.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let log = log.clone();
                 std::thread::spawn(move || serve_echo(stream, log));
             }
         });
-        Upstream { addr, seen }
+        Upstream {
+            addr,
+            seen,
+            accepted,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
