@@ -228,30 +228,32 @@ async fn connect(t: &Target<'_>) -> Result<SendRequest<ProxyBody>, UpstreamError
             }
             Ok(Ok(s)) => s,
         };
-        let (sender, conn) = builder
-            .handshake(TokioIo::new(tls))
-            .await
-            .map_err(|source| UpstreamError::Protocol {
-                addr: addr(),
-                source,
-            })?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        sender
+        handshake(&builder, tls, addr).await?
     } else {
-        let (sender, conn) = builder
-            .handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|source| UpstreamError::Protocol {
-                addr: addr(),
-                source,
-            })?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        sender
+        handshake(&builder, tcp, addr).await?
     };
+    Ok(sender)
+}
+
+/// HTTP/1.1 over an established stream; the connection is driven by a task of its own.
+async fn handshake<IO>(
+    builder: &http1::Builder,
+    io: IO,
+    addr: impl Fn() -> String,
+) -> Result<SendRequest<ProxyBody>, UpstreamError>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
+    let (sender, conn) = builder
+        .handshake(TokioIo::new(io))
+        .await
+        .map_err(|source| UpstreamError::Protocol {
+            addr: addr(),
+            source,
+        })?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
     Ok(sender)
 }
 

@@ -166,19 +166,12 @@ async fn proxy(
             scheme: conn.scheme(),
             host,
         };
-        for plugin in &route.chain.plugins {
-            let mut flow = plugin.access(&mut ctx, &mut view);
-            while let Flow::Wait(fut) = flow {
-                flow = fut.await;
-            }
-            if let Flow::Respond(mut resp) = flow {
-                finish_plugin_response(&route.chain, &mut ctx, &mut resp);
-                resp.headers_mut().insert(
-                    &RESPONSE_LATENCY,
-                    headers::millis(started.elapsed().as_millis()),
-                );
-                return resp;
-            }
+        if let Some(mut resp) = access_phase(&route.chain, &mut ctx, &mut view).await {
+            resp.headers_mut().insert(
+                &RESPONSE_LATENCY,
+                headers::millis(started.elapsed().as_millis()),
+            );
+            return resp;
         }
     }
 
@@ -312,6 +305,26 @@ fn upstream_uri(path: &str, client: &Uri) -> Option<Uri> {
         .map(Uri::from)
 }
 
+/// The access phase: each plugin in turn, waiting where one must; the first that answers
+/// ends it, and its response goes through every plugin's header_filter.
+async fn access_phase(
+    chain: &Chain,
+    ctx: &mut Ctx,
+    view: &mut RequestView<'_>,
+) -> Option<Response> {
+    for plugin in &chain.plugins {
+        let mut flow = plugin.access(ctx, view);
+        while let Flow::Wait(fut) = flow {
+            flow = fut.await;
+        }
+        if let Flow::Respond(mut resp) = flow {
+            finish_plugin_response(chain, ctx, &mut resp);
+            return Some(resp);
+        }
+    }
+    None
+}
+
 /// A response a plugin made: every plugin's header_filter, then the headers hooks asked for.
 fn finish_plugin_response(chain: &Chain, ctx: &mut Ctx, resp: &mut Response) {
     let mut status = resp.status();
@@ -413,15 +426,8 @@ async fn ocelot_forward(
             scheme: conn.scheme(),
             host,
         };
-        for plugin in &route.chain.plugins {
-            let mut flow = plugin.access(&mut ctx, &mut view);
-            while let Flow::Wait(fut) = flow {
-                flow = fut.await;
-            }
-            if let Flow::Respond(mut resp) = flow {
-                finish_plugin_response(&route.chain, &mut ctx, &mut resp);
-                return Ok(resp);
-            }
+        if let Some(resp) = access_phase(&route.chain, &mut ctx, &mut view).await {
+            return Ok(resp);
         }
     }
     let Some(service) = service else {
