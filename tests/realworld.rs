@@ -1,0 +1,160 @@
+//! Real users' files (`../shared/realworld/`, copied from public repositories) must load. Each
+//! one Kong or Ocelot would refuse too is listed here with the error switchyard gives; every
+//! other file must pass `switchyard check`. Skipped where the corpus is not beside the repo.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn corpus() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/realworld");
+    p.is_dir().then_some(p)
+}
+
+/// Files the peer itself would reject, with the start of our error.
+const KONG_REJECTED: &[(&str, &str)] = &[
+    (
+        "Anylee2142__KongAPIGateway__kong.yml",
+        "plugins[0]: uniqueness violation: 'plugins' entity with name 'key-auth'",
+    ),
+    (
+        "Auggustto__Kong_Gateway_vps__kong.yml",
+        "services[0].send_timeout: unknown field `send_timeout`",
+    ),
+    (
+        "FIWARE__tutorials.PEP-Proxy__kong_kong.yaml",
+        "plugin 'pep-plugin' not enabled",
+    ),
+    (
+        "Fit-Rang__kong__kong.yml",
+        "plugin 'token-introspect-plugin' not enabled",
+    ),
+    (
+        "N5GEH__n5geh.tutorials.api-protection__config_kong.yml",
+        "plugin 'multi-tenancy' not enabled",
+    ),
+    (
+        "brad1193__kong-hmac-plugin__config_kong.yml",
+        "plugin 'callrailhmacverify' not enabled",
+    ),
+    (
+        "davidgrldo__kong-dynamic-upstream__config_kong.yml",
+        "plugin 'dynamic-upstream' not enabled",
+    ),
+    (
+        "eic-cefet__kong__config_kong.yml",
+        "plugin 'go-powered-by' not enabled",
+    ),
+    (
+        "erichsend__api.erichsen.dev__deck_kong.yaml",
+        "plugin 'rate-limiting-advanced' not enabled",
+    ),
+    (
+        "nkbud__personal-server__config_kong.yml",
+        "acls[0]: required field missing: `consumer`",
+    ),
+];
+
+const OCELOT_REJECTED: &[(&str, &str)] = &[(
+    "auticus__IdentityServerExample__OcelotApiGateway_ocelot.json",
+    "Routes[0].DownstreamHostAndPorts: When not using service discovery DownstreamHostAndPorts must be set",
+)];
+
+fn check(dir: &Path, env: Option<&str>) -> (bool, String) {
+    let mut cmd = Command::new(common::binary());
+    cmd.arg("check")
+        .arg("--config-dir")
+        .arg(dir)
+        .env_remove("ASPNETCORE_ENVIRONMENT")
+        .env_remove("SWITCHYARD_ENVIRONMENT");
+    if let Some(e) = env {
+        cmd.arg("--environment").arg(e);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn verify(entries: Vec<(String, PathBuf, Option<&str>)>, rejected: &[(&str, &str)]) -> usize {
+    let mut passed = 0;
+    for (name, dir, env) in entries {
+        let (ok, err) = check(&dir, env);
+        match rejected.iter().find(|(n, _)| *n == name) {
+            Some((_, want)) => {
+                assert!(!ok, "{name} should be rejected (the peer rejects it too)");
+                assert!(err.contains(want), "{name}: expected {want:?} in:\n{err}");
+            }
+            None => {
+                assert!(ok, "{name} must load:\n{err}");
+                passed += 1;
+            }
+        }
+    }
+    passed
+}
+
+#[test]
+fn real_kong_files_load() {
+    let Some(root) = corpus() else {
+        return eprintln!("no ../shared/realworld: skipped");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut entries = Vec::new();
+    for f in std::fs::read_dir(root.join("kong")).unwrap().flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        let dir = tmp.path().join(&name);
+        std::fs::create_dir(&dir).unwrap();
+        let target = if name.ends_with(".json") {
+            "kong.json"
+        } else {
+            "kong.yaml"
+        };
+        std::fs::copy(f.path(), dir.join(target)).unwrap();
+        entries.push((name, dir, None));
+    }
+    assert_eq!(entries.len(), 53);
+    let passed = verify(entries, KONG_REJECTED);
+    eprintln!(
+        "real-world Kong files: {passed} load, {} rejected as Kong would",
+        KONG_REJECTED.len()
+    );
+    assert_eq!(passed, 43);
+}
+
+#[test]
+fn real_ocelot_files_load() {
+    let Some(root) = corpus() else {
+        return eprintln!("no ../shared/realworld: skipped");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let mut entries = Vec::new();
+    for f in std::fs::read_dir(root.join("ocelot")).unwrap().flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        if f.path().is_dir() {
+            // A set: checked as it is, with its Development environment when it has one.
+            let env = f
+                .path()
+                .join("ocelot.Development.json")
+                .exists()
+                .then_some("Development");
+            entries.push((name, f.path(), env));
+        } else {
+            let dir = tmp.path().join(&name);
+            std::fs::create_dir(&dir).unwrap();
+            // `configuration.json` is Ocelot's pre-ocelot.json name; `ocelot.Development.json`
+            // stands alone as the set's only file.
+            std::fs::copy(f.path(), dir.join("ocelot.json")).unwrap();
+            entries.push((name, dir, None));
+        }
+    }
+    assert_eq!(entries.len(), 45);
+    let passed = verify(entries, OCELOT_REJECTED);
+    eprintln!(
+        "real-world Ocelot files and sets: {passed} load, {} rejected as Ocelot would",
+        OCELOT_REJECTED.len()
+    );
+    assert_eq!(passed, 44);
+}
