@@ -317,3 +317,58 @@ fn ten_thousand_routes_swap_in_fast_under_load() {
     assert!(served < Duration::from_secs(1), "took {served:?}");
     assert_eq!(failed, 0);
 }
+
+#[test]
+fn rate_limit_counters_and_balancer_positions_outlive_reloads() {
+    let a = Upstream::echo();
+    let b = Upstream::echo();
+    let ocelot = |extra: &str| {
+        format!(
+            r#"{{"Routes": [
+  {{"UpstreamPathTemplate": "/limited", "DownstreamPathTemplate": "/l", "DownstreamScheme": "http",
+    "DownstreamHostAndPorts": [{{"Host": "127.0.0.1", "Port": {}}}],
+    "RateLimitOptions": {{"EnableRateLimiting": true, "Limit": 2, "Period": "1m", "PeriodTimespan": 60}}}}
+  {extra}
+]}}"#,
+            a.addr().port()
+        )
+    };
+    let kong = |extra: &str| {
+        format!(
+            "_format_version: '3.0'\nservices:\n- name: s\n  url: http://pool\n  routes: [{{name: r, paths: [/rr]}}]\n{extra}upstreams:\n- name: pool\n  targets: [{{target: '{}'}}, {{target: '{}'}}]\n",
+            a.addr(),
+            b.addr()
+        )
+    };
+    let gw = TestGateway::start(&[("ocelot.json", &ocelot("")), ("kong.yaml", &kong(""))]);
+    let limited = || {
+        gw.send("GET", "/limited", &[("Oc-Client", "c1")], b"")
+            .status
+    };
+    assert_eq!(limited(), 200);
+    assert_eq!(limited(), 200);
+    let a0 = a.count();
+    assert_eq!(gw.get("/rr").status, 200);
+    let first_went_to_a = a.count() > a0;
+
+    // Other routes change; the limited route and the upstream do not.
+    let extra_route = r#", {"UpstreamPathTemplate": "/new", "DownstreamPathTemplate": "/n", "DownstreamScheme": "http", "DownstreamHostAndPorts": [{"Host": "127.0.0.1", "Port": 1}]}"#;
+    std::fs::write(gw.path().join("ocelot.json"), ocelot(extra_route)).unwrap();
+    std::fs::write(
+        gw.path().join("kong.yaml"),
+        kong("- name: other\n  url: http://127.0.0.1:1\n"),
+    )
+    .unwrap();
+    let r = gw.gateway.reload();
+    assert!(r.ok && r.version == 2, "{r:?}");
+
+    assert_eq!(limited(), 429, "the counter must survive the reload");
+    // Round-robin goes on from where it was: the next request goes to the other target.
+    let a1 = a.count();
+    assert_eq!(gw.get("/rr").status, 200);
+    assert_ne!(
+        a.count() > a1,
+        first_went_to_a,
+        "the balancer position must survive the reload"
+    );
+}
