@@ -267,16 +267,7 @@ async fn proxy(
 
     let (mut rparts, rbody) = resp.into_parts();
     let rh = &mut rparts.headers;
-    strip_hop_by_hop(rh);
-    append_via(rh, http::Version::HTTP_11);
-    rh.insert(
-        &UPSTREAM_LATENCY,
-        headers::millis(upstream_latency.as_millis()),
-    );
-    rh.insert(
-        &PROXY_LATENCY,
-        headers::millis((proxy_done - started).as_millis()),
-    );
+    mark_upstream_response(rh, upstream_latency, proxy_done - started);
     if !route.chain.is_empty() {
         let mut status = rparts.status;
         for p in &route.chain.plugins {
@@ -303,6 +294,19 @@ fn upstream_uri(path: &str, client: &Uri) -> Option<Uri> {
     http::uri::PathAndQuery::from_maybe_shared(Bytes::from(s))
         .ok()
         .map(Uri::from)
+}
+
+/// The gateway's part of every proxied response head: hop-by-hop headers out, Via and the
+/// latency headers in.
+fn mark_upstream_response(
+    h: &mut HeaderMap,
+    upstream: std::time::Duration,
+    proxy: std::time::Duration,
+) {
+    strip_hop_by_hop(h);
+    append_via(h, http::Version::HTTP_11);
+    h.insert(&UPSTREAM_LATENCY, headers::millis(upstream.as_millis()));
+    h.insert(&PROXY_LATENCY, headers::millis(proxy.as_millis()));
 }
 
 /// The access phase: each plugin in turn, waiting where one must; the first that answers
@@ -486,19 +490,10 @@ async fn ocelot_forward(
 
     let (mut rparts, rbody) = resp.into_parts();
     let rh = &mut rparts.headers;
-    strip_hop_by_hop(rh);
     if let Some(jar) = &o.cookie_jar {
         jar.store(rh);
     }
-    append_via(rh, http::Version::HTTP_11);
-    rh.insert(
-        &UPSTREAM_LATENCY,
-        headers::millis(upstream_latency.as_millis()),
-    );
-    rh.insert(
-        &PROXY_LATENCY,
-        headers::millis((proxy_done - started).as_millis()),
-    );
+    mark_upstream_response(rh, upstream_latency, proxy_done - started);
     let mut status = rparts.status;
     for p in &route.chain.plugins {
         p.header_filter(&mut ctx, &mut status, rh);
