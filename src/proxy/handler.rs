@@ -268,16 +268,7 @@ async fn proxy(
     let (mut rparts, rbody) = resp.into_parts();
     let rh = &mut rparts.headers;
     mark_upstream_response(rh, upstream_latency, proxy_done - started);
-    if !route.chain.is_empty() {
-        let mut status = rparts.status;
-        for p in &route.chain.plugins {
-            p.header_filter(&mut ctx, &mut status, rh);
-        }
-        rparts.status = status;
-    }
-    for (k, v) in ctx.response_headers.drain(..) {
-        rh.insert(k, v);
-    }
+    header_filter_phase(&route.chain, &mut ctx, &mut rparts.status, rh);
     http::Response::from_parts(rparts, ProxyBody::Upstream(rbody))
 }
 
@@ -329,15 +320,20 @@ async fn access_phase(
     None
 }
 
-/// A response a plugin made: every plugin's header_filter, then the headers hooks asked for.
+/// A response a plugin made goes through the header_filter phase too.
 fn finish_plugin_response(chain: &Chain, ctx: &mut Ctx, resp: &mut Response) {
     let mut status = resp.status();
-    for p in &chain.plugins {
-        p.header_filter(ctx, &mut status, resp.headers_mut());
-    }
+    header_filter_phase(chain, ctx, &mut status, resp.headers_mut());
     *resp.status_mut() = status;
+}
+
+/// The header_filter phase: every plugin's hook, then the headers hooks asked for earlier.
+fn header_filter_phase(chain: &Chain, ctx: &mut Ctx, status: &mut StatusCode, h: &mut HeaderMap) {
+    for p in &chain.plugins {
+        p.header_filter(ctx, status, h);
+    }
     for (k, v) in ctx.response_headers.drain(..) {
-        resp.headers_mut().insert(k, v);
+        h.insert(k, v);
     }
 }
 
@@ -494,14 +490,7 @@ async fn ocelot_forward(
         jar.store(rh);
     }
     mark_upstream_response(rh, upstream_latency, proxy_done - started);
-    let mut status = rparts.status;
-    for p in &route.chain.plugins {
-        p.header_filter(&mut ctx, &mut status, rh);
-    }
-    rparts.status = status;
-    for (k, v) in ctx.response_headers.drain(..) {
-        rh.insert(k, v);
-    }
+    header_filter_phase(&route.chain, &mut ctx, &mut rparts.status, rh);
     Ok(http::Response::from_parts(
         rparts,
         ProxyBody::Upstream(rbody),
