@@ -1,58 +1,88 @@
-//! The one body type the proxy moves: nothing, bytes the gateway made, or a peer's stream
-//! passed through frame by frame (never collected).
+//! The one body type the proxy moves: nothing, bytes the gateway made, the client's request
+//! body, or an upstream's response body, the last two streamed piece by piece as they
+//! arrive (never collected).
 
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
+
+use super::client::UpstreamBody;
+use super::server::RequestBody;
 
 pub enum ProxyBody {
     Empty,
     Full(Option<Bytes>),
-    Stream(Incoming),
+    /// The client's request body, read from its connection on demand.
+    Request(RequestBody),
     /// An upstream's response, which returns its connection to the pool when done.
-    Upstream(super::client::UpstreamBody),
+    Upstream(UpstreamBody),
 }
 
 impl ProxyBody {
     pub fn full(b: impl Into<Bytes>) -> Self {
         ProxyBody::Full(Some(b.into()))
     }
+
+    /// The exact length, when it is known before reading.
+    pub fn length(&self) -> Option<u64> {
+        match self {
+            ProxyBody::Empty => Some(0),
+            ProxyBody::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
+            ProxyBody::Request(r) => r.length(),
+            ProxyBody::Upstream(u) => u.length(),
+        }
+    }
+
+    /// The body is in memory, so the request carrying it can be sent again.
+    pub fn is_replayable(&self) -> bool {
+        matches!(self, ProxyBody::Empty | ProxyBody::Full(_))
+    }
+
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+        match self {
+            ProxyBody::Empty => Poll::Ready(None),
+            ProxyBody::Full(b) => Poll::Ready(b.take().map(Ok)),
+            ProxyBody::Request(r) => r.poll_data(cx),
+            ProxyBody::Upstream(u) => u.poll_data(cx),
+        }
+    }
+
+    /// The next piece of the body; `None` at its end.
+    pub async fn data(&mut self) -> Option<std::io::Result<Bytes>> {
+        poll_fn(|cx| self.poll_data(cx)).await
+    }
 }
 
+/// For the admin listener, which hyper serves.
 impl Body for ProxyBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        match self.get_mut() {
-            ProxyBody::Empty => Poll::Ready(None),
-            ProxyBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            ProxyBody::Stream(s) => Pin::new(s).poll_frame(cx),
-            ProxyBody::Upstream(s) => Pin::new(s).poll_frame(cx),
-        }
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.get_mut()
+            .poll_data(cx)
+            .map(|d| d.map(|r| r.map(Frame::data)))
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Empty => true,
             ProxyBody::Full(b) => b.is_none(),
-            ProxyBody::Stream(s) => s.is_end_stream(),
-            ProxyBody::Upstream(s) => s.is_end_stream(),
+            ProxyBody::Request(r) => r.length() == Some(0),
+            ProxyBody::Upstream(u) => u.is_end(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Empty => SizeHint::with_exact(0),
-            ProxyBody::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
-            ProxyBody::Stream(s) => s.size_hint(),
-            ProxyBody::Upstream(s) => s.size_hint(),
+        match self.length() {
+            Some(n) => SizeHint::with_exact(n),
+            None => SizeHint::default(),
         }
     }
 }

@@ -1,23 +1,29 @@
 //! The upstream client: HTTP/1.1 connections (plain or TLS) kept alive in a pool owned by
-//! each worker thread, so taking and returning a connection needs no lock and no atomic.
+//! each worker thread, so taking and returning a connection needs no lock and no atomic, and
+//! no task of its own: the request's task writes the request and reads the response itself.
 //!
-//! send ─▶ pooled connection that is ready, or connect (timeout) ─▶ request ─▶ response head
-//! (timeout) ─▶ the connection goes back to the pool; it is handed out again once hyper says
-//! the previous response body is done.
+//! checkout (pooled and still open, or connect with a timeout) ─▶ write head and body ─▶
+//! read the response head (read timeout) ─▶ `UpstreamBody` streams the rest and puts the
+//! connection back in the pool once the response has been read to its end.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::poll_fn;
+use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::{Request, Response};
-use http_body::Body as _;
-use hyper::body::Incoming;
-use hyper::client::conn::http1::{self, SendRequest};
-use hyper_util::rt::TokioIo;
+use bytes::{Bytes, BytesMut};
+use http::{Method, Request, Response};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 use super::body::ProxyBody;
+use super::buffers;
+use super::http1::{self, Decoder, Framing, Step};
 
 /// Why the upstream could not give a response, and whether another try is safe.
 #[derive(Debug, thiserror::Error)]
@@ -37,7 +43,12 @@ pub enum UpstreamError {
     #[error("{addr} did not answer within the read timeout")]
     ReadTimeout { addr: String },
     #[error("{addr} broke the exchange: {source}")]
-    Protocol { addr: String, source: hyper::Error },
+    Protocol {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("reading the request body from the client failed: {source}")]
+    ClientBody { source: std::io::Error },
     #[error("{addr} is not a valid TLS server name")]
     ServerName { addr: String },
 }
@@ -73,40 +84,128 @@ struct Key {
 /// usual setting for a busy upstream).
 const MAX_IDLE_PER_KEY: usize = 1024;
 
-thread_local! {
-    static POOL: RefCell<HashMap<Key, Vec<SendRequest<ProxyBody>>>> = RefCell::new(HashMap::new());
+/// A TCP or TLS stream to an upstream.
+enum Stream {
+    Tcp(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
-/// The most recently idled connection (its socket is the warmest). Connections enter the
-/// pool only once their previous response is complete, so the first open one is ready.
-fn take_pooled(key: &Key) -> Option<SendRequest<ProxyBody>> {
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Stream::Tcp(s) => s.is_write_vectored(),
+            Stream::Tls(s) => s.is_write_vectored(),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// One upstream connection and what has been read from it but not yet used.
+struct UpConn {
+    io: Stream,
+    buf: BytesMut,
+    key: Key,
+    /// It served a request before, so the upstream may have closed it meanwhile.
+    reused: bool,
+}
+
+impl UpConn {
+    fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<std::io::Result<usize>> {
+        if self.buf.capacity() == 0 {
+            self.buf = buffers::take();
+        }
+        if self.buf.capacity() - self.buf.len() < want / 4 {
+            self.buf.reserve(want);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+
+    /// An idle connection has nothing to say: anything readable (data, EOF, an error)
+    /// means the upstream closed it or broke it. Costs no syscall while readiness is clear.
+    fn still_open(&mut self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut byte);
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut rb)
+            .is_pending()
+    }
+}
+
+thread_local! {
+    // Boxed: a connection moves between the pool and requests as one pointer.
+    #[allow(clippy::vec_box)]
+    static POOL: RefCell<HashMap<Key, Vec<Box<UpConn>>>> = RefCell::new(HashMap::new());
+}
+
+/// The most recently idled connection that is still open (its socket is the warmest).
+fn take_pooled(key: &Key) -> Option<Box<UpConn>> {
     POOL.with(|p| {
         let mut p = p.borrow_mut();
         let list = p.get_mut(key)?;
-        // A connection whose response just ended may not have noticed yet: skip it rather
-        // than drop it, but look at a few only, so taking stays O(1).
-        let mut i = list.len();
-        let mut looked = 0;
-        while i > 0 && looked < 8 {
-            i -= 1;
-            looked += 1;
-            if list[i].is_ready() {
-                return Some(list.swap_remove(i));
-            }
-            if list[i].is_closed() {
-                list.swap_remove(i);
+        while let Some(mut c) = list.pop() {
+            if c.still_open() {
+                return Some(c);
             }
         }
         None
     })
 }
 
-fn give_back(key: Key, sender: SendRequest<ProxyBody>) {
+fn give_back(mut conn: Box<UpConn>) {
+    conn.reused = true;
+    if conn.buf.is_empty() {
+        buffers::give(std::mem::take(&mut conn.buf));
+    }
     POOL.with(|p| {
         let mut p = p.borrow_mut();
-        let list = p.entry(key).or_default();
+        let list = p.entry(conn.key.clone()).or_default();
         if list.len() < MAX_IDLE_PER_KEY {
-            list.push(sender);
+            list.push(conn);
         }
     })
 }
@@ -193,192 +292,374 @@ pub struct Target<'a> {
     pub read_timeout: Duration,
 }
 
-async fn connect(t: &Target<'_>) -> Result<SendRequest<ProxyBody>, UpstreamError> {
-    let addr = || format!("{}:{}", t.host, t.port);
+impl Target<'_> {
+    fn addr(&self) -> String {
+        format!("{}:{}", self.host, self.port)
+    }
+    fn key(&self) -> Key {
+        Key {
+            host: self.host.clone(),
+            port: self.port,
+            tls: self.tls,
+            tls_verify: self.tls && self.tls_verify,
+        }
+    }
+}
+
+async fn connect(t: &Target<'_>) -> Result<Box<UpConn>, UpstreamError> {
     let tcp = match tokio::time::timeout(
         t.connect_timeout,
         TcpStream::connect((t.host.as_ref(), t.port)),
     )
     .await
     {
-        Err(_) => return Err(UpstreamError::ConnectTimeout { addr: addr() }),
+        Err(_) => return Err(UpstreamError::ConnectTimeout { addr: t.addr() }),
         Ok(Err(source)) => {
             return Err(UpstreamError::Connect {
-                addr: addr(),
+                addr: t.addr(),
                 source,
             });
         }
         Ok(Ok(s)) => s,
     };
     let _ = tcp.set_nodelay(true);
-    let mut builder = http1::Builder::new();
-    builder.max_buf_size(256 * 1024);
-    let sender = if t.tls {
+    let io = if t.tls {
         let name = rustls::pki_types::ServerName::try_from(t.host.to_string())
-            .map_err(|_| UpstreamError::ServerName { addr: addr() })?;
+            .map_err(|_| UpstreamError::ServerName { addr: t.addr() })?;
         let connector = tokio_rustls::TlsConnector::from(tls_config(t.tls_verify));
-        let tls = match tokio::time::timeout(t.connect_timeout, connector.connect(name, tcp)).await
-        {
-            Err(_) => return Err(UpstreamError::ConnectTimeout { addr: addr() }),
+        match tokio::time::timeout(t.connect_timeout, connector.connect(name, tcp)).await {
+            Err(_) => return Err(UpstreamError::ConnectTimeout { addr: t.addr() }),
             Ok(Err(source)) => {
                 return Err(UpstreamError::Tls {
-                    addr: addr(),
+                    addr: t.addr(),
                     source,
                 });
             }
-            Ok(Ok(s)) => s,
-        };
-        handshake(&builder, tls, addr).await?
+            Ok(Ok(s)) => Stream::Tls(Box::new(s)),
+        }
     } else {
-        handshake(&builder, tcp, addr).await?
+        Stream::Tcp(tcp)
     };
-    Ok(sender)
-}
-
-/// HTTP/1.1 over an established stream; the connection is driven by a task of its own.
-async fn handshake<IO>(
-    builder: &http1::Builder,
-    io: IO,
-    addr: impl Fn() -> String,
-) -> Result<SendRequest<ProxyBody>, UpstreamError>
-where
-    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    let (sender, conn) = builder
-        .handshake(TokioIo::new(io))
-        .await
-        .map_err(|source| UpstreamError::Protocol {
-            addr: addr(),
-            source,
-        })?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
+    Ok(Box::new(UpConn {
+        io,
+        buf: BytesMut::new(),
+        key: t.key(),
+        reused: false,
+    }))
 }
 
 /// A connection ready for one request: from the pool, or freshly connected.
-pub struct Checkout {
-    key: Key,
-    sender: SendRequest<ProxyBody>,
-    pooled: bool,
-}
+pub struct Checkout(Box<UpConn>);
 
 /// Gets a connection to `t`. Errors here mean nothing was sent, so the caller may try again.
 pub async fn checkout(t: &Target<'_>) -> Result<Checkout, UpstreamError> {
-    let key = Key {
-        host: t.host.clone(),
-        port: t.port,
-        tls: t.tls,
-        tls_verify: t.tls && t.tls_verify,
-    };
-    if let Some(sender) = take_pooled(&key) {
-        return Ok(Checkout {
-            key,
-            sender,
-            pooled: true,
-        });
+    match take_pooled(&t.key()) {
+        Some(c) => Ok(Checkout(c)),
+        None => Ok(Checkout(connect(t).await?)),
     }
-    Ok(Checkout {
-        key,
-        sender: connect(t).await?,
-        pooled: false,
-    })
+}
+
+/// How one exchange on a connection failed.
+enum Exchange {
+    /// Failed before a byte of response came back.
+    Unanswered(std::io::Error),
+    Failed(UpstreamError),
 }
 
 impl Checkout {
-    /// Sends `req` and waits for the response head; the connection then returns to the pool.
-    /// A pooled connection the upstream closed meanwhile is replaced by a fresh one, since
-    /// the request never left.
+    /// Sends `req` and waits for the response head. A reused connection that turns out to
+    /// have been closed by the upstream before it answered is replaced by a fresh one when
+    /// the request can be sent again (its body was not streamed from the client).
     pub async fn send(
-        mut self,
+        self,
         t: &Target<'_>,
         req: Request<ProxyBody>,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let addr = || format!("{}:{}", t.host, t.port);
-        let mut req = req;
-        if self.pooled {
-            match tokio::time::timeout(t.read_timeout, self.sender.try_send_request(req)).await {
-                Err(_) => return Err(UpstreamError::ReadTimeout { addr: addr() }),
-                Ok(Ok(resp)) => return Ok(UpstreamBody::wrap(resp, self.key, self.sender)),
-                Ok(Err(mut e)) => match e.take_message() {
-                    Some(unsent) => {
-                        req = unsent;
-                        self.sender = connect(t).await?;
-                    }
-                    None => {
-                        return Err(UpstreamError::Protocol {
-                            addr: addr(),
-                            source: e.into_error(),
-                        });
-                    }
-                },
+        let (parts, mut body) = req.into_parts();
+        let framing = match body.length() {
+            Some(_) if matches!(body, ProxyBody::Empty) => Framing::None,
+            Some(n) => Framing::Length(n),
+            None => Framing::Chunked,
+        };
+        let mut head = Vec::with_capacity(512);
+        http1::write_request_head(
+            &mut head,
+            &parts.method,
+            &parts.uri,
+            parts.version,
+            &parts.headers,
+            framing,
+        );
+        let head_request = parts.method == Method::HEAD;
+        let mut conn = self.0;
+        loop {
+            let replayable = body.is_replayable();
+            let attempt = tokio::time::timeout(
+                t.read_timeout,
+                exchange(&mut conn, &head, &mut body, framing, head_request, t),
+            )
+            .await;
+            let resp = match attempt {
+                Err(_) => return Err(UpstreamError::ReadTimeout { addr: t.addr() }),
+                Ok(Ok(r)) => r,
+                Ok(Err(Exchange::Unanswered(_))) if conn.reused && replayable => {
+                    tracing::debug!(
+                        upstream = t.addr(),
+                        "kept-alive connection was closed; reconnecting"
+                    );
+                    conn = connect(t).await?;
+                    continue;
+                }
+                Ok(Err(Exchange::Unanswered(source))) => {
+                    return Err(UpstreamError::Protocol {
+                        addr: t.addr(),
+                        source,
+                    });
+                }
+                Ok(Err(Exchange::Failed(e))) => return Err(e),
+            };
+            let (head, keep_alive) = resp;
+            let mut ub = UpstreamBody {
+                conn: Some(conn),
+                decoder: head.decoder,
+                keep_alive,
+                read_timeout: t.read_timeout,
+                timer: None,
+            };
+            if ub.decoder.is_done() {
+                ub.release();
             }
-        }
-        match tokio::time::timeout(t.read_timeout, self.sender.send_request(req)).await {
-            Err(_) => Err(UpstreamError::ReadTimeout { addr: addr() }),
-            Ok(Ok(resp)) => Ok(UpstreamBody::wrap(resp, self.key, self.sender)),
-            Ok(Err(source)) => Err(UpstreamError::Protocol {
-                addr: addr(),
-                source,
-            }),
+            return Ok(Response::from_parts(head.parts, ub));
         }
     }
 }
 
-/// An upstream response body that hands its connection back to the pool when it has been
-/// read to the end (a body dropped half-read takes its connection with it, since the rest of
-/// that response would still be on the wire).
+/// Writes the request and reads the response head, skipping interim (1xx) responses.
+async fn exchange(
+    conn: &mut UpConn,
+    head: &[u8],
+    body: &mut ProxyBody,
+    framing: Framing,
+    head_request: bool,
+    t: &Target<'_>,
+) -> Result<(http1::ResponseHead, bool), Exchange> {
+    write_request(conn, head, body, framing).await?;
+    let mut received = false;
+    loop {
+        if !conn.buf.is_empty() {
+            received = true;
+            let parsed = http1::parse_response(&mut conn.buf, head_request).map_err(|e| {
+                Exchange::Failed(UpstreamError::Protocol {
+                    addr: t.addr(),
+                    source: e.into(),
+                })
+            })?;
+            match parsed {
+                Some(h) if h.parts.status == http::StatusCode::SWITCHING_PROTOCOLS => {
+                    return Err(Exchange::Failed(UpstreamError::Protocol {
+                        addr: t.addr(),
+                        source: std::io::Error::other("101 Switching Protocols is not proxied"),
+                    }));
+                }
+                Some(h) if h.parts.status.is_informational() => continue,
+                Some(h) => {
+                    let keep_alive = h.keep_alive;
+                    return Ok((h, keep_alive));
+                }
+                None => {}
+            }
+        }
+        let n = poll_fn(|cx| conn.poll_fill(cx, buffers::SIZE)).await;
+        match n {
+            Ok(0) if !received => {
+                return Err(Exchange::Unanswered(
+                    std::io::ErrorKind::UnexpectedEof.into(),
+                ));
+            }
+            Ok(0) => {
+                return Err(Exchange::Failed(UpstreamError::Protocol {
+                    addr: t.addr(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "closed in the middle of the response head",
+                    ),
+                }));
+            }
+            Ok(_) => {}
+            Err(e) if !received => return Err(Exchange::Unanswered(e)),
+            Err(source) => {
+                return Err(Exchange::Failed(UpstreamError::Protocol {
+                    addr: t.addr(),
+                    source,
+                }));
+            }
+        }
+    }
+}
+
+/// The head, then the body as it comes from the client; a small body leaves in the same
+/// write as the head.
+async fn write_request(
+    conn: &mut UpConn,
+    head: &[u8],
+    body: &mut ProxyBody,
+    framing: Framing,
+) -> Result<(), Exchange> {
+    let unsent = |e: std::io::Error| Exchange::Unanswered(e);
+    let mut pending: Option<&[u8]> = Some(head);
+    let chunked = framing == Framing::Chunked;
+    let mut size_line = Vec::new();
+    loop {
+        let data = match body.data().await {
+            None => None,
+            Some(Ok(d)) => Some(d),
+            Some(Err(source)) => {
+                return Err(Exchange::Failed(UpstreamError::ClientBody { source }));
+            }
+        };
+        let Some(data) = data else { break };
+        if data.is_empty() {
+            continue;
+        }
+        let first = pending.take().unwrap_or(&[]);
+        if chunked {
+            size_line.clear();
+            http1::chunk_size_line(data.len(), &mut size_line);
+            super::write_all(&mut conn.io, &mut [first, &size_line, &data, b"\r\n"], None)
+                .await
+                .map_err(unsent)?;
+        } else {
+            super::write_all(&mut conn.io, &mut [first, &data], None)
+                .await
+                .map_err(unsent)?;
+        }
+    }
+    let first = pending.take().unwrap_or(&[]);
+    let end: &[u8] = if chunked { b"0\r\n\r\n" } else { b"" };
+    super::write_all(&mut conn.io, &mut [first, end], None)
+        .await
+        .map_err(unsent)?;
+    conn.io.flush().await.map_err(unsent)
+}
+
+/// An upstream response body, read on demand from the connection; the connection goes back
+/// to the pool once the body has been read to its end (a body dropped half-read takes its
+/// connection with it, since the rest of that response would still be on the wire).
 pub struct UpstreamBody {
-    inner: Incoming,
-    ret: Option<(Key, SendRequest<ProxyBody>)>,
+    conn: Option<Box<UpConn>>,
+    decoder: Decoder,
+    keep_alive: bool,
+    read_timeout: Duration,
+    /// Armed only when a read has to wait.
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl UpstreamBody {
-    fn wrap(
-        resp: Response<Incoming>,
-        key: Key,
-        sender: SendRequest<ProxyBody>,
-    ) -> Response<UpstreamBody> {
-        resp.map(|inner| {
-            let mut body = UpstreamBody {
-                inner,
-                ret: Some((key, sender)),
-            };
-            if body.inner.is_end_stream() {
-                body.release();
-            }
-            body
-        })
-    }
-
     fn release(&mut self) {
-        if let Some((key, sender)) = self.ret.take() {
-            give_back(key, sender);
+        if let Some(conn) = self.conn.take()
+            && self.keep_alive
+            && conn.buf.is_empty()
+        {
+            give_back(conn);
         }
     }
-}
 
-impl http_body::Body for UpstreamBody {
-    type Data = bytes::Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, hyper::Error>>> {
-        let r = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(r, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
-            self.release();
+    /// The body's length when the upstream declared it (what is left of it, once some has
+    /// been taken).
+    pub fn length(&self) -> Option<u64> {
+        match self.conn {
+            Some(_) => self.decoder.remaining(),
+            None => Some(0),
         }
-        r
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    pub fn is_end(&self) -> bool {
+        self.conn.is_none()
     }
 
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.inner.size_hint()
+    /// What has arrived already, without reading: most responses come whole with their
+    /// head, and then go out to the client in one write.
+    pub fn take_buffered(&mut self) -> Option<Result<Bytes, http1::ProtoError>> {
+        let conn = self.conn.as_mut()?;
+        match self.decoder.decode(&mut conn.buf) {
+            Ok(Step::Data(b)) => {
+                if self.decoder.is_done() {
+                    self.release();
+                }
+                Some(Ok(b))
+            }
+            Ok(Step::End) => {
+                self.release();
+                None
+            }
+            Ok(Step::More) => None,
+            Err(e) => {
+                self.conn = None;
+                Some(Err(e))
+            }
+        }
+    }
+
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+        loop {
+            let Some(conn) = self.conn.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match self.decoder.decode(&mut conn.buf) {
+                Ok(Step::Data(b)) => {
+                    if self.decoder.is_done() {
+                        self.release();
+                    }
+                    return Poll::Ready(Some(Ok(b)));
+                }
+                Ok(Step::End) => {
+                    self.release();
+                    return Poll::Ready(None);
+                }
+                Ok(Step::More) => {}
+                Err(e) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+            }
+            let want = match self.decoder.remaining() {
+                Some(n) if n as usize >= buffers::LARGE => buffers::LARGE,
+                Some(_) => buffers::SIZE,
+                None => buffers::LARGE,
+            };
+            match conn.poll_fill(cx, want) {
+                Poll::Pending => {
+                    let timeout = self.read_timeout;
+                    let timer = self
+                        .timer
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+                    ready!(timer.as_mut().poll(cx));
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "upstream read timeout",
+                    ))));
+                }
+                Poll::Ready(Ok(0)) => {
+                    if let Err(e) = self.decoder.eof() {
+                        self.conn = None;
+                        return Poll::Ready(Some(Err(e.into())));
+                    }
+                    // Close-delimited: the connection ends with the body.
+                    self.conn = None;
+                    return Poll::Ready(None);
+                }
+                Poll::Ready(Ok(_)) => {
+                    if let Some(timer) = self.timer.as_mut() {
+                        let next = tokio::time::Instant::now() + self.read_timeout;
+                        timer.as_mut().reset(next);
+                    }
+                }
+                Poll::Ready(Err(e)) => {
+                    self.conn = None;
+                    return Poll::Ready(Some(Err(e)));
+                }
+            }
+        }
     }
 }

@@ -18,8 +18,6 @@ use std::time::Instant;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
 
 use super::aggregate::{self, Aggregator};
 use super::body::ProxyBody;
@@ -39,7 +37,7 @@ const MAX_REDIRECTS: usize = 50;
 /// The largest part body an aggregate reads.
 const MAX_PART_BODY: usize = 16 << 20;
 
-pub async fn handle(snap: Arc<Snapshot>, conn: &Conn, req: Request<Incoming>) -> Response {
+pub async fn handle(snap: Arc<Snapshot>, conn: &Conn, req: Request<ProxyBody>) -> Response {
     let started = Instant::now();
     let request_id = RequestId::new();
     let mut resp = proxy(&snap, conn, req, started, &request_id).await;
@@ -63,7 +61,7 @@ fn gateway_error(status: StatusCode, msg: &str, id: &RequestId, started: Instant
 async fn proxy(
     snap: &Snapshot,
     conn: &Conn,
-    req: Request<Incoming>,
+    req: Request<ProxyBody>,
     started: Instant,
     id: &RequestId,
 ) -> Response {
@@ -109,18 +107,9 @@ async fn proxy(
                 query: parts.uri.query(),
                 headers,
             };
-            return ocelot_forward(
-                snap,
-                conn,
-                m.route,
-                head,
-                ProxyBody::Stream(body),
-                &m.params,
-                started,
-                id,
-            )
-            .await
-            .unwrap_or_else(|f| gateway_error(f.status, &f.message, id, started));
+            return ocelot_forward(snap, conn, m.route, head, body, &m.params, started, id)
+                .await
+                .unwrap_or_else(|f| gateway_error(f.status, &f.message, id, started));
         }
         RouteKind::Aggregate(agg) => {
             let decoded = decoded_path(&path);
@@ -238,7 +227,7 @@ async fn proxy(
     h.insert(&REQUEST_ID, id.header());
     let client_host = h.get(header::HOST).cloned();
 
-    let mut upstream_req = Request::new(ProxyBody::Stream(body));
+    let mut upstream_req = Request::new(body);
     *upstream_req.method_mut() = parts.method.clone();
     *upstream_req.uri_mut() = uri;
     *upstream_req.headers_mut() = std::mem::take(&mut parts.headers);
@@ -457,7 +446,7 @@ async fn ocelot_forward(
         h.insert(header::COOKIE, c);
     }
     let method = o.method.clone().unwrap_or_else(|| head.method.clone());
-    let replayable = http_body::Body::is_end_stream(&body);
+    let replayable = body.is_replayable();
     let mut req = Request::new(body);
     *req.method_mut() = method;
     *req.uri_mut() = uri;
@@ -663,19 +652,17 @@ async fn part(
             let status = resp.status().as_u16();
             let mut body = resp.into_body();
             let mut buf = bytes::BytesMut::new();
-            while let Some(frame) = body.frame().await {
-                match frame {
-                    Ok(f) => {
-                        if let Some(d) = f.data_ref() {
-                            if buf.len() + d.len() > MAX_PART_BODY {
-                                tracing::warn!(
-                                    request_id = id.as_str(),
-                                    "aggregate part body over {MAX_PART_BODY} bytes; the part is null"
-                                );
-                                return (None, Bytes::new());
-                            }
-                            buf.extend_from_slice(d);
+            while let Some(piece) = body.data().await {
+                match piece {
+                    Ok(d) => {
+                        if buf.len() + d.len() > MAX_PART_BODY {
+                            tracing::warn!(
+                                request_id = id.as_str(),
+                                "aggregate part body over {MAX_PART_BODY} bytes; the part is null"
+                            );
+                            return (None, Bytes::new());
                         }
+                        buf.extend_from_slice(&d);
                     }
                     Err(_) => return (None, Bytes::new()),
                 }

@@ -4,16 +4,67 @@
 
 pub mod aggregate;
 pub mod body;
+mod buffers;
 pub mod client;
 pub mod handler;
 pub mod headers;
+pub mod http1;
 pub mod respond;
 pub mod server;
 
 use std::cell::Cell;
+use std::future::poll_fn;
+use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Poll, ready};
 
 use http::HeaderValue;
+use tokio::io::AsyncWrite;
+use tokio::time::Sleep;
+
+/// How long one write may wait for the peer to take bytes, when a timer is given.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Writes every slice, with as few syscalls as the socket allows. With a timer, a peer
+/// that takes nothing for `WRITE_TIMEOUT` fails the write; the timer is armed only when a
+/// write has to wait.
+async fn write_all<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    parts: &mut [&[u8]],
+    mut timer: Option<Pin<&mut Sleep>>,
+) -> std::io::Result<()> {
+    let mut slices: smallvec::SmallVec<[IoSlice<'_>; 4]> = parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .map(|p| IoSlice::new(p))
+        .collect();
+    let mut rest: &mut [IoSlice<'_>] = &mut slices;
+    while !rest.is_empty() {
+        let mut armed = false;
+        let n = poll_fn(|cx| match Pin::new(&mut *w).poll_write_vectored(cx, rest) {
+            Poll::Ready(r) => Poll::Ready(r),
+            Poll::Pending => {
+                let Some(t) = timer.as_mut() else {
+                    return Poll::Pending;
+                };
+                if !armed {
+                    t.as_mut()
+                        .reset(tokio::time::Instant::now() + WRITE_TIMEOUT);
+                    armed = true;
+                }
+                ready!(t.as_mut().poll(cx));
+                Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()))
+            }
+        })
+        .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut rest, n);
+    }
+    Ok(())
+}
 
 /// A connection as the handler needs to know it.
 pub struct Conn {

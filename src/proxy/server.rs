@@ -1,19 +1,41 @@
-//! Listeners and workers. Each worker is one thread with its own single-threaded runtime and
-//! its own `SO_REUSEPORT` socket per listen address, so the kernel spreads connections and a
-//! request never crosses threads: the upstream pool, the random source and the snapshot
-//! handle are all worker-local.
+//! Listeners, workers and client connections. Each worker is one thread with its own
+//! single-threaded runtime and its own `SO_REUSEPORT` socket per listen address, so the
+//! kernel spreads connections and a request never crosses threads: the upstream pool, the
+//! buffers, the random source and the snapshot handle are all worker-local.
+//!
+//! A client connection is one task: wait until readable (holding no buffer) ─▶ read and
+//! parse the head (`http1`) ─▶ `handler::handle` (the body is read on demand through
+//! `RequestBody`) ─▶ write the response head and stream its body ─▶ discard what is left of
+//! the request body ─▶ next request, or close.
 
-use std::convert::Infallible;
+use std::cell::RefCell;
+use std::future::poll_fn;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, SystemTime};
 
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderValue};
+use http::{Method, Request, StatusCode, Version};
 use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::time::Instant;
 
-use super::{Conn, handler};
+use super::body::ProxyBody;
+use super::buffers;
+use super::http1::{self, Decoder, Framing, RequestError, Step};
+use super::{Conn, RequestId, handler, respond};
 use crate::gateway::Gateway;
+
+/// How long a kept-alive connection may sit idle, and how long a client may take to send
+/// a request head or to take a response (Kong's nginx: 60 s each).
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// What is discarded of a request body nobody read before the connection is closed instead.
+const MAX_DISCARD: u64 = 1 << 20;
 
 /// Binds `addr` with `SO_REUSEPORT` so that every worker can bind it too.
 pub fn bind_reuseport(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
@@ -88,31 +110,371 @@ async fn accept_loop(gw: Arc<Gateway>, listener: tokio::net::TcpListener) {
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        let gw = gw.clone();
-        tokio::spawn(async move {
-            let conn = Arc::new(Conn::new(peer, local, false));
-            let service = service_fn(move |req| {
-                let conn = conn.clone();
-                // Each request takes the snapshot current when it starts: a reload never
-                // changes a request in flight, and the next request sees the new config.
-                let snap = gw.snapshot();
-                async move { Ok::<_, Infallible>(handler::handle(snap, &conn, req).await) }
-            });
-            let mut builder = http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .keep_alive(true)
-                .max_buf_size(256 * 1024);
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades()
-                .await;
-        });
+        tokio::spawn(serve(gw.clone(), stream, Conn::new(peer, local, false)));
     }
+}
+
+/// A client connection's read side: its socket, what was read and not yet used, and the
+/// framing of the current request's body. The connection task and the body it lends the
+/// handler share it; they never run at the same time, so its lock is never contended.
+pub struct Reader {
+    io: OwnedReadHalf,
+    buf: BytesMut,
+    body: Decoder,
+}
+
+fn lock(r: &Mutex<Reader>) -> std::sync::MutexGuard<'_, Reader> {
+    r.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Reader {
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        if self.buf.capacity() == 0 {
+            // Idle: take a buffer only once there is something to read.
+            ready!(self.io.as_ref().poll_read_ready(cx))?;
+            self.buf = buffers::take();
+        } else if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(buffers::SIZE);
+        }
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+    }
+
+    fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+        loop {
+            match self.body.decode(&mut self.buf) {
+                Ok(Step::Data(b)) => return Poll::Ready(Some(Ok(b))),
+                Ok(Step::End) => return Poll::Ready(None),
+                Ok(Step::More) => {}
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+            }
+            match ready!(self.poll_fill(cx)) {
+                Ok(0) => {
+                    return Poll::Ready(self.body.eof().err().map(|e| Err(e.into())));
+                }
+                Ok(_) => {}
+                Err(e) => return Poll::Ready(Some(Err(e))),
+            }
+        }
+    }
+
+    /// Between requests: the buffer goes back to the worker unless a pipelined request
+    /// is already in it.
+    fn idle(&mut self) {
+        if self.buf.is_empty() && self.buf.capacity() > 0 {
+            buffers::give(std::mem::take(&mut self.buf));
+        }
+    }
+}
+
+/// The client's request body, read from its connection as the handler asks for it.
+pub struct RequestBody {
+    reader: Arc<Mutex<Reader>>,
+}
+
+impl RequestBody {
+    /// What is left of a body with a Content-Length; `None` for a chunked one.
+    pub fn length(&self) -> Option<u64> {
+        lock(&self.reader).body.remaining()
+    }
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+        lock(&self.reader).poll_body(cx)
+    }
+}
+
+/// Moves the client timer's deadline to a full timeout from now; within a second of that
+/// already, it is left alone, so a busy connection does not touch the timer wheel.
+fn arm(timer: Pin<&mut tokio::time::Sleep>) {
+    let deadline = Instant::now() + CLIENT_TIMEOUT;
+    if deadline.saturating_duration_since(timer.deadline()) > Duration::from_secs(1) {
+        timer.reset(deadline);
+    }
+}
+
+async fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) {
+    let (r, mut w) = stream.into_split();
+    let reader = Arc::new(Mutex::new(Reader {
+        io: r,
+        buf: BytesMut::new(),
+        body: Decoder::Done,
+    }));
+    let timer = tokio::time::sleep(CLIENT_TIMEOUT);
+    tokio::pin!(timer);
+    let mut out = Vec::new();
+    loop {
+        let head = match read_head(&reader, timer.as_mut()).await {
+            Ok(Some(h)) => h,
+            Ok(None) => return,
+            Err(e) => {
+                let id = RequestId::new();
+                let resp = respond::error(e.status(), &e.to_string(), id.as_str());
+                let mut keep_alive = false;
+                let written = write_response(
+                    &mut w,
+                    &mut out,
+                    resp,
+                    Version::HTTP_11,
+                    false,
+                    &mut keep_alive,
+                    timer.as_mut(),
+                )
+                .await;
+                if written.is_ok() {
+                    linger(w, &reader).await;
+                }
+                return;
+            }
+        };
+        let http1::RequestHead {
+            mut parts,
+            decoder,
+            mut keep_alive,
+            expect_continue,
+        } = head;
+        let has_body = !decoder.is_done();
+        lock(&reader).body = decoder;
+        if expect_continue {
+            // Answered here, so the upstream never waits for a 100 of its own.
+            parts.headers.remove(header::EXPECT);
+            if has_body && w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                return;
+            }
+        }
+        let head_request = parts.method == Method::HEAD;
+        let version = parts.version;
+        let body = if has_body {
+            ProxyBody::Request(RequestBody {
+                reader: reader.clone(),
+            })
+        } else {
+            ProxyBody::Empty
+        };
+        // Each request takes the snapshot current when it starts: a reload never changes a
+        // request in flight, and the next request sees the new config.
+        let resp = handler::handle(gw.snapshot(), &conn, Request::from_parts(parts, body)).await;
+
+        // A body nobody read (the request was refused, or the upstream answered early) is
+        // discarded when small; a large one ends the connection.
+        let unread = lock(&reader).body.remaining();
+        let discard = match unread {
+            Some(0) => false,
+            Some(n) if n > MAX_DISCARD => {
+                keep_alive = false;
+                false
+            }
+            _ => true,
+        };
+        let written = write_response(
+            &mut w,
+            &mut out,
+            resp,
+            version,
+            head_request,
+            &mut keep_alive,
+            timer.as_mut(),
+        )
+        .await;
+        if written.is_err() {
+            return;
+        }
+        if !keep_alive {
+            if unread != Some(0) {
+                linger(w, &reader).await;
+            }
+            return;
+        }
+        if discard && !discard_body(&reader, timer.as_mut()).await {
+            return;
+        }
+        lock(&reader).idle();
+    }
+}
+
+/// Waits for and parses the next request head. `Ok(None)`: the client closed the
+/// connection or let it sit idle past the timeout.
+async fn read_head(
+    reader: &Mutex<Reader>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+) -> Result<Option<http1::RequestHead>, RequestError> {
+    arm(timer.as_mut());
+    loop {
+        {
+            let mut r = lock(reader);
+            if !r.buf.is_empty()
+                && let Some(h) = http1::parse_request(&mut r.buf)?
+            {
+                return Ok(Some(h));
+            }
+        }
+        let filled = tokio::select! {
+            biased;
+            n = poll_fn(|cx| lock(reader).poll_fill(cx)) => n,
+            _ = timer.as_mut() => return Ok(None),
+        };
+        match filled {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Reads the rest of a request body nobody wanted, so that the next request can follow.
+async fn discard_body(reader: &Mutex<Reader>, mut timer: Pin<&mut tokio::time::Sleep>) -> bool {
+    arm(timer.as_mut());
+    let mut seen = 0u64;
+    loop {
+        let piece = tokio::select! {
+            biased;
+            p = poll_fn(|cx| lock(reader).poll_body(cx)) => p,
+            _ = timer.as_mut() => return false,
+        };
+        match piece {
+            None => return true,
+            Some(Ok(b)) => {
+                seen += b.len() as u64;
+                if seen > MAX_DISCARD {
+                    return false;
+                }
+            }
+            Some(Err(_)) => return false,
+        }
+    }
+}
+
+/// Closes a connection the client may still be sending on: our side is shut first and
+/// what arrives is read and dropped for a moment, because closing with unread bytes would
+/// reset the connection and could destroy the response before the client reads it.
+async fn linger(mut w: OwnedWriteHalf, reader: &Mutex<Reader>) {
+    let _ = w.shutdown().await;
+    let drain = async {
+        loop {
+            let n = poll_fn(|cx| {
+                let mut r = lock(reader);
+                r.buf.clear();
+                r.poll_fill(cx)
+            })
+            .await;
+            if !matches!(n, Ok(n) if n > 0) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
+}
+
+/// Writes a response: the head, then the body as it comes, framed by its length when
+/// known and chunked otherwise (or until close, for an HTTP/1.0 client). What is already
+/// at hand of the body leaves in the same write as the head.
+async fn write_response(
+    w: &mut OwnedWriteHalf,
+    out: &mut Vec<u8>,
+    resp: crate::plugins::Response,
+    version: Version,
+    head_request: bool,
+    keep_alive: &mut bool,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+) -> std::io::Result<()> {
+    let (parts, mut body) = resp.into_parts();
+    let status = parts.status;
+    let bodyless = status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if bodyless {
+        Framing::None
+    } else if head_request {
+        // The length a GET would have, when the headers do not say it already.
+        match body.length() {
+            Some(n)
+                if !parts.headers.contains_key(header::CONTENT_LENGTH)
+                    && !matches!(body, ProxyBody::Upstream(_)) =>
+            {
+                Framing::Length(n)
+            }
+            _ => Framing::None,
+        }
+    } else {
+        match body.length() {
+            Some(n) => Framing::Length(n),
+            None if version == Version::HTTP_11 => Framing::Chunked,
+            None => {
+                *keep_alive = false;
+                Framing::None
+            }
+        }
+    };
+    out.clear();
+    http1::write_response_head(
+        out,
+        status,
+        version,
+        &parts.headers,
+        framing,
+        *keep_alive,
+        &date(),
+    );
+    drop(parts);
+    if head_request || bodyless {
+        return super::write_all(w, &mut [out], Some(timer)).await;
+    }
+    let chunked = framing == Framing::Chunked;
+    let mut next = match &mut body {
+        ProxyBody::Upstream(u) => u.take_buffered().transpose()?,
+        ProxyBody::Full(b) => b.take(),
+        _ => None,
+    };
+    let mut pending: &[u8] = out;
+    let mut size_line = Vec::new();
+    loop {
+        let data = match next.take() {
+            Some(d) => d,
+            None => match body.data().await {
+                None => break,
+                Some(d) => d?,
+            },
+        };
+        if data.is_empty() {
+            continue;
+        }
+        if chunked {
+            size_line.clear();
+            http1::chunk_size_line(data.len(), &mut size_line);
+            super::write_all(
+                w,
+                &mut [pending, &size_line, &data, b"\r\n"],
+                Some(timer.as_mut()),
+            )
+            .await?;
+        } else {
+            super::write_all(w, &mut [pending, &data], Some(timer.as_mut())).await?;
+        }
+        pending = &[];
+    }
+    let end: &[u8] = if chunked { b"0\r\n\r\n" } else { b"" };
+    super::write_all(w, &mut [pending, end], Some(timer)).await
+}
+
+/// The Date header, formatted once a second per worker.
+fn date() -> HeaderValue {
+    thread_local! {
+        static DATE: RefCell<(u64, HeaderValue)> =
+            const { RefCell::new((0, HeaderValue::from_static(""))) };
+    }
+    let now = SystemTime::now();
+    let secs = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    DATE.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.0 != secs {
+            let text = httpdate::fmt_http_date(now);
+            d.1 = HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static(""));
+            d.0 = secs;
+        }
+        d.1.clone()
+    })
 }

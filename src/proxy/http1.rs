@@ -1,0 +1,686 @@
+//! HTTP/1.x on the wire, for both legs: heads parsed with httparse straight into `http` types
+//! (header values are slices of the read buffer, never copies), heads written from them, and
+//! body framing (Content-Length, chunked, until close) decoded in place.
+//!
+//! bytes ─▶ `parse_request` / `parse_response` ─▶ head + `Decoder` ─▶ body frames
+//! head + body length ─▶ `write_request_head` / `write_response_head` ─▶ bytes
+
+use bytes::{Bytes, BytesMut};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Uri, Version};
+
+/// Header lines a request or response may carry (nginx allows about as many in its 32 KiB).
+pub const MAX_HEADERS: usize = 128;
+/// The largest request or response head (nginx: `large_client_header_buffers 4 8k`).
+pub const MAX_HEAD: usize = 32 * 1024;
+/// The longest request line before the answer is 414.
+pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+
+/// Why a request head is refused; each maps to the status the client gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("Bad request")]
+    Malformed,
+    #[error("Request-URI too long")]
+    UriTooLong,
+    #[error("Request header or cookie too large")]
+    HeadTooLarge,
+    #[error("Content-Length and Transfer-Encoding together are ambiguous")]
+    Smuggling,
+    #[error("Transfer-Encoding other than chunked is not supported")]
+    UnknownEncoding,
+    #[error("HTTP version not supported")]
+    Version,
+}
+
+impl RequestError {
+    pub fn status(self) -> StatusCode {
+        match self {
+            RequestError::Malformed | RequestError::Smuggling => StatusCode::BAD_REQUEST,
+            RequestError::UriTooLong => StatusCode::URI_TOO_LONG,
+            RequestError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            RequestError::UnknownEncoding => StatusCode::NOT_IMPLEMENTED,
+            RequestError::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+        }
+    }
+}
+
+/// A peer broke HTTP/1.1 framing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ProtoError(pub &'static str);
+
+impl From<ProtoError> for std::io::Error {
+    fn from(e: ProtoError) -> Self {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, e.0)
+    }
+}
+
+/// A parsed request head.
+pub struct RequestHead {
+    pub parts: http::request::Parts,
+    pub decoder: Decoder,
+    pub keep_alive: bool,
+    pub expect_continue: bool,
+}
+
+/// A parsed response head.
+pub struct ResponseHead {
+    pub parts: http::response::Parts,
+    pub decoder: Decoder,
+    pub keep_alive: bool,
+}
+
+/// Where each header's name and value lie in the head, so that they can be sliced out of
+/// the frozen buffer once httparse's borrow ends.
+#[derive(Clone, Copy, Default)]
+struct Span {
+    name: (usize, usize),
+    value: (usize, usize),
+}
+
+fn offset(base: &[u8], part: &[u8]) -> (usize, usize) {
+    let start = part.as_ptr() as usize - base.as_ptr() as usize;
+    (start, start + part.len())
+}
+
+fn record(base: &[u8], headers: &[httparse::Header<'_>], spans: &mut [Span]) -> usize {
+    for (h, s) in headers.iter().zip(spans.iter_mut()) {
+        s.name = offset(base, h.name.as_bytes());
+        s.value = offset(base, h.value);
+    }
+    headers.len()
+}
+
+fn header_map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, ProtoError> {
+    let mut map = HeaderMap::with_capacity(spans.len());
+    for s in spans {
+        let name = HeaderName::from_bytes(&head[s.name.0..s.name.1])
+            .map_err(|_| ProtoError("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice(s.value.0..s.value.1))
+            .map_err(|_| ProtoError("invalid header value"))?;
+        map.append(name, value);
+    }
+    Ok(map)
+}
+
+/// Whether the comma-separated `Connection` values include `token`.
+fn connection_has(h: &HeaderMap, token: &str) -> bool {
+    h.get_all(header::CONNECTION).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+    })
+}
+
+fn keep_alive(version: Version, h: &HeaderMap) -> bool {
+    if version == Version::HTTP_11 {
+        !connection_has(h, "close")
+    } else {
+        connection_has(h, "keep-alive")
+    }
+}
+
+/// The one Content-Length of a message; repeated equal values are tolerated (RFC 9112 §6.3).
+fn content_length(h: &HeaderMap) -> Result<Option<u64>, ProtoError> {
+    let mut found: Option<u64> = None;
+    for v in h.get_all(header::CONTENT_LENGTH) {
+        for part in v
+            .to_str()
+            .map_err(|_| ProtoError("bad Content-Length"))?
+            .split(',')
+        {
+            let part = part.trim();
+            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(ProtoError("bad Content-Length"));
+            }
+            let n: u64 = part.parse().map_err(|_| ProtoError("bad Content-Length"))?;
+            if found.is_some_and(|f| f != n) {
+                return Err(ProtoError("conflicting Content-Length values"));
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+/// Transfer-Encoding: `Some(true)` when its last coding is chunked, `Some(false)` for any
+/// other coding, `None` when absent.
+fn chunked(h: &HeaderMap) -> Option<bool> {
+    let mut last: Option<bool> = None;
+    for v in h.get_all(header::TRANSFER_ENCODING) {
+        let s = v.to_str().unwrap_or("");
+        if let Some(coding) = s.rsplit(',').map(str::trim).find(|c| !c.is_empty()) {
+            last = Some(coding.eq_ignore_ascii_case("chunked"));
+        } else {
+            last = Some(false);
+        }
+    }
+    last
+}
+
+fn version(v: Option<u8>) -> Version {
+    if v == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    }
+}
+
+/// Parses one request head off the front of `buf`. `Ok(None)`: more bytes are needed.
+pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, RequestError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut spans = [Span::default(); MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let (len, method, path, ver, count) = match req.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let method = offset(buf, req.method.unwrap_or("").as_bytes());
+            let path = offset(buf, req.path.unwrap_or("").as_bytes());
+            let count = record(buf, req.headers, &mut spans);
+            (len, method, path, req.version, count)
+        }
+        Ok(httparse::Status::Partial) => {
+            if !buf.windows(2).any(|w| w == b"\r\n") && buf.len() > MAX_REQUEST_LINE {
+                return Err(RequestError::UriTooLong);
+            }
+            if buf.len() > MAX_HEAD {
+                return Err(RequestError::HeadTooLarge);
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::HeadTooLarge),
+        // An HTTP version we do not speak, as opposed to no HTTP at all.
+        Err(httparse::Error::Version)
+            if buf[..].split(|&b| b == b'\n').next().is_some_and(|line| {
+                line.windows(6)
+                    .any(|w| w.starts_with(b" HTTP/") && w[5].is_ascii_digit())
+            }) =>
+        {
+            return Err(RequestError::Version);
+        }
+        Err(_) => return Err(RequestError::Malformed),
+    };
+    if len > MAX_HEAD {
+        return Err(RequestError::HeadTooLarge);
+    }
+    if path.1 - path.0 > MAX_REQUEST_LINE {
+        return Err(RequestError::UriTooLong);
+    }
+    let head = buf.split_to(len).freeze();
+    let method =
+        Method::from_bytes(&head[method.0..method.1]).map_err(|_| RequestError::Malformed)?;
+    let uri =
+        Uri::from_maybe_shared(head.slice(path.0..path.1)).map_err(|_| RequestError::Malformed)?;
+    let version = version(ver);
+    let headers = header_map(&head, &spans[..count]).map_err(|_| RequestError::Malformed)?;
+    if version == Version::HTTP_11 && !headers.contains_key(header::HOST) {
+        return Err(RequestError::Malformed);
+    }
+    let decoder = match (chunked(&headers), content_length(&headers)) {
+        (Some(_), Ok(Some(_))) => return Err(RequestError::Smuggling),
+        (Some(true), _) if version == Version::HTTP_11 => Decoder::chunked(),
+        (Some(_), _) => return Err(RequestError::UnknownEncoding),
+        (None, Ok(n)) => Decoder::length(n.unwrap_or(0)),
+        (None, Err(_)) => return Err(RequestError::Malformed),
+    };
+    let expect_continue = version == Version::HTTP_11
+        && headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let keep_alive = keep_alive(version, &headers);
+    let mut parts = http::Request::new(()).into_parts().0;
+    parts.method = method;
+    parts.uri = uri;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(RequestHead {
+        parts,
+        decoder,
+        keep_alive,
+        expect_continue,
+    }))
+}
+
+/// Parses one response head off the front of `buf`; `head_request` because a response to
+/// HEAD has no body whatever its headers say.
+pub fn parse_response(
+    buf: &mut BytesMut,
+    head_request: bool,
+) -> Result<Option<ResponseHead>, ProtoError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut spans = [Span::default(); MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut headers);
+    let (len, code, ver, count) = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(len)) => {
+            let count = record(buf, resp.headers, &mut spans);
+            (len, resp.code.unwrap_or(0), resp.version, count)
+        }
+        Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
+            return Err(ProtoError("response head too large"));
+        }
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(_) => return Err(ProtoError("malformed response head")),
+    };
+    let head = buf.split_to(len).freeze();
+    let status = StatusCode::from_u16(code).map_err(|_| ProtoError("invalid status code"))?;
+    let version = version(ver);
+    let headers = header_map(&head, &spans[..count])?;
+    let mut keep_alive = keep_alive(version, &headers);
+    let no_body = head_request
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let decoder = if no_body {
+        Decoder::length(0)
+    } else {
+        match (chunked(&headers), content_length(&headers)?) {
+            (Some(true), _) => Decoder::chunked(),
+            (None, Some(n)) => Decoder::length(n),
+            // Any other coding, or no length at all: the body runs until the connection
+            // closes, so the connection cannot be kept.
+            _ => {
+                keep_alive = false;
+                Decoder::Close
+            }
+        }
+    };
+    let mut parts = http::Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.version = version;
+    parts.headers = headers;
+    Ok(Some(ResponseHead {
+        parts,
+        decoder,
+        keep_alive,
+    }))
+}
+
+/// One step of body decoding.
+pub enum Step {
+    Data(Bytes),
+    /// More bytes are needed.
+    More,
+    End,
+}
+
+/// Body framing, decoded in place from the read buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoder {
+    Length(u64),
+    Chunked(Chunk),
+    /// Until the peer closes.
+    Close,
+    Done,
+}
+
+/// Where a chunked decoder is (RFC 9112 §7.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Chunk {
+    Size { n: u64, digits: u8 },
+    Ext { n: u64 },
+    SizeLf { n: u64 },
+    Data(u64),
+    DataCr,
+    DataLf,
+    TrailerStart,
+    Trailer,
+    EndLf,
+}
+
+impl Decoder {
+    pub fn length(n: u64) -> Self {
+        if n == 0 {
+            Decoder::Done
+        } else {
+            Decoder::Length(n)
+        }
+    }
+    pub fn chunked() -> Self {
+        Decoder::Chunked(Chunk::Size { n: 0, digits: 0 })
+    }
+    pub fn is_done(&self) -> bool {
+        *self == Decoder::Done
+    }
+    /// The bytes left when the length is known.
+    pub fn remaining(&self) -> Option<u64> {
+        match self {
+            Decoder::Length(n) => Some(*n),
+            Decoder::Done => Some(0),
+            _ => None,
+        }
+    }
+
+    /// Takes the next piece of body from `buf`.
+    pub fn decode(&mut self, buf: &mut BytesMut) -> Result<Step, ProtoError> {
+        match self {
+            Decoder::Done => Ok(Step::End),
+            Decoder::Length(n) => {
+                if buf.is_empty() {
+                    return Ok(Step::More);
+                }
+                let take = (*n).min(buf.len() as u64) as usize;
+                *n -= take as u64;
+                if *n == 0 {
+                    *self = Decoder::Done;
+                }
+                Ok(Step::Data(buf.split_to(take).freeze()))
+            }
+            Decoder::Close => {
+                if buf.is_empty() {
+                    Ok(Step::More)
+                } else {
+                    Ok(Step::Data(buf.split().freeze()))
+                }
+            }
+            Decoder::Chunked(state) => {
+                let step = decode_chunked(state, buf)?;
+                if matches!(step, Step::End) {
+                    *self = Decoder::Done;
+                }
+                Ok(step)
+            }
+        }
+    }
+
+    /// The peer closed the connection: the end of a close-delimited body, an error otherwise.
+    pub fn eof(&mut self) -> Result<(), ProtoError> {
+        match self {
+            Decoder::Close | Decoder::Done => {
+                *self = Decoder::Done;
+                Ok(())
+            }
+            _ => Err(ProtoError("connection closed before the body ended")),
+        }
+    }
+}
+
+fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Step, ProtoError> {
+    let mut i = 0;
+    loop {
+        if let Chunk::Data(n) = *state {
+            // Control bytes before the data are consumed; the data itself is split off.
+            let _ = buf.split_to(i);
+            if buf.is_empty() {
+                return Ok(Step::More);
+            }
+            let take = n.min(buf.len() as u64) as usize;
+            let left = n - take as u64;
+            *state = if left == 0 {
+                Chunk::DataCr
+            } else {
+                Chunk::Data(left)
+            };
+            return Ok(Step::Data(buf.split_to(take).freeze()));
+        }
+        let Some(&b) = buf.get(i) else {
+            let _ = buf.split_to(i);
+            return Ok(Step::More);
+        };
+        i += 1;
+        *state = match (*state, b) {
+            (Chunk::Size { n, digits }, b) if b.is_ascii_hexdigit() => {
+                if digits >= 15 {
+                    return Err(ProtoError("chunk size too large"));
+                }
+                let d = (b as char).to_digit(16).unwrap_or(0) as u64;
+                Chunk::Size {
+                    n: n * 16 + d,
+                    digits: digits + 1,
+                }
+            }
+            (Chunk::Size { digits: 0, .. }, _) => return Err(ProtoError("invalid chunk size")),
+            (Chunk::Size { n, .. }, b'\r') => Chunk::SizeLf { n },
+            (Chunk::Size { n, .. }, b';' | b' ' | b'\t') => Chunk::Ext { n },
+            (Chunk::Ext { n }, b'\r') => Chunk::SizeLf { n },
+            (Chunk::Ext { .. }, b'\n') => return Err(ProtoError("bare LF in a chunk size line")),
+            (Chunk::Ext { n }, _) => Chunk::Ext { n },
+            (Chunk::SizeLf { n: 0 }, b'\n') => Chunk::TrailerStart,
+            (Chunk::SizeLf { n }, b'\n') => Chunk::Data(n),
+            (Chunk::DataCr, b'\r') => Chunk::DataLf,
+            (Chunk::DataLf, b'\n') => Chunk::Size { n: 0, digits: 0 },
+            (Chunk::TrailerStart, b'\r') => Chunk::EndLf,
+            (Chunk::TrailerStart | Chunk::Trailer, b'\n') => Chunk::TrailerStart,
+            (Chunk::TrailerStart | Chunk::Trailer, _) => Chunk::Trailer,
+            (Chunk::EndLf, b'\n') => {
+                let _ = buf.split_to(i);
+                return Ok(Step::End);
+            }
+            _ => return Err(ProtoError("invalid chunked framing")),
+        };
+    }
+}
+
+/// How the body of a message being written is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    Length(u64),
+    Chunked,
+    /// No framing headers: no body (or a close-delimited one).
+    None,
+}
+
+fn put_headers(out: &mut Vec<u8>, headers: &HeaderMap, skip_length: bool) {
+    for (name, value) in headers {
+        if skip_length && name == header::CONTENT_LENGTH {
+            continue;
+        }
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn put_framing(out: &mut Vec<u8>, framing: Framing) {
+    match framing {
+        Framing::Length(n) => {
+            out.extend_from_slice(b"content-length: ");
+            out.extend_from_slice(itoa_u64(n, &mut [0u8; 20]));
+            out.extend_from_slice(b"\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"transfer-encoding: chunked\r\n"),
+        Framing::None => {}
+    }
+}
+
+fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// `METHOD target HTTP/1.x` and the headers. A `Framing::None` keeps the headers' own
+/// Content-Length (a client's `Content-Length: 0` travels on).
+pub fn write_request_head(
+    out: &mut Vec<u8>,
+    method: &Method,
+    uri: &Uri,
+    version: Version,
+    headers: &HeaderMap,
+    framing: Framing,
+) {
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(uri.path_and_query().map_or("/", |p| p.as_str()).as_bytes());
+    out.extend_from_slice(if version == Version::HTTP_10 {
+        b" HTTP/1.0\r\n"
+    } else {
+        b" HTTP/1.1\r\n"
+    });
+    put_headers(out, headers, framing != Framing::None);
+    put_framing(out, framing);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The status line and headers of a response to the client. `framing` is `None` for a body
+/// the status or the request method rules out (the headers' own Content-Length stays, as
+/// for HEAD), or for a close-delimited one.
+pub fn write_response_head(
+    out: &mut Vec<u8>,
+    status: StatusCode,
+    client: Version,
+    headers: &HeaderMap,
+    framing: Framing,
+    keep_alive: bool,
+    date: &HeaderValue,
+) {
+    out.extend_from_slice(if client == Version::HTTP_10 {
+        b"HTTP/1.0 "
+    } else {
+        b"HTTP/1.1 "
+    });
+    out.extend_from_slice(status.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
+    out.extend_from_slice(b"\r\n");
+    put_headers(out, headers, framing != Framing::None);
+    if !headers.contains_key(header::DATE) {
+        out.extend_from_slice(b"date: ");
+        out.extend_from_slice(date.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    put_framing(out, framing);
+    if !keep_alive {
+        out.extend_from_slice(b"connection: close\r\n");
+    } else if client == Version::HTTP_10 {
+        out.extend_from_slice(b"connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The size line that starts a chunk.
+pub fn chunk_size_line(len: usize, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut digits = [0u8; 16];
+    let mut i = digits.len();
+    let mut n = len;
+    loop {
+        i -= 1;
+        digits[i] = HEX[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+    out.extend_from_slice(b"\r\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(d: &mut Decoder, input: &[u8]) -> Result<(Vec<u8>, bool), ProtoError> {
+        let mut buf = BytesMut::from(input);
+        let mut out = Vec::new();
+        loop {
+            match d.decode(&mut buf)? {
+                Step::Data(b) => out.extend_from_slice(&b),
+                Step::More => return Ok((out, false)),
+                Step::End => return Ok((out, true)),
+            }
+        }
+    }
+
+    #[test]
+    fn chunked_bodies_decode_across_any_split() {
+        let wire = b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT";
+        for split in 0..wire.len() {
+            let mut d = Decoder::chunked();
+            let mut buf = BytesMut::new();
+            let mut out = Vec::new();
+            let mut ended = false;
+            for part in [&wire[..split], &wire[split..]] {
+                buf.extend_from_slice(part);
+                loop {
+                    match d.decode(&mut buf).unwrap() {
+                        Step::Data(b) => out.extend_from_slice(&b),
+                        Step::More => break,
+                        Step::End => {
+                            ended = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            assert!(ended, "split at {split}");
+            assert_eq!(out, b"hello world");
+            assert_eq!(&buf[..], b"NEXT", "split at {split}");
+        }
+    }
+
+    #[test]
+    fn bad_chunked_framing_is_an_error() {
+        for wire in [&b"zz\r\n"[..], b"5\r\nhelloXX", b"fffffffffffffffff\r\n"] {
+            assert!(decode_all(&mut Decoder::chunked(), wire).is_err());
+        }
+    }
+
+    #[test]
+    fn requests_with_ambiguous_framing_are_refused() {
+        let cases: [(&[u8], RequestError); 5] = [
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                RequestError::Smuggling,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+                RequestError::Malformed,
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+                RequestError::UnknownEncoding,
+            ),
+            (b"GET / HTTP/1.1\r\n\r\n", RequestError::Malformed),
+            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", RequestError::Version),
+        ];
+        for (wire, want) in cases {
+            let got = parse_request(&mut BytesMut::from(wire)).err();
+            assert_eq!(got, Some(want), "{}", String::from_utf8_lossy(wire));
+        }
+    }
+
+    #[test]
+    fn a_request_head_is_parsed_and_the_rest_stays() {
+        let mut buf = BytesMut::from(
+            &b"POST /a?b=1 HTTP/1.1\r\nHost: x\r\nX-A: 1\r\nX-A: 2\r\nContent-Length: 2\r\n\r\nhiGET"[..],
+        );
+        let h = parse_request(&mut buf).unwrap().unwrap();
+        assert_eq!(h.parts.uri, "/a?b=1");
+        assert_eq!(h.parts.headers.get_all("x-a").iter().count(), 2);
+        assert_eq!(h.decoder, Decoder::Length(2));
+        assert!(h.keep_alive);
+        assert_eq!(&buf[..], b"hiGET");
+        assert!(
+            parse_request(&mut BytesMut::from(&b"GET / HTTP/1.1\r\nHo"[..]))
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn response_framing_follows_the_status_and_the_method() {
+        let parse = |wire: &[u8], head: bool| {
+            parse_response(&mut BytesMut::from(wire), head)
+                .unwrap()
+                .unwrap()
+        };
+        let r = parse(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true);
+        assert!(r.decoder.is_done());
+        let r = parse(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+            false,
+        );
+        assert!(r.decoder.is_done());
+        let r = parse(b"HTTP/1.1 200 OK\r\n\r\n", false);
+        assert_eq!(r.decoder, Decoder::Close);
+        assert!(!r.keep_alive);
+        let r = parse(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false);
+        assert!(!r.keep_alive);
+    }
+}
