@@ -355,7 +355,8 @@ pub struct Checkout(Box<UpConn>);
 pub async fn checkout(t: &Target<'_>) -> Result<Checkout, UpstreamError> {
     match take_pooled(&t.key()) {
         Some(c) => Ok(Checkout(c)),
-        None => Ok(Checkout(connect(t).await?)),
+        // Boxed: a TLS handshake's state would otherwise weigh on every request's future.
+        None => Ok(Checkout(Box::pin(connect(t)).await?)),
     }
 }
 
@@ -407,7 +408,7 @@ impl Checkout {
                         upstream = t.addr(),
                         "kept-alive connection was closed; reconnecting"
                     );
-                    conn = connect(t).await?;
+                    conn = Box::pin(connect(t)).await?;
                     continue;
                 }
                 Ok(Err(Exchange::Unanswered(source))) => {

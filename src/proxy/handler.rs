@@ -113,7 +113,8 @@ async fn proxy(
         }
         RouteKind::Aggregate(agg) => {
             let decoded = decoded_path(&path);
-            return aggregate(
+            // Boxed, like the other rare paths, so that the common path's future stays small.
+            return Box::pin(aggregate(
                 snap,
                 conn,
                 agg,
@@ -123,7 +124,7 @@ async fn proxy(
                 &m.params,
                 started,
                 id,
-            )
+            ))
             .await;
         }
     }
@@ -469,7 +470,7 @@ async fn ocelot_forward(
         .await
         .map_err(|e| ocelot_failure(service, &e, id))?;
     if let Some((method, headers)) = redirect_headers {
-        resp = follow_redirects(service, o, resp, method, headers, id).await?;
+        resp = Box::pin(follow_redirects(service, o, resp, method, headers, id)).await?;
     }
     let upstream_latency = proxy_done.elapsed();
 

@@ -256,7 +256,14 @@ async fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) {
         };
         // Each request takes the snapshot current when it starts: a reload never changes a
         // request in flight, and the next request sees the new config.
-        let resp = handler::handle(gw.snapshot(), &conn, Request::from_parts(parts, body)).await;
+        // Boxed per request: an idle connection then holds only this loop's small state,
+        // not the few KiB a request in flight needs.
+        let resp = Box::pin(handler::handle(
+            gw.snapshot(),
+            &conn,
+            Request::from_parts(parts, body),
+        ))
+        .await;
 
         // A body nobody read (the request was refused, or the upstream answered early) is
         // discarded when small; a large one ends the connection.
