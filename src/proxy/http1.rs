@@ -92,8 +92,12 @@ fn record(base: &[u8], headers: &[httparse::Header<'_>], spans: &mut [Span]) -> 
     headers.len()
 }
 
+/// Room for the headers the gateway adds on either leg (X-Forwarded-*, Via, the request id
+/// and latency headers), so that adding them never regrows the map.
+const ADDED_HEADERS: usize = 12;
+
 fn header_map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, ProtoError> {
-    let mut map = HeaderMap::with_capacity(spans.len());
+    let mut map = HeaderMap::with_capacity(spans.len() + ADDED_HEADERS);
     for s in spans {
         let name = HeaderName::from_bytes(&head[s.name.0..s.name.1])
             .map_err(|_| ProtoError("invalid header name"))?;
@@ -456,6 +460,13 @@ pub enum Framing {
     Chunked,
     /// No framing headers: no body (or a close-delimited one).
     None,
+}
+
+impl Framing {
+    /// A length-framed body of at most `limit` bytes.
+    pub fn small_body(self, limit: u64) -> bool {
+        matches!(self, Framing::Length(n) if n <= limit)
+    }
 }
 
 fn put_headers(out: &mut Vec<u8>, headers: &HeaderMap, skip_length: bool) {

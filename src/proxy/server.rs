@@ -34,6 +34,8 @@ use crate::gateway::Gateway;
 /// How long a kept-alive connection may sit idle, and how long a client may take to send
 /// a request head or to take a response (Kong's nginx: 60 s each).
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Response bodies up to this size leave in the same write as their head.
+const COALESCE: u64 = 64 * 1024;
 /// What is discarded of a request body nobody read before the connection is closed instead.
 const MAX_DISCARD: u64 = 1 << 20;
 
@@ -434,6 +436,17 @@ async fn write_response(
         ProxyBody::Full(b) => b.take(),
         _ => None,
     };
+    // A small body that did not come whole with its head is waited for, so that the
+    // client still gets the response in one write.
+    if framing.small_body(COALESCE) && matches!(body, ProxyBody::Upstream(_)) {
+        if let Some(d) = next.take() {
+            out.extend_from_slice(&d);
+        }
+        while let Some(d) = body.data().await {
+            out.extend_from_slice(&d?);
+        }
+        return super::write_all(w, &mut [out], Some(timer)).await;
+    }
     let mut pending: &[u8] = out;
     let mut size_line = Vec::new();
     loop {
