@@ -207,7 +207,14 @@ async fn proxy(
     h.insert(&X_FORWARDED_FOR, xff);
     h.insert(&X_REAL_IP, client_ip);
     h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme()));
-    if let Ok(v) = HeaderValue::from_str(&host.to_ascii_lowercase()) {
+    let forwarded_host = match &host_value {
+        // The common case shares the Host header's bytes instead of copying them.
+        Some(v) if host.len() == v.len() && !host.bytes().any(|b| b.is_ascii_uppercase()) => {
+            Some(v.clone())
+        }
+        _ => HeaderValue::from_str(&host.to_ascii_lowercase()).ok(),
+    };
+    if let Some(v) = forwarded_host {
         h.insert(&X_FORWARDED_HOST, v);
     }
     h.insert(&X_FORWARDED_PORT, conn.local_port_header.clone());
