@@ -195,8 +195,8 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, RequestE
         // An HTTP version we do not speak, as opposed to no HTTP at all.
         Err(httparse::Error::Version)
             if buf[..].split(|&b| b == b'\n').next().is_some_and(|line| {
-                line.windows(6)
-                    .any(|w| w.starts_with(b" HTTP/") && w[5].is_ascii_digit())
+                line.windows(7)
+                    .any(|w| w.starts_with(b" HTTP/") && w[6].is_ascii_digit())
             }) =>
         {
             return Err(RequestError::Version);
