@@ -2,7 +2,7 @@
 //!
 //! config files ─▶ `config` (raw serde types per dialect ─▶ one validated model, with spans)
 //! ─▶ `snapshot` (compiled, immutable: router, services, plugin chains) ─▶ `gateway` (atomic
-//! swap) ─▶ `proxy` (hyper server ─▶ `router` ─▶ `plugins` ─▶ upstream client) ─▶ `admin`.
+//! swap) ─▶ `proxy` (HTTP/1.1 server ─▶ `router` ─▶ `plugins` ─▶ upstream client) ─▶ `admin`.
 #![deny(unsafe_code)]
 
 pub mod admin;
