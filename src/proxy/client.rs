@@ -601,6 +601,49 @@ impl UpstreamBody {
         }
     }
 
+    /// Moves the rest of a large length-framed body from a plain TCP upstream to the
+    /// client `to` through a pipe, in the kernel: the bytes never enter user space, which is
+    /// most of what a large body costs. `None`: this body cannot go that way (TLS, chunked,
+    /// small, or bytes already buffered), and nothing was done.
+    pub async fn splice_to(
+        &mut self,
+        to: &TcpStream,
+        write_timeout: Duration,
+    ) -> Option<std::io::Result<()>> {
+        let conn = self.conn.as_mut()?;
+        let Stream::Tcp(from) = &conn.io else {
+            return None;
+        };
+        let Decoder::Length(left) = self.decoder else {
+            return None;
+        };
+        if left < SPLICE_MIN || !conn.buf.is_empty() {
+            return None;
+        }
+        let (pipe_r, pipe_w) = pipe().ok()?;
+        let moved = splice_body(
+            from,
+            to,
+            &pipe_r,
+            &pipe_w,
+            left,
+            self.read_timeout,
+            write_timeout,
+        )
+        .await;
+        match moved {
+            Ok(()) => {
+                self.decoder = Decoder::Done;
+                self.release();
+                Some(Ok(()))
+            }
+            Err(e) => {
+                self.conn = None;
+                Some(Err(e))
+            }
+        }
+    }
+
     pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
         loop {
             let Some(conn) = self.conn.as_mut() else {
@@ -663,4 +706,72 @@ impl UpstreamBody {
             }
         }
     }
+}
+
+/// Bodies from this size on are spliced rather than copied.
+const SPLICE_MIN: u64 = 256 * 1024;
+/// What one splice moves at most; the pipe is grown to hold it.
+const PIPE_SIZE: usize = 1 << 20;
+
+fn pipe() -> std::io::Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd)> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let (r, w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+    // A larger pipe means fewer splices; at the default 64 KiB it still works.
+    let _ = fcntl(&w, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32));
+    Ok((r, w))
+}
+
+/// upstream socket ─▶ pipe ─▶ client socket, `left` bytes, waiting on each side's
+/// readiness with its timeout.
+async fn splice_body(
+    from: &TcpStream,
+    to: &TcpStream,
+    pipe_r: &std::os::fd::OwnedFd,
+    pipe_w: &std::os::fd::OwnedFd,
+    mut left: u64,
+    read_timeout: Duration,
+    write_timeout: Duration,
+) -> std::io::Result<()> {
+    use nix::fcntl::{SpliceFFlags, splice};
+    use tokio::io::Interest;
+    let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
+    let timed_out =
+        |what: &str| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("{what} timed out"));
+    while left > 0 {
+        let want = (left as usize).min(PIPE_SIZE);
+        // The pipe is empty here, so EAGAIN can only mean the socket has nothing yet.
+        let mut in_pipe = loop {
+            tokio::time::timeout(read_timeout, from.readable())
+                .await
+                .map_err(|_| timed_out("upstream read"))??;
+            match from.try_io(Interest::READABLE, || {
+                splice(from, None, pipe_w, None, want, flags).map_err(std::io::Error::from)
+            }) {
+                Ok(0) => {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "upstream closed before the body ended",
+                    ));
+                }
+                Ok(n) => break n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        };
+        left -= in_pipe as u64;
+        while in_pipe > 0 {
+            tokio::time::timeout(write_timeout, to.writable())
+                .await
+                .map_err(|_| timed_out("client write"))??;
+            match to.try_io(Interest::WRITABLE, || {
+                splice(pipe_r, None, to, None, in_pipe, flags).map_err(std::io::Error::from)
+            }) {
+                Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(n) => in_pipe -= n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }

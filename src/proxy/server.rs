@@ -447,6 +447,17 @@ async fn write_response(
         }
         return super::write_all(w, &mut [out], Some(timer)).await;
     }
+    if let ProxyBody::Upstream(u) = &mut body
+        && matches!(framing, Framing::Length(_))
+    {
+        // Head and what came with it first; then the rest, kernel to kernel, when it can.
+        let first = next.take().unwrap_or_default();
+        super::write_all(w, &mut [out, &first], Some(timer.as_mut())).await?;
+        out.clear();
+        if let Some(done) = u.splice_to(w.as_ref(), CLIENT_TIMEOUT).await {
+            return done;
+        }
+    }
     let mut pending: &[u8] = out;
     let mut size_line = Vec::new();
     loop {
