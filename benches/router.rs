@@ -2,7 +2,7 @@
 
 use std::hint::black_box;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, Method};
 use switchyard::config::loader::load_dir;
 use switchyard::router::Request;
@@ -94,6 +94,9 @@ fn bench_match(c: &mut Criterion) {
     }
 }
 
+/// The reload path at 1k and 10k routes, whole and split: `load` (read, YAML parse, spanned
+/// tree, deserialize, validate, model), `compile` (model to snapshot: router, chains,
+/// destinations) and `load+compile`, which is what a reload pays before the swap.
 fn bench_compile(c: &mut Criterion) {
     let mut g = c.benchmark_group("compile");
     g.sample_size(10);
@@ -111,6 +114,17 @@ fn bench_compile(c: &mut Criterion) {
                     0,
                 ))
             })
+        });
+        g.bench_function(format!("load/{n}"), |b| {
+            b.iter(|| black_box(load_dir(dir.path())))
+        });
+        let model = load_dir(dir.path()).model;
+        g.bench_function(format!("compile/{n}"), |b| {
+            b.iter_batched(
+                || model.clone(),
+                |m| black_box(Snapshot::compile(m, Vec::new(), &State::default(), 1, 0)),
+                BatchSize::LargeInput,
+            )
         });
     }
     g.finish();

@@ -1,6 +1,7 @@
 //! The running gateway's shared state: the serving snapshot (swapped atomically), the state
 //! that outlives snapshots, and the result of the last load.
 
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -10,10 +11,8 @@ use std::time::{Instant, SystemTime};
 use arc_swap::ArcSwap;
 
 use crate::config::diag::Diagnostic;
-use std::collections::HashMap;
-
-use crate::config::loader;
-use crate::config::model::Model;
+use crate::config::loader::{self, Loaded};
+use crate::config::model::{Model, Route, Service};
 use crate::snapshot::{Snapshot, State};
 
 /// The outcome of the last reload attempt, for `GET /status`.
@@ -56,7 +55,7 @@ pub struct Diff {
 
 impl Diff {
     pub fn between(old: &Model, new: &Model) -> Diff {
-        fn count<T: Clone + PartialEq>(
+        fn count<T>(
             old: &[T],
             new: &[T],
             id: impl Fn(&T) -> &str,
@@ -71,34 +70,89 @@ impl Diff {
                     Some(_) => {}
                 }
             }
-            let after: std::collections::HashSet<&str> = new.iter().map(&id).collect();
+            let after: HashSet<&str> = new.iter().map(&id).collect();
             c.removed = old.iter().filter(|o| !after.contains(id(o))).count();
             c
         }
         Diff {
-            // Positions move when lines are added above; they do not make a change.
-            routes: count(
-                &old.routes,
-                &new.routes,
-                |r| &r.id,
-                |a, b| {
-                    let mut b = b.clone();
-                    b.origin = a.origin.clone();
-                    *a == b
-                },
-            ),
-            services: count(
-                &old.services,
-                &new.services,
-                |s| &s.id,
-                |a, b| {
-                    let mut b = b.clone();
-                    b.origin = a.origin.clone();
-                    *a == b
-                },
-            ),
+            routes: count(&old.routes, &new.routes, |r| &r.id, same_route),
+            services: count(&old.services, &new.services, |s| &s.id, same_service),
         }
     }
+}
+
+// Positions move when lines are added above; they do not make a change. Every field is named
+// (no `..`), so a field added to the model is compared or consciously left out.
+fn same_route(a: &Route, b: &Route) -> bool {
+    let Route {
+        id,
+        name,
+        service,
+        protocols,
+        methods,
+        hosts,
+        paths,
+        headers,
+        snis,
+        strip_path,
+        preserve_host,
+        regex_priority,
+        path_handling,
+        https_redirect_status_code,
+        request_buffering,
+        response_buffering,
+        tags,
+        origin: _,
+    } = a;
+    *id == b.id
+        && *name == b.name
+        && *service == b.service
+        && *protocols == b.protocols
+        && *methods == b.methods
+        && *hosts == b.hosts
+        && *paths == b.paths
+        && *headers == b.headers
+        && *snis == b.snis
+        && *strip_path == b.strip_path
+        && *preserve_host == b.preserve_host
+        && *regex_priority == b.regex_priority
+        && *path_handling == b.path_handling
+        && *https_redirect_status_code == b.https_redirect_status_code
+        && *request_buffering == b.request_buffering
+        && *response_buffering == b.response_buffering
+        && *tags == b.tags
+}
+
+fn same_service(a: &Service, b: &Service) -> bool {
+    let Service {
+        id,
+        name,
+        protocol,
+        host,
+        port,
+        path,
+        retries,
+        connect_timeout,
+        write_timeout,
+        read_timeout,
+        enabled,
+        tls_verify,
+        tags,
+        origin: _,
+    } = a;
+    *id == b.id
+        && *name == b.name
+        && *protocol == b.protocol
+        && *host == b.host
+        && *port == b.port
+        && *path == b.path
+        && *retries == b.retries
+        && *connect_timeout == b.connect_timeout
+        && *write_timeout == b.write_timeout
+        && *read_timeout == b.read_timeout
+        && *enabled == b.enabled
+        && *tls_verify == b.tls_verify
+        && *tags == b.tags
 }
 
 /// A failed load: every error, and the serving snapshot (if any) left untouched.
@@ -136,7 +190,23 @@ impl Gateway {
     pub fn reload(&self) -> ReloadReport {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let t = Instant::now();
-        let mut loaded = loader::load_dir(&self.config_dir);
+        let current = self.snapshot.load_full();
+        let environment = loader::environment();
+        let sources = loader::read_dir_env(&self.config_dir, environment.as_deref());
+        // The bytes being served (a touch, the watcher's follow-up after a symlink swap, the
+        // clean-up after a ConfigMap swap) are not worth a parse.
+        let unchanged =
+            sources.hash == current.hash && !sources.files.is_empty() && !sources.has_errors();
+        let report = if unchanged {
+            unchanged_report(&current, t)
+        } else {
+            self.load_and_swap(sources.load(environment.as_deref()), &current, t)
+        };
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
+        report
+    }
+
+    fn load_and_swap(&self, mut loaded: Loaded, current: &Snapshot, t: Instant) -> ReloadReport {
         if loaded.files.is_empty() && !loaded.diagnostics.has_errors() {
             // Every file vanished at once: far likelier a mount in the middle of a swap or an
             // accident than a wish to serve nothing.
@@ -145,52 +215,56 @@ impl Gateway {
                 "no config file found; keeping the serving config",
             );
         }
-        let current = self.snapshot.load_full();
-        let elapsed = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
-        let report = if loaded.diagnostics.has_errors() {
-            ReloadReport {
+        if loaded.diagnostics.has_errors() {
+            return ReloadReport {
                 ok: false,
                 at: SystemTime::now(),
                 version: current.version,
                 errors: loaded.errors(),
-                compile_ms: elapsed(t),
-            }
-        } else if loaded.hash == current.hash {
-            ReloadReport {
-                ok: true,
-                at: SystemTime::now(),
-                version: current.version,
-                errors: Vec::new(),
-                compile_ms: elapsed(t),
-            }
-        } else {
-            let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
-            let diff = Diff::between(&current.model, &loaded.model);
-            let snap = Snapshot::compile(
-                loaded.model,
-                loaded.diagnostics.items,
-                &self.state,
-                version,
-                loaded.hash,
-            );
-            self.snapshot.store(Arc::new(snap));
-            let compile_ms = elapsed(t);
-            tracing::info!(
-                version,
-                routes = %diff.routes,
-                services = %diff.services,
-                compile_ms = format!("{compile_ms:.1}"),
-                "reloaded"
-            );
-            ReloadReport {
-                ok: true,
-                at: SystemTime::now(),
-                version,
-                errors: Vec::new(),
-                compile_ms,
-            }
-        };
-        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
-        report
+                compile_ms: elapsed_ms(t),
+            };
+        }
+        if loaded.hash == current.hash {
+            return unchanged_report(current, t);
+        }
+        let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
+        let diff = Diff::between(&current.model, &loaded.model);
+        let snap = Snapshot::compile(
+            loaded.model,
+            loaded.diagnostics.items,
+            &self.state,
+            version,
+            loaded.hash,
+        );
+        self.snapshot.store(Arc::new(snap));
+        let compile_ms = elapsed_ms(t);
+        tracing::info!(
+            version,
+            routes = %diff.routes,
+            services = %diff.services,
+            compile_ms = format!("{compile_ms:.1}"),
+            "reloaded"
+        );
+        ReloadReport {
+            ok: true,
+            at: SystemTime::now(),
+            version,
+            errors: Vec::new(),
+            compile_ms,
+        }
+    }
+}
+
+fn elapsed_ms(t: Instant) -> f64 {
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+fn unchanged_report(current: &Snapshot, t: Instant) -> ReloadReport {
+    ReloadReport {
+        ok: true,
+        at: SystemTime::now(),
+        version: current.version,
+        errors: Vec::new(),
+        compile_ms: elapsed_ms(t),
     }
 }

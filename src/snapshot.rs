@@ -337,6 +337,7 @@ impl Snapshot {
                 }
             })
             .collect();
+        let scoped = PluginsByScope::new(&model, &built);
         let mut routes: Vec<RouteRt> = model
             .routes
             .iter()
@@ -353,7 +354,7 @@ impl Snapshot {
                     strip_path: r.strip_path,
                     preserve_host: r.preserve_host,
                     path_handling: r.path_handling,
-                    chain: route_chain(&model, &built, idx),
+                    chain: route_chain(&model, &built, &scoped, idx),
                 }
             })
             .collect();
@@ -665,28 +666,76 @@ fn ocelot_route_rt(
     }
 }
 
-/// Kong's plugin resolution for one route: per plugin name the most specific instance
-/// (route+service ▸ route ▸ service ▸ global), then descending PRIORITY.
-fn route_chain(model: &Model, built: &[Option<Arc<dyn Plugin>>], route: usize) -> Chain {
-    let service = model.routes[route].service;
-    let mut best: HashMap<&str, (u8, Arc<dyn Plugin>)> = HashMap::new();
-    for (p, plugin) in model.plugins.iter().zip(built) {
-        let Some(plugin) = plugin else { continue };
-        if p.scope.consumer.is_some() {
-            continue;
+/// The built plugin instances (consumer-scoped ones left out) by scope, so that each route's
+/// chain looks only at the plugins that can apply to it, not at every plugin of the config.
+#[derive(Default)]
+struct PluginsByScope {
+    global: Vec<usize>,
+    by_service: HashMap<usize, Vec<usize>>,
+    by_route: HashMap<usize, Vec<usize>>,
+}
+
+impl PluginsByScope {
+    fn new(model: &Model, built: &[Option<Arc<dyn Plugin>>]) -> Self {
+        let mut out = PluginsByScope::default();
+        for (i, (p, plugin)) in model.plugins.iter().zip(built).enumerate() {
+            if plugin.is_none() || p.scope.consumer.is_some() {
+                continue;
+            }
+            match (p.scope.route, p.scope.service) {
+                (Some(r), _) => out.by_route.entry(r).or_default().push(i),
+                (None, Some(s)) => out.by_service.entry(s).or_default().push(i),
+                (None, None) => out.global.push(i),
+            }
         }
-        let rank = match (p.scope.route, p.scope.service) {
-            (Some(r), Some(s)) if r == route && Some(s) == service => 3,
-            (Some(r), None) if r == route => 2,
-            (None, Some(s)) if Some(s) == service => 1,
-            (None, None) => 0,
-            _ => continue,
-        };
-        if best.get(p.name.as_str()).is_none_or(|(b, _)| rank > *b) {
-            best.insert(p.name.as_str(), (rank, plugin.clone()));
+        out
+    }
+}
+
+/// Kong's plugin resolution for one route: per plugin name the most specific instance
+/// (route+service ▸ route ▸ service ▸ global; the first declared among equals), then
+/// descending PRIORITY.
+fn route_chain(
+    model: &Model,
+    built: &[Option<Arc<dyn Plugin>>],
+    scoped: &PluginsByScope,
+    route: usize,
+) -> Chain {
+    let service = model.routes[route].service;
+    let none = &Vec::new();
+    let on_route = scoped.by_route.get(&route).unwrap_or(none);
+    let on_service = service
+        .and_then(|s| scoped.by_service.get(&s))
+        .unwrap_or(none);
+    let candidates = on_route
+        .iter()
+        .chain(on_service)
+        .chain(&scoped.global)
+        .filter_map(|&i| {
+            let scope = &model.plugins[i].scope;
+            let rank = match (scope.route.is_some(), scope.service) {
+                (true, Some(s)) if Some(s) == service => 3,
+                (true, None) => 2,
+                (false, Some(s)) if Some(s) == service => 1,
+                (false, None) => 0,
+                _ => return None,
+            };
+            Some((rank, i))
+        });
+    let mut best: Vec<(&str, u8, usize)> = Vec::new();
+    for (rank, i) in candidates {
+        let name = model.plugins[i].name.as_str();
+        match best.iter_mut().find(|(n, _, _)| *n == name) {
+            Some(b) if rank > b.1 || (rank == b.1 && i < b.2) => *b = (name, rank, i),
+            Some(_) => {}
+            None => best.push((name, rank, i)),
         }
     }
-    let mut plugins: Vec<Arc<dyn Plugin>> = best.into_values().map(|(_, p)| p).collect();
+    best.sort_by_key(|b| b.2);
+    let mut plugins: Vec<Arc<dyn Plugin>> = best
+        .into_iter()
+        .filter_map(|(_, _, i)| built[i].clone())
+        .collect();
     plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
     Chain { plugins }
 }

@@ -5,6 +5,12 @@
 //! touch starts a short quiet window; when it closes, the whole directory is loaded again
 //! (`Gateway::reload`), off the serving threads.
 //!
+//! The window is shorter once the last event is one that ends a change (a file closed after
+//! writing, a rename, a removal, a touch): an editor's rename-over and a ConfigMap's `..data`
+//! swap end with a rename, `> kong.yaml` ends with the close, so a change is applied ~15 ms
+//! after it is complete. While a file is still being written (created or written, not yet
+//! closed) the window stays at 60 ms.
+//!
 //! events ─▶ debounce ─▶ `Gateway::reload` ─▶ (valid) one atomic swap │ (invalid) errors kept
 //!
 //! `--watch-poll MS` replaces events by a poll of file metadata, for NFS and bind mounts
@@ -21,8 +27,12 @@ use notify::{EventKind, RecursiveMode, Watcher as _};
 use crate::config::loader;
 use crate::gateway::Gateway;
 
-/// The quiet time after the last event before reloading: long enough to see a whole
-/// editor save or ConfigMap swap as one change, short enough to apply it well within a second.
+/// The quiet time after an event that ends a change: the steps of one save or swap are
+/// system calls microseconds apart, and a tool that writes several files (git, kubelet) goes
+/// from one to the next faster than this.
+const SETTLED: Duration = Duration::from_millis(15);
+/// The quiet time after an event in the middle of a change (a file created or written, not
+/// yet closed or renamed into place): a writer may pause between chunks.
 const QUIET: Duration = Duration::from_millis(60);
 /// A burst that never goes quiet still reloads this often.
 const MAX_DELAY: Duration = Duration::from_millis(400);
@@ -48,14 +58,26 @@ fn watch_set(dir: &Path) -> BTreeSet<PathBuf> {
     set
 }
 
-/// Events that mean "something may have changed"; reads (ours included) do not.
-fn is_change(kind: &EventKind) -> bool {
+/// What an event says about the directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Change {
+    /// Nothing changed: a read (ours included).
+    None,
+    /// A change is under way: a file created or written and not yet closed.
+    Underway,
+    /// A change is complete: a file closed after writing, renamed, removed or touched.
+    Done,
+}
+
+fn change(kind: &EventKind) -> Change {
+    use notify::event::{AccessKind, AccessMode, ModifyKind};
     match kind {
-        EventKind::Access(notify::event::AccessKind::Close(notify::event::AccessMode::Write)) => {
-            true
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => Change::Done,
+        EventKind::Access(_) => Change::None,
+        EventKind::Modify(ModifyKind::Name(_) | ModifyKind::Metadata(_)) | EventKind::Remove(_) => {
+            Change::Done
         }
-        EventKind::Access(_) => false,
-        _ => true,
+        _ => Change::Underway,
     }
 }
 
@@ -87,12 +109,13 @@ fn reload(gw: &Gateway) {
 }
 
 fn event_loop(gw: Arc<Gateway>) {
-    let (tx, rx) = mpsc::channel::<()>();
+    let (tx, rx) = mpsc::channel::<Change>();
     let handler = move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res
-            && is_change(&ev.kind)
-        {
-            let _ = tx.send(());
+        if let Ok(ev) = res {
+            let c = change(&ev.kind);
+            if c != Change::None {
+                let _ = tx.send(c);
+            }
         }
     };
     let mut watcher = match notify::recommended_watcher(handler) {
@@ -122,13 +145,14 @@ fn event_loop(gw: Arc<Gateway>) {
             true
         };
     rewatch(&mut watcher, &mut watched);
-    while rx.recv().is_ok() {
+    while let Ok(mut last) = rx.recv() {
         let first = std::time::Instant::now();
-        // Debounce: wait for a quiet window, bounded by MAX_DELAY.
+        // Debounce: wait for a quiet window after the last event, bounded by MAX_DELAY.
         loop {
+            let quiet = if last == Change::Done { SETTLED } else { QUIET };
             let left = MAX_DELAY.saturating_sub(first.elapsed());
-            match rx.recv_timeout(QUIET.min(left)) {
-                Ok(()) if !left.is_zero() => continue,
+            match rx.recv_timeout(quiet.min(left)) {
+                Ok(c) if !left.is_zero() => last = c,
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
                 _ => break,
             }

@@ -7,14 +7,18 @@
 //!   as .NET's configuration binder does;
 //! - `Entities<T>` keeps deserialising the other entities of a list after one fails, so one
 //!   load reports every broken entity at once.
+//!
+//! A 10,000-route file is walked once, without copies: entity lists are deserialised in place
+//! from the tree, and paths are a chain of borrowed segments on the stack (`At`), made into a
+//! `Path` only for a problem or a `Captured` value.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::rc::Rc;
+use std::marker::PhantomData;
 
 use serde::de::{self, DeserializeSeed, IntoDeserializer, Visitor};
 
-use super::diag::{Path, nearest};
+use super::diag::{Path, Seg, nearest};
 use super::node::{Node, Scalar, Span, Value};
 
 /// A deserialisation problem at a known place.
@@ -46,10 +50,10 @@ impl de::Error for DeError {
 
 impl DeError {
     /// Errors made by serde's generated code know no place; the node that saw them fail does.
-    fn at(mut self, node: &Node, path: &Path) -> Self {
+    fn at(mut self, node: &Node, path: At<'_>) -> Self {
         if self.span.is_none() {
             self.span = Some(node.span);
-            self.path = path.clone();
+            self.path = path.to_path();
         }
         self
     }
@@ -65,12 +69,37 @@ pub enum Dialect {
 }
 
 /// Collects what does not stop deserialisation: unknown keys and failed list entities.
-type Sink = Rc<RefCell<Vec<DeError>>>;
+type Sink = RefCell<Vec<DeError>>;
 
-thread_local! {
-    /// The dialect and sink of the `from_node` call under way on this thread, for
-    /// `Entities<T>`, which deserialises its entries one by one.
-    static CONTEXT: RefCell<Option<(Dialect, Sink)>> = const { RefCell::new(None) };
+/// Where the value being deserialised sits: a chain of borrowed segments, free to extend
+/// while walking the tree.
+#[derive(Clone, Copy)]
+enum At<'a> {
+    Root,
+    Key(&'a At<'a>, &'a str),
+    Index(&'a At<'a>, usize),
+}
+
+impl At<'_> {
+    fn to_path(self) -> Path {
+        let mut segs = Vec::new();
+        let mut at = self;
+        loop {
+            match at {
+                At::Root => break,
+                At::Key(parent, k) => {
+                    segs.push(Seg::Key(k.to_string()));
+                    at = *parent;
+                }
+                At::Index(parent, i) => {
+                    segs.push(Seg::Index(i));
+                    at = *parent;
+                }
+            }
+        }
+        segs.reverse();
+        Path(segs)
+    }
 }
 
 /// Deserialises `T` from a node. The returned problems hold both errors and warnings; the
@@ -80,20 +109,17 @@ pub fn from_node<T: de::DeserializeOwned>(
     dialect: Dialect,
 ) -> (Option<T>, Vec<DeError>) {
     let sink = Sink::default();
-    let outer = CONTEXT.with(|c| c.borrow_mut().replace((dialect, sink.clone())));
-    let root = Path::root();
     let result = T::deserialize(NodeDe {
         node,
-        path: &root,
+        path: &At::Root,
         dialect,
         sink: &sink,
     });
-    CONTEXT.with(|c| *c.borrow_mut() = outer);
-    let mut problems = sink.take();
+    let mut problems = sink.into_inner();
     match result {
         Ok(v) => (Some(v), problems),
         Err(e) => {
-            problems.push(e.at(node, &Path::root()));
+            problems.push(e.at(node, At::Root));
             (None, problems)
         }
     }
@@ -167,41 +193,35 @@ impl<T> Entities<T> {
     }
 }
 
+const ENTITIES: &str = "$switchyard::Entities";
+
+thread_local! {
+    /// Set by the entity-list access when it has reported an entry's error to the sink and
+    /// skipped it: the `Err` it returns then means "leave a hole", not "fail the list".
+    static SKIPPED: Cell<bool> = const { Cell::new(false) };
+}
+
 impl<'de, T: de::DeserializeOwned> de::Deserialize<'de> for Entities<T> {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let list = Captured::deserialize(d)?;
-        let Some((dialect, sink)) = CONTEXT.with(|c| c.borrow().clone()) else {
-            return Err(de::Error::custom(
-                "an entity list needs the config deserializer",
-            ));
-        };
-        let items = match &list.node.value {
-            Value::Seq(items) => items.as_slice(),
-            _ if list.node.is_null() => &[],
-            _ => {
-                return Err(de::Error::custom(format!(
-                    "expected a list, found {}",
-                    kind(&list.node)
-                )));
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: de::DeserializeOwned> Visitor<'de> for V<T> {
+            type Value = Entities<T>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of entities (through the config deserializer)")
             }
-        };
-        let out = items
-            .iter()
-            .enumerate()
-            .map(|(i, node)| {
-                let path = list.path.index(i);
-                let de = NodeDe {
-                    node,
-                    path: &path,
-                    dialect,
-                    sink: &sink,
-                };
-                T::deserialize(de)
-                    .map_err(|e| sink.borrow_mut().push(e.at(node, &path)))
-                    .ok()
-            })
-            .collect();
-        Ok(Entities(out))
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Entities<T>, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                loop {
+                    match seq.next_element::<T>() {
+                        Ok(Some(t)) => out.push(Some(t)),
+                        Ok(None) => return Ok(Entities(out)),
+                        Err(_) if SKIPPED.replace(false) => out.push(None),
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        d.deserialize_newtype_struct(ENTITIES, V(PhantomData))
     }
 }
 
@@ -216,16 +236,16 @@ impl<T: serde::Serialize> serde::Serialize for Entities<T> {
 #[derive(Clone, Copy)]
 struct NodeDe<'a> {
     node: &'a Node,
-    path: &'a Path,
+    path: &'a At<'a>,
     dialect: Dialect,
-    sink: &'a RefCell<Vec<DeError>>,
+    sink: &'a Sink,
 }
 
 impl<'a> NodeDe<'a> {
     fn err(&self, msg: impl Into<String>) -> DeError {
         DeError {
             span: Some(self.node.span),
-            path: self.path.clone(),
+            path: self.path.to_path(),
             message: msg.into(),
             warning: false,
         }
@@ -281,12 +301,12 @@ fn kind(node: &Node) -> &'static str {
     }
 }
 
-/// The derived deserializers ask for these with the path of the child.
+/// A child value with its path segment, for the derived deserializers to ask for.
 struct Child<'a> {
     node: &'a Node,
-    path: Path,
+    path: At<'a>,
     dialect: Dialect,
-    sink: &'a RefCell<Vec<DeError>>,
+    sink: &'a Sink,
 }
 
 impl<'a> Child<'a> {
@@ -307,7 +327,8 @@ macro_rules! int_method {
     ($name:ident, $visit:ident, $t:ty, $what:expr) => {
         fn $name<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
             let n: $t = self.int($what)?;
-            v.$visit(n).map_err(|e: DeError| e.at(self.node, self.path))
+            v.$visit(n)
+                .map_err(|e: DeError| e.at(self.node, *self.path))
         }
     };
 }
@@ -335,7 +356,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             Value::Seq(_) => return self.deserialize_seq(v),
             Value::Map(_) => return self.deserialize_map(v),
         };
-        r.map_err(|e: DeError| e.at(self.node, self.path))
+        r.map_err(|e: DeError| e.at(self.node, *self.path))
     }
 
     fn deserialize_bool<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
@@ -348,7 +369,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             _ => return Err(self.err(format!("expected true or false, found {}", self.kind()))),
         };
         v.visit_bool(b)
-            .map_err(|e: DeError| e.at(self.node, self.path))
+            .map_err(|e: DeError| e.at(self.node, *self.path))
     }
 
     int_method!(deserialize_i8, visit_i8, i8, "an integer");
@@ -369,7 +390,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             Some(s) if !s.is_null() && self.lenient(s) => match s.text.trim().parse::<f64>() {
                 Ok(f) if f.is_finite() => v
                     .visit_f64(f)
-                    .map_err(|e: DeError| e.at(self.node, self.path)),
+                    .map_err(|e: DeError| e.at(self.node, *self.path)),
                 _ => Err(self.err(format!("expected a number, found `{}`", s.text))),
             },
             Some(s) if !s.is_null() => Err(self.err(format!(
@@ -388,7 +409,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         match self.scalar() {
             Some(s) if !s.is_null() => v
                 .visit_str(&s.text)
-                .map_err(|e: DeError| e.at(self.node, self.path)),
+                .map_err(|e: DeError| e.at(self.node, *self.path)),
             _ => Err(self.err(format!("expected a string, found {}", self.kind()))),
         }
     }
@@ -408,7 +429,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     fn deserialize_option<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         if self.node.is_null() {
             v.visit_none()
-                .map_err(|e: DeError| e.at(self.node, self.path))
+                .map_err(|e: DeError| e.at(self.node, *self.path))
         } else {
             v.visit_some(self)
         }
@@ -416,7 +437,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
 
     fn deserialize_unit<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         v.visit_unit()
-            .map_err(|e: DeError| e.at(self.node, self.path))
+            .map_err(|e: DeError| e.at(self.node, *self.path))
     }
 
     fn deserialize_unit_struct<V: Visitor<'de>>(
@@ -434,9 +455,27 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     ) -> Result<V::Value, DeError> {
         match name {
             CAPTURE => {
-                CAPTURED.with(|c| *c.borrow_mut() = Some((self.node.clone(), self.path.clone())));
+                CAPTURED.with(|c| *c.borrow_mut() = Some((self.node.clone(), self.path.to_path())));
                 v.visit_unit()
             }
+            // Left without a place for the enclosing mapping to give it its own: a list of the
+            // wrong kind is reported at the entity that holds it.
+            ENTITIES => match &self.node.value {
+                Value::Seq(items) => v.visit_seq(EntitySeq {
+                    items: items.iter(),
+                    index: 0,
+                    parent: self,
+                }),
+                _ if self.node.is_null() => v.visit_seq(EntitySeq {
+                    items: [].iter(),
+                    index: 0,
+                    parent: self,
+                }),
+                _ => Err(de::Error::custom(format!(
+                    "expected a list, found {}",
+                    self.kind()
+                ))),
+            },
             _ => v.visit_newtype_struct(self),
         }
     }
@@ -449,7 +488,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
                     index: 0,
                     parent: self,
                 })
-                .map_err(|e: DeError| e.at(self.node, self.path)),
+                .map_err(|e: DeError| e.at(self.node, *self.path)),
             // An Ocelot single value where a list is expected is the list of that value,
             // as `"UpstreamHttpMethod": "Get"` binds in .NET.
             Value::Scalar(s) if self.dialect == Dialect::Ocelot && !s.is_null() => {
@@ -485,7 +524,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
                     pending: None,
                     parent: self,
                 })
-                .map_err(|e: DeError| e.at(self.node, self.path)),
+                .map_err(|e: DeError| e.at(self.node, *self.path)),
             _ => Err(self.err(format!("expected a mapping, found {}", self.kind()))),
         }
     }
@@ -504,7 +543,7 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
                     pending: None,
                     parent: self,
                 })
-                .map_err(|e: DeError| e.at(self.node, self.path)),
+                .map_err(|e: DeError| e.at(self.node, *self.path)),
             _ => Err(self.err(format!("expected a mapping, found {}", self.kind()))),
         }
     }
@@ -570,7 +609,7 @@ impl<'de, 'a, I: Iterator<Item = &'a Node>> de::SeqAccess<'de> for Seq<'a, I> {
         };
         let child = Child {
             node,
-            path: self.parent.path.index(self.index),
+            path: At::Index(self.parent.path, self.index),
             dialect: self.parent.dialect,
             sink: self.parent.sink,
         };
@@ -583,10 +622,47 @@ impl<'de, 'a, I: Iterator<Item = &'a Node>> de::SeqAccess<'de> for Seq<'a, I> {
     }
 }
 
+/// The entries of an `Entities<T>`: an entry that fails is reported with its position and
+/// skipped (see `SKIPPED`), and the next one is read.
+struct EntitySeq<'a> {
+    items: std::slice::Iter<'a, Node>,
+    index: usize,
+    parent: NodeDe<'a>,
+}
+
+impl<'de, 'a> de::SeqAccess<'de> for EntitySeq<'a> {
+    type Error = DeError;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
+        let Some(node) = self.items.next() else {
+            return Ok(None);
+        };
+        let child = Child {
+            node,
+            path: At::Index(self.parent.path, self.index),
+            dialect: self.parent.dialect,
+            sink: self.parent.sink,
+        };
+        self.index += 1;
+        seed.deserialize(child.de()).map(Some).map_err(|e| {
+            self.parent.sink.borrow_mut().push(e.at(node, child.path));
+            SKIPPED.set(true);
+            de::Error::custom("skipped")
+        })
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        Some(self.items.len())
+    }
+}
+
 struct Map<'a, I> {
     entries: I,
     fields: Option<(&'static str, &'static [&'static str])>,
-    pending: Option<(&'a Node, Path)>,
+    pending: Option<(&'a Node, &'a str)>,
     parent: NodeDe<'a>,
 }
 
@@ -603,10 +679,10 @@ impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for Map<'
             };
             let key = k.as_str().unwrap_or_default();
             let Some((_, fields)) = self.fields else {
-                self.pending = Some((v, self.parent.path.key(key)));
+                self.pending = Some((v, key));
                 let kd = Child {
                     node: k,
-                    path: self.parent.path.key(key),
+                    path: At::Key(self.parent.path, key),
                     dialect: self.parent.dialect,
                     sink: self.parent.sink,
                 };
@@ -618,14 +694,14 @@ impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for Map<'
             };
             match canonical {
                 Some(name) => {
-                    self.pending = Some((v, self.parent.path.key(*name)));
+                    self.pending = Some((v, name));
                     return seed
                         .deserialize(IntoDeserializer::<DeError>::into_deserializer(*name))
                         .map(Some);
                 }
                 None if self.parent.dialect == Dialect::Kong && key.starts_with('_') => continue,
                 None => {
-                    let path = self.parent.path.key(key);
+                    let path = At::Key(self.parent.path, key).to_path();
                     let hint = match nearest(key, fields.iter().copied()) {
                         Some(n) => format!("; did you mean `{n}`?"),
                         None => String::new(),
@@ -646,10 +722,10 @@ impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for Map<'
     }
 
     fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, DeError> {
-        let (node, path) = self.pending.take().expect("value after key");
+        let (node, key) = self.pending.take().expect("value after key");
         let child = Child {
             node,
-            path,
+            path: At::Key(self.parent.path, key),
             dialect: self.parent.dialect,
             sink: self.parent.sink,
         };

@@ -29,24 +29,47 @@ impl Path {
         Path(Vec::new())
     }
     pub fn key(&self, k: impl Into<String>) -> Path {
-        let mut p = self.clone();
-        p.0.push(Seg::Key(k.into()));
-        p
+        self.with(Seg::Key(k.into()))
     }
     pub fn index(&self, i: usize) -> Path {
-        let mut p = self.clone();
-        p.0.push(Seg::Index(i));
-        p
+        self.with(Seg::Index(i))
+    }
+    fn with(&self, last: Seg) -> Path {
+        // Sized once: a clone then a push would allocate twice.
+        let mut segs = Vec::with_capacity(self.0.len() + 1);
+        segs.extend_from_slice(&self.0);
+        segs.push(last);
+        Path(segs)
     }
 }
 
 impl fmt::Display for Path {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Written piece by piece (no `write!`): every entity's origin renders its path.
         for (i, seg) in self.0.iter().enumerate() {
             match seg {
-                Seg::Key(k) if i == 0 => write!(f, "{k}")?,
-                Seg::Key(k) => write!(f, ".{k}")?,
-                Seg::Index(n) => write!(f, "[{n}]")?,
+                Seg::Key(k) => {
+                    if i > 0 {
+                        f.write_str(".")?;
+                    }
+                    f.write_str(k)?;
+                }
+                Seg::Index(n) => {
+                    let mut digits = [0u8; 20];
+                    let mut at = digits.len();
+                    let mut n = *n;
+                    loop {
+                        at -= 1;
+                        digits[at] = b'0' + (n % 10) as u8;
+                        n /= 10;
+                        if n == 0 {
+                            break;
+                        }
+                    }
+                    f.write_str("[")?;
+                    f.write_str(std::str::from_utf8(&digits[at..]).unwrap_or_default())?;
+                    f.write_str("]")?;
+                }
             }
         }
         Ok(())

@@ -121,9 +121,35 @@ pub fn load_dir(dir: &FsPath) -> Loaded {
 /// Loads every config file of `dir` into one model: Kong files first, then the Ocelot files
 /// merged as `config::ocelot` describes (with `environment`'s `ocelot.NAME.json` layered on top).
 pub fn load_dir_env(dir: &FsPath, environment: Option<&str>) -> Loaded {
-    let mut diags = Diagnostics::default();
-    let mut ocelot_files: Vec<SourceFile> = Vec::new();
-    let mut model = Model::default();
+    read_dir_env(dir, environment).load(environment)
+}
+
+/// The config files of a directory as read, before any parsing: enough to tell an unchanged
+/// directory (same `hash`) for the cost of the reads alone.
+pub struct Sources {
+    pub files: Vec<PathBuf>,
+    /// FNV-1a over every file's name and bytes (and the environment's name).
+    pub hash: u64,
+    /// Each file's name and text, in load order (files that could not be read are left out).
+    texts: Vec<(String, String)>,
+    diagnostics: Diagnostics,
+}
+
+impl Sources {
+    /// Some file could not be listed or read, or is not UTF-8.
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.has_errors()
+    }
+
+    /// Parses, checks and merges the files into one model.
+    pub fn load(self, environment: Option<&str>) -> Loaded {
+        load_sources(self, environment)
+    }
+}
+
+/// Reads the config files of `dir`, hashing names and bytes, and `environment`'s name.
+pub fn read_dir_env(dir: &FsPath, environment: Option<&str>) -> Sources {
+    let mut diagnostics = Diagnostics::default();
     let mut hash: u64 = 0xcbf29ce484222325;
     let mut fnv = |bytes: &[u8]| {
         for b in bytes {
@@ -134,40 +160,58 @@ pub fn load_dir_env(dir: &FsPath, environment: Option<&str>) -> Loaded {
     let files = match config_files(dir) {
         Ok(f) => f,
         Err(e) => {
-            diags.file_error(
+            diagnostics.file_error(
                 &dir.display().to_string(),
                 format!("cannot read the config directory: {e}"),
             );
-            return Loaded {
-                model,
-                diagnostics: diags,
-                hash: 0,
+            return Sources {
                 files: Vec::new(),
+                hash: 0,
+                texts: Vec::new(),
+                diagnostics,
             };
         }
     };
+    let mut texts = Vec::with_capacity(files.len());
     for path in &files {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let text = match std::fs::read(path) {
+        match std::fs::read(path) {
             Ok(bytes) => {
                 fnv(name.as_bytes());
                 fnv(&bytes);
                 match String::from_utf8(bytes) {
-                    Ok(t) => t,
-                    Err(_) => {
-                        diags.file_error(&name, "the file is not valid UTF-8");
-                        continue;
-                    }
+                    Ok(t) => texts.push((name, t)),
+                    Err(_) => diagnostics.file_error(&name, "the file is not valid UTF-8"),
                 }
             }
-            Err(e) => {
-                diags.file_error(&name, format!("cannot read the file: {e}"));
-                continue;
-            }
-        };
+            Err(e) => diagnostics.file_error(&name, format!("cannot read the file: {e}")),
+        }
+    }
+    if let Some(env) = environment {
+        fnv(b"\0environment\0");
+        fnv(env.as_bytes());
+    }
+    Sources {
+        files,
+        hash,
+        texts,
+        diagnostics,
+    }
+}
+
+fn load_sources(sources: Sources, environment: Option<&str>) -> Loaded {
+    let Sources {
+        files,
+        hash,
+        texts,
+        diagnostics: mut diags,
+    } = sources;
+    let mut ocelot_files: Vec<SourceFile> = Vec::new();
+    let mut model = Model::default();
+    for (name, text) in texts {
         let lower = name.to_ascii_lowercase();
         let is_kong = KONG_FILES.contains(&lower.as_str());
         let parsed = if lower.ends_with(".json") {
@@ -213,10 +257,6 @@ pub fn load_dir_env(dir: &FsPath, environment: Option<&str>) -> Loaded {
         }
     }
     ocelot::load(ocelot_files, environment, &mut model, &mut diags);
-    if let Some(env) = environment {
-        fnv(b"\0environment\0");
-        fnv(env.as_bytes());
-    }
     // Files in load order, then by position: the order a reader fixes them in.
     let order: Vec<String> = files
         .iter()

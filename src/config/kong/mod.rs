@@ -44,16 +44,31 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
             false
         }
     };
+    let route_count = raw.routes.len()
+        + raw
+            .services
+            .iter()
+            .map(|(_, s)| s.routes.len())
+            .sum::<usize>();
+    model.routes.reserve(route_count);
+    model.services.reserve(raw.services.len());
     let mut cx = Cx {
         file,
         diags,
         model,
         legacy_paths,
-        services_by_key: HashMap::new(),
-        routes_by_key: HashMap::new(),
+        services_by_key: HashMap::with_capacity(raw.services.len()),
+        routes_by_key: HashMap::with_capacity(route_count),
         consumers_by_key: HashMap::new(),
         upstreams_by_name: HashMap::new(),
+        plugins_by_scope: HashMap::new(),
     };
+    for (i, p) in cx.model.plugins.iter().enumerate() {
+        cx.plugins_by_scope
+            .entry(scope_key(&p.scope))
+            .or_default()
+            .push(i);
+    }
 
     // Services (with nested routes and plugins) first, so that top-level entities can refer to them.
     let mut nested_routes = Vec::new();
@@ -62,20 +77,18 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
         let path = root.key("services").index(i);
         if let Some(idx) = cx.service(s, &path) {
             nested_routes.push((idx, &s.routes, path.key("routes")));
-            nested_plugins.push((
-                PluginScope {
-                    service: Some(idx),
-                    ..Default::default()
-                },
-                &s.plugins,
-                path.key("plugins"),
-            ));
+            if !s.plugins.is_empty() {
+                nested_plugins.push((
+                    PluginScope {
+                        service: Some(idx),
+                        ..Default::default()
+                    },
+                    &s.plugins,
+                    path.key("plugins"),
+                ));
+            }
         }
-        cx.unserved_list(
-            &s.filter_chains,
-            &path.key("filter_chains"),
-            "filter_chains",
-        );
+        cx.unserved_list(&s.filter_chains, &path, "filter_chains");
     }
     for (svc, routes, path) in nested_routes {
         for (j, r) in routes.iter() {
@@ -87,7 +100,9 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
                     "a route nested in a service takes that service; remove `service`",
                 );
             }
-            if let Some(ridx) = cx.route(r, Some(svc), &rpath) {
+            if let Some(ridx) = cx.route(r, Some(svc), &rpath)
+                && !r.plugins.is_empty()
+            {
                 nested_plugins.push((
                     PluginScope {
                         service: None,
@@ -98,11 +113,7 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
                     rpath.key("plugins"),
                 ));
             }
-            cx.unserved_list(
-                &r.filter_chains,
-                &rpath.key("filter_chains"),
-                "filter_chains",
-            );
+            cx.unserved_list(&r.filter_chains, &rpath, "filter_chains");
         }
     }
     for (i, r) in raw.routes.iter() {
@@ -111,7 +122,9 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
             .service
             .as_ref()
             .and_then(|s| cx.resolve("services", s, &path.key("service")));
-        if let Some(ridx) = cx.route(r, svc, &path) {
+        if let Some(ridx) = cx.route(r, svc, &path)
+            && !r.plugins.is_empty()
+        {
             nested_plugins.push((
                 PluginScope {
                     route: Some(ridx),
@@ -121,11 +134,7 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
                 path.key("plugins"),
             ));
         }
-        cx.unserved_list(
-            &r.filter_chains,
-            &path.key("filter_chains"),
-            "filter_chains",
-        );
+        cx.unserved_list(&r.filter_chains, &path, "filter_chains");
     }
 
     for (i, u) in raw.upstreams.iter() {
@@ -151,7 +160,9 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
 
     for (i, c) in raw.consumers.iter() {
         let path = root.key("consumers").index(i);
-        if let Some(idx) = cx.consumer(c, &path) {
+        if let Some(idx) = cx.consumer(c, &path)
+            && !c.plugins.is_empty()
+        {
             nested_plugins.push((
                 PluginScope {
                     consumer: Some(idx),
@@ -223,39 +234,38 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
         }
         cx.mark_unserved("certificates", &path);
     }
-    cx.unserved_list(&raw.snis, &root.key("snis"), "snis");
-    cx.unserved_list(
-        &raw.ca_certificates,
-        &root.key("ca_certificates"),
-        "ca_certificates",
-    );
-    cx.unserved_list(&raw.vaults, &root.key("vaults"), "vaults");
-    cx.unserved_list(&raw.key_sets, &root.key("key_sets"), "key_sets");
-    cx.unserved_list(&raw.keys, &root.key("keys"), "keys");
-    cx.unserved_list(
-        &raw.filter_chains,
-        &root.key("filter_chains"),
-        "filter_chains",
-    );
-    cx.unserved_list(
-        &raw.consumer_groups,
-        &root.key("consumer_groups"),
-        "consumer_groups",
-    );
+    cx.unserved_list(&raw.snis, &root, "snis");
+    cx.unserved_list(&raw.ca_certificates, &root, "ca_certificates");
+    cx.unserved_list(&raw.vaults, &root, "vaults");
+    cx.unserved_list(&raw.key_sets, &root, "key_sets");
+    cx.unserved_list(&raw.keys, &root, "keys");
+    cx.unserved_list(&raw.filter_chains, &root, "filter_chains");
+    cx.unserved_list(&raw.consumer_groups, &root, "consumer_groups");
 }
 
-struct Cx<'a> {
+/// A plugin's scope as a map key: service, route and consumer.
+type ScopeKey = (Option<usize>, Option<usize>, Option<usize>);
+
+fn scope_key(s: &PluginScope) -> ScopeKey {
+    (s.service, s.route, s.consumer)
+}
+
+/// The loading context of one file. Keys borrow from the raw file (`'r`), which outlives it.
+struct Cx<'a, 'r> {
     file: &'a SourceFile,
     diags: &'a mut Diagnostics,
     model: &'a mut Model,
     legacy_paths: bool,
-    services_by_key: HashMap<String, usize>,
-    routes_by_key: HashMap<String, usize>,
-    consumers_by_key: HashMap<String, usize>,
-    upstreams_by_name: HashMap<String, usize>,
+    services_by_key: HashMap<&'r str, usize>,
+    routes_by_key: HashMap<&'r str, usize>,
+    consumers_by_key: HashMap<&'r str, usize>,
+    upstreams_by_name: HashMap<&'r str, usize>,
+    /// Indices in `model.plugins` by scope (other files' plugins included), for Kong's
+    /// uniqueness rule without comparing every pair of plugins.
+    plugins_by_scope: HashMap<ScopeKey, Vec<usize>>,
 }
 
-impl Cx<'_> {
+impl<'r> Cx<'_, 'r> {
     fn origin(&self, path: &Path) -> Origin {
         Origin {
             file: self.file.name.clone(),
@@ -269,13 +279,18 @@ impl Cx<'_> {
         self.model.unserved.push((kind.to_string(), origin));
     }
 
-    fn unserved_list<T>(&mut self, list: &Entities<T>, path: &Path, kind: &str) {
+    /// Marks every entry of `parent.kind` as not served.
+    fn unserved_list<T>(&mut self, list: &Entities<T>, parent: &Path, kind: &str) {
+        if list.is_empty() {
+            return;
+        }
+        let path = parent.key(kind);
         for (i, _) in list.iter() {
             self.mark_unserved(kind, &path.index(i));
         }
     }
 
-    fn keys(&mut self, kind: &str) -> &mut HashMap<String, usize> {
+    fn keys(&mut self, kind: &str) -> &mut HashMap<&'r str, usize> {
         match kind {
             "services" => &mut self.services_by_key,
             "routes" => &mut self.routes_by_key,
@@ -300,13 +315,13 @@ impl Cx<'_> {
     }
 
     /// Registers `key` (a name or id) for `kind`, reporting Kong's uniqueness violation.
-    fn register(&mut self, kind: &str, field: &str, key: &str, idx: usize, path: &Path) {
-        if self.keys(kind).insert(key.to_string(), idx).is_some() {
+    fn register(&mut self, kind: &str, field: &str, key: &'r str, idx: usize, path: &Path) {
+        if self.keys(kind).insert(key, idx).is_some() {
             self.diags.error(self.file, &path.key(field), format!("uniqueness violation: '{kind}' entity with {field} set to '{key}' already declared"));
         }
     }
 
-    fn service(&mut self, s: &RawService, path: &Path) -> Option<usize> {
+    fn service(&mut self, s: &'r RawService, path: &Path) -> Option<usize> {
         let mut protocol = Protocol::Http;
         let mut host = s.host.clone();
         let mut port = s.port;
@@ -358,40 +373,25 @@ impl Cx<'_> {
             self.diags
                 .error(self.file, &path.key("path"), "should start with: /");
         }
-        let retries = self.ranged(
-            s.retries,
-            DEFAULT_RETRIES as i64,
-            0,
-            32767,
-            &path.key("retries"),
-        ) as u32;
+        let retries =
+            self.ranged(s.retries, DEFAULT_RETRIES as i64, 0, 32767, path, "retries") as u32;
         let timeout = |cx: &mut Self, v: Option<i64>, field: &str| {
-            cx.ranged(
-                v,
-                DEFAULT_TIMEOUT_MS as i64,
-                1,
-                2_147_483_646,
-                &path.key(field),
-            ) as u64
+            cx.ranged(v, DEFAULT_TIMEOUT_MS as i64, 1, 2_147_483_646, path, field) as u64
         };
         let connect_timeout = timeout(self, s.connect_timeout, "connect_timeout");
         let write_timeout = timeout(self, s.write_timeout, "write_timeout");
         let read_timeout = timeout(self, s.read_timeout, "read_timeout");
         let idx = self.model.services.len();
-        let id = s.id.clone().unwrap_or_else(|| {
-            derived_id(
-                "services",
-                s.name
-                    .as_deref()
-                    .unwrap_or(&format!("{}#{}", self.file.name, path)),
-            )
+        let id = s.id.clone().unwrap_or_else(|| match &s.name {
+            Some(name) => derived_id("services", name),
+            None => derived_id("services", &format!("{}#{}", self.file.name, path)),
         });
         if let Some(name) = &s.name {
-            self.check_name(name, &path.key("name"));
+            self.check_name(name, path);
             self.register("services", "name", name, idx, path);
         }
-        if s.id.is_some() {
-            self.register("services", "id", &id, idx, path);
+        if let Some(id) = &s.id {
+            self.register("services", "id", id, idx, path);
         }
         self.model.services.push(Service {
             id,
@@ -412,14 +412,23 @@ impl Cx<'_> {
         Some(idx)
     }
 
-    fn ranged(&mut self, v: Option<i64>, default: i64, min: i64, max: i64, path: &Path) -> i64 {
+    /// `v` if within `min..=max`, else `default` and an error at `entity.field`.
+    fn ranged(
+        &mut self,
+        v: Option<i64>,
+        default: i64,
+        min: i64,
+        max: i64,
+        entity: &Path,
+        field: &str,
+    ) -> i64 {
         match v {
             None => default,
             Some(v) if (min..=max).contains(&v) => v,
             Some(v) => {
                 self.diags.error(
                     self.file,
-                    path,
+                    &entity.key(field),
                     format!("value should be between {min} and {max}, found {v}"),
                 );
                 default
@@ -427,7 +436,8 @@ impl Cx<'_> {
         }
     }
 
-    fn check_name(&mut self, name: &str, path: &Path) {
+    /// Checks the `name` of the entity at `entity`.
+    fn check_name(&mut self, name: &str, entity: &Path) {
         let ok = !name.is_empty()
             && name
                 .chars()
@@ -435,13 +445,13 @@ impl Cx<'_> {
         if !ok {
             self.diags.error(
                 self.file,
-                path,
+                &entity.key("name"),
                 format!("invalid name \"{name}\": use only letters, digits and . - _ ~"),
             );
         }
     }
 
-    fn route(&mut self, r: &RawRoute, service: Option<usize>, path: &Path) -> Option<usize> {
+    fn route(&mut self, r: &'r RawRoute, service: Option<usize>, path: &Path) -> Option<usize> {
         let mut ok = true;
         let protocols = match &r.protocols {
             None => vec![Protocol::Http, Protocol::Https],
@@ -570,20 +580,16 @@ impl Cx<'_> {
             return None;
         }
         let idx = self.model.routes.len();
-        let id = r.id.clone().unwrap_or_else(|| {
-            derived_id(
-                "routes",
-                r.name
-                    .as_deref()
-                    .unwrap_or(&format!("{}#{}", self.file.name, path)),
-            )
+        let id = r.id.clone().unwrap_or_else(|| match &r.name {
+            Some(name) => derived_id("routes", name),
+            None => derived_id("routes", &format!("{}#{}", self.file.name, path)),
         });
         if let Some(name) = &r.name {
-            self.check_name(name, &path.key("name"));
+            self.check_name(name, path);
             self.register("routes", "name", name, idx, path);
         }
-        if r.id.is_some() {
-            self.register("routes", "id", &id, idx, path);
+        if let Some(id) = &r.id {
+            self.register("routes", "id", id, idx, path);
         }
         self.model.routes.push(Route {
             id,
@@ -641,7 +647,7 @@ impl Cx<'_> {
         }
     }
 
-    fn upstream(&mut self, u: &RawUpstream, path: &Path) {
+    fn upstream(&mut self, u: &'r RawUpstream, path: &Path) {
         let Some(name) = u.name.clone() else {
             self.diags
                 .error(self.file, path, "required field missing: `name`");
@@ -679,9 +685,15 @@ impl Cx<'_> {
                 );
             }
         }
-        let slots = self.ranged(u.slots, 10_000, 10, 65_536, &path.key("slots")) as u32;
+        let slots = self.ranged(u.slots, 10_000, 10, 65_536, path, "slots") as u32;
         let idx = self.model.upstreams.len();
-        self.register("upstreams", "name", &name, idx, path);
+        self.register(
+            "upstreams",
+            "name",
+            u.name.as_deref().unwrap_or_default(),
+            idx,
+            path,
+        );
         if let Some(id) = &u.id {
             self.register("upstreams", "id", id, idx, path);
         }
@@ -733,7 +745,7 @@ impl Cx<'_> {
             );
             return None;
         };
-        let weight = self.ranged(t.weight, 100, 0, 65_535, &path.key("weight")) as u32;
+        let weight = self.ranged(t.weight, 100, 0, 65_535, path, "weight") as u32;
         match split_host_port(target) {
             Some((host, port)) => Some(Target {
                 host: host.to_string(),
@@ -751,7 +763,7 @@ impl Cx<'_> {
         }
     }
 
-    fn consumer(&mut self, c: &RawConsumer, path: &Path) -> Option<usize> {
+    fn consumer(&mut self, c: &'r RawConsumer, path: &Path) -> Option<usize> {
         if c.username.is_none() && c.custom_id.is_none() {
             self.diags.error(
                 self.file,
@@ -773,8 +785,8 @@ impl Cx<'_> {
         if let Some(u) = &c.username {
             self.register("consumers", "username", u, idx, path);
         }
-        if c.id.is_some() {
-            self.register("consumers", "id", &id, idx, path);
+        if let Some(id) = &c.id {
+            self.register("consumers", "id", id, idx, path);
         }
         let mut credentials = Vec::new();
         for (kind, list) in [
@@ -802,7 +814,7 @@ impl Cx<'_> {
         Some(idx)
     }
 
-    fn plugin(&mut self, p: &RawPlugin, scope: PluginScope, path: &Path) {
+    fn plugin(&mut self, p: &'r RawPlugin, scope: PluginScope, path: &Path) {
         let Some(name) = p.name.clone() else {
             self.diags
                 .error(self.file, path, "required field missing: `name`");
@@ -850,11 +862,12 @@ impl Cx<'_> {
         if p.consumer_group.is_some() {
             self.mark_unserved("consumer_group plugins", path);
         }
-        let clash = self
-            .model
-            .plugins
+        let scope_key = scope_key(&scope);
+        let same_scope = self.plugins_by_scope.entry(scope_key).or_default();
+        let clash = same_scope
             .iter()
-            .find(|q| q.name == name && q.scope == scope && q.instance_name == p.instance_name);
+            .map(|&i| &self.model.plugins[i])
+            .find(|q| q.name == name && q.instance_name == p.instance_name);
         if let Some(q) = clash {
             let msg = format!(
                 "uniqueness violation: 'plugins' entity with name '{name}' is already declared for the same scope at {}:{}",
@@ -870,6 +883,11 @@ impl Cx<'_> {
             scope.consumer.map(|i| &self.model.consumers[i].id),
             p.instance_name.as_deref().unwrap_or("")
         );
+        let idx = self.model.plugins.len();
+        self.plugins_by_scope
+            .entry(scope_key)
+            .or_default()
+            .push(idx);
         self.model.plugins.push(Plugin {
             id: p.id.clone().unwrap_or_else(|| derived_id("plugins", &key)),
             name,
