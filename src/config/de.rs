@@ -591,6 +591,18 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     }
 }
 
+/// The next element of a sequence under `parent`, at `index` (which moves on).
+fn element<'a>(parent: &NodeDe<'a>, node: &'a Node, index: &mut usize) -> Child<'a> {
+    let child = Child {
+        node,
+        path: At::Index(parent.path, *index),
+        dialect: parent.dialect,
+        sink: parent.sink,
+    };
+    *index += 1;
+    child
+}
+
 struct Seq<'a, I> {
     items: I,
     index: usize,
@@ -607,13 +619,7 @@ impl<'de, 'a, I: Iterator<Item = &'a Node>> de::SeqAccess<'de> for Seq<'a, I> {
         let Some(node) = self.items.next() else {
             return Ok(None);
         };
-        let child = Child {
-            node,
-            path: At::Index(self.parent.path, self.index),
-            dialect: self.parent.dialect,
-            sink: self.parent.sink,
-        };
-        self.index += 1;
+        let child = element(&self.parent, node, &mut self.index);
         seed.deserialize(child.de()).map(Some)
     }
 
@@ -640,13 +646,7 @@ impl<'de, 'a> de::SeqAccess<'de> for EntitySeq<'a> {
         let Some(node) = self.items.next() else {
             return Ok(None);
         };
-        let child = Child {
-            node,
-            path: At::Index(self.parent.path, self.index),
-            dialect: self.parent.dialect,
-            sink: self.parent.sink,
-        };
-        self.index += 1;
+        let child = element(&self.parent, node, &mut self.index);
         seed.deserialize(child.de()).map(Some).map_err(|e| {
             self.parent.sink.borrow_mut().push(e.at(node, child.path));
             SKIPPED.set(true);

@@ -3,8 +3,11 @@
 //! cost a thousand sockets and not a thousand buffers, and a busy worker never mallocs one.
 
 use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use bytes::BytesMut;
+use tokio::io::AsyncRead;
 
 /// What one read asks the kernel for: a whole request or response head, or a good slice
 /// of a body.
@@ -36,4 +39,21 @@ pub fn give(mut buf: BytesMut) {
             f.push(buf);
         }
     });
+}
+
+/// Reads what `io` has into `buf`, taking a pooled buffer if it holds none and growing it by
+/// `want` when less than a quarter of that is free.
+pub fn poll_read<R: AsyncRead + Unpin>(
+    io: &mut R,
+    buf: &mut BytesMut,
+    cx: &mut Context<'_>,
+    want: usize,
+) -> Poll<std::io::Result<usize>> {
+    if buf.capacity() == 0 {
+        *buf = take();
+    }
+    if buf.capacity() - buf.len() < want / 4 {
+        buf.reserve(want);
+    }
+    tokio_util::io::poll_read_buf(Pin::new(io), cx, buf)
 }

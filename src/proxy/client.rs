@@ -155,13 +155,7 @@ struct UpConn {
 
 impl UpConn {
     fn poll_fill(&mut self, cx: &mut Context<'_>, want: usize) -> Poll<std::io::Result<usize>> {
-        if self.buf.capacity() == 0 {
-            self.buf = buffers::take();
-        }
-        if self.buf.capacity() - self.buf.len() < want / 4 {
-            self.buf.reserve(want);
-        }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+        buffers::poll_read(&mut self.io, &mut self.buf, cx, want)
     }
 
     /// An idle connection has nothing to say: anything readable (data, EOF, an error)
@@ -581,24 +575,27 @@ impl UpstreamBody {
     /// What has arrived already, without reading: most responses come whole with their
     /// head, and then go out to the client in one write.
     pub fn take_buffered(&mut self) -> Option<Result<Bytes, http1::ProtoError>> {
-        let conn = self.conn.as_mut()?;
-        match self.decoder.decode(&mut conn.buf) {
-            Ok(Step::Data(b)) => {
-                if self.decoder.is_done() {
-                    self.release();
-                }
-                Some(Ok(b))
-            }
-            Ok(Step::End) => {
-                self.release();
-                None
-            }
-            Ok(Step::More) => None,
-            Err(e) => {
-                self.conn = None;
-                Some(Err(e))
-            }
+        match self.decode_buffered() {
+            Ok(Step::Data(b)) => Some(Ok(b)),
+            Ok(Step::End | Step::More) => None,
+            Err(e) => Some(Err(e)),
         }
+    }
+
+    /// The next piece of body from what has been read; the connection goes back to the pool
+    /// as soon as the body is complete, and is dropped when its framing is broken.
+    fn decode_buffered(&mut self) -> Result<Step, http1::ProtoError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(Step::End);
+        };
+        let step = self.decoder.decode(&mut conn.buf);
+        match &step {
+            Ok(Step::Data(_)) if self.decoder.is_done() => self.release(),
+            Ok(Step::End) => self.release(),
+            Err(_) => self.conn = None,
+            _ => {}
+        }
+        step
     }
 
     /// Moves the rest of a large length-framed body from a plain TCP upstream to the
@@ -646,26 +643,15 @@ impl UpstreamBody {
 
     pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
         loop {
+            match self.decode_buffered() {
+                Ok(Step::Data(b)) => return Poll::Ready(Some(Ok(b))),
+                Ok(Step::End) => return Poll::Ready(None),
+                Ok(Step::More) => {}
+                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+            }
             let Some(conn) = self.conn.as_mut() else {
                 return Poll::Ready(None);
             };
-            match self.decoder.decode(&mut conn.buf) {
-                Ok(Step::Data(b)) => {
-                    if self.decoder.is_done() {
-                        self.release();
-                    }
-                    return Poll::Ready(Some(Ok(b)));
-                }
-                Ok(Step::End) => {
-                    self.release();
-                    return Poll::Ready(None);
-                }
-                Ok(Step::More) => {}
-                Err(e) => {
-                    self.conn = None;
-                    return Poll::Ready(Some(Err(e.into())));
-                }
-            }
             let want = match self.decoder.remaining() {
                 Some(n) if n as usize >= buffers::LARGE => buffers::LARGE,
                 Some(_) => buffers::SIZE,

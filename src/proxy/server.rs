@@ -140,11 +140,8 @@ impl Reader {
         if self.buf.capacity() == 0 {
             // Idle: take a buffer only once there is something to read.
             ready!(self.io.as_ref().poll_read_ready(cx))?;
-            self.buf = buffers::take();
-        } else if self.buf.capacity() - self.buf.len() < 1024 {
-            self.buf.reserve(buffers::SIZE);
         }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.buf)
+        buffers::poll_read(&mut self.io, &mut self.buf, cx, buffers::SIZE)
     }
 
     fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
