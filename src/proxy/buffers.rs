@@ -1,12 +1,14 @@
-//! Read buffers, recycled per worker thread. A connection holds one only while bytes are
-//! on their way; an idle keep-alive connection gives it back, so a thousand idle clients
-//! cost a thousand sockets and not a thousand buffers, and a busy worker never mallocs one.
+//! Read buffers and header maps, recycled per worker thread. A connection holds a buffer
+//! only while bytes are on their way; an idle keep-alive connection gives it back, so a
+//! thousand idle clients cost a thousand sockets and not a thousand buffers. A busy worker
+//! mallocs neither: both are kilobytes, which glibc serves only from its slow path.
 
 use std::cell::RefCell;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::BytesMut;
+use http::HeaderMap;
 use tokio::io::AsyncRead;
 
 /// What one read asks the kernel for: a whole request or response head, or a good slice
@@ -17,26 +19,62 @@ pub const LARGE: usize = 128 * 1024;
 /// Buffers kept per worker.
 const KEEP: usize = 256;
 
+/// Header maps kept per worker, and the largest kept (in entries).
+const KEEP_MAPS: usize = 256;
+const MAP_ENTRIES: usize = 64;
+
 thread_local! {
     static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
+    static MAPS: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A buffer of at least `SIZE` bytes. One still shared when it was given back (a parsed head
+/// points into it) is taken only once that head is gone; until then it is skipped.
 pub fn take() -> BytesMut {
-    FREE.with(|f| f.borrow_mut().pop())
-        .unwrap_or_else(|| BytesMut::with_capacity(SIZE))
+    FREE.with(|f| {
+        let mut f = f.borrow_mut();
+        while let Some(mut buf) = f.pop() {
+            if buf.try_reclaim(SIZE) {
+                return Some(buf);
+            }
+        }
+        None
+    })
+    .unwrap_or_else(|| BytesMut::with_capacity(SIZE))
 }
 
-/// Keeps `buf` for the next taker when nothing else still points into it and it is of the
-/// usual size; otherwise it is simply freed.
+/// Keeps `buf` for a later taker when it is of the usual size. The head parsed from it may
+/// still be in use (a response head is written after its connection went back to the
+/// pool), so whether it can be reused is settled when it is taken.
 pub fn give(mut buf: BytesMut) {
     buf.clear();
-    if !buf.try_reclaim(SIZE) || buf.capacity() > 2 * SIZE {
+    if buf.capacity() > 2 * SIZE {
         return;
     }
     FREE.with(|f| {
         let mut f = f.borrow_mut();
         if f.len() < KEEP {
             f.push(buf);
+        }
+    });
+}
+
+/// An empty header map, with room for `capacity` headers when a fresh one is made.
+pub fn header_map(capacity: usize) -> HeaderMap {
+    MAPS.with(|m| m.borrow_mut().pop())
+        .unwrap_or_else(|| HeaderMap::with_capacity(capacity))
+}
+
+/// Keeps a map that is done with (its values are dropped now) for the next head.
+pub fn recycle(mut map: HeaderMap) {
+    if map.capacity() == 0 || map.capacity() > MAP_ENTRIES {
+        return;
+    }
+    map.clear();
+    MAPS.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() < KEEP_MAPS {
+            m.push(map);
         }
     });
 }

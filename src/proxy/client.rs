@@ -9,6 +9,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::future::poll_fn;
+use std::hash::BuildHasherDefault;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
@@ -16,11 +17,11 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::{Method, Request, Response};
+use http::{Method, Response};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
 
+use super::Deadline;
 use super::body::ProxyBody;
 use super::buffers;
 use super::http1::{self, Decoder, Framing, Step};
@@ -151,6 +152,8 @@ struct UpConn {
     key: Key,
     /// It served a request before, so the upstream may have closed it meanwhile.
     reused: bool,
+    /// The read timeout, restarted by each exchange and each read.
+    deadline: Deadline,
 }
 
 impl UpConn {
@@ -173,7 +176,29 @@ impl UpConn {
 thread_local! {
     // Boxed: a connection moves between the pool and requests as one pointer.
     #[allow(clippy::vec_box)]
-    static POOL: RefCell<HashMap<Key, Vec<Box<UpConn>>>> = RefCell::new(HashMap::new());
+    static POOL: RefCell<HashMap<Key, Vec<Box<UpConn>>, BuildHasherDefault<Fnv>>> =
+        RefCell::new(HashMap::default());
+}
+
+/// FNV-1a for the pool's keys: they come from the configuration, not from clients, so
+/// SipHash's flood resistance buys nothing here and cost two hashes per request.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl std::hash::Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
 }
 
 /// The most recently idled connection that is still open (its socket is the warmest).
@@ -339,6 +364,7 @@ async fn connect(t: &Target<'_>) -> Result<Box<UpConn>, UpstreamError> {
         buf: BytesMut::new(),
         key: t.key(),
         reused: false,
+        deadline: Deadline::new(t.read_timeout),
     }))
 }
 
@@ -362,15 +388,16 @@ enum Exchange {
 }
 
 impl Checkout {
-    /// Sends `req` and waits for the response head. A reused connection that turns out to
-    /// have been closed by the upstream before it answered is replaced by a fresh one when
-    /// the request can be sent again (its body was not streamed from the client).
+    /// Sends the request (`parts` and `body`) and waits for the response head. A reused
+    /// connection that turns out to have been closed by the upstream before it answered is
+    /// replaced by a fresh one when the request can be sent again (its body was not streamed
+    /// from the client). The request is borrowed so that this future stays small.
     pub async fn send(
         self,
         t: &Target<'_>,
-        req: Request<ProxyBody>,
+        parts: &http::request::Parts,
+        body: &mut ProxyBody,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
-        let (parts, mut body) = req.into_parts();
         let framing = match body.length() {
             Some(_) if matches!(body, ProxyBody::Empty) => Framing::None,
             Some(n) => Framing::Length(n),
@@ -389,15 +416,26 @@ impl Checkout {
         let mut conn = self.0;
         loop {
             let replayable = body.is_replayable();
-            let attempt = tokio::time::timeout(
-                t.read_timeout,
-                exchange(&mut conn, &head, &mut body, framing, head_request, t),
-            )
-            .await;
+            conn.deadline.restart(t.read_timeout);
+            let attempt = {
+                let UpConn {
+                    io, buf, deadline, ..
+                } = &mut *conn;
+                let exchange = exchange(io, buf, &head, body, framing, head_request, t);
+                let mut exchange = std::pin::pin!(exchange);
+                poll_fn(|cx| {
+                    if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
+                        return Poll::Ready(Some(r));
+                    }
+                    ready!(deadline.poll_expired(cx));
+                    Poll::Ready(None)
+                })
+                .await
+            };
             let resp = match attempt {
-                Err(_) => return Err(UpstreamError::ReadTimeout { addr: t.addr() }),
-                Ok(Ok(r)) => r,
-                Ok(Err(Exchange::Unanswered(_))) if conn.reused && replayable => {
+                None => return Err(UpstreamError::ReadTimeout { addr: t.addr() }),
+                Some(Ok(r)) => r,
+                Some(Err(Exchange::Unanswered(_))) if conn.reused && replayable => {
                     tracing::debug!(
                         upstream = t.addr(),
                         "kept-alive connection was closed; reconnecting"
@@ -405,21 +443,20 @@ impl Checkout {
                     conn = Box::pin(connect(t)).await?;
                     continue;
                 }
-                Ok(Err(Exchange::Unanswered(source))) => {
+                Some(Err(Exchange::Unanswered(source))) => {
                     return Err(UpstreamError::Protocol {
                         addr: t.addr(),
                         source,
                     });
                 }
-                Ok(Err(Exchange::Failed(e))) => return Err(e),
+                Some(Err(Exchange::Failed(e))) => return Err(e),
             };
             let (head, keep_alive) = resp;
+            conn.deadline.progress();
             let mut ub = UpstreamBody {
                 conn: Some(conn),
                 decoder: head.decoder,
                 keep_alive,
-                read_timeout: t.read_timeout,
-                timer: None,
             };
             if ub.decoder.is_done() {
                 ub.release();
@@ -431,19 +468,20 @@ impl Checkout {
 
 /// Writes the request and reads the response head, skipping interim (1xx) responses.
 async fn exchange(
-    conn: &mut UpConn,
+    io: &mut Stream,
+    buf: &mut BytesMut,
     head: &[u8],
     body: &mut ProxyBody,
     framing: Framing,
     head_request: bool,
     t: &Target<'_>,
 ) -> Result<(http1::ResponseHead, bool), Exchange> {
-    write_request(conn, head, body, framing).await?;
+    write_request(io, head, body, framing).await?;
     let mut received = false;
     loop {
-        if !conn.buf.is_empty() {
+        if !buf.is_empty() {
             received = true;
-            let parsed = http1::parse_response(&mut conn.buf, head_request).map_err(|e| {
+            let parsed = http1::parse_response(buf, head_request).map_err(|e| {
                 Exchange::Failed(UpstreamError::Protocol {
                     addr: t.addr(),
                     source: e.into(),
@@ -464,7 +502,7 @@ async fn exchange(
                 None => {}
             }
         }
-        let n = poll_fn(|cx| conn.poll_fill(cx, buffers::SIZE)).await;
+        let n = poll_fn(|cx| buffers::poll_read(io, buf, cx, buffers::SIZE)).await;
         match n {
             Ok(0) if !received => {
                 return Err(Exchange::Unanswered(
@@ -495,7 +533,7 @@ async fn exchange(
 /// The head, then the body as it comes from the client; a small body leaves in the same
 /// write as the head.
 async fn write_request(
-    conn: &mut UpConn,
+    io: &mut Stream,
     head: &[u8],
     body: &mut ProxyBody,
     framing: Framing,
@@ -520,21 +558,21 @@ async fn write_request(
         if chunked {
             size_line.clear();
             http1::chunk_size_line(data.len(), &mut size_line);
-            super::write_all(&mut conn.io, &mut [first, &size_line, &data, b"\r\n"], None)
+            super::write_all(io, &mut [first, &size_line, &data, b"\r\n"], None)
                 .await
                 .map_err(unsent)?;
         } else {
-            super::write_all(&mut conn.io, &mut [first, &data], None)
+            super::write_all(io, &mut [first, &data], None)
                 .await
                 .map_err(unsent)?;
         }
     }
     let first = pending.take().unwrap_or(&[]);
     let end: &[u8] = if chunked { b"0\r\n\r\n" } else { b"" };
-    super::write_all(&mut conn.io, &mut [first, end], None)
+    super::write_all(io, &mut [first, end], None)
         .await
         .map_err(unsent)?;
-    conn.io.flush().await.map_err(unsent)
+    io.flush().await.map_err(unsent)
 }
 
 /// An upstream response body, read on demand from the connection; the connection goes back
@@ -544,9 +582,6 @@ pub struct UpstreamBody {
     conn: Option<Box<UpConn>>,
     decoder: Decoder,
     keep_alive: bool,
-    read_timeout: Duration,
-    /// Armed only when a read has to wait.
-    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl UpstreamBody {
@@ -624,7 +659,7 @@ impl UpstreamBody {
             &pipe_r,
             &pipe_w,
             left,
-            self.read_timeout,
+            conn.deadline.timeout(),
             write_timeout,
         )
         .await;
@@ -659,11 +694,7 @@ impl UpstreamBody {
             };
             match conn.poll_fill(cx, want) {
                 Poll::Pending => {
-                    let timeout = self.read_timeout;
-                    let timer = self
-                        .timer
-                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
-                    ready!(timer.as_mut().poll(cx));
+                    ready!(conn.deadline.poll_expired(cx));
                     self.conn = None;
                     return Poll::Ready(Some(Err(std::io::Error::new(
                         std::io::ErrorKind::TimedOut,
@@ -679,12 +710,7 @@ impl UpstreamBody {
                     self.conn = None;
                     return Poll::Ready(None);
                 }
-                Poll::Ready(Ok(_)) => {
-                    if let Some(timer) = self.timer.as_mut() {
-                        let next = tokio::time::Instant::now() + self.read_timeout;
-                        timer.as_mut().reset(next);
-                    }
-                }
+                Poll::Ready(Ok(_)) => conn.deadline.progress(),
                 Poll::Ready(Err(e)) => {
                     self.conn = None;
                     return Poll::Ready(Some(Err(e)));

@@ -21,6 +21,7 @@ use http::{HeaderMap, Method, Request, StatusCode, Uri};
 
 use super::aggregate::{self, Aggregator};
 use super::body::ProxyBody;
+use super::buffers;
 use super::client::{self, UpstreamError};
 use super::headers::{self, *};
 use super::respond;
@@ -37,16 +38,231 @@ const MAX_REDIRECTS: usize = 50;
 /// The largest part body an aggregate reads.
 const MAX_PART_BODY: usize = 16 << 20;
 
-pub async fn handle(snap: Arc<Snapshot>, conn: &Conn, req: Request<ProxyBody>) -> Response {
+/// One request, start to response head. The caller made the request id and stamps the
+/// response with it (`finish`). The prelude runs here and the rest in an `async` block that
+/// uses the request in place: an `async fn` would keep a second copy of its arguments in its
+/// future, and this future is boxed per request.
+pub fn handle(
+    snap: Arc<Snapshot>,
+    conn: &Conn,
+    req: Request<ProxyBody>,
+    id: RequestId,
+) -> impl Future<Output = Response> + '_ {
     let started = Instant::now();
-    let request_id = RequestId::new();
-    let mut resp = proxy(&snap, conn, req, started, &request_id).await;
-    let h = resp.headers_mut();
-    h.insert(&REQUEST_ID, request_id.header());
-    if !h.contains_key(header::SERVER) {
-        h.insert(header::SERVER, SERVER.clone());
+    let (mut parts, mut body) = req.into_parts();
+    async move {
+        let snap = &*snap;
+        let id = &id;
+        let raw_path = parts.uri.path();
+        // A clone of the header value shares its bytes: no copy, and `parts.headers` stays free
+        // to be rewritten below.
+        let host_value = match parts.uri.authority() {
+            Some(a) => HeaderValue::from_str(a.as_str()).ok(),
+            None => parts.headers.get(header::HOST).cloned(),
+        };
+        let host_header = host_value
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let (host, host_port) = split_host_port(host_header).unwrap_or((host_header, None));
+        let path = normalize_path(raw_path);
+        let route_req = RouteRequest {
+            method: &parts.method,
+            host,
+            port: host_port.unwrap_or(conn.local.port()),
+            path: &path,
+            query: parts.uri.query(),
+            headers: &parts.headers,
+        };
+        let Some(m) = snap.router.find(&route_req) else {
+            return gateway_error(
+                StatusCode::NOT_FOUND,
+                "no Route matched with those values",
+                id,
+                started,
+            );
+        };
+        let route = &snap.routes[m.route];
+        match &route.kind {
+            RouteKind::Kong => {}
+            RouteKind::Ocelot(_) => {
+                let decoded = decoded_path(&path);
+                let headers = std::mem::take(&mut parts.headers);
+                let head = Head {
+                    method: parts.method.clone(),
+                    path: &decoded,
+                    query: parts.uri.query(),
+                    headers,
+                };
+                // Boxed: the Ocelot branch's state would otherwise weigh on every request.
+                let forward =
+                    ocelot_forward(snap, conn, m.route, head, body, &m.params, started, id);
+                return Box::pin(forward)
+                    .await
+                    .unwrap_or_else(|f| gateway_error(f.status, &f.message, id, started));
+            }
+            RouteKind::Aggregate(agg) => {
+                let decoded = decoded_path(&path);
+                // Boxed, like the other rare paths, so that the common path's future stays small.
+                return Box::pin(aggregate(
+                    snap,
+                    conn,
+                    agg,
+                    &decoded,
+                    parts.uri.query(),
+                    &parts.headers,
+                    &m.params,
+                    started,
+                    id,
+                ))
+                .await;
+            }
+        }
+
+        if route.https_only && !conn.tls {
+            return https_required(route, host_header, &parts.uri, id, started);
+        }
+
+        let mut ctx = Ctx {
+            request_id: *id,
+            client: conn.peer,
+            started,
+            route_name: Some(route.name.clone()),
+            service_name: None,
+            upstream_host: None,
+            response_headers: Vec::new(),
+        };
+        let service = route.service.map(|s| &snap.services[s]);
+        ctx.service_name = service.map(|s| s.name.clone());
+
+        if !route.chain.is_empty() {
+            let query = parts.uri.query().map(str::to_string);
+            let raw = raw_path.to_string();
+            let mut view = RequestView {
+                method: &parts.method,
+                path: &raw,
+                query: query.as_deref(),
+                headers: &mut parts.headers,
+                scheme: conn.scheme(),
+                host,
+            };
+            if let Some(mut resp) = access_phase(&route.chain, &mut ctx, &mut view).await {
+                resp.headers_mut().insert(
+                    &RESPONSE_LATENCY,
+                    headers::millis(started.elapsed().as_millis()),
+                );
+                return resp;
+            }
+        }
+
+        let Some(service) = service else {
+            return gateway_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no Service found with those values",
+                id,
+                started,
+            );
+        };
+
+        // Upstream request line.
+        let upstream_path = upstream_path(route, service, &path, &m);
+        let upstream_path = escape_upstream(&upstream_path);
+        let uri = if upstream_path == raw_path && parts.uri.scheme().is_none() {
+            // Nothing to rewrite (no strip, no service path): the request line travels as it came.
+            parts.uri.clone()
+        } else {
+            match upstream_uri(&upstream_path, &parts.uri) {
+                Some(u) => u,
+                None => {
+                    return gateway_error(
+                        StatusCode::BAD_REQUEST,
+                        "the request path cannot be forwarded",
+                        id,
+                        started,
+                    );
+                }
+            }
+        };
+
+        // Upstream headers.
+        let client_version = parts.version;
+        let h = &mut parts.headers;
+        strip_hop_by_hop(h);
+        let client_ip = conn.peer_ip_header();
+        let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+            Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip()))
+                .unwrap_or(client_ip.clone()),
+            None => client_ip.clone(),
+        };
+        h.insert(&X_FORWARDED_FOR, xff);
+        h.insert(&X_REAL_IP, client_ip);
+        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme()));
+        let forwarded_host = match &host_value {
+            // The common case shares the Host header's bytes instead of copying them.
+            Some(v) if host.len() == v.len() && !host.bytes().any(|b| b.is_ascii_uppercase()) => {
+                Some(v.clone())
+            }
+            _ => HeaderValue::from_str(&host.to_ascii_lowercase()).ok(),
+        };
+        if let Some(v) = forwarded_host {
+            h.insert(&X_FORWARDED_HOST, v);
+        }
+        h.insert(&X_FORWARDED_PORT, conn.local_port_header.clone());
+        if let Ok(v) = HeaderValue::from_str(raw_path) {
+            h.insert(&X_FORWARDED_PATH, v);
+        }
+        match m.prefix_len {
+            Some(n) if route.strip_path && n > 0 && &path[..n] != "/" => {
+                if let Ok(v) = HeaderValue::from_str(&path[..n]) {
+                    h.insert(&X_FORWARDED_PREFIX, v);
+                }
+            }
+            _ => {
+                h.remove(&X_FORWARDED_PREFIX);
+            }
+        }
+        append_via(h, client_version);
+        h.insert(&REQUEST_ID, id.header());
+        let client_host = h.get(header::HOST).cloned();
+        parts.uri = uri;
+
+        let proxy_done = Instant::now();
+        let result = send_with_retries(
+            service,
+            route.preserve_host,
+            &mut parts,
+            &mut body,
+            client_host,
+        )
+        .await;
+        // The request head has gone out: its map serves the next request's head.
+        buffers::recycle(std::mem::take(&mut parts.headers));
+        let upstream_latency = proxy_done.elapsed();
+        let resp = match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(request_id = id.as_str(), service = &*service.name, error = %e, "upstream failed");
+                let (status, msg) = if e.is_timeout() {
+                    (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        "The upstream server is timing out",
+                    )
+                } else {
+                    (
+                        StatusCode::BAD_GATEWAY,
+                        "An invalid response was received from the upstream server",
+                    )
+                };
+                return gateway_error(status, msg, id, started);
+            }
+        };
+
+        let (mut rparts, rbody) = resp.into_parts();
+        let rh = &mut rparts.headers;
+        mark_upstream_response(rh, upstream_latency, proxy_done - started);
+        header_filter_phase(&route.chain, &mut ctx, &mut rparts.status, rh);
+        http::Response::from_parts(rparts, ProxyBody::Upstream(rbody))
     }
-    resp
 }
 
 fn gateway_error(status: StatusCode, msg: &str, id: &RequestId, started: Instant) -> Response {
@@ -58,215 +274,14 @@ fn gateway_error(status: StatusCode, msg: &str, id: &RequestId, started: Instant
     r
 }
 
-async fn proxy(
-    snap: &Snapshot,
-    conn: &Conn,
-    req: Request<ProxyBody>,
-    started: Instant,
-    id: &RequestId,
-) -> Response {
-    let (mut parts, body) = req.into_parts();
-    let raw_path = parts.uri.path();
-    // A clone of the header value shares its bytes: no copy, and `parts.headers` stays free
-    // to be rewritten below.
-    let host_value = match parts.uri.authority() {
-        Some(a) => HeaderValue::from_str(a.as_str()).ok(),
-        None => parts.headers.get(header::HOST).cloned(),
-    };
-    let host_header = host_value
-        .as_ref()
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    let (host, host_port) = split_host_port(host_header).unwrap_or((host_header, None));
-    let path = normalize_path(raw_path);
-    let route_req = RouteRequest {
-        method: &parts.method,
-        host,
-        port: host_port.unwrap_or(conn.local.port()),
-        path: &path,
-        query: parts.uri.query(),
-        headers: &parts.headers,
-    };
-    let Some(m) = snap.router.find(&route_req) else {
-        return gateway_error(
-            StatusCode::NOT_FOUND,
-            "no Route matched with those values",
-            id,
-            started,
-        );
-    };
-    let route = &snap.routes[m.route];
-    match &route.kind {
-        RouteKind::Kong => {}
-        RouteKind::Ocelot(_) => {
-            let decoded = decoded_path(&path);
-            let headers = std::mem::take(&mut parts.headers);
-            let head = Head {
-                method: parts.method.clone(),
-                path: &decoded,
-                query: parts.uri.query(),
-                headers,
-            };
-            return ocelot_forward(snap, conn, m.route, head, body, &m.params, started, id)
-                .await
-                .unwrap_or_else(|f| gateway_error(f.status, &f.message, id, started));
-        }
-        RouteKind::Aggregate(agg) => {
-            let decoded = decoded_path(&path);
-            // Boxed, like the other rare paths, so that the common path's future stays small.
-            return Box::pin(aggregate(
-                snap,
-                conn,
-                agg,
-                &decoded,
-                parts.uri.query(),
-                &parts.headers,
-                &m.params,
-                started,
-                id,
-            ))
-            .await;
-        }
-    }
-
-    if route.https_only && !conn.tls {
-        return https_required(route, host_header, &parts.uri, id, started);
-    }
-
-    let mut ctx = Ctx {
-        request_id: *id,
-        client: conn.peer,
-        started,
-        route_name: Some(route.name.clone()),
-        service_name: None,
-        upstream_host: None,
-        response_headers: Vec::new(),
-    };
-    let service = route.service.map(|s| &snap.services[s]);
-    ctx.service_name = service.map(|s| s.name.clone());
-
-    if !route.chain.is_empty() {
-        let query = parts.uri.query().map(str::to_string);
-        let raw = raw_path.to_string();
-        let mut view = RequestView {
-            method: &parts.method,
-            path: &raw,
-            query: query.as_deref(),
-            headers: &mut parts.headers,
-            scheme: conn.scheme(),
-            host,
-        };
-        if let Some(mut resp) = access_phase(&route.chain, &mut ctx, &mut view).await {
-            resp.headers_mut().insert(
-                &RESPONSE_LATENCY,
-                headers::millis(started.elapsed().as_millis()),
-            );
-            return resp;
-        }
-    }
-
-    let Some(service) = service else {
-        return gateway_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no Service found with those values",
-            id,
-            started,
-        );
-    };
-
-    // Upstream request line.
-    let upstream_path = upstream_path(route, service, &path, &m);
-    let upstream_path = escape_upstream(&upstream_path);
-    let uri = if upstream_path == raw_path && parts.uri.scheme().is_none() {
-        // Nothing to rewrite (no strip, no service path): the request line travels as it came.
-        parts.uri.clone()
-    } else {
-        match upstream_uri(&upstream_path, &parts.uri) {
-            Some(u) => u,
-            None => {
-                return gateway_error(
-                    StatusCode::BAD_REQUEST,
-                    "the request path cannot be forwarded",
-                    id,
-                    started,
-                );
-            }
-        }
-    };
-
-    // Upstream headers.
-    let client_version = parts.version;
-    let h = &mut parts.headers;
-    strip_hop_by_hop(h);
-    let client_ip = conn.peer_ip_header();
-    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip()))
-            .unwrap_or(client_ip.clone()),
-        None => client_ip.clone(),
-    };
-    h.insert(&X_FORWARDED_FOR, xff);
-    h.insert(&X_REAL_IP, client_ip);
-    h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme()));
-    let forwarded_host = match &host_value {
-        // The common case shares the Host header's bytes instead of copying them.
-        Some(v) if host.len() == v.len() && !host.bytes().any(|b| b.is_ascii_uppercase()) => {
-            Some(v.clone())
-        }
-        _ => HeaderValue::from_str(&host.to_ascii_lowercase()).ok(),
-    };
-    if let Some(v) = forwarded_host {
-        h.insert(&X_FORWARDED_HOST, v);
-    }
-    h.insert(&X_FORWARDED_PORT, conn.local_port_header.clone());
-    if let Ok(v) = HeaderValue::from_str(raw_path) {
-        h.insert(&X_FORWARDED_PATH, v);
-    }
-    match m.prefix_len {
-        Some(n) if route.strip_path && n > 0 && &path[..n] != "/" => {
-            if let Ok(v) = HeaderValue::from_str(&path[..n]) {
-                h.insert(&X_FORWARDED_PREFIX, v);
-            }
-        }
-        _ => {
-            h.remove(&X_FORWARDED_PREFIX);
-        }
-    }
-    append_via(h, client_version);
+/// The gateway's stamp on every response it sends: the request id, and its name unless
+/// the upstream gave one.
+pub fn finish(resp: &mut Response, id: &RequestId) {
+    let h = resp.headers_mut();
     h.insert(&REQUEST_ID, id.header());
-    let client_host = h.get(header::HOST).cloned();
-
-    let mut upstream_req = Request::new(body);
-    *upstream_req.method_mut() = parts.method.clone();
-    *upstream_req.uri_mut() = uri;
-    *upstream_req.headers_mut() = std::mem::take(&mut parts.headers);
-
-    let proxy_done = Instant::now();
-    let result = send_with_retries(service, route.preserve_host, upstream_req, client_host).await;
-    let upstream_latency = proxy_done.elapsed();
-    let resp = match result {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::warn!(request_id = id.as_str(), service = &*service.name, error = %e, "upstream failed");
-            let (status, msg) = if e.is_timeout() {
-                (
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "The upstream server is timing out",
-                )
-            } else {
-                (
-                    StatusCode::BAD_GATEWAY,
-                    "An invalid response was received from the upstream server",
-                )
-            };
-            return gateway_error(status, msg, id, started);
-        }
-    };
-
-    let (mut rparts, rbody) = resp.into_parts();
-    let rh = &mut rparts.headers;
-    mark_upstream_response(rh, upstream_latency, proxy_done - started);
-    header_filter_phase(&route.chain, &mut ctx, &mut rparts.status, rh);
-    http::Response::from_parts(rparts, ProxyBody::Upstream(rbody))
+    if !h.contains_key(header::SERVER) {
+        h.insert(header::SERVER, SERVER.clone());
+    }
 }
 
 /// The origin-form URI `path?query`, keeping the client's query byte for byte (a bare
@@ -367,7 +382,7 @@ async fn ocelot_forward(
     conn: &Conn,
     ridx: usize,
     mut head: Head<'_>,
-    body: ProxyBody,
+    mut body: ProxyBody,
     params: &Params,
     started: Instant,
     id: &RequestId,
@@ -453,29 +468,27 @@ async fn ocelot_forward(
     {
         h.insert(header::COOKIE, c);
     }
-    let method = o.method.clone().unwrap_or_else(|| head.method.clone());
-    let replayable = body.is_replayable();
-    let mut req = Request::new(body);
-    *req.method_mut() = method;
-    *req.uri_mut() = uri;
-    *req.version_mut() = o.version;
-    let redirect_headers = if o.allow_auto_redirect && replayable {
+    let (mut parts, ()) = Request::new(()).into_parts();
+    parts.method = o.method.clone().unwrap_or_else(|| head.method.clone());
+    parts.uri = uri;
+    parts.version = o.version;
+    let redirect_headers = if o.allow_auto_redirect && body.is_replayable() {
         // Each redirected request takes the jar's cookies as they are then.
         let mut hs = head.headers.clone();
         match client_cookie {
             Some(c) => hs.insert(header::COOKIE, c),
             None => hs.remove(header::COOKIE),
         };
-        Some((req.method().clone(), hs))
+        Some((parts.method.clone(), hs))
     } else {
         None
     };
-    *req.headers_mut() = head.headers;
+    parts.headers = head.headers;
 
     let proxy_done = Instant::now();
-    let mut resp = send_with_retries(service, false, req, None)
-        .await
-        .map_err(|e| ocelot_failure(service, &e, id))?;
+    let sent = send_with_retries(service, false, &mut parts, &mut body, None).await;
+    buffers::recycle(std::mem::take(&mut parts.headers));
+    let mut resp = sent.map_err(|e| ocelot_failure(service, &e, id))?;
     if let Some((method, headers)) = redirect_headers {
         resp = Box::pin(follow_redirects(service, o, resp, method, headers, id)).await?;
     }
@@ -584,19 +597,19 @@ async fn follow_redirects(
         } else {
             format!("{host}:{port}")
         };
-        let mut req = Request::new(ProxyBody::Empty);
-        *req.method_mut() = method.clone();
-        *req.uri_mut() = uri;
-        *req.headers_mut() = headers.clone();
+        let (mut parts, ()) = Request::new(()).into_parts();
+        parts.method = method.clone();
+        parts.uri = uri;
+        parts.headers = headers.clone();
         if let Ok(v) = HeaderValue::from_str(&host_value) {
-            req.headers_mut().insert(header::HOST, v);
+            parts.headers.insert(header::HOST, v);
         }
         if let Some(c) = o
             .cookie_jar
             .as_ref()
             .and_then(|jar| jar.cookie_header(headers.get(header::COOKIE)))
         {
-            req.headers_mut().insert(header::COOKIE, c);
+            parts.headers.insert(header::COOKIE, c);
         }
         let host: std::sync::Arc<str> = host.into();
         let target = client::Target {
@@ -611,7 +624,7 @@ async fn follow_redirects(
             .await
             .map_err(|e| ocelot_failure(service, &e, id))?;
         resp = conn
-            .send(&target, req)
+            .send(&target, &parts, &mut ProxyBody::Empty)
             .await
             .map_err(|e| ocelot_failure(service, &e, id))?;
     }
@@ -834,7 +847,8 @@ fn https_required(
 async fn send_with_retries(
     service: &ServiceRt,
     preserve_host: bool,
-    mut req: Request<ProxyBody>,
+    parts: &mut http::request::Parts,
+    body: &mut ProxyBody,
     client_host: Option<HeaderValue>,
 ) -> Result<http::Response<client::UpstreamBody>, UpstreamError> {
     let mut tries_left = service.retries;
@@ -865,8 +879,8 @@ async fn send_with_retries(
                     (Some(h), true) => h.clone(),
                     _ => peer.host_header.clone(),
                 };
-                req.headers_mut().insert(header::HOST, host);
-                return conn.send(&target, req).await;
+                parts.headers.insert(header::HOST, host);
+                return conn.send(&target, parts, body).await;
             }
             Err(e) if e.retryable() && tries_left > 0 => {
                 tracing::debug!(error = %e, "retrying upstream");

@@ -17,25 +17,29 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-switchyard-reques
 pub static UPSTREAM_LATENCY: HeaderName = HeaderName::from_static("x-switchyard-upstream-latency");
 pub static PROXY_LATENCY: HeaderName = HeaderName::from_static("x-switchyard-proxy-latency");
 pub static RESPONSE_LATENCY: HeaderName = HeaderName::from_static("x-switchyard-response-latency");
-static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-static PROXY: HeaderName = HeaderName::from_static("proxy");
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), those the Connection header names, and
 /// `Proxy` (httpoxy). `TE: trailers` is the only TE that may travel on.
 pub fn strip_hop_by_hop(h: &mut HeaderMap) {
-    // Most messages carry none: one pass over the names is cheaper than eight lookups.
+    // Most messages carry none: one pass over the names, each compared as a string (a
+    // length switch, then bytes), is cheaper than eight lookups or eight name compares.
     let hop = |n: &HeaderName| {
-        n == header::CONNECTION
-            || n == header::TE
-            || n == header::TRAILER
-            || n == header::TRANSFER_ENCODING
-            || n == header::UPGRADE
-            || n == KEEP_ALIVE
-            || n == PROXY_CONNECTION
-            || n == PROXY
+        matches!(
+            n.as_str(),
+            "connection"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "upgrade"
+                | "keep-alive"
+                | "proxy-connection"
+                | "proxy"
+        )
     };
-    if !h.keys().any(hop) {
+    // Usually just `Connection: keep-alive`: only what is there is removed.
+    let present: smallvec::SmallVec<[HeaderName; 4]> =
+        h.keys().filter(|n| hop(n)).cloned().collect();
+    if present.is_empty() {
         return;
     }
     if let Some(conn) = h.get(header::CONNECTION).cloned()
@@ -54,16 +58,7 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     let te_trailers = h
         .get(header::TE)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
-    for name in [
-        &header::CONNECTION,
-        &KEEP_ALIVE,
-        &PROXY_CONNECTION,
-        &header::TE,
-        &header::TRAILER,
-        &header::TRANSFER_ENCODING,
-        &header::UPGRADE,
-        &PROXY,
-    ] {
+    for name in &present {
         h.remove(name);
     }
     if te_trailers {
@@ -73,20 +68,22 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 /// `<existing>, <version> switchyard/x.y.z`.
 pub fn append_via(h: &mut HeaderMap, version: http::Version) {
-    let ours = match version {
-        http::Version::HTTP_10 => "1.0",
-        http::Version::HTTP_2 => "2",
-        http::Version::HTTP_3 => "3",
-        _ => "1.1",
+    let (ours, i) = match version {
+        http::Version::HTTP_10 => ("1.0", 0),
+        http::Version::HTTP_2 => ("2", 2),
+        http::Version::HTTP_3 => ("3", 3),
+        _ => ("1.1", 1),
     };
+    // Built once: `from_static` validates its bytes on every call.
+    static OURS: [HeaderValue; 4] = [
+        HeaderValue::from_static(concat!("1.0 switchyard/", env!("CARGO_PKG_VERSION"))),
+        HeaderValue::from_static(concat!("1.1 switchyard/", env!("CARGO_PKG_VERSION"))),
+        HeaderValue::from_static(concat!("2 switchyard/", env!("CARGO_PKG_VERSION"))),
+        HeaderValue::from_static(concat!("3 switchyard/", env!("CARGO_PKG_VERSION"))),
+    ];
     let value = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
         Some(prev) => HeaderValue::from_str(&format!("{prev}, {ours} {PRODUCT}")).ok(),
-        None => Some(HeaderValue::from_static(match ours {
-            "1.0" => concat!("1.0 switchyard/", env!("CARGO_PKG_VERSION")),
-            "2" => concat!("2 switchyard/", env!("CARGO_PKG_VERSION")),
-            "3" => concat!("3 switchyard/", env!("CARGO_PKG_VERSION")),
-            _ => concat!("1.1 switchyard/", env!("CARGO_PKG_VERSION")),
-        })),
+        None => Some(OURS[i].clone()),
     };
     if let Some(v) = value {
         h.insert(header::VIA, v);

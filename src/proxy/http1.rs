@@ -5,6 +5,8 @@
 //! bytes ─▶ `parse_request` / `parse_response` ─▶ head + `Decoder` ─▶ body frames
 //! head + body length ─▶ `write_request_head` / `write_response_head` ─▶ bytes
 
+use std::mem::MaybeUninit;
+
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Uri, Version};
@@ -73,7 +75,7 @@ pub struct ResponseHead {
 
 /// Where each header's name and value lie in the head, so that they can be sliced out of
 /// the frozen buffer once httparse's borrow ends.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct Span {
     name: (usize, usize),
     value: (usize, usize),
@@ -84,12 +86,20 @@ fn offset(base: &[u8], part: &[u8]) -> (usize, usize) {
     (start, start + part.len())
 }
 
-fn record(base: &[u8], headers: &[httparse::Header<'_>], spans: &mut [Span]) -> usize {
-    for (h, s) in headers.iter().zip(spans.iter_mut()) {
-        s.name = offset(base, h.name.as_bytes());
-        s.value = offset(base, h.value);
-    }
-    headers.len()
+/// Most heads carry far fewer headers than `MAX_HEADERS`; more spill to the heap.
+type Spans = smallvec::SmallVec<[Span; 32]>;
+
+fn record(base: &[u8], headers: &[httparse::Header<'_>], spans: &mut Spans) {
+    spans.extend(headers.iter().map(|h| Span {
+        name: offset(base, h.name.as_bytes()),
+        value: offset(base, h.value),
+    }));
+}
+
+/// httparse's header slots, left uninitialised: zeroing `MAX_HEADERS` of them on every
+/// parse cost more than the parse itself.
+fn header_slots<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
 }
 
 /// Room for the headers the gateway adds on either leg (X-Forwarded-*, Via, the request id
@@ -97,7 +107,7 @@ fn record(base: &[u8], headers: &[httparse::Header<'_>], spans: &mut [Span]) -> 
 const ADDED_HEADERS: usize = 12;
 
 fn header_map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, ProtoError> {
-    let mut map = HeaderMap::with_capacity(spans.len() + ADDED_HEADERS);
+    let mut map = super::buffers::header_map(spans.len() + ADDED_HEADERS);
     for s in spans {
         let name = HeaderName::from_bytes(&head[s.name.0..s.name.1])
             .map_err(|_| ProtoError("invalid header name"))?;
@@ -172,15 +182,15 @@ fn version(v: Option<u8>) -> Version {
 
 /// Parses one request head off the front of `buf`. `Ok(None)`: more bytes are needed.
 pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, RequestError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut spans = [Span::default(); MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let (len, method, path, ver, count) = match req.parse(buf) {
+    let mut slots = header_slots();
+    let mut spans = Spans::new();
+    let mut req = httparse::Request::new(&mut []);
+    let (len, method, path, ver) = match req.parse_with_uninit_headers(buf, &mut slots) {
         Ok(httparse::Status::Complete(len)) => {
             let method = offset(buf, req.method.unwrap_or("").as_bytes());
             let path = offset(buf, req.path.unwrap_or("").as_bytes());
-            let count = record(buf, req.headers, &mut spans);
-            (len, method, path, req.version, count)
+            record(buf, req.headers, &mut spans);
+            (len, method, path, req.version)
         }
         Ok(httparse::Status::Partial) => {
             if !buf.windows(2).any(|w| w == b"\r\n") && buf.len() > MAX_REQUEST_LINE {
@@ -215,7 +225,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, RequestE
     let uri =
         Uri::from_maybe_shared(head.slice(path.0..path.1)).map_err(|_| RequestError::Malformed)?;
     let version = version(ver);
-    let headers = header_map(&head, &spans[..count]).map_err(|_| RequestError::Malformed)?;
+    let headers = header_map(&head, &spans).map_err(|_| RequestError::Malformed)?;
     if version == Version::HTTP_11 && !headers.contains_key(header::HOST) {
         return Err(RequestError::Malformed);
     }
@@ -250,13 +260,15 @@ pub fn parse_response(
     buf: &mut BytesMut,
     head_request: bool,
 ) -> Result<Option<ResponseHead>, ProtoError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut spans = [Span::default(); MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut headers);
-    let (len, code, ver, count) = match resp.parse(buf) {
+    let mut slots = header_slots();
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let mut spans = Spans::new();
+    let (len, code, ver) = match parsed {
         Ok(httparse::Status::Complete(len)) => {
-            let count = record(buf, resp.headers, &mut spans);
-            (len, resp.code.unwrap_or(0), resp.version, count)
+            record(buf, resp.headers, &mut spans);
+            (len, resp.code.unwrap_or(0), resp.version)
         }
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
             return Err(ProtoError("response head too large"));
@@ -267,7 +279,7 @@ pub fn parse_response(
     let head = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code).map_err(|_| ProtoError("invalid status code"))?;
     let version = version(ver);
-    let headers = header_map(&head, &spans[..count])?;
+    let headers = header_map(&head, &spans)?;
     let mut keep_alive = keep_alive(version, &headers);
     let no_body = head_request
         || status.is_informational()

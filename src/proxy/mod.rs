@@ -21,7 +21,7 @@ use std::task::{Poll, ready};
 
 use http::HeaderValue;
 use tokio::io::AsyncWrite;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 /// How long one write may wait for the peer to take bytes, when a timer is given.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -64,6 +64,57 @@ async fn write_all<W: AsyncWrite + Unpin>(
         IoSlice::advance_slices(&mut rest, n);
     }
     Ok(())
+}
+
+/// A timeout that a long-lived connection restarts on every exchange and every read
+/// without touching the timer wheel: its timer stays registered and is pushed back only
+/// when it fires before the deadline that is current then (at most once per timeout).
+pub struct Deadline {
+    timer: Pin<Box<Sleep>>,
+    due: Instant,
+    timeout: std::time::Duration,
+}
+
+impl Deadline {
+    pub fn new(timeout: std::time::Duration) -> Self {
+        let due = Instant::now() + timeout;
+        Deadline {
+            timer: Box::pin(tokio::time::sleep_until(due)),
+            due,
+            timeout,
+        }
+    }
+
+    /// A full `timeout` from now.
+    pub fn restart(&mut self, timeout: std::time::Duration) {
+        self.timeout = timeout;
+        self.due = Instant::now() + timeout;
+        // Later deadlines wait for the timer to fire; an earlier one (a shorter timeout
+        // than the last user's) must move it now.
+        if self.due < self.timer.deadline() {
+            self.timer.as_mut().reset(self.due);
+        }
+    }
+
+    /// Something arrived: the same timeout again, from now.
+    pub fn progress(&mut self) {
+        self.restart(self.timeout);
+    }
+
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout
+    }
+
+    /// Ready once the deadline has passed.
+    pub fn poll_expired(&mut self, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            if Instant::now() >= self.due {
+                return Poll::Ready(());
+            }
+            self.timer.as_mut().reset(self.due);
+        }
+    }
 }
 
 /// A connection as the handler needs to know it.

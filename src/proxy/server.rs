@@ -256,13 +256,16 @@ async fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) {
         // Each request takes the snapshot current when it starts: a reload never changes a
         // request in flight, and the next request sees the new config.
         // Boxed per request: an idle connection then holds only this loop's small state,
-        // not the few KiB a request in flight needs.
-        let resp = Box::pin(handler::handle(
+        // not what a request in flight needs.
+        let id = RequestId::new();
+        let mut resp = Box::pin(handler::handle(
             gw.snapshot(),
             &conn,
             Request::from_parts(parts, body),
+            id,
         ))
         .await;
+        handler::finish(&mut resp, &id);
 
         // A body nobody read (the request was refused, or the upstream answered early) is
         // discarded when small; a large one ends the connection.
@@ -423,7 +426,7 @@ async fn write_response(
         *keep_alive,
         &date(),
     );
-    drop(parts);
+    buffers::recycle(parts.headers);
     if head_request || bodyless {
         return super::write_all(w, &mut [out], Some(timer)).await;
     }
