@@ -12,7 +12,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::diag::Diagnostic;
 use crate::config::loader::{self, Loaded};
-use crate::config::model::{Model, Route, Service};
+use crate::config::model::Model;
 use crate::snapshot::{Snapshot, State};
 
 /// The outcome of the last reload attempt, for `GET /status`.
@@ -55,18 +55,13 @@ pub struct Diff {
 
 impl Diff {
     pub fn between(old: &Model, new: &Model) -> Diff {
-        fn count<T>(
-            old: &[T],
-            new: &[T],
-            id: impl Fn(&T) -> &str,
-            same: impl Fn(&T, &T) -> bool,
-        ) -> Counts {
+        fn count<T: PartialEq>(old: &[T], new: &[T], id: impl Fn(&T) -> &str) -> Counts {
             let before: HashMap<&str, &T> = old.iter().map(|x| (id(x), x)).collect();
             let mut c = Counts::default();
             for n in new {
                 match before.get(id(n)) {
                     None => c.added += 1,
-                    Some(o) if !same(o, n) => c.changed += 1,
+                    Some(o) if *o != n => c.changed += 1,
                     Some(_) => {}
                 }
             }
@@ -75,84 +70,10 @@ impl Diff {
             c
         }
         Diff {
-            routes: count(&old.routes, &new.routes, |r| &r.id, same_route),
-            services: count(&old.services, &new.services, |s| &s.id, same_service),
+            routes: count(&old.routes, &new.routes, |r| &r.id),
+            services: count(&old.services, &new.services, |s| &s.id),
         }
     }
-}
-
-// Positions move when lines are added above; they do not make a change. Every field is named
-// (no `..`), so a field added to the model is compared or consciously left out.
-fn same_route(a: &Route, b: &Route) -> bool {
-    let Route {
-        id,
-        name,
-        service,
-        protocols,
-        methods,
-        hosts,
-        paths,
-        headers,
-        snis,
-        strip_path,
-        preserve_host,
-        regex_priority,
-        path_handling,
-        https_redirect_status_code,
-        request_buffering,
-        response_buffering,
-        tags,
-        origin: _,
-    } = a;
-    *id == b.id
-        && *name == b.name
-        && *service == b.service
-        && *protocols == b.protocols
-        && *methods == b.methods
-        && *hosts == b.hosts
-        && *paths == b.paths
-        && *headers == b.headers
-        && *snis == b.snis
-        && *strip_path == b.strip_path
-        && *preserve_host == b.preserve_host
-        && *regex_priority == b.regex_priority
-        && *path_handling == b.path_handling
-        && *https_redirect_status_code == b.https_redirect_status_code
-        && *request_buffering == b.request_buffering
-        && *response_buffering == b.response_buffering
-        && *tags == b.tags
-}
-
-fn same_service(a: &Service, b: &Service) -> bool {
-    let Service {
-        id,
-        name,
-        protocol,
-        host,
-        port,
-        path,
-        retries,
-        connect_timeout,
-        write_timeout,
-        read_timeout,
-        enabled,
-        tls_verify,
-        tags,
-        origin: _,
-    } = a;
-    *id == b.id
-        && *name == b.name
-        && *protocol == b.protocol
-        && *host == b.host
-        && *port == b.port
-        && *path == b.path
-        && *retries == b.retries
-        && *connect_timeout == b.connect_timeout
-        && *write_timeout == b.write_timeout
-        && *read_timeout == b.read_timeout
-        && *enabled == b.enabled
-        && *tls_verify == b.tls_verify
-        && *tags == b.tags
 }
 
 /// A failed load: every error, and the serving snapshot (if any) left untouched.
@@ -266,5 +187,32 @@ fn unchanged_report(current: &Snapshot, t: Instant) -> ReloadReport {
         version: current.version,
         errors: Vec::new(),
         compile_ms: elapsed_ms(t),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Diff;
+    use crate::config::loader;
+
+    fn model(yaml: &str) -> crate::config::model::Model {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kong.yaml"), yaml).unwrap();
+        let loaded = loader::load_dir(dir.path());
+        assert!(!loaded.diagnostics.has_errors());
+        loaded.model
+    }
+
+    const KONG: &str = "_format_version: \"3.0\"\nservices:\n- name: s\n  url: http://127.0.0.1:1\n  routes:\n  - name: r\n    paths: [/a]\n";
+
+    #[test]
+    fn moved_entities_are_not_changed_and_edited_ones_are() {
+        let old = model(KONG);
+        let moved = model(&format!("# a comment above\n\n{KONG}"));
+        let d = Diff::between(&old, &moved);
+        assert_eq!((d.routes.changed, d.services.changed), (0, 0));
+        let edited = model(&KONG.replace("/a]", "/b]"));
+        let d = Diff::between(&old, &edited);
+        assert_eq!((d.routes.changed, d.services.changed), (1, 0));
     }
 }

@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod fnv;
 pub mod gateway;
 pub mod plugins;
 pub mod proxy;

@@ -2,6 +2,7 @@
 //! tree, hands them to their dialect's loader and collects every diagnostic. Nothing is ever
 //! written to the directory (it is often a read-only mount).
 
+use std::hash::Hasher;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::RwLock;
 
@@ -11,6 +12,7 @@ use super::kong;
 use super::model::Model;
 use super::node;
 use super::ocelot;
+use crate::fnv::Fnv;
 
 /// The environment set on the command line (`--environment`), for every later load.
 static ENVIRONMENT: RwLock<Option<String>> = RwLock::new(None);
@@ -150,13 +152,7 @@ impl Sources {
 /// Reads the config files of `dir`, hashing names and bytes, and `environment`'s name.
 pub fn read_dir_env(dir: &FsPath, environment: Option<&str>) -> Sources {
     let mut diagnostics = Diagnostics::default();
-    let mut hash: u64 = 0xcbf29ce484222325;
-    let mut fnv = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u64::from(*b);
-            hash = hash.wrapping_mul(0x100000001b3);
-        }
-    };
+    let mut hash = Fnv::default();
     let files = match config_files(dir) {
         Ok(f) => f,
         Err(e) => {
@@ -180,8 +176,8 @@ pub fn read_dir_env(dir: &FsPath, environment: Option<&str>) -> Sources {
             .unwrap_or_default();
         match std::fs::read(path) {
             Ok(bytes) => {
-                fnv(name.as_bytes());
-                fnv(&bytes);
+                hash.write(name.as_bytes());
+                hash.write(&bytes);
                 match String::from_utf8(bytes) {
                     Ok(t) => texts.push((name, t)),
                     Err(_) => diagnostics.file_error(&name, "the file is not valid UTF-8"),
@@ -191,12 +187,12 @@ pub fn read_dir_env(dir: &FsPath, environment: Option<&str>) -> Sources {
         }
     }
     if let Some(env) = environment {
-        fnv(b"\0environment\0");
-        fnv(env.as_bytes());
+        hash.write(b"\0environment\0");
+        hash.write(env.as_bytes());
     }
     Sources {
         files,
-        hash,
+        hash: hash.finish(),
         texts,
         diagnostics,
     }

@@ -2,16 +2,28 @@
 //! services and routes, Ocelot routes and aggregates, upstreams, plugins and consumers all
 //! end up here; `snapshot` compiles it into the runtime form.
 
+use std::hash::Hasher;
+
 use serde::Serialize;
+
+use crate::fnv::Fnv;
 
 use super::de::Captured;
 
 /// Where an entity was declared, for messages, `explain` and the admin API.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Origin {
     pub file: String,
     pub line: u32,
     pub path: String,
+}
+
+/// Where an entity stands is not part of what it is: positions move when lines are added
+/// above it, and that is no change (a reload's diff compares entities with `==`).
+impl PartialEq for Origin {
+    fn eq(&self, _: &Origin) -> bool {
+        true
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize, Hash)]
@@ -331,12 +343,9 @@ pub fn derived_id(kind: &str, key: &str) -> String {
     // Every route without an id gets one on every load: hashed and written out by hand,
     // since `format!` would be most of a 10,000-route load's cost here.
     fn fnv(seed: u64, parts: [&[u8]; 3]) -> u64 {
-        let mut h = seed;
-        for b in parts.into_iter().flatten() {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x100000001b3);
-        }
-        h
+        let mut h = Fnv::with_seed(seed);
+        parts.iter().for_each(|p| h.write(p));
+        h.finish()
     }
     fn hex(out: &mut String, v: u64, digits: u32) {
         for i in (0..digits).rev() {
@@ -345,7 +354,7 @@ pub fn derived_id(kind: &str, key: &str) -> String {
         }
     }
     let data = [kind.as_bytes(), b"\0", key.as_bytes()];
-    let a = fnv(0xcbf29ce484222325, data);
+    let a = fnv(Fnv::OFFSET, data);
     let b = fnv(0x84222325cbf29ce4, data);
     let mut id = String::with_capacity(36);
     hex(&mut id, a >> 32, 8);

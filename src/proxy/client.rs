@@ -176,29 +176,8 @@ impl UpConn {
 thread_local! {
     // Boxed: a connection moves between the pool and requests as one pointer.
     #[allow(clippy::vec_box)]
-    static POOL: RefCell<HashMap<Key, Vec<Box<UpConn>>, BuildHasherDefault<Fnv>>> =
+    static POOL: RefCell<HashMap<Key, Vec<Box<UpConn>>, BuildHasherDefault<crate::fnv::Fnv>>> =
         RefCell::new(HashMap::default());
-}
-
-/// FNV-1a for the pool's keys: they come from the configuration, not from clients, so
-/// SipHash's flood resistance buys nothing here and cost two hashes per request.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl std::hash::Hasher for Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
 }
 
 /// The most recently idled connection that is still open (its socket is the warmest).

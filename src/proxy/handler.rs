@@ -123,17 +123,7 @@ pub fn handle(
             return https_required(route, host_header, &parts.uri, id, started);
         }
 
-        let mut ctx = Ctx {
-            request_id: *id,
-            client: conn.peer,
-            started,
-            route_name: Some(route.name.clone()),
-            service_name: None,
-            upstream_host: None,
-            response_headers: Vec::new(),
-        };
-        let service = route.service.map(|s| &snap.services[s]);
-        ctx.service_name = service.map(|s| s.name.clone());
+        let (mut ctx, service) = route_ctx(snap, route, conn, id, started, None);
 
         if !route.chain.is_empty() {
             let query = parts.uri.query().map(str::to_string);
@@ -284,6 +274,28 @@ pub fn finish(resp: &mut Response, id: &RequestId) {
     }
 }
 
+/// The plugin context of a request on `route`, and the route's service.
+fn route_ctx<'s>(
+    snap: &'s Snapshot,
+    route: &RouteRt,
+    conn: &Conn,
+    id: &RequestId,
+    started: Instant,
+    upstream_host: Option<HeaderValue>,
+) -> (Ctx, Option<&'s ServiceRt>) {
+    let service = route.service.map(|s| &snap.services[s]);
+    let ctx = Ctx {
+        request_id: *id,
+        client: conn.peer,
+        started,
+        route_name: Some(route.name.clone()),
+        service_name: service.map(|s| s.name.clone()),
+        upstream_host,
+        response_headers: Vec::new(),
+    };
+    (ctx, service)
+}
+
 /// The origin-form URI `path?query`, keeping the client's query byte for byte (a bare
 /// trailing `?` included).
 fn upstream_uri(path: &str, client: &Uri) -> Option<Uri> {
@@ -412,17 +424,8 @@ async fn ocelot_forward(
             ),
         ));
     }
-    let mut ctx = Ctx {
-        request_id: *id,
-        client: conn.peer,
-        started,
-        route_name: Some(route.name.clone()),
-        service_name: None,
-        upstream_host: head.headers.get(header::HOST).cloned(),
-        response_headers: Vec::new(),
-    };
-    let service = route.service.map(|s| &snap.services[s]);
-    ctx.service_name = service.map(|s| s.name.clone());
+    let client_host = head.headers.get(header::HOST).cloned();
+    let (mut ctx, service) = route_ctx(snap, route, conn, id, started, client_host);
 
     if !route.chain.is_empty() {
         let host_header = ctx.upstream_host.clone();
