@@ -177,7 +177,6 @@ pub fn handle(
         // Upstream headers.
         let client_version = parts.version;
         let h = &mut parts.headers;
-        strip_hop_by_hop(h);
         let client_ip = conn.peer_ip_header();
         let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
             Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip()))
@@ -311,21 +310,21 @@ fn upstream_uri(path: &str, client: &Uri) -> Option<Uri> {
         .map(Uri::from)
 }
 
-/// The gateway's part of every proxied response head: hop-by-hop headers out, Via and the
-/// latency headers in.
+/// The gateway's part of every proxied response head: Via and the latency headers (the
+/// parser has left the hop-by-hop headers out).
 fn mark_upstream_response(
     h: &mut HeaderMap,
     upstream: std::time::Duration,
     proxy: std::time::Duration,
 ) {
-    strip_hop_by_hop(h);
     append_via(h, http::Version::HTTP_11);
     h.insert(&UPSTREAM_LATENCY, headers::millis(upstream.as_millis()));
     h.insert(&PROXY_LATENCY, headers::millis(proxy.as_millis()));
 }
 
 /// The access phase: each plugin in turn, waiting where one must; the first that answers
-/// ends it, and its response goes through every plugin's header_filter.
+/// ends it, and its response goes through every plugin's header_filter. A request that
+/// goes on loses any hop-by-hop header a plugin added, as the client's were at parsing.
 async fn access_phase(
     chain: &Chain,
     ctx: &mut Ctx,
@@ -341,6 +340,7 @@ async fn access_phase(
             return Some(resp);
         }
     }
+    strip_hop_by_hop(view.headers);
     None
 }
 
@@ -461,7 +461,6 @@ async fn ocelot_forward(
     })?;
 
     let h = &mut head.headers;
-    strip_hop_by_hop(h);
     h.remove(header::HOST);
     append_via(h, http::Version::HTTP_11);
     h.insert(&REQUEST_ID, id.header());

@@ -81,12 +81,19 @@ pub fn append_via(h: &mut HeaderMap, version: http::Version) {
         HeaderValue::from_static(concat!("2 switchyard/", env!("CARGO_PKG_VERSION"))),
         HeaderValue::from_static(concat!("3 switchyard/", env!("CARGO_PKG_VERSION"))),
     ];
-    let value = match h.get(header::VIA).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::from_str(&format!("{prev}, {ours} {PRODUCT}")).ok(),
-        None => Some(OURS[i].clone()),
-    };
-    if let Some(v) = value {
-        h.insert(header::VIA, v);
+    match h.entry(header::VIA) {
+        header::Entry::Vacant(e) => {
+            e.insert(OURS[i].clone());
+        }
+        header::Entry::Occupied(mut e) => {
+            let joined =
+                e.get().to_str().ok().and_then(|prev| {
+                    HeaderValue::from_str(&format!("{prev}, {ours} {PRODUCT}")).ok()
+                });
+            if let Some(v) = joined {
+                e.insert(v);
+            }
+        }
     }
 }
 

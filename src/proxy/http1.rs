@@ -48,7 +48,7 @@ impl RequestError {
 }
 
 /// A peer broke HTTP/1.1 framing.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("{0}")]
 pub struct ProtoError(pub &'static str);
 
@@ -106,70 +106,126 @@ fn header_slots<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS] {
 /// and latency headers), so that adding them never regrows the map.
 const ADDED_HEADERS: usize = 12;
 
-fn header_map(head: &Bytes, spans: &[Span]) -> Result<HeaderMap, ProtoError> {
+/// What the HTTP/1 layer itself reads from a head and keeps out of the map: framing and
+/// connection management. Gathered in the pass that builds the map, instead of a lookup
+/// each afterwards.
+struct Facts {
+    /// `Connection: close`.
+    close: bool,
+    /// `Connection: keep-alive` (what an HTTP/1.0 peer must say to keep the connection).
+    keep_alive: bool,
+    /// The one Content-Length, or `Err` for a bad or conflicting one.
+    content_length: Result<Option<u64>, ProtoError>,
+    /// Transfer-Encoding: `Some(true)` when its last coding is chunked, `Some(false)` for
+    /// any other, `None` when absent.
+    chunked: Option<bool>,
+    /// `Expect: 100-continue`.
+    expect_continue: bool,
+    host: bool,
+}
+
+impl Facts {
+    fn keep_alive(&self, version: Version) -> bool {
+        if version == Version::HTTP_11 {
+            !self.close
+        } else {
+            self.keep_alive
+        }
+    }
+
+    /// The one Content-Length of a message; repeated equal values are tolerated (RFC 9112
+    /// §6.3).
+    fn content_length(&mut self, value: &[u8]) {
+        let Ok(found) = self.content_length else {
+            return;
+        };
+        let mut found = found;
+        for part in value.split(|&b| b == b',') {
+            let part = part.trim_ascii();
+            let n = match std::str::from_utf8(part)
+                .ok()
+                .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                Some(p) => p.parse::<u64>().ok(),
+                None => None,
+            };
+            match n {
+                Some(n) if found.is_none_or(|f| f == n) => found = Some(n),
+                Some(_) => {
+                    self.content_length = Err(ProtoError("conflicting Content-Length values"));
+                    return;
+                }
+                None => {
+                    self.content_length = Err(ProtoError("bad Content-Length"));
+                    return;
+                }
+            }
+        }
+        self.content_length = Ok(found);
+    }
+}
+
+/// Builds the header map of a head, leaving out the hop-by-hop headers (RFC 9110 §7.6.1):
+/// what they say is for this connection, and it ends up in `Facts`. `Proxy` goes too
+/// (httpoxy); `TE: trailers` is the one TE a request may pass on (`keep_te_trailers`).
+fn header_map(
+    head: &Bytes,
+    spans: &[Span],
+    keep_te_trailers: bool,
+) -> Result<(HeaderMap, Facts), ProtoError> {
     let mut map = super::buffers::header_map(spans.len() + ADDED_HEADERS);
+    let mut facts = Facts {
+        close: false,
+        keep_alive: false,
+        content_length: Ok(None),
+        chunked: None,
+        expect_continue: false,
+        host: false,
+    };
+    // Headers the Connection header names are hop-by-hop as well (rare: most say only
+    // keep-alive or close).
+    let mut named: smallvec::SmallVec<[HeaderName; 2]> = smallvec::SmallVec::new();
     for s in spans {
+        let raw_value = &head[s.value.0..s.value.1];
         let name = HeaderName::from_bytes(&head[s.name.0..s.name.1])
             .map_err(|_| ProtoError("invalid header name"))?;
+        match name.as_str() {
+            "connection" => {
+                for token in raw_value.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        facts.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        facts.keep_alive = true;
+                    } else if let Ok(n) = HeaderName::from_bytes(token) {
+                        named.push(n);
+                    }
+                }
+                continue;
+            }
+            "transfer-encoding" => {
+                let last = raw_value
+                    .rsplit(|&b| b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .find(|c| !c.is_empty());
+                facts.chunked = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
+                continue;
+            }
+            "te" if keep_te_trailers && raw_value.eq_ignore_ascii_case(b"trailers") => {}
+            "te" | "trailer" | "upgrade" | "keep-alive" | "proxy-connection" | "proxy" => continue,
+            "content-length" => facts.content_length(raw_value),
+            "host" => facts.host = true,
+            "expect" => facts.expect_continue |= raw_value.eq_ignore_ascii_case(b"100-continue"),
+            _ => {}
+        }
         let value = HeaderValue::from_maybe_shared(head.slice(s.value.0..s.value.1))
             .map_err(|_| ProtoError("invalid header value"))?;
         map.append(name, value);
     }
-    Ok(map)
-}
-
-/// Whether the comma-separated `Connection` values include `token`.
-fn connection_has(h: &HeaderMap, token: &str) -> bool {
-    h.get_all(header::CONNECTION).iter().any(|v| {
-        v.to_str()
-            .is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
-    })
-}
-
-fn keep_alive(version: Version, h: &HeaderMap) -> bool {
-    if version == Version::HTTP_11 {
-        !connection_has(h, "close")
-    } else {
-        connection_has(h, "keep-alive")
+    for n in &named {
+        map.remove(n);
     }
-}
-
-/// The one Content-Length of a message; repeated equal values are tolerated (RFC 9112 §6.3).
-fn content_length(h: &HeaderMap) -> Result<Option<u64>, ProtoError> {
-    let mut found: Option<u64> = None;
-    for v in h.get_all(header::CONTENT_LENGTH) {
-        for part in v
-            .to_str()
-            .map_err(|_| ProtoError("bad Content-Length"))?
-            .split(',')
-        {
-            let part = part.trim();
-            if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(ProtoError("bad Content-Length"));
-            }
-            let n: u64 = part.parse().map_err(|_| ProtoError("bad Content-Length"))?;
-            if found.is_some_and(|f| f != n) {
-                return Err(ProtoError("conflicting Content-Length values"));
-            }
-            found = Some(n);
-        }
-    }
-    Ok(found)
-}
-
-/// Transfer-Encoding: `Some(true)` when its last coding is chunked, `Some(false)` for any
-/// other coding, `None` when absent.
-fn chunked(h: &HeaderMap) -> Option<bool> {
-    let mut last: Option<bool> = None;
-    for v in h.get_all(header::TRANSFER_ENCODING) {
-        let s = v.to_str().unwrap_or("");
-        if let Some(coding) = s.rsplit(',').map(str::trim).find(|c| !c.is_empty()) {
-            last = Some(coding.eq_ignore_ascii_case("chunked"));
-        } else {
-            last = Some(false);
-        }
-    }
-    last
+    Ok((map, facts))
 }
 
 fn version(v: Option<u8>) -> Version {
@@ -225,22 +281,19 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, RequestE
     let uri =
         Uri::from_maybe_shared(head.slice(path.0..path.1)).map_err(|_| RequestError::Malformed)?;
     let version = version(ver);
-    let headers = header_map(&head, &spans).map_err(|_| RequestError::Malformed)?;
-    if version == Version::HTTP_11 && !headers.contains_key(header::HOST) {
+    let (headers, facts) = header_map(&head, &spans, true).map_err(|_| RequestError::Malformed)?;
+    if version == Version::HTTP_11 && !facts.host {
         return Err(RequestError::Malformed);
     }
-    let decoder = match (chunked(&headers), content_length(&headers)) {
+    let decoder = match (facts.chunked, facts.content_length) {
         (Some(_), Ok(Some(_))) => return Err(RequestError::Smuggling),
         (Some(true), _) if version == Version::HTTP_11 => Decoder::chunked(),
         (Some(_), _) => return Err(RequestError::UnknownEncoding),
         (None, Ok(n)) => Decoder::length(n.unwrap_or(0)),
         (None, Err(_)) => return Err(RequestError::Malformed),
     };
-    let expect_continue = version == Version::HTTP_11
-        && headers
-            .get(header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let keep_alive = keep_alive(version, &headers);
+    let expect_continue = version == Version::HTTP_11 && facts.expect_continue;
+    let keep_alive = facts.keep_alive(version);
     let mut parts = http::Request::new(()).into_parts().0;
     parts.method = method;
     parts.uri = uri;
@@ -279,8 +332,8 @@ pub fn parse_response(
     let head = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code).map_err(|_| ProtoError("invalid status code"))?;
     let version = version(ver);
-    let headers = header_map(&head, &spans)?;
-    let mut keep_alive = keep_alive(version, &headers);
+    let (headers, facts) = header_map(&head, &spans, false)?;
+    let mut keep_alive = facts.keep_alive(version);
     let no_body = head_request
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -288,7 +341,7 @@ pub fn parse_response(
     let decoder = if no_body {
         Decoder::length(0)
     } else {
-        match (chunked(&headers), content_length(&headers)?) {
+        match (facts.chunked, facts.content_length?) {
             (Some(true), _) => Decoder::chunked(),
             (None, Some(n)) => Decoder::length(n),
             // Any other coding, or no length at all: the body runs until the connection
@@ -666,6 +719,34 @@ mod tests {
             let got = parse_request(&mut BytesMut::from(wire)).err();
             assert_eq!(got, Some(want), "{}", String::from_utf8_lossy(wire));
         }
+    }
+
+    #[test]
+    fn hop_by_hop_headers_are_read_and_left_out_of_the_map() {
+        let mut buf = BytesMut::from(
+            &b"GET / HTTP/1.1\r\nHost: x\r\nX-Secret: s\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\nTE: trailers\r\nUpgrade: h2c\r\nProxy: http://evil\r\nX-Kept: 1\r\n\r\n"[..],
+        );
+        let h = parse_request(&mut buf).unwrap().unwrap();
+        let mut names: Vec<&str> = h.parts.headers.keys().map(|n| n.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(names, ["host", "te", "x-kept"]);
+        assert!(h.keep_alive);
+
+        // A response keeps no TE at all; `Connection: close` is read, not passed on.
+        let mut buf = BytesMut::from(
+            &b"HTTP/1.1 200 OK\r\nTE: trailers\r\nConnection: close\r\nTransfer-Encoding: chunked\r\nX-Kept: 1\r\n\r\n"[..],
+        );
+        let r = parse_response(&mut buf, false).unwrap().unwrap();
+        let names: Vec<&str> = r.parts.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["x-kept"]);
+        assert!(!r.keep_alive);
+        assert!(matches!(r.decoder, Decoder::Chunked(_)));
+
+        // An HTTP/1.0 peer keeps the connection only when it says so.
+        let mut buf = BytesMut::from(&b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"[..]);
+        assert!(parse_request(&mut buf).unwrap().unwrap().keep_alive);
+        let mut buf = BytesMut::from(&b"GET / HTTP/1.0\r\n\r\n"[..]);
+        assert!(!parse_request(&mut buf).unwrap().unwrap().keep_alive);
     }
 
     #[test]
