@@ -1,6 +1,7 @@
 //! HTTP/1.x on the wire, for both legs: heads parsed with httparse straight into `http` types
-//! (header values are slices of the read buffer, never copies), heads written from them, and
-//! body framing (Content-Length, chunked, until close) decoded in place.
+//! (header values are slices of the read buffer, never copies; the hop-by-hop headers are
+//! read for framing and connection management and kept out of the map), heads written from
+//! them, and body framing (Content-Length, chunked, until close) decoded in place.
 //!
 //! bytes ─▶ `parse_request` / `parse_response` ─▶ head + `Decoder` ─▶ body frames
 //! head + body length ─▶ `write_request_head` / `write_response_head` ─▶ bytes
