@@ -33,13 +33,19 @@ pub struct State {
 }
 
 /// Hands out the kept entries of `map` for `keys` (new ones made fresh) and forgets the rest.
-fn keep<T: Default>(map: &Mutex<HashMap<String, Arc<T>>>, keys: &[String]) -> Vec<Arc<T>> {
+fn keep<T: Default, K: AsRef<str>>(
+    map: &Mutex<HashMap<String, Arc<T>>>,
+    keys: &[K],
+) -> Vec<Arc<T>> {
     let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
     let kept: HashMap<String, Arc<T>> = keys
         .iter()
-        .map(|k| (k.clone(), map.get(k).cloned().unwrap_or_default()))
+        .map(|k| {
+            let k = k.as_ref();
+            (k.to_string(), map.get(k).cloned().unwrap_or_default())
+        })
         .collect();
-    let out = keys.iter().map(|k| kept[k].clone()).collect();
+    let out = keys.iter().map(|k| kept[k.as_ref()].clone()).collect();
     *map = kept;
     out
 }
@@ -92,23 +98,6 @@ impl CookieJar {
             text.push_str(v);
         }
         HeaderValue::from_str(&text).ok()
-    }
-}
-
-impl State {
-    /// Hands out the kept entries for `ids` and forgets the others.
-    fn positions(&self, ids: &[&str]) -> Vec<Arc<AtomicUsize>> {
-        let mut map = self
-            .balancer_positions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let kept: HashMap<String, Arc<AtomicUsize>> = ids
-            .iter()
-            .map(|id| (id.to_string(), map.get(*id).cloned().unwrap_or_default()))
-            .collect();
-        let out = ids.iter().map(|id| kept[*id].clone()).collect();
-        *map = kept;
-        out
     }
 }
 
@@ -264,7 +253,7 @@ impl Snapshot {
         hash: u64,
     ) -> Snapshot {
         let upstream_ids: Vec<&str> = model.upstreams.iter().map(|u| u.id.as_str()).collect();
-        let positions = state.positions(&upstream_ids);
+        let positions = keep(&state.balancer_positions, &upstream_ids);
         let balancers: HashMap<&str, Arc<Balancer>> = model
             .upstreams
             .iter()

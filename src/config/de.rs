@@ -461,16 +461,8 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
             // Left without a place for the enclosing mapping to give it its own: a list of the
             // wrong kind is reported at the entity that holds it.
             ENTITIES => match &self.node.value {
-                Value::Seq(items) => v.visit_seq(EntitySeq {
-                    items: items.iter(),
-                    index: 0,
-                    parent: self,
-                }),
-                _ if self.node.is_null() => v.visit_seq(EntitySeq {
-                    items: [].iter(),
-                    index: 0,
-                    parent: self,
-                }),
+                Value::Seq(items) => v.visit_seq(Seq::new(items, self, true)),
+                _ if self.node.is_null() => v.visit_seq(Seq::new(&[], self, true)),
                 _ => Err(de::Error::custom(format!(
                     "expected a list, found {}",
                     self.kind()
@@ -483,20 +475,12 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Seq(items) => v
-                .visit_seq(Seq {
-                    items: items.iter(),
-                    index: 0,
-                    parent: self,
-                })
+                .visit_seq(Seq::new(items, self, false))
                 .map_err(|e: DeError| e.at(self.node, *self.path)),
             // An Ocelot single value where a list is expected is the list of that value,
             // as `"UpstreamHttpMethod": "Get"` binds in .NET.
             Value::Scalar(s) if self.dialect == Dialect::Ocelot && !s.is_null() => {
-                v.visit_seq(Seq {
-                    items: std::slice::from_ref(self.node).iter(),
-                    index: 0,
-                    parent: self,
-                })
+                v.visit_seq(Seq::new(std::slice::from_ref(self.node), self, false))
             }
             _ => Err(self.err(format!("expected a list, found {}", self.kind()))),
         }
@@ -591,52 +575,27 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     }
 }
 
-/// The next element of a sequence under `parent`, at `index` (which moves on).
-fn element<'a>(parent: &NodeDe<'a>, node: &'a Node, index: &mut usize) -> Child<'a> {
-    let child = Child {
-        node,
-        path: At::Index(parent.path, *index),
-        dialect: parent.dialect,
-        sink: parent.sink,
-    };
-    *index += 1;
-    child
-}
-
-struct Seq<'a, I> {
-    items: I,
-    index: usize,
-    parent: NodeDe<'a>,
-}
-
-impl<'de, 'a, I: Iterator<Item = &'a Node>> de::SeqAccess<'de> for Seq<'a, I> {
-    type Error = DeError;
-
-    fn next_element_seed<T: DeserializeSeed<'de>>(
-        &mut self,
-        seed: T,
-    ) -> Result<Option<T::Value>, DeError> {
-        let Some(node) = self.items.next() else {
-            return Ok(None);
-        };
-        let child = element(&self.parent, node, &mut self.index);
-        seed.deserialize(child.de()).map(Some)
-    }
-
-    fn size_hint(&self) -> Option<usize> {
-        self.items.size_hint().1
-    }
-}
-
-/// The entries of an `Entities<T>`: an entry that fails is reported with its position and
-/// skipped (see `SKIPPED`), and the next one is read.
-struct EntitySeq<'a> {
+/// The items of a sequence. In an `Entities<T>` (`skip_failures`), an entry that fails is
+/// reported with its position and skipped (see `SKIPPED`), and the next one is read.
+struct Seq<'a> {
     items: std::slice::Iter<'a, Node>,
     index: usize,
     parent: NodeDe<'a>,
+    skip_failures: bool,
 }
 
-impl<'de, 'a> de::SeqAccess<'de> for EntitySeq<'a> {
+impl<'a> Seq<'a> {
+    fn new(items: &'a [Node], parent: NodeDe<'a>, skip_failures: bool) -> Self {
+        Seq {
+            items: items.iter(),
+            index: 0,
+            parent,
+            skip_failures,
+        }
+    }
+}
+
+impl<'de, 'a> de::SeqAccess<'de> for Seq<'a> {
     type Error = DeError;
 
     fn next_element_seed<T: DeserializeSeed<'de>>(
@@ -646,8 +605,18 @@ impl<'de, 'a> de::SeqAccess<'de> for EntitySeq<'a> {
         let Some(node) = self.items.next() else {
             return Ok(None);
         };
-        let child = element(&self.parent, node, &mut self.index);
-        seed.deserialize(child.de()).map(Some).map_err(|e| {
+        let child = Child {
+            node,
+            path: At::Index(self.parent.path, self.index),
+            dialect: self.parent.dialect,
+            sink: self.parent.sink,
+        };
+        self.index += 1;
+        let value = seed.deserialize(child.de()).map(Some);
+        if !self.skip_failures {
+            return value;
+        }
+        value.map_err(|e| {
             self.parent.sink.borrow_mut().push(e.at(node, child.path));
             SKIPPED.set(true);
             de::Error::custom("skipped")

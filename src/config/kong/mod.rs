@@ -100,20 +100,7 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
                     "a route nested in a service takes that service; remove `service`",
                 );
             }
-            if let Some(ridx) = cx.route(r, Some(svc), &rpath)
-                && !r.plugins.is_empty()
-            {
-                nested_plugins.push((
-                    PluginScope {
-                        service: None,
-                        route: Some(ridx),
-                        consumer: None,
-                    },
-                    &r.plugins,
-                    rpath.key("plugins"),
-                ));
-            }
-            cx.unserved_list(&r.filter_chains, &rpath, "filter_chains");
+            cx.route_and_attachments(r, Some(svc), &rpath, &mut nested_plugins);
         }
     }
     for (i, r) in raw.routes.iter() {
@@ -122,19 +109,7 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
             .service
             .as_ref()
             .and_then(|s| cx.resolve("services", s, &path.key("service")));
-        if let Some(ridx) = cx.route(r, svc, &path)
-            && !r.plugins.is_empty()
-        {
-            nested_plugins.push((
-                PluginScope {
-                    route: Some(ridx),
-                    ..Default::default()
-                },
-                &r.plugins,
-                path.key("plugins"),
-            ));
-        }
-        cx.unserved_list(&r.filter_chains, &path, "filter_chains");
+        cx.route_and_attachments(r, svc, &path, &mut nested_plugins);
     }
 
     for (i, u) in raw.upstreams.iter() {
@@ -266,6 +241,30 @@ struct Cx<'a, 'r> {
 }
 
 impl<'r> Cx<'_, 'r> {
+    /// A route, then what hangs off it: its plugins, kept in `plugins` to be read once every
+    /// entity they may name is known, and its filter chains (not served yet).
+    fn route_and_attachments(
+        &mut self,
+        r: &'r RawRoute,
+        service: Option<usize>,
+        path: &Path,
+        plugins: &mut Vec<(PluginScope, &'r Entities<RawPlugin>, Path)>,
+    ) {
+        if let Some(ridx) = self.route(r, service, path)
+            && !r.plugins.is_empty()
+        {
+            plugins.push((
+                PluginScope {
+                    route: Some(ridx),
+                    ..Default::default()
+                },
+                &r.plugins,
+                path.key("plugins"),
+            ));
+        }
+        self.unserved_list(&r.filter_chains, path, "filter_chains");
+    }
+
     fn origin(&self, path: &Path) -> Origin {
         Origin {
             file: self.file.name.clone(),
