@@ -11,6 +11,7 @@ and this orchestrator) to CPU 0; one worker per proxy; proxies interleaved
 """
 import argparse
 import datetime
+import glob
 import http.client
 import json
 import os
@@ -30,9 +31,9 @@ REPO = os.path.dirname(HERE)
 
 PORT_UP, PORT_NGINX, PORT_HAPROXY, PORT_SY, PORT_SY_ADMIN = 9001, 9002, 9003, 9004, 9005
 ALL_PORTS = [PORT_UP, PORT_NGINX, PORT_HAPROXY, PORT_SY, PORT_SY_ADMIN]
-ALL_SECTIONS = ["rps", "latency", "bodies", "memory", "scaling", "reload"]
+ALL_SECTIONS = ["rps", "latency", "bodies", "memory", "scaling", "reload", "instructions"]
 # execution order: memory first, so that "idle" is measured on fresh processes
-EXEC_ORDER = ["memory", "rps", "latency", "bodies", "scaling", "reload"]
+EXEC_ORDER = ["memory", "rps", "latency", "bodies", "scaling", "reload", "instructions"]
 ALL_PROXIES = ["nginx", "haproxy", "switchyard"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -1144,6 +1145,81 @@ class Harness:
                 rows.append({"proxy": "nginx", "how": "", "error": self.nginx.error})
         self.results["reload"] = rows
 
+    def sec_instructions(self):
+        """User-space instructions per proxied request, counted by callgrind: nginx (main config,
+        one process) and switchyard (main config) each run under valgrind on their usual port;
+        h2load sends a warm-up, then counting is switched on for N requests at 10 connections.
+        Unlike CPU time, this count does not move with what else runs on the host."""
+        a = self.args
+        rows = self.results.setdefault("instructions", [])
+        if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
+            self.notes.append("instructions: valgrind is not installed (bench/run.sh installs it).")
+            return
+        n = a.instr_requests
+        for name in [p for p in ("nginx", "switchyard") if p in self.proxies]:
+            if name == "switchyard" and not self.sy_usable():
+                continue
+            self.nginx.stop()
+            self.sy.stop()
+            out = os.path.join(BENCH, "callgrind-%s.out" % name)
+            vg = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, "--instr-atstart=no"]
+            if name == "nginx":
+                conf = os.path.join(BENCH, "nginxproxy-callgrind.conf")
+                d = os.path.join(BENCH, "nginxproxy")
+                os.makedirs(os.path.join(d, "logs"), exist_ok=True)
+                # One process: the worker is the one valgrind watches.
+                write_file(conf, nginx_main_conf().replace(
+                    "worker_processes 1;", "worker_processes 1;\nmaster_process off;", 1))
+                argv = vg + ["nginx", "-e", os.path.join(d, "logs", "startup.log"), "-c", conf]
+                port, ready = PORT_NGINX, lambda: http_get(PORT_NGINX, "/", 2)[0] == 200
+            else:
+                cdir = os.path.join(BENCH, "sy-callgrind")
+                shutil.rmtree(cdir, ignore_errors=True)
+                os.makedirs(cdir)
+                write_file(os.path.join(cdir, "kong.yaml"), kong_main_yaml(99))
+                write_file(os.path.join(cdir, "ocelot.json"), ocelot_json(100))
+                argv = vg + [self.sy.binary, "run", "--config-dir", cdir, "--no-watch",
+                             "--listen", "127.0.0.1:%d" % PORT_SY,
+                             "--admin-listen", "127.0.0.1:%d" % PORT_SY_ADMIN, "--workers", "1"]
+                port, ready = PORT_SY, lambda: http_get(PORT_SY, "/", 2)[0] == 200
+            log("instructions: %s under callgrind" % name)
+            logpath = os.path.join(BENCH, "callgrind-%s.log" % name)
+            proc = spawn(argv, logpath, cpu=PROXY_CPU)
+            row = {"proxy": name, "requests": n}
+            try:
+                if not wait_until(lambda: proc.poll() is not None or ready(), 120, 0.5) \
+                        or proc.poll() is not None:
+                    row["error"] = "did not start under valgrind: %s" % one_line(tail(logpath, 4))
+                    continue
+                url = "http://127.0.0.1:%d/" % port
+                h2 = ["taskset", "-c", GEN_CPU, "h2load", "--h1", "-c", "10"]
+                subprocess.run(h2 + ["-n", "2000", url], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=300)
+                ctl = lambda *x: subprocess.run(["callgrind_control"] + list(x) + [str(proc.pid)],
+                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                                timeout=60)
+                ctl("-i", "on")
+                r = subprocess.run(h2 + ["-n", str(n), url], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, timeout=600).stdout.decode(errors="replace")
+                ctl("-i", "off")
+                ctl("-d")
+                m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", r)
+                if not m or int(m.group(2)) != n:
+                    row["error"] = "h2load: %s" % one_line(r[-300:])
+                    continue
+                totals = []
+                for f in glob.glob(out + ".*"):
+                    with open(f) as fh:
+                        totals += [int(l.split()[1]) for l in fh if l.startswith("totals:")]
+                if not totals:
+                    row["error"] = "no callgrind dump"
+                    continue
+                row["instr_per_req"] = max(totals) / n
+            finally:
+                kill_proc(proc, group=True)
+                rows.append(row)
+                log("instructions: %s: %s" % (name, row.get("instr_per_req", row.get("error"))))
+
     def reload_run(self, port, srv, path, new_path, do_write):
         a = self.args
         r = {}
@@ -1455,6 +1531,24 @@ def render(h, meta):
             L.append("| %s | | %s | | | |" % (label, why))
         L.append("")
 
+    if "instructions" in R:
+        L.append("## User-space instructions per proxied request — callgrind, h2load --h1 -c10, "
+                 "%s requests after a 2,000-request warm-up" % "{:,}".format(a.instr_requests))
+        L.append("")
+        L.append("| proxy | instructions / request |")
+        L.append("|---|---|")
+        rows = R["instructions"]
+        rf = next((x for x in rows if x.get("proxy") == "nginx" and "error" not in x), {})
+        for s in rows:
+            if "error" in s:
+                L.append("| %s | %s |" % (s["proxy"], s["error"]))
+                continue
+            v = s["instr_per_req"]
+            isref = s["proxy"] == "nginx"
+            L.append("| %s | %s%s |" % (s["proxy"], "{:,.0f}".format(v),
+                                          "" if isref else ratio(v, rf.get("instr_per_req"))))
+        L.append("")
+
     notes = list(meta["notes"]) + h.notes
     L.append("## Notes")
     L.append("")
@@ -1597,6 +1691,8 @@ def parse_args(argv):
                     help="rewrite kong.yaml in place instead of replacing it with a rename")
     ap.add_argument("--reload-timeout", type=int, help="seconds to wait for the new route (default 15)")
     ap.add_argument("--rates", default="5000,20000", help="fixed rates for the latency section (req/s)")
+    ap.add_argument("--instr-requests", type=int,
+                    help="requests counted by the instructions section (default 10000; quick 3000)")
     ap.add_argument("--idle-conns", type=int, default=1000, help="idle keep-alive connections (memory)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the 'upstream alone' throughput row")
     ap.add_argument("--no-nginx-scaling", action="store_true",
@@ -1613,6 +1709,7 @@ def parse_args(argv):
     a.mem_load_s = min(5, a.duration)
     a.reload_duration = max(6, a.duration)
     a.reload_timeout = a.reload_timeout or 15
+    a.instr_requests = a.instr_requests or (3000 if a.quick else 10000)
     a.sections = [s.strip() for s in a.sections.split(",") if s.strip()]
     bad = [s for s in a.sections if s not in ALL_SECTIONS]
     if bad:

@@ -27,6 +27,7 @@ command -v h2load  >/dev/null 2>&1 || need_pkgs+=(nghttp2-client)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 command -v taskset >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v ss      >/dev/null 2>&1 || need_pkgs+=(iproute2)
+command -v valgrind >/dev/null 2>&1 || need_pkgs+=(valgrind)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     if [ "$NO_INSTALL" = 1 ]; then
         echo "error: missing: ${need_pkgs[*]} (and --no-install was given)" >&2

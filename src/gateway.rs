@@ -149,16 +149,17 @@ impl Gateway {
             return unchanged_report(current, t);
         }
         let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
-        let diff = Diff::between(&current.model, &loaded.model);
-        let snap = Snapshot::compile(
+        let snap = Arc::new(Snapshot::compile(
             loaded.model,
             loaded.diagnostics.items,
             &self.state,
             version,
             loaded.hash,
-        );
-        self.snapshot.store(Arc::new(snap));
+        ));
+        self.snapshot.store(snap.clone());
         let compile_ms = elapsed_ms(t);
+        // Only for the log: worked out once the new snapshot serves.
+        let diff = Diff::between(&current.model, &snap.model);
         tracing::info!(
             version,
             routes = %diff.routes,

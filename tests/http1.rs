@@ -380,3 +380,44 @@ fn an_upstream_that_breaks_framing_gets_a_502() {
         "An invalid response was received from the upstream server"
     );
 }
+
+#[test]
+fn an_upstreams_copies_of_the_gateways_response_headers_are_replaced() {
+    let up = Scripted::start(|_, _| {
+        let head = "HTTP/1.1 200 OK\r\nServer: origin\r\nVia: 1.1 origin\r\n\
+                    X-Switchyard-Request-Id: upstream\r\nX-Switchyard-Upstream-Latency: 999\r\n\
+                    Content-Length: 2\r\n\r\nok";
+        (vec![head.as_bytes().to_vec()], false)
+    });
+    let kong = gateway_to(up.addr);
+    // An Ocelot route: its response head goes through the header phase, a Kong route
+    // without plugins does not, and both must come out the same.
+    let ocelot = TestGateway::start(&[(
+        "ocelot.json",
+        &format!(
+            r#"{{"Routes": [{{"UpstreamPathTemplate": "/{{all}}", "DownstreamPathTemplate": "/{{all}}",
+                "DownstreamScheme": "http", "DownstreamHostAndPorts": [{{"Host": "127.0.0.1", "Port": {}}}]}}]}}"#,
+            up.addr.port()
+        ),
+    )]);
+    for gw in [&kong, &ocelot] {
+        let r = gw.get("/x");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.text(), "ok");
+        assert_eq!(r.header("server"), Some("origin"));
+        assert_eq!(
+            r.header("via"),
+            Some(concat!(
+                "1.1 origin, 1.1 switchyard/",
+                env!("CARGO_PKG_VERSION")
+            ))
+        );
+        let id = r.header("x-switchyard-request-id").unwrap();
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+        let ms = r.header("x-switchyard-upstream-latency").unwrap();
+        assert!(ms.parse::<u64>().is_ok_and(|ms| ms < 999), "{ms}");
+    }
+}

@@ -94,6 +94,72 @@ fn forwarded_headers_via_and_hop_by_hop() {
 }
 
 #[test]
+fn the_gateways_forwarding_headers_replace_what_a_client_sent() {
+    let up = Upstream::echo();
+    let gw = TestGateway::kong(&svc(
+        &up,
+        "",
+        "  - {name: r, paths: [/p], strip_path: false}\n",
+    ));
+    let ours = |h: &std::collections::HashMap<String, String>| {
+        assert_eq!(h["x-real-ip"], "127.0.0.1");
+        assert_eq!(h["x-forwarded-proto"], "http");
+        assert_eq!(h["x-forwarded-host"], "example.com");
+        assert_eq!(h["x-forwarded-port"], gw.addr.port().to_string());
+        assert_eq!(h["x-forwarded-path"], "/p/x");
+        let id = &h["x-switchyard-request-id"];
+        assert!(
+            id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{id}"
+        );
+        // No prefix was stripped, so none is announced.
+        assert!(!h.contains_key("x-forwarded-prefix"));
+    };
+
+    // A client that sends none of them: each is added once.
+    assert_eq!(gw.get("/p/x").status, 200);
+    let h = up.last().headers;
+    ours(&h);
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(
+        h["via"],
+        concat!("1.1 switchyard/", env!("CARGO_PKG_VERSION"))
+    );
+
+    // A client that sends its own: the gateway's replace them (the joined value of a
+    // repeated header would show a comma), and the chains it extends are extended.
+    let r = gw.send(
+        "GET",
+        "/p/x",
+        &[
+            ("X-Real-IP", "6.6.6.6"),
+            ("X-Forwarded-Proto", "https"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("X-Forwarded-Port", "1"),
+            ("X-Forwarded-Path", "/evil"),
+            ("X-Forwarded-Prefix", "/evil"),
+            ("X-Switchyard-Request-Id", "client"),
+            ("X-Forwarded-For", "10.0.0.1"),
+            ("Via", "1.0 other"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    let h = up.last().headers;
+    ours(&h);
+    assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.1");
+    assert_eq!(
+        h["via"],
+        concat!("1.0 other, 1.1 switchyard/", env!("CARGO_PKG_VERSION"))
+    );
+    assert_ne!(
+        r.header("x-switchyard-request-id"),
+        Some("client"),
+        "the client's id is not echoed back"
+    );
+}
+
+#[test]
 fn preserve_host_and_strip_false() {
     let up = Upstream::echo();
     let gw = TestGateway::kong(&svc(

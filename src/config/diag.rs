@@ -34,6 +34,22 @@ impl Path {
     pub fn index(&self, i: usize) -> Path {
         self.with(Seg::Index(i))
     }
+    /// The path as users read it, in a string sized once: every entity's origin renders
+    /// its path, and `to_string` would regrow it piece by piece.
+    pub fn render(&self) -> String {
+        use fmt::Write;
+        let len = self
+            .0
+            .iter()
+            .map(|seg| match seg {
+                Seg::Key(k) => k.len() + 1,
+                Seg::Index(_) => 8,
+            })
+            .sum();
+        let mut s = String::with_capacity(len);
+        let _ = write!(s, "{self}");
+        s
+    }
     fn with(&self, last: Seg) -> Path {
         // Sized once: a clone then a push would allocate twice.
         let mut segs = Vec::with_capacity(self.0.len() + 1);

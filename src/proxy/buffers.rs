@@ -1,4 +1,4 @@
-//! Read buffers and header maps, recycled per worker thread. A connection holds a buffer
+//! Read buffers, header maps and request-head buffers, recycled per worker thread. A connection holds a buffer
 //! only while bytes are on their way; an idle keep-alive connection gives it back, so a
 //! thousand idle clients cost a thousand sockets and not a thousand buffers. A busy worker
 //! mallocs neither: both are kilobytes, which glibc serves only from its slow path.
@@ -23,9 +23,44 @@ const KEEP: usize = 256;
 const KEEP_MAPS: usize = 256;
 const MAP_ENTRIES: usize = 64;
 
+/// Upstream request heads kept per worker, and the largest kept.
+const KEEP_HEADS: usize = 256;
+const HEAD_BYTES: usize = 4 * 1024;
+
 thread_local! {
     static FREE: RefCell<Vec<BytesMut>> = const { RefCell::new(Vec::new()) };
     static MAPS: RefCell<Vec<HeaderMap>> = const { RefCell::new(Vec::new()) };
+    static HEADS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A buffer to write a request head into; it goes back to the worker's pool when dropped,
+/// unless it grew large.
+pub struct HeadBuf(pub Vec<u8>);
+
+impl HeadBuf {
+    pub fn take() -> Self {
+        HeadBuf(
+            HEADS
+                .with(|h| h.borrow_mut().pop())
+                .unwrap_or_else(|| Vec::with_capacity(512)),
+        )
+    }
+}
+
+impl Drop for HeadBuf {
+    fn drop(&mut self) {
+        if self.0.capacity() > HEAD_BYTES {
+            return;
+        }
+        let mut head = std::mem::take(&mut self.0);
+        head.clear();
+        HEADS.with(|h| {
+            let mut h = h.borrow_mut();
+            if h.len() < KEEP_HEADS {
+                h.push(head);
+            }
+        });
+    }
 }
 
 /// A buffer of at least `SIZE` bytes. One still shared when it was given back (a parsed head

@@ -17,6 +17,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue};
 use http::{Method, Response};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -367,7 +368,8 @@ enum Exchange {
 }
 
 impl Checkout {
-    /// Sends the request (`parts` and `body`) and waits for the response head. A reused
+    /// Sends the request (`parts`, then the gateway's `added` headers, and `body`) and waits
+    /// for the response head. A reused
     /// connection that turns out to have been closed by the upstream before it answered is
     /// replaced by a fresh one when the request can be sent again (its body was not streamed
     /// from the client). The request is borrowed so that this future stays small.
@@ -375,6 +377,7 @@ impl Checkout {
         self,
         t: &Target<'_>,
         parts: &http::request::Parts,
+        added: &[(&HeaderName, HeaderValue)],
         body: &mut ProxyBody,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let framing = match body.length() {
@@ -382,13 +385,14 @@ impl Checkout {
             Some(n) => Framing::Length(n),
             None => Framing::Chunked,
         };
-        let mut head = Vec::with_capacity(512);
+        let mut head = buffers::HeadBuf::take();
         http1::write_request_head(
-            &mut head,
+            &mut head.0,
             &parts.method,
             &parts.uri,
             parts.version,
             &parts.headers,
+            added,
             framing,
         );
         let head_request = parts.method == Method::HEAD;
@@ -400,7 +404,7 @@ impl Checkout {
                 let UpConn {
                     io, buf, deadline, ..
                 } = &mut *conn;
-                let exchange = exchange(io, buf, &head, body, framing, head_request, t);
+                let exchange = exchange(io, buf, &head.0, body, framing, head_request, t);
                 let mut exchange = std::pin::pin!(exchange);
                 poll_fn(|cx| {
                     if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
@@ -436,6 +440,7 @@ impl Checkout {
                 conn: Some(conn),
                 decoder: head.decoder,
                 keep_alive,
+                gateway_set: head.gateway_set,
             };
             if ub.decoder.is_done() {
                 ub.release();
@@ -561,9 +566,16 @@ pub struct UpstreamBody {
     conn: Option<Box<UpConn>>,
     decoder: Decoder,
     keep_alive: bool,
+    gateway_set: bool,
 }
 
 impl UpstreamBody {
+    /// The response head has a header the gateway sets on responses itself (Via, its
+    /// latency and request-id headers): those must be read or replaced, not only added.
+    pub fn gateway_set(&self) -> bool {
+        self.gateway_set
+    }
+
     fn release(&mut self) {
         if let Some(conn) = self.conn.take()
             && self.keep_alive

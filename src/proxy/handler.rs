@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 
 use super::aggregate::{self, Aggregator};
@@ -24,6 +24,7 @@ use super::body::ProxyBody;
 use super::buffers;
 use super::client::{self, UpstreamError};
 use super::headers::{self, *};
+use super::http1::Wire;
 use super::respond;
 use super::{Conn, RequestId};
 use crate::config::kong::split_host_port;
@@ -42,17 +43,18 @@ const MAX_PART_BODY: usize = 16 << 20;
 /// response with it (`finish`). The prelude runs here and the rest in an `async` block that
 /// uses the request in place: an `async fn` would keep a second copy of its arguments in its
 /// future, and this future is boxed per request.
-pub fn handle(
+pub fn handle<'c>(
     snap: Arc<Snapshot>,
-    conn: &Conn,
+    conn: &'c Conn,
     req: Request<ProxyBody>,
-    id: RequestId,
-) -> impl Future<Output = Response> + '_ {
+    wire: Wire,
+    id: &'c RequestId,
+    stamp: &'c mut Stamp,
+) -> impl Future<Output = Response> + 'c {
     let started = Instant::now();
     let (mut parts, mut body) = req.into_parts();
     async move {
         let snap = &*snap;
-        let id = &id;
         let raw_path = parts.uri.path();
         // A clone of the header value shares its bytes: no copy, and `parts.headers` stays free
         // to be rewritten below.
@@ -174,18 +176,27 @@ pub fn handle(
             }
         };
 
-        // Upstream headers.
+        // Upstream headers. The gateway's own go out after the client's (`Added`); the
+        // client's of the same names are read and dropped only when there can be any: the
+        // parser saw one, or a plugin may have set one.
         let client_version = parts.version;
         let h = &mut parts.headers;
+        let replace = wire.gateway_set || !route.chain.is_empty();
+        let mut added = Added::new();
         let client_ip = conn.peer_ip_header();
-        let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        let prev_xff = if replace {
+            h.remove(&X_FORWARDED_FOR)
+        } else {
+            None
+        };
+        let xff = match prev_xff.as_ref().and_then(|v| v.to_str().ok()) {
             Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip()))
                 .unwrap_or(client_ip.clone()),
             None => client_ip.clone(),
         };
-        h.insert(&X_FORWARDED_FOR, xff);
-        h.insert(&X_REAL_IP, client_ip);
-        h.insert(&X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme()));
+        added.push((&X_FORWARDED_FOR, xff));
+        added.push((&X_REAL_IP, client_ip));
+        added.push((&X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme())));
         let forwarded_host = match &host_value {
             // The common case shares the Host header's bytes instead of copying them.
             Some(v) if host.len() == v.len() && !host.bytes().any(|b| b.is_ascii_uppercase()) => {
@@ -194,25 +205,41 @@ pub fn handle(
             _ => HeaderValue::from_str(&host.to_ascii_lowercase()).ok(),
         };
         if let Some(v) = forwarded_host {
-            h.insert(&X_FORWARDED_HOST, v);
+            added.push((&X_FORWARDED_HOST, v));
         }
-        h.insert(&X_FORWARDED_PORT, conn.local_port_header.clone());
-        if let Ok(v) = HeaderValue::from_str(raw_path) {
-            h.insert(&X_FORWARDED_PATH, v);
+        added.push((&X_FORWARDED_PORT, conn.local_port_header.clone()));
+        if let Ok(v) = HeaderValue::from_maybe_shared(shared(&wire.target, raw_path)) {
+            added.push((&X_FORWARDED_PATH, v));
         }
-        match m.prefix_len {
-            Some(n) if route.strip_path && n > 0 && &path[..n] != "/" => {
-                if let Ok(v) = HeaderValue::from_str(&path[..n]) {
-                    h.insert(&X_FORWARDED_PREFIX, v);
-                }
+        if let Some(n) = m.prefix_len
+            && route.strip_path
+            && n > 0
+            && &path[..n] != "/"
+            && let Ok(v) = HeaderValue::from_str(&path[..n])
+        {
+            added.push((&X_FORWARDED_PREFIX, v));
+        }
+        let prev_via = if replace { h.remove(header::VIA) } else { None };
+        added.push((&VIA, headers::via(prev_via.as_ref(), client_version)));
+        added.push((&REQUEST_ID, id.header()));
+        if replace {
+            for name in [
+                &X_REAL_IP,
+                &X_FORWARDED_PROTO,
+                &X_FORWARDED_HOST,
+                &X_FORWARDED_PORT,
+                &X_FORWARDED_PATH,
+                &X_FORWARDED_PREFIX,
+                &REQUEST_ID,
+            ] {
+                h.remove(name);
             }
-            _ => {
-                h.remove(&X_FORWARDED_PREFIX);
-            }
         }
-        append_via(h, client_version);
-        h.insert(&REQUEST_ID, id.header());
-        let client_host = h.get(header::HOST).cloned();
+        let client_host = if route.preserve_host {
+            h.get(header::HOST).cloned()
+        } else {
+            None
+        };
         parts.uri = uri;
 
         let proxy_done = Instant::now();
@@ -220,6 +247,7 @@ pub fn handle(
             service,
             route.preserve_host,
             &mut parts,
+            &added,
             &mut body,
             client_host,
         )
@@ -248,8 +276,28 @@ pub fn handle(
 
         let (mut rparts, rbody) = resp.into_parts();
         let rh = &mut rparts.headers;
-        mark_upstream_response(rh, upstream_latency, proxy_done - started);
-        header_filter_phase(&route.chain, &mut ctx, &mut rparts.status, rh);
+        let proxy_latency = proxy_done - started;
+        if route.chain.is_empty() {
+            // No plugin reads the response head: the gateway's headers go out after the
+            // upstream's instead of into the map.
+            let prev_via = if rbody.gateway_set() {
+                for name in [&UPSTREAM_LATENCY, &PROXY_LATENCY, &REQUEST_ID] {
+                    rh.remove(name);
+                }
+                rh.remove(header::VIA)
+            } else {
+                None
+            };
+            stamp.push((
+                &VIA,
+                headers::via(prev_via.as_ref(), http::Version::HTTP_11),
+            ));
+            stamp.push((&UPSTREAM_LATENCY, millis(upstream_latency.as_millis())));
+            stamp.push((&PROXY_LATENCY, millis(proxy_latency.as_millis())));
+        } else {
+            mark_upstream_response(rh, rbody.gateway_set(), upstream_latency, proxy_latency);
+            header_filter_phase(&route.chain, &mut ctx, &mut rparts.status, rh);
+        }
         http::Response::from_parts(rparts, ProxyBody::Upstream(rbody))
     }
 }
@@ -264,12 +312,12 @@ fn gateway_error(status: StatusCode, msg: &str, id: &RequestId, started: Instant
 }
 
 /// The gateway's stamp on every response it sends: the request id, and its name unless
-/// the upstream gave one.
-pub fn finish(resp: &mut Response, id: &RequestId) {
-    let h = resp.headers_mut();
-    h.insert(&REQUEST_ID, id.header());
-    if !h.contains_key(header::SERVER) {
-        h.insert(header::SERVER, SERVER.clone());
+/// the response has one. No response reaches here with the request id in its map: an
+/// upstream's is dropped, and so is one a plugin set (`header_filter_phase`).
+pub fn finish(resp: &Response, id: &RequestId, stamp: &mut Stamp) {
+    stamp.push((&REQUEST_ID, id.header()));
+    if !resp.headers().contains_key(header::SERVER) {
+        stamp.push((&SERVER_NAME, SERVER.clone()));
     }
 }
 
@@ -284,7 +332,7 @@ fn route_ctx<'s>(
 ) -> (Ctx, Option<&'s ServiceRt>) {
     let service = route.service.map(|s| &snap.services[s]);
     let ctx = Ctx {
-        request_id: *id,
+        request_id: id.clone(),
         client: conn.peer,
         started,
         route_name: Some(route.name.clone()),
@@ -293,6 +341,16 @@ fn route_ctx<'s>(
         response_headers: Vec::new(),
     };
     (ctx, service)
+}
+
+/// `part` as a slice of `whole` when it lies within it (no copy), else a copy of it.
+fn shared(whole: &Bytes, part: &str) -> Bytes {
+    let (w, p) = (whole.as_ptr() as usize, part.as_ptr() as usize);
+    if p >= w && p + part.len() <= w + whole.len() {
+        whole.slice_ref(part.as_bytes())
+    } else {
+        Bytes::copy_from_slice(part.as_bytes())
+    }
 }
 
 /// The origin-form URI `path?query`, keeping the client's query byte for byte (a bare
@@ -310,13 +368,18 @@ fn upstream_uri(path: &str, client: &Uri) -> Option<Uri> {
         .map(Uri::from)
 }
 
-/// The gateway's part of every proxied response head: Via and the latency headers (the
-/// parser has left the hop-by-hop headers out).
+/// The gateway's part of a proxied response head that plugins will see: Via and the latency
+/// headers (the parser has left the hop-by-hop headers out). The upstream's own request-id
+/// header goes: the client gets the gateway's (`finish`).
 fn mark_upstream_response(
     h: &mut HeaderMap,
+    gateway_set: bool,
     upstream: std::time::Duration,
     proxy: std::time::Duration,
 ) {
+    if gateway_set {
+        h.remove(&REQUEST_ID);
+    }
     append_via(h, http::Version::HTTP_11);
     h.insert(&UPSTREAM_LATENCY, headers::millis(upstream.as_millis()));
     h.insert(&PROXY_LATENCY, headers::millis(proxy.as_millis()));
@@ -358,6 +421,10 @@ fn header_filter_phase(chain: &Chain, ctx: &mut Ctx, status: &mut StatusCode, h:
     }
     for (k, v) in ctx.response_headers.drain(..) {
         h.insert(k, v);
+    }
+    if !chain.is_empty() {
+        // The request id is the gateway's to set (`finish`).
+        h.remove(&REQUEST_ID);
     }
 }
 
@@ -488,7 +555,7 @@ async fn ocelot_forward(
     parts.headers = head.headers;
 
     let proxy_done = Instant::now();
-    let sent = send_with_retries(service, false, &mut parts, &mut body, None).await;
+    let sent = send_with_retries(service, false, &mut parts, &[], &mut body, None).await;
     buffers::recycle(std::mem::take(&mut parts.headers));
     let mut resp = sent.map_err(|e| ocelot_failure(service, &e, id))?;
     if let Some((method, headers)) = redirect_headers {
@@ -501,7 +568,12 @@ async fn ocelot_forward(
     if let Some(jar) = &o.cookie_jar {
         jar.store(rh);
     }
-    mark_upstream_response(rh, upstream_latency, proxy_done - started);
+    mark_upstream_response(
+        rh,
+        rbody.gateway_set(),
+        upstream_latency,
+        proxy_done - started,
+    );
     header_filter_phase(&route.chain, &mut ctx, &mut rparts.status, rh);
     Ok(http::Response::from_parts(
         rparts,
@@ -626,7 +698,7 @@ async fn follow_redirects(
             .await
             .map_err(|e| ocelot_failure(service, &e, id))?;
         resp = conn
-            .send(&target, &parts, &mut ProxyBody::Empty)
+            .send(&target, &parts, &[], &mut ProxyBody::Empty)
             .await
             .map_err(|e| ocelot_failure(service, &e, id))?;
     }
@@ -850,6 +922,7 @@ async fn send_with_retries(
     service: &ServiceRt,
     preserve_host: bool,
     parts: &mut http::request::Parts,
+    added: &[(&HeaderName, HeaderValue)],
     body: &mut ProxyBody,
     client_host: Option<HeaderValue>,
 ) -> Result<http::Response<client::UpstreamBody>, UpstreamError> {
@@ -882,7 +955,7 @@ async fn send_with_retries(
                     _ => peer.host_header.clone(),
                 };
                 parts.headers.insert(header::HOST, host);
-                return conn.send(&target, parts, body).await;
+                return conn.send(&target, parts, added, body).await;
             }
             Err(e) if e.retryable() && tries_left > 0 => {
                 tracing::debug!(error = %e, "retrying upstream");

@@ -17,6 +17,26 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-switchyard-reques
 pub static UPSTREAM_LATENCY: HeaderName = HeaderName::from_static("x-switchyard-upstream-latency");
 pub static PROXY_LATENCY: HeaderName = HeaderName::from_static("x-switchyard-proxy-latency");
 pub static RESPONSE_LATENCY: HeaderName = HeaderName::from_static("x-switchyard-response-latency");
+pub static VIA: HeaderName = header::VIA;
+pub static SERVER_NAME: HeaderName = header::SERVER;
+
+/// Headers the gateway sets on a request it forwards, in the order they are written: after
+/// the map's own, rather than inserted into it (a hash, a probe and later a drop each). The
+/// map must not hold the same names; see `is_gateway_set`.
+pub type Added = smallvec::SmallVec<[(&'static HeaderName, HeaderValue); 9]>;
+
+/// The same for a response to the client: Via, the latency headers, the request id and
+/// Server.
+pub type Stamp = smallvec::SmallVec<[(&'static HeaderName, HeaderValue); 5]>;
+
+/// The names the gateway sets on what it forwards: X-Forwarded-*, X-Real-IP and Via on
+/// requests, Via and its own `x-switchyard-*` on both. A head that carries none needs no
+/// lookup of them.
+pub fn is_gateway_set(name: &str) -> bool {
+    name.starts_with("x-forwarded-")
+        || name.starts_with("x-switchyard-")
+        || matches!(name, "via" | "x-real-ip")
+}
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), those the Connection header names, and
 /// `Proxy` (httpoxy). `TE: trailers` is the only TE that may travel on.
@@ -68,6 +88,12 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
 
 /// `<existing>, <version> switchyard/x.y.z`.
 pub fn append_via(h: &mut HeaderMap, version: http::Version) {
+    let v = via(h.get(header::VIA), version);
+    h.insert(header::VIA, v);
+}
+
+/// The Via value of a message that came with `prev` over `version` and leaves through us.
+pub fn via(prev: Option<&HeaderValue>, version: http::Version) -> HeaderValue {
     let (ours, i) = match version {
         http::Version::HTTP_10 => ("1.0", 0),
         http::Version::HTTP_2 => ("2", 2),
@@ -81,20 +107,9 @@ pub fn append_via(h: &mut HeaderMap, version: http::Version) {
         HeaderValue::from_static(concat!("2 switchyard/", env!("CARGO_PKG_VERSION"))),
         HeaderValue::from_static(concat!("3 switchyard/", env!("CARGO_PKG_VERSION"))),
     ];
-    match h.entry(header::VIA) {
-        header::Entry::Vacant(e) => {
-            e.insert(OURS[i].clone());
-        }
-        header::Entry::Occupied(mut e) => {
-            let joined =
-                e.get().to_str().ok().and_then(|prev| {
-                    HeaderValue::from_str(&format!("{prev}, {ours} {PRODUCT}")).ok()
-                });
-            if let Some(v) = joined {
-                e.insert(v);
-            }
-        }
-    }
+    prev.and_then(|p| p.to_str().ok())
+        .and_then(|prev| HeaderValue::from_str(&format!("{prev}, {ours} {PRODUCT}")).ok())
+        .unwrap_or_else(|| OURS[i].clone())
 }
 
 /// Milliseconds as a header value; small values come from a table built once.

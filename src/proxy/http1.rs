@@ -65,6 +65,17 @@ pub struct RequestHead {
     pub decoder: Decoder,
     pub keep_alive: bool,
     pub expect_continue: bool,
+    pub wire: Wire,
+}
+
+/// What a head's wire form tells beyond its `http` types.
+pub struct Wire {
+    /// The request-target as sent, sharing the head's bytes: the forwarded path is a slice
+    /// of it, not a copy.
+    pub target: Bytes,
+    /// The head has a header that the gateway sets itself (X-Forwarded-*, Via, ...): the
+    /// peer's must be read or replaced, where otherwise the gateway's are only added.
+    pub gateway_set: bool,
 }
 
 /// A parsed response head.
@@ -72,6 +83,8 @@ pub struct ResponseHead {
     pub parts: http::response::Parts,
     pub decoder: Decoder,
     pub keep_alive: bool,
+    /// As `Wire::gateway_set`.
+    pub gateway_set: bool,
 }
 
 /// Where each header's name and value lie in the head, so that they can be sliced out of
@@ -123,6 +136,8 @@ struct Facts {
     /// `Expect: 100-continue`.
     expect_continue: bool,
     host: bool,
+    /// A header the gateway itself sets on what it forwards (`headers::is_gateway_set`).
+    gateway_set: bool,
 }
 
 impl Facts {
@@ -182,6 +197,7 @@ fn header_map(
         chunked: None,
         expect_continue: false,
         host: false,
+        gateway_set: false,
     };
     // Headers the Connection header names are hop-by-hop as well (rare: most say only
     // keep-alive or close).
@@ -217,7 +233,7 @@ fn header_map(
             "content-length" => facts.content_length(raw_value),
             "host" => facts.host = true,
             "expect" => facts.expect_continue |= raw_value.eq_ignore_ascii_case(b"100-continue"),
-            _ => {}
+            n => facts.gateway_set |= super::headers::is_gateway_set(n),
         }
         let value = HeaderValue::from_maybe_shared(head.slice(s.value.0..s.value.1))
             .map_err(|_| ProtoError("invalid header value"))?;
@@ -305,6 +321,10 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, RequestE
         decoder,
         keep_alive,
         expect_continue,
+        wire: Wire {
+            target: head.slice(path.0..path.1),
+            gateway_set: facts.gateway_set,
+        },
     }))
 }
 
@@ -361,6 +381,7 @@ pub fn parse_response(
         parts,
         decoder,
         keep_alive,
+        gateway_set: facts.gateway_set,
     }))
 }
 
@@ -540,11 +561,15 @@ fn put_headers(out: &mut Vec<u8>, headers: &HeaderMap, skip_length: bool) {
         if skip_length && name == header::CONTENT_LENGTH {
             continue;
         }
-        out.extend_from_slice(name.as_str().as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
-        out.extend_from_slice(b"\r\n");
+        put_header(out, name, value);
     }
+}
+
+fn put_header(out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue) {
+    out.extend_from_slice(name.as_str().as_bytes());
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value.as_bytes());
+    out.extend_from_slice(b"\r\n");
 }
 
 fn put_framing(out: &mut Vec<u8>, framing: Framing) {
@@ -571,14 +596,16 @@ fn itoa_u64(mut n: u64, buf: &mut [u8; 20]) -> &[u8] {
     }
 }
 
-/// `METHOD target HTTP/1.x` and the headers. A `Framing::None` keeps the headers' own
-/// Content-Length (a client's `Content-Length: 0` travels on).
+/// `METHOD target HTTP/1.x`, the headers, then the gateway's `added` ones. A
+/// `Framing::None` keeps the headers' own Content-Length (a client's `Content-Length: 0`
+/// travels on).
 pub fn write_request_head(
     out: &mut Vec<u8>,
     method: &Method,
     uri: &Uri,
     version: Version,
     headers: &HeaderMap,
+    added: &[(&HeaderName, HeaderValue)],
     framing: Framing,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -590,18 +617,23 @@ pub fn write_request_head(
         b" HTTP/1.1\r\n"
     });
     put_headers(out, headers, framing != Framing::None);
+    for (name, value) in added {
+        put_header(out, name, value);
+    }
     put_framing(out, framing);
     out.extend_from_slice(b"\r\n");
 }
 
-/// The status line and headers of a response to the client. `framing` is `None` for a body
-/// the status or the request method rules out (the headers' own Content-Length stays, as
-/// for HEAD), or for a close-delimited one.
+/// The status line, the headers and the gateway's `stamp` of a response to the client.
+/// `framing` is `None` for a body the status or the request method rules out (the headers'
+/// own Content-Length stays, as for HEAD), or for a close-delimited one.
+#[allow(clippy::too_many_arguments)]
 pub fn write_response_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     client: Version,
     headers: &HeaderMap,
+    stamp: &[(&HeaderName, HeaderValue)],
     framing: Framing,
     keep_alive: bool,
     date: &HeaderValue,
@@ -616,6 +648,9 @@ pub fn write_response_head(
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
     put_headers(out, headers, framing != Framing::None);
+    for (name, value) in stamp {
+        put_header(out, name, value);
+    }
     if !headers.contains_key(header::DATE) {
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(date.as_bytes());

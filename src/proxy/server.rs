@@ -17,7 +17,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
@@ -27,6 +27,7 @@ use tokio::time::Instant;
 
 use super::body::ProxyBody;
 use super::buffers;
+use super::headers::Stamp;
 use super::http1::{self, Decoder, Framing, RequestError, Step};
 use super::{Conn, RequestId, handler, respond};
 use crate::gateway::Gateway;
@@ -217,6 +218,7 @@ async fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) {
                     &mut w,
                     &mut out,
                     resp,
+                    &[],
                     Version::HTTP_11,
                     false,
                     &mut keep_alive,
@@ -234,6 +236,7 @@ async fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) {
             decoder,
             mut keep_alive,
             expect_continue,
+            wire,
         } = head;
         let has_body = !decoder.is_done();
         lock(&reader).body = decoder;
@@ -258,14 +261,17 @@ async fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) {
         // Boxed per request: an idle connection then holds only this loop's small state,
         // not what a request in flight needs.
         let id = RequestId::new();
-        let mut resp = Box::pin(handler::handle(
+        let mut stamp = Stamp::new();
+        let resp = Box::pin(handler::handle(
             gw.snapshot(),
             &conn,
             Request::from_parts(parts, body),
-            id,
+            wire,
+            &id,
+            &mut stamp,
         ))
         .await;
-        handler::finish(&mut resp, &id);
+        handler::finish(&resp, &id, &mut stamp);
 
         // A body nobody read (the request was refused, or the upstream answered early) is
         // discarded when small; a large one ends the connection.
@@ -282,6 +288,7 @@ async fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) {
             &mut w,
             &mut out,
             resp,
+            &stamp,
             version,
             head_request,
             &mut keep_alive,
@@ -379,10 +386,12 @@ async fn linger(mut w: OwnedWriteHalf, reader: &Mutex<Reader>) {
 /// Writes a response: the head, then the body as it comes, framed by its length when
 /// known and chunked otherwise (or until close, for an HTTP/1.0 client). What is already
 /// at hand of the body leaves in the same write as the head.
+#[allow(clippy::too_many_arguments)]
 async fn write_response(
     w: &mut OwnedWriteHalf,
     out: &mut Vec<u8>,
     resp: crate::plugins::Response,
+    stamp: &[(&HeaderName, HeaderValue)],
     version: Version,
     head_request: bool,
     keep_alive: &mut bool,
@@ -422,6 +431,7 @@ async fn write_response(
         status,
         version,
         &parts.headers,
+        stamp,
         framing,
         *keep_alive,
         &date(),

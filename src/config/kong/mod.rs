@@ -269,7 +269,7 @@ impl<'r> Cx<'_, 'r> {
         Origin {
             file: self.file.name.clone(),
             line: self.file.span_of(path).line,
-            path: path.to_string(),
+            path: path.render(),
         }
     }
 
@@ -963,10 +963,11 @@ pub fn split_host_port(s: &str) -> Option<(&str, Option<u16>)> {
             None => None,
         };
     }
-    match s.rsplit_once(':') {
-        Some((h, p)) if !h.contains(':') => Some((h, Some(p.parse().ok()?))),
-        Some(_) => Some((s, None)),
-        None => Some((s, None)),
+    // Bytes, not a `char` pattern: every request's Host goes through here.
+    let b = s.as_bytes();
+    match b.iter().rposition(|&c| c == b':') {
+        Some(i) if !b[..i].contains(&b':') => Some((&s[..i], Some(s[i + 1..].parse().ok()?))),
+        _ => Some((s, None)),
     }
 }
 

@@ -637,7 +637,7 @@ impl Cx<'_> {
         Origin {
             file: file.name.clone(),
             line: file.span_of(&p).line,
-            path: p.to_string(),
+            path: p.render(),
         }
     }
 
