@@ -88,7 +88,7 @@ impl At<'_> {
             match at {
                 At::Root => break,
                 At::Key(parent, k) => {
-                    segs.push(Seg::Key(k.to_string()));
+                    segs.push(Seg::Key(k.to_string().into()));
                     at = *parent;
                 }
                 At::Index(parent, i) => {

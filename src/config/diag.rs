@@ -1,6 +1,7 @@
 //! Diagnostics: every problem found while loading config, with the file, line, column and
 //! entity path it belongs to. Loading never stops at the first problem; it collects them all.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
@@ -13,10 +14,11 @@ pub enum Severity {
     Warning,
 }
 
-/// One step of an entity path: `services[0].routes[1].paths[0]`.
+/// One step of an entity path: `services[0].routes[1].paths[0]`. Keys are mostly field
+/// names known at compile time: borrowed, a path is extended without copying its keys.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Seg {
-    Key(String),
+    Key(Cow<'static, str>),
     Index(usize),
 }
 
@@ -28,16 +30,15 @@ impl Path {
     pub fn root() -> Self {
         Path(Vec::new())
     }
-    pub fn key(&self, k: impl Into<String>) -> Path {
+    pub fn key(&self, k: impl Into<Cow<'static, str>>) -> Path {
         self.with(Seg::Key(k.into()))
     }
     pub fn index(&self, i: usize) -> Path {
         self.with(Seg::Index(i))
     }
-    /// The path as users read it, in a string sized once: every entity's origin renders
-    /// its path, and `to_string` would regrow it piece by piece.
+    /// The path as users read it, e.g. `services[0].routes[1]`: every entity's origin
+    /// renders its path, so it is written straight into a string sized once.
     pub fn render(&self) -> String {
-        use fmt::Write;
         let len = self
             .0
             .iter()
@@ -47,28 +48,13 @@ impl Path {
             })
             .sum();
         let mut s = String::with_capacity(len);
-        let _ = write!(s, "{self}");
-        s
-    }
-    fn with(&self, last: Seg) -> Path {
-        // Sized once: a clone then a push would allocate twice.
-        let mut segs = Vec::with_capacity(self.0.len() + 1);
-        segs.extend_from_slice(&self.0);
-        segs.push(last);
-        Path(segs)
-    }
-}
-
-impl fmt::Display for Path {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Written piece by piece (no `write!`): every entity's origin renders its path.
         for (i, seg) in self.0.iter().enumerate() {
             match seg {
                 Seg::Key(k) => {
                     if i > 0 {
-                        f.write_str(".")?;
+                        s.push('.');
                     }
-                    f.write_str(k)?;
+                    s.push_str(k);
                 }
                 Seg::Index(n) => {
                     let mut digits = [0u8; 20];
@@ -82,13 +68,26 @@ impl fmt::Display for Path {
                             break;
                         }
                     }
-                    f.write_str("[")?;
-                    f.write_str(std::str::from_utf8(&digits[at..]).unwrap_or_default())?;
-                    f.write_str("]")?;
+                    s.push('[');
+                    s.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
+                    s.push(']');
                 }
             }
         }
-        Ok(())
+        s
+    }
+    fn with(&self, last: Seg) -> Path {
+        // Sized once: a clone then a push would allocate twice.
+        let mut segs = Vec::with_capacity(self.0.len() + 1);
+        segs.extend_from_slice(&self.0);
+        segs.push(last);
+        Path(segs)
+    }
+}
+
+impl fmt::Display for Path {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.render())
     }
 }
 

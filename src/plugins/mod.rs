@@ -203,7 +203,7 @@ impl<'a> Fields<'a> {
                             .map(|n| format!("; did you mean `{n}`?"))
                             .unwrap_or_default();
                         errors.push((
-                            Path::root().key(key),
+                            Path::root().key(key.to_string()),
                             format!("unknown field `{key}`{hint}"),
                         ));
                     }
@@ -224,7 +224,7 @@ impl<'a> Fields<'a> {
         self.node.get(key, false).filter(|n| !n.is_null())
     }
 
-    pub fn string(&mut self, key: &str) -> Option<String> {
+    pub fn string(&mut self, key: &'static str) -> Option<String> {
         let n = self.get(key)?;
         match n.as_str() {
             Some(s) if matches!(n.value, crate::config::node::Value::Scalar(_)) => {
@@ -238,7 +238,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn boolean(&mut self, key: &str, default: bool) -> bool {
+    pub fn boolean(&mut self, key: &'static str, default: bool) -> bool {
         match self.get(key).and_then(|n| n.as_str()) {
             None => default,
             Some("true") => true,
@@ -253,7 +253,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn integer(&mut self, key: &str, default: i64, min: i64, max: i64) -> i64 {
+    pub fn integer(&mut self, key: &'static str, default: i64, min: i64, max: i64) -> i64 {
         let Some(text) = self.get(key).and_then(|n| n.as_str()) else {
             return default;
         };
@@ -281,7 +281,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn error(&mut self, key: &str, msg: impl Into<String>) {
+    pub fn error(&mut self, key: &'static str, msg: impl Into<String>) {
         self.errors.push((Path::root().key(key), msg.into()));
     }
 

@@ -197,18 +197,17 @@ pub fn handle<'c>(
         added.push((&X_FORWARDED_FOR, xff));
         added.push((&X_REAL_IP, client_ip));
         added.push((&X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme())));
-        let forwarded_host = match &host_value {
-            // The common case shares the Host header's bytes instead of copying them.
-            Some(v) if host.len() == v.len() && !host.bytes().any(|b| b.is_ascii_uppercase()) => {
-                Some(v.clone())
-            }
-            _ => HeaderValue::from_str(&host.to_ascii_lowercase()).ok(),
+        // The host as sent shares the head's bytes; only one with capitals is copied.
+        let forwarded_host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            HeaderValue::from_str(&host.to_ascii_lowercase()).ok()
+        } else {
+            HeaderValue::from_maybe_shared(shared(&wire.head, host)).ok()
         };
         if let Some(v) = forwarded_host {
             added.push((&X_FORWARDED_HOST, v));
         }
         added.push((&X_FORWARDED_PORT, conn.local_port_header.clone()));
-        if let Ok(v) = HeaderValue::from_maybe_shared(shared(&wire.target, raw_path)) {
+        if let Ok(v) = HeaderValue::from_maybe_shared(shared(&wire.head, raw_path)) {
             added.push((&X_FORWARDED_PATH, v));
         }
         if let Some(n) = m.prefix_len

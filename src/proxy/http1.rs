@@ -70,9 +70,9 @@ pub struct RequestHead {
 
 /// What a head's wire form tells beyond its `http` types.
 pub struct Wire {
-    /// The request-target as sent, sharing the head's bytes: the forwarded path is a slice
-    /// of it, not a copy.
-    pub target: Bytes,
+    /// The head as received. The request line and header values are slices of it, so the
+    /// values the gateway forwards (the path, the host) can share its bytes, not copy them.
+    pub head: Bytes,
     /// The head has a header that the gateway sets itself (X-Forwarded-*, Via, ...): the
     /// peer's must be read or replaced, where otherwise the gateway's are only added.
     pub gateway_set: bool,
@@ -322,7 +322,7 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, RequestE
         keep_alive,
         expect_continue,
         wire: Wire {
-            target: head.slice(path.0..path.1),
+            head: head.clone(),
             gateway_set: facts.gateway_set,
         },
     }))

@@ -279,7 +279,7 @@ impl<'r> Cx<'_, 'r> {
     }
 
     /// Marks every entry of `parent.kind` as not served.
-    fn unserved_list<T>(&mut self, list: &Entities<T>, parent: &Path, kind: &str) {
+    fn unserved_list<T>(&mut self, list: &Entities<T>, parent: &Path, kind: &'static str) {
         if list.is_empty() {
             return;
         }
@@ -314,7 +314,7 @@ impl<'r> Cx<'_, 'r> {
     }
 
     /// Registers `key` (a name or id) for `kind`, reporting Kong's uniqueness violation.
-    fn register(&mut self, kind: &str, field: &str, key: &'r str, idx: usize, path: &Path) {
+    fn register(&mut self, kind: &str, field: &'static str, key: &'r str, idx: usize, path: &Path) {
         if self.keys(kind).insert(key, idx).is_some() {
             self.diags.error(self.file, &path.key(field), format!("uniqueness violation: '{kind}' entity with {field} set to '{key}' already declared"));
         }
@@ -374,7 +374,7 @@ impl<'r> Cx<'_, 'r> {
         }
         let retries =
             self.ranged(s.retries, DEFAULT_RETRIES as i64, 0, 32767, path, "retries") as u32;
-        let timeout = |cx: &mut Self, v: Option<i64>, field: &str| {
+        let timeout = |cx: &mut Self, v: Option<i64>, field: &'static str| {
             cx.ranged(v, DEFAULT_TIMEOUT_MS as i64, 1, 2_147_483_646, path, field) as u64
         };
         let connect_timeout = timeout(self, s.connect_timeout, "connect_timeout");
@@ -419,7 +419,7 @@ impl<'r> Cx<'_, 'r> {
         min: i64,
         max: i64,
         entity: &Path,
-        field: &str,
+        field: &'static str,
     ) -> i64 {
         match v {
             None => default,

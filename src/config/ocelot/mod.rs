@@ -342,7 +342,7 @@ fn top_level(file: &SourceFile, diags: &mut Diagnostics) -> TopLevel {
             .copied()
             .find(|t| t.eq_ignore_ascii_case(key))
         else {
-            let path = Path::root().key(key);
+            let path = Path::root().key(key.to_string());
             let hint = if key.eq_ignore_ascii_case("ServiceDiscoveryProvider")
                 || key.eq_ignore_ascii_case("BaseUrl")
                 || key.eq_ignore_ascii_case("RequestIdKey")
@@ -826,7 +826,7 @@ impl Cx<'_> {
     fn check_template(
         &mut self,
         ent: &Entity,
-        field: &str,
+        field: &'static str,
         value: &Option<String>,
     ) -> Option<String> {
         let path = Path::root().key(field);
@@ -1195,7 +1195,7 @@ impl Cx<'_> {
 
         // Claims transforms: they only run for authenticated requests.
         let claims = |cx: &mut Self,
-                      field: &str,
+                      field: &'static str,
                       map: &Option<IndexMap<String, Option<String>>>|
          -> Vec<(String, String)> {
             let mut out = Vec::new();
