@@ -287,12 +287,11 @@ pub fn handle<'c>(
             } else {
                 None
             };
-            stamp.push((
-                &VIA,
+            stamp.upstream = Some((
                 headers::via(prev_via.as_ref(), http::Version::HTTP_11),
+                millis_u32(upstream_latency),
+                millis_u32(proxy_latency),
             ));
-            stamp.push((&UPSTREAM_LATENCY, millis(upstream_latency.as_millis())));
-            stamp.push((&PROXY_LATENCY, millis(proxy_latency.as_millis())));
         } else {
             mark_upstream_response(rh, rbody.gateway_set(), upstream_latency, proxy_latency);
             header_filter_phase(&route.chain, &mut ctx, &mut rparts.status, rh);
@@ -314,10 +313,8 @@ fn gateway_error(status: StatusCode, msg: &str, id: &RequestId, started: Instant
 /// the response has one. No response reaches here with the request id in its map: an
 /// upstream's is dropped, and so is one a plugin set (`header_filter_phase`).
 pub fn finish(resp: &Response, id: &RequestId, stamp: &mut Stamp) {
-    stamp.push((&REQUEST_ID, id.header()));
-    if !resp.headers().contains_key(header::SERVER) {
-        stamp.push((&SERVER_NAME, SERVER.clone()));
-    }
+    stamp.request_id = Some(id.header());
+    stamp.server = !resp.headers().contains_key(header::SERVER);
 }
 
 /// The plugin context of a request on `route`, and the route's service.
@@ -340,6 +337,10 @@ fn route_ctx<'s>(
         response_headers: Vec::new(),
     };
     (ctx, service)
+}
+
+fn millis_u32(d: std::time::Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
 }
 
 /// `part` as a slice of `whole` when it lies within it (no copy), else a copy of it.

@@ -25,9 +25,35 @@ pub static SERVER_NAME: HeaderName = header::SERVER;
 /// map must not hold the same names; see `is_gateway_set`.
 pub type Added = smallvec::SmallVec<[(&'static HeaderName, HeaderValue); 9]>;
 
-/// The same for a response to the client: Via, the latency headers, the request id and
-/// Server.
-pub type Stamp = smallvec::SmallVec<[(&'static HeaderName, HeaderValue); 5]>;
+/// The gateway's headers on a response to the client, written after the map's own. Kept
+/// compact, as values rather than header lines, because a connection's task holds it.
+#[derive(Default)]
+pub struct Stamp {
+    /// Via and the upstream and proxy latencies (ms), for an upstream response that no
+    /// plugin saw (otherwise they are in the map).
+    pub upstream: Option<(HeaderValue, u32, u32)>,
+    pub request_id: Option<HeaderValue>,
+    /// The response has no Server header of its own.
+    pub server: bool,
+}
+
+impl Stamp {
+    pub fn headers(&self) -> smallvec::SmallVec<[(&'static HeaderName, HeaderValue); 5]> {
+        let mut out = smallvec::SmallVec::new();
+        if let Some((via, upstream, proxy)) = &self.upstream {
+            out.push((&VIA, via.clone()));
+            out.push((&UPSTREAM_LATENCY, millis(u128::from(*upstream))));
+            out.push((&PROXY_LATENCY, millis(u128::from(*proxy))));
+        }
+        if let Some(id) = &self.request_id {
+            out.push((&REQUEST_ID, id.clone()));
+        }
+        if self.server {
+            out.push((&SERVER_NAME, SERVER.clone()));
+        }
+        out
+    }
+}
 
 /// The names the gateway sets on what it forwards: X-Forwarded-*, X-Real-IP and Via on
 /// requests, Via and its own `x-switchyard-*` on both. A head that carries none needs no

@@ -17,7 +17,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderValue};
 use http::{Method, Request, StatusCode, Version};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
@@ -218,7 +218,7 @@ async fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) {
                     &mut w,
                     &mut out,
                     resp,
-                    &[],
+                    &Stamp::default(),
                     Version::HTTP_11,
                     false,
                     &mut keep_alive,
@@ -261,7 +261,7 @@ async fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) {
         // Boxed per request: an idle connection then holds only this loop's small state,
         // not what a request in flight needs.
         let id = RequestId::new();
-        let mut stamp = Stamp::new();
+        let mut stamp = Stamp::default();
         let resp = Box::pin(handler::handle(
             gw.snapshot(),
             &conn,
@@ -391,7 +391,7 @@ async fn write_response(
     w: &mut OwnedWriteHalf,
     out: &mut Vec<u8>,
     resp: crate::plugins::Response,
-    stamp: &[(&HeaderName, HeaderValue)],
+    stamp: &Stamp,
     version: Version,
     head_request: bool,
     keep_alive: &mut bool,
@@ -431,7 +431,7 @@ async fn write_response(
         status,
         version,
         &parts.headers,
-        stamp,
+        &stamp.headers(),
         framing,
         *keep_alive,
         &date(),
