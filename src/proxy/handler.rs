@@ -276,25 +276,20 @@ pub fn handle<'c>(
 
         let (mut rparts, rbody) = resp.into_parts();
         let rh = &mut rparts.headers;
-        let proxy_latency = proxy_done - started;
+        let marks = upstream_marks(
+            rh,
+            rbody.gateway_set(),
+            upstream_latency,
+            proxy_done - started,
+        );
         if route.chain.is_empty() {
             // No plugin reads the response head: the gateway's headers go out after the
             // upstream's instead of into the map.
-            let prev_via = if rbody.gateway_set() {
-                for name in [&UPSTREAM_LATENCY, &PROXY_LATENCY, &REQUEST_ID] {
-                    rh.remove(name);
-                }
-                rh.remove(header::VIA)
-            } else {
-                None
-            };
-            stamp.upstream = Some((
-                headers::via(prev_via.as_ref(), http::Version::HTTP_11),
-                millis_u32(upstream_latency),
-                millis_u32(proxy_latency),
-            ));
+            stamp.upstream = Some(marks);
         } else {
-            mark_upstream_response(rh, rbody.gateway_set(), upstream_latency, proxy_latency);
+            for (name, value) in marks.headers() {
+                rh.insert(name, value);
+            }
             header_filter_phase(&route.chain, &mut ctx, &mut rparts.status, rh);
         }
         http::Response::from_parts(rparts, ProxyBody::Upstream(rbody))
@@ -340,10 +335,6 @@ fn route_ctx<'s>(
     (ctx, service)
 }
 
-fn millis_u32(d: std::time::Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
-
 /// `part` as a slice of `whole` when it lies within it (no copy), else a copy of it.
 fn shared(whole: &Bytes, part: &str) -> Bytes {
     let (w, p) = (whole.as_ptr() as usize, part.as_ptr() as usize);
@@ -369,21 +360,29 @@ fn upstream_uri(path: &str, client: &Uri) -> Option<Uri> {
         .map(Uri::from)
 }
 
-/// The gateway's part of a proxied response head that plugins will see: Via and the latency
-/// headers (the parser has left the hop-by-hop headers out). The upstream's own request-id
-/// header goes: the client gets the gateway's (`finish`).
-fn mark_upstream_response(
+/// The gateway's part of a proxied response head: Via, extending the upstream's, and the
+/// latencies. The upstream's own copies of the gateway's headers go, its request id too: the
+/// client gets the gateway's (`finish`).
+fn upstream_marks(
     h: &mut HeaderMap,
     gateway_set: bool,
     upstream: std::time::Duration,
     proxy: std::time::Duration,
-) {
-    if gateway_set {
-        h.remove(&REQUEST_ID);
+) -> UpstreamMarks {
+    let prev_via = if gateway_set {
+        for name in [&UPSTREAM_LATENCY, &PROXY_LATENCY, &REQUEST_ID] {
+            h.remove(name);
+        }
+        h.remove(header::VIA)
+    } else {
+        None
+    };
+    let ms = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
+    UpstreamMarks {
+        via: headers::via(prev_via.as_ref(), http::Version::HTTP_11),
+        upstream_ms: ms(upstream),
+        proxy_ms: ms(proxy),
     }
-    append_via(h, http::Version::HTTP_11);
-    h.insert(&UPSTREAM_LATENCY, headers::millis(upstream.as_millis()));
-    h.insert(&PROXY_LATENCY, headers::millis(proxy.as_millis()));
 }
 
 /// The access phase: each plugin in turn, waiting where one must; the first that answers
@@ -569,12 +568,15 @@ async fn ocelot_forward(
     if let Some(jar) = &o.cookie_jar {
         jar.store(rh);
     }
-    mark_upstream_response(
+    let marks = upstream_marks(
         rh,
         rbody.gateway_set(),
         upstream_latency,
         proxy_done - started,
     );
+    for (name, value) in marks.headers() {
+        rh.insert(name, value);
+    }
     header_filter_phase(&route.chain, &mut ctx, &mut rparts.status, rh);
     Ok(http::Response::from_parts(
         rparts,

@@ -29,9 +29,8 @@ pub type Added = smallvec::SmallVec<[(&'static HeaderName, HeaderValue); 9]>;
 /// compact, as values rather than header lines, because a connection's task holds it.
 #[derive(Default)]
 pub struct Stamp {
-    /// Via and the upstream and proxy latencies (ms), for an upstream response that no
-    /// plugin saw (otherwise they are in the map).
-    pub upstream: Option<(HeaderValue, u32, u32)>,
+    /// For an upstream response that no plugin saw (otherwise they are in the map).
+    pub upstream: Option<UpstreamMarks>,
     pub request_id: Option<HeaderValue>,
     /// The response has no Server header of its own.
     pub server: bool,
@@ -40,10 +39,8 @@ pub struct Stamp {
 impl Stamp {
     pub fn headers(&self) -> smallvec::SmallVec<[(&'static HeaderName, HeaderValue); 5]> {
         let mut out = smallvec::SmallVec::new();
-        if let Some((via, upstream, proxy)) = &self.upstream {
-            out.push((&VIA, via.clone()));
-            out.push((&UPSTREAM_LATENCY, millis(u128::from(*upstream))));
-            out.push((&PROXY_LATENCY, millis(u128::from(*proxy))));
+        if let Some(marks) = &self.upstream {
+            out.extend(marks.headers());
         }
         if let Some(id) = &self.request_id {
             out.push((&REQUEST_ID, id.clone()));
@@ -109,6 +106,23 @@ pub fn strip_hop_by_hop(h: &mut HeaderMap) {
     }
     if te_trailers {
         h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
+}
+
+/// The gateway's part of a proxied response head: Via and the upstream and proxy latencies.
+pub struct UpstreamMarks {
+    pub via: HeaderValue,
+    pub upstream_ms: u32,
+    pub proxy_ms: u32,
+}
+
+impl UpstreamMarks {
+    pub fn headers(&self) -> [(&'static HeaderName, HeaderValue); 3] {
+        [
+            (&VIA, self.via.clone()),
+            (&UPSTREAM_LATENCY, millis(u128::from(self.upstream_ms))),
+            (&PROXY_LATENCY, millis(u128::from(self.proxy_ms))),
+        ]
     }
 }
 
