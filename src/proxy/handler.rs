@@ -223,17 +223,12 @@ pub fn handle<'c>(
         added.push((&VIA, headers::via(prev_via.as_ref(), client_version)));
         added.push((&REQUEST_ID, id.header()));
         if replace {
-            for name in [
-                &X_REAL_IP,
-                &X_FORWARDED_PROTO,
-                &X_FORWARDED_HOST,
-                &X_FORWARDED_PORT,
-                &X_FORWARDED_PATH,
-                &X_FORWARDED_PREFIX,
-                &REQUEST_ID,
-            ] {
-                h.remove(name);
+            // Whatever the gateway sets replaces the client's, and a prefix it does not set
+            // is not the client's to claim.
+            for (name, _) in &added {
+                h.remove(*name);
             }
+            h.remove(&X_FORWARDED_PREFIX);
         }
         let client_host = if route.preserve_host {
             h.get(header::HOST).cloned()
