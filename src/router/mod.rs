@@ -269,9 +269,70 @@ pub struct Router {
     folded_trie: Trie,
     /// Some matcher is an Ocelot one (the decoded path is needed).
     has_ocelot: bool,
-    /// Matchers without a path condition, by exact host, and the rest.
-    pathless_by_host: HashMap<String, Vec<u32>>,
-    pathless_other: Vec<u32>,
+    /// Matchers without a path condition, indexed by what their hosts can match.
+    pathless: PathlessIndex,
+}
+
+/// Path-less matchers by host: exact names, `*.suffix` by its suffix and `prefix.*` by its
+/// prefix, so a request looks up its host and its few label boundaries instead of scanning
+/// every wildcard route. A matcher whose hosts cannot be indexed (none, or a wildcard that is
+/// not a whole label) is a candidate for every request.
+#[derive(Default)]
+struct PathlessIndex {
+    exact: HashMap<Box<str>, Vec<u32>>,
+    suffix: HashMap<Box<str>, Vec<u32>>,
+    prefix: HashMap<Box<str>, Vec<u32>>,
+    other: Vec<u32>,
+}
+
+impl PathlessIndex {
+    fn insert(&mut self, hosts: &[HostRule], rank: u32) {
+        let indexable = |h: &HostRule| match &h.pattern {
+            HostPattern::Exact(_) => true,
+            HostPattern::Suffix(s) => s.starts_with('.'),
+            HostPattern::Prefix(p) => p.ends_with('.'),
+        };
+        if hosts.is_empty() || !hosts.iter().all(indexable) {
+            self.other.push(rank);
+            return;
+        }
+        for h in hosts {
+            let (map, key) = match &h.pattern {
+                HostPattern::Exact(e) => (&mut self.exact, e),
+                HostPattern::Suffix(s) => (&mut self.suffix, s),
+                HostPattern::Prefix(p) => (&mut self.prefix, p),
+            };
+            let list = map.entry(key.as_str().into()).or_default();
+            // A matcher listing two ports of one host is one candidate.
+            if list.last() != Some(&rank) {
+                list.push(rank);
+            }
+        }
+    }
+
+    /// Appends the candidates for `host` (unordered, possibly repeated).
+    fn collect(&self, host: &str, out: &mut SmallVec<[u32; 16]>) {
+        if let Some(list) = self.exact.get(host) {
+            out.extend_from_slice(list);
+        }
+        if !self.suffix.is_empty() || !self.prefix.is_empty() {
+            // A wildcard stands for at least one character: `.example.com` is looked up from
+            // `a.example.com` but not from `.example.com` itself.
+            for (i, _) in host.match_indices('.') {
+                if i > 0
+                    && let Some(list) = self.suffix.get(&host[i..])
+                {
+                    out.extend_from_slice(list);
+                }
+                if i + 1 < host.len()
+                    && let Some(list) = self.prefix.get(&host[..=i])
+                {
+                    out.extend_from_slice(list);
+                }
+            }
+        }
+        out.extend_from_slice(&self.other);
+    }
 }
 
 const PLAIN_HOST_ONLY_BIT: u64 = 1 << 60;
@@ -339,26 +400,7 @@ impl Router {
                             .insert(rule.template.prefix.as_bytes(), rank);
                     }
                 }
-                PathRule::Any => {
-                    let exact: Vec<&str> = m
-                        .hosts
-                        .iter()
-                        .filter_map(|h| match &h.pattern {
-                            HostPattern::Exact(e) => Some(e.as_str()),
-                            _ => None,
-                        })
-                        .collect();
-                    if exact.len() == m.hosts.len() && !exact.is_empty() {
-                        for h in exact {
-                            let list = router.pathless_by_host.entry(h.to_string()).or_default();
-                            if list.last() != Some(&rank) {
-                                list.push(rank);
-                            }
-                        }
-                    } else {
-                        router.pathless_other.push(rank);
-                    }
-                }
+                PathRule::Any => router.pathless.insert(&m.hosts, rank),
             }
         }
         router
@@ -372,10 +414,7 @@ impl Router {
             self.folded_trie
                 .collect_folded(req.path.as_bytes(), &mut out);
         }
-        if let Some(list) = self.pathless_by_host.get(req.host) {
-            out.extend_from_slice(list);
-        }
-        out.extend_from_slice(&self.pathless_other);
+        self.pathless.collect(req.host, &mut out);
         out.sort_unstable();
         out.dedup();
         out
@@ -731,5 +770,54 @@ mod tests {
                 vec![(std::sync::Arc::from("everything"), "anything".to_string())]
             ))
         );
+    }
+
+    /// Path-less routes are found through the host index: wildcards at label boundaries,
+    /// ports, plain hosts over wildcards, and routes without hosts for every request.
+    #[test]
+    fn pathless_routes_by_host() {
+        let pathless = |hosts: &[&str], methods: &[Method]| Route {
+            paths: vec![],
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            ..kong("/")
+        };
+        let routes = [
+            pathless(&["*.example.com"], &[]),
+            pathless(&["api.*"], &[]),
+            pathless(&["exact.example.com"], &[]),
+            pathless(&["a.b.example.com:8080", "other.org"], &[]),
+            pathless(&[], &[Method::POST]),
+        ];
+        let refs: Vec<(usize, &Route)> = routes.iter().enumerate().collect();
+        let router = Router::build(&refs);
+        let headers = HeaderMap::new();
+        for (method, host, port, want) in [
+            (Method::GET, "x.example.com", 80, Some(0)),
+            (Method::GET, "a.b.example.com", 80, Some(0)),
+            (Method::GET, "a.b.example.com", 8080, Some(3)),
+            (Method::GET, "other.org", 80, Some(3)),
+            (Method::GET, ".example.com", 80, None),
+            (Method::GET, "example.com", 80, None),
+            (Method::GET, "api.foo.net", 80, Some(1)),
+            (Method::GET, "api.", 80, None),
+            (Method::GET, "exact.example.com", 80, Some(2)),
+            (Method::POST, "zzz", 80, Some(4)),
+            (Method::POST, "x.example.com", 80, Some(0)),
+        ] {
+            let req = Request {
+                method: &method,
+                host,
+                port,
+                path: "/p",
+                query: None,
+                headers: &headers,
+            };
+            assert_eq!(
+                router.find(&req).map(|m| m.route),
+                want,
+                "{method} {host}:{port}"
+            );
+        }
     }
 }
