@@ -386,12 +386,14 @@ fn an_upstreams_copies_of_the_gateways_response_headers_are_replaced() {
     let up = Scripted::start(|_, _| {
         let head = "HTTP/1.1 200 OK\r\nServer: origin\r\nVia: 1.1 origin\r\n\
                     X-Switchyard-Request-Id: upstream\r\nX-Switchyard-Upstream-Latency: 999\r\n\
-                    Content-Length: 2\r\n\r\nok";
+                    Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\
+                    X-Custom: kept\r\nContent-Length: 2\r\n\r\nok";
         (vec![head.as_bytes().to_vec()], false)
     });
     let kong = gateway_to(up.addr);
-    // An Ocelot route: its response head goes through the header phase, a Kong route
-    // without plugins does not, and both must come out the same.
+    // An Ocelot route: its response head goes through a header map and the header phase; a
+    // Kong route without plugins passes the upstream's lines on as they came. Both must
+    // come out the same: hop-by-hop headers and the upstream's copies of the gateway's gone.
     let ocelot = TestGateway::start(&[(
         "ocelot.json",
         &format!(
@@ -405,6 +407,12 @@ fn an_upstreams_copies_of_the_gateways_response_headers_are_replaced() {
         assert_eq!(r.status, 200);
         assert_eq!(r.text(), "ok");
         assert_eq!(r.header("server"), Some("origin"));
+        assert_eq!(r.header("x-custom"), Some("kept"));
+        for hop in ["x-hop", "keep-alive"] {
+            assert_eq!(r.header(hop), None, "{hop}");
+        }
+        // The gateway's own: the test client asked to close.
+        assert_eq!(r.header("connection"), Some("close"));
         assert_eq!(
             r.header("via"),
             Some(concat!(

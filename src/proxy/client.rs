@@ -379,6 +379,7 @@ impl Checkout {
         parts: &http::request::Parts,
         added: &[(&HeaderName, HeaderValue)],
         body: &mut ProxyBody,
+        raw_head: bool,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let framing = match body.length() {
             Some(_) if matches!(body, ProxyBody::Empty) => Framing::None,
@@ -404,7 +405,7 @@ impl Checkout {
                 let UpConn {
                     io, buf, deadline, ..
                 } = &mut *conn;
-                let exchange = exchange(io, buf, &head.0, body, framing, head_request, t);
+                let exchange = exchange(io, buf, &head.0, body, framing, head_request, raw_head, t);
                 let mut exchange = std::pin::pin!(exchange);
                 poll_fn(|cx| {
                     if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
@@ -441,6 +442,7 @@ impl Checkout {
                 decoder: head.decoder,
                 keep_alive,
                 gateway_set: head.gateway_set,
+                raw: head.raw.map(Box::new),
             };
             if ub.decoder.is_done() {
                 ub.release();
@@ -450,7 +452,9 @@ impl Checkout {
     }
 }
 
-/// Writes the request and reads the response head, skipping interim (1xx) responses.
+/// Writes the request and reads the response head, skipping interim (1xx) responses; the
+/// final one keeps its header lines as they came with `raw_head`.
+#[allow(clippy::too_many_arguments)]
 async fn exchange(
     io: &mut Stream,
     buf: &mut BytesMut,
@@ -458,6 +462,7 @@ async fn exchange(
     body: &mut ProxyBody,
     framing: Framing,
     head_request: bool,
+    raw_head: bool,
     t: &Target<'_>,
 ) -> Result<(http1::ResponseHead, bool), Exchange> {
     write_request(io, head, body, framing).await?;
@@ -465,7 +470,7 @@ async fn exchange(
     loop {
         if !buf.is_empty() {
             received = true;
-            let parsed = http1::parse_response(buf, head_request).map_err(|e| {
+            let parsed = http1::parse_response(buf, head_request, raw_head).map_err(|e| {
                 Exchange::Failed(UpstreamError::Protocol {
                     addr: t.addr(),
                     source: e.into(),
@@ -567,9 +572,17 @@ pub struct UpstreamBody {
     decoder: Decoder,
     keep_alive: bool,
     gateway_set: bool,
+    /// Boxed: a response is moved through the connection's task, which stays small.
+    raw: Option<Box<http1::RawHeaders>>,
 }
 
 impl UpstreamBody {
+    /// The head's header lines as the upstream sent them, when they were asked for
+    /// (`Checkout::send`'s `raw_head`): the response's header map is empty then.
+    pub fn raw_head(&self) -> Option<&http1::RawHeaders> {
+        self.raw.as_deref()
+    }
+
     /// The response head has a header the gateway sets on responses itself (Via, its
     /// latency and request-id headers): those must be read or replaced, not only added.
     pub fn gateway_set(&self) -> bool {

@@ -245,6 +245,7 @@ pub fn handle<'c>(
             &added,
             &mut body,
             client_host,
+            route.chain.is_empty(),
         )
         .await;
         // The request head has gone out: its map serves the next request's head.
@@ -271,15 +272,14 @@ pub fn handle<'c>(
 
         let (mut rparts, rbody) = resp.into_parts();
         let rh = &mut rparts.headers;
-        let marks = upstream_marks(
-            rh,
-            rbody.gateway_set(),
-            upstream_latency,
-            proxy_done - started,
-        );
+        let prev_via = match rbody.raw_head() {
+            Some(raw) => raw.via(),
+            None => take_replaced(rh, rbody.gateway_set()),
+        };
+        let marks = upstream_marks(prev_via, upstream_latency, proxy_done - started);
         if route.chain.is_empty() {
-            // No plugin reads the response head: the gateway's headers go out after the
-            // upstream's instead of into the map.
+            // No plugin reads the response head: its lines go out as they came, and the
+            // gateway's after them.
             stamp.upstream = Some(marks);
         } else {
             for (name, value) in marks.headers() {
@@ -305,7 +305,14 @@ fn gateway_error(status: StatusCode, msg: &str, id: &RequestId, started: Instant
 /// upstream's is dropped, and so is one a plugin set (`header_filter_phase`).
 pub fn finish(resp: &Response, id: &RequestId, stamp: &mut Stamp) {
     stamp.request_id = Some(id.header());
-    stamp.server = !resp.headers().contains_key(header::SERVER);
+    let raw = match resp.body() {
+        ProxyBody::Upstream(u) => u.raw_head(),
+        _ => None,
+    };
+    stamp.server = match raw {
+        Some(raw) => !raw.server,
+        None => !resp.headers().contains_key(header::SERVER),
+    };
 }
 
 /// The plugin context of a request on `route`, and the route's service.
@@ -355,23 +362,30 @@ fn upstream_uri(path: &str, client: &Uri) -> Option<Uri> {
         .map(Uri::from)
 }
 
-/// The gateway's part of a proxied response head: Via, extending the upstream's, and the
-/// latencies. The upstream's own copies of the gateway's headers go, its request id too: the
-/// client gets the gateway's (`finish`).
+/// Removes the upstream's copies of the headers the gateway sets on a response (its
+/// request id too: the client gets the gateway's, `finish`), returning its Via. Only a head
+/// that has one of those names (`gateway_set`) is searched.
+fn take_replaced(h: &mut HeaderMap, gateway_set: bool) -> Option<HeaderValue> {
+    if !gateway_set {
+        return None;
+    }
+    let mut via = None;
+    for name in headers::REPLACED_ON_RESPONSE {
+        let v = h.remove(name);
+        if name == header::VIA {
+            via = v;
+        }
+    }
+    via
+}
+
+/// The gateway's part of a proxied response head: Via, extending the upstream's
+/// (`prev_via`), and the latencies.
 fn upstream_marks(
-    h: &mut HeaderMap,
-    gateway_set: bool,
+    prev_via: Option<HeaderValue>,
     upstream: std::time::Duration,
     proxy: std::time::Duration,
 ) -> UpstreamMarks {
-    let prev_via = if gateway_set {
-        for name in [&UPSTREAM_LATENCY, &PROXY_LATENCY, &REQUEST_ID] {
-            h.remove(name);
-        }
-        h.remove(header::VIA)
-    } else {
-        None
-    };
     let ms = |d: std::time::Duration| u32::try_from(d.as_millis()).unwrap_or(u32::MAX);
     UpstreamMarks {
         via: headers::via(prev_via.as_ref(), http::Version::HTTP_11),
@@ -550,7 +564,7 @@ async fn ocelot_forward(
     parts.headers = head.headers;
 
     let proxy_done = Instant::now();
-    let sent = send_with_retries(service, false, &mut parts, &[], &mut body, None).await;
+    let sent = send_with_retries(service, false, &mut parts, &[], &mut body, None, false).await;
     buffers::recycle(std::mem::take(&mut parts.headers));
     let mut resp = sent.map_err(|e| ocelot_failure(service, &e, id))?;
     if let Some((method, headers)) = redirect_headers {
@@ -563,12 +577,8 @@ async fn ocelot_forward(
     if let Some(jar) = &o.cookie_jar {
         jar.store(rh);
     }
-    let marks = upstream_marks(
-        rh,
-        rbody.gateway_set(),
-        upstream_latency,
-        proxy_done - started,
-    );
+    let prev_via = take_replaced(rh, rbody.gateway_set());
+    let marks = upstream_marks(prev_via, upstream_latency, proxy_done - started);
     for (name, value) in marks.headers() {
         rh.insert(name, value);
     }
@@ -696,7 +706,7 @@ async fn follow_redirects(
             .await
             .map_err(|e| ocelot_failure(service, &e, id))?;
         resp = conn
-            .send(&target, &parts, &[], &mut ProxyBody::Empty)
+            .send(&target, &parts, &[], &mut ProxyBody::Empty, false)
             .await
             .map_err(|e| ocelot_failure(service, &e, id))?;
     }
@@ -915,7 +925,8 @@ fn https_required(
 }
 
 /// Connects to the service's destination, again on connection errors as `retries` allows
-/// (the next balancer target each time), then sends the request once.
+/// (the next balancer target each time), then sends the request once. With `raw_head` the
+/// response's header lines stay as they came (`UpstreamBody::raw_head`).
 async fn send_with_retries(
     service: &ServiceRt,
     preserve_host: bool,
@@ -923,6 +934,7 @@ async fn send_with_retries(
     added: &[(&HeaderName, HeaderValue)],
     body: &mut ProxyBody,
     client_host: Option<HeaderValue>,
+    raw_head: bool,
 ) -> Result<http::Response<client::UpstreamBody>, UpstreamError> {
     let mut tries_left = service.retries;
     loop {
@@ -953,7 +965,7 @@ async fn send_with_retries(
                     _ => peer.host_header.clone(),
                 };
                 parts.headers.insert(header::HOST, host);
-                return conn.send(&target, parts, added, body).await;
+                return conn.send(&target, parts, added, body, raw_head).await;
             }
             Err(e) if e.retryable() && tries_left > 0 => {
                 tracing::debug!(error = %e, "retrying upstream");

@@ -52,14 +52,22 @@ impl Stamp {
     }
 }
 
-/// The names the gateway sets on what it forwards: X-Forwarded-*, X-Real-IP and Via on
-/// requests, Via and its own `x-switchyard-*` on both. A head that carries none needs no
-/// lookup of them.
-pub fn is_gateway_set(name: &str) -> bool {
-    name.starts_with("x-forwarded-")
-        || name.starts_with("x-switchyard-")
-        || matches!(name, "via" | "x-real-ip")
+/// The names the gateway sets on what it forwards, in any case: X-Forwarded-*, X-Real-IP
+/// and Via on requests, Via and its own `x-switchyard-*` on both. A head that carries none
+/// needs no lookup of them.
+pub fn is_gateway_set(name: &[u8]) -> bool {
+    let starts = |p: &[u8]| name.len() > p.len() && name[..p.len()].eq_ignore_ascii_case(p);
+    matches!(name.first(), Some(b'x' | b'X' | b'v' | b'V'))
+        && (starts(b"x-forwarded-")
+            || starts(b"x-switchyard-")
+            || name.eq_ignore_ascii_case(b"via")
+            || name.eq_ignore_ascii_case(b"x-real-ip"))
 }
+
+/// An upstream's headers of these names do not reach the client: the gateway's own stand
+/// in their place (its Via extends the upstream's).
+pub static REPLACED_ON_RESPONSE: [&HeaderName; 4] =
+    [&VIA, &UPSTREAM_LATENCY, &PROXY_LATENCY, &REQUEST_ID];
 
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), those the Connection header names, and
 /// `Proxy` (httpoxy). `TE: trailers` is the only TE that may travel on.

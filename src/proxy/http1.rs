@@ -1,7 +1,9 @@
 //! HTTP/1.x on the wire, for both legs: heads parsed with httparse straight into `http` types
 //! (header values are slices of the read buffer, never copies; the hop-by-hop headers are
 //! read for framing and connection management and kept out of the map), heads written from
-//! them, and body framing (Content-Length, chunked, until close) decoded in place.
+//! them, and body framing (Content-Length, chunked, until close) decoded in place. A
+//! response head nothing reads (`RawHeaders`) skips the map: its lines go back out as they
+//! came, less the hop-by-hop ones and the gateway's own.
 //!
 //! bytes ─▶ `parse_request` / `parse_response` ─▶ head + `Decoder` ─▶ body frames
 //! head + body length ─▶ `write_request_head` / `write_response_head` ─▶ bytes
@@ -85,6 +87,9 @@ pub struct ResponseHead {
     pub keep_alive: bool,
     /// As `Wire::gateway_set`.
     pub gateway_set: bool,
+    /// The header lines as they came, when asked for (`parse_response`); `parts.headers` is
+    /// empty then.
+    pub raw: Option<RawHeaders>,
 }
 
 /// Where each header's name and value lie in the head, so that they can be sliced out of
@@ -181,68 +186,261 @@ impl Facts {
     }
 }
 
-/// Builds the header map of a head, leaving out the hop-by-hop headers (RFC 9110 §7.6.1):
-/// what they say is for this connection, and it ends up in `Facts`. `Proxy` goes too
-/// (httpoxy); `TE: trailers` is the one TE a request may pass on (`keep_te_trailers`).
+/// What a header is to the HTTP/1 layer, read once per header by `Facts::observe`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Hop-by-hop (RFC 9110 §7.6.1): what it says is for this connection, and it is not
+    /// passed on. `Proxy` too (httpoxy).
+    Hop,
+    ContentLength,
+    Date,
+    Server,
+    /// A name the gateway itself sets (`headers::is_gateway_set`).
+    GatewaySet,
+    Other,
+}
+
+impl Facts {
+    fn new() -> Facts {
+        Facts {
+            close: false,
+            keep_alive: false,
+            content_length: Ok(None),
+            chunked: None,
+            expect_continue: false,
+            host: false,
+            gateway_set: false,
+        }
+    }
+
+    /// Reads what the HTTP/1 layer needs from one header, by its name in any case. Tokens of
+    /// a Connection header other than close and keep-alive name more hop-by-hop headers
+    /// (rare): they go to `named`. `TE: trailers` is the one TE a request may pass on
+    /// (`keep_te_trailers`).
+    fn observe<'h>(
+        &mut self,
+        name: &[u8],
+        value: &'h [u8],
+        keep_te_trailers: bool,
+        named: &mut smallvec::SmallVec<[&'h [u8]; 2]>,
+    ) -> Role {
+        let is = |n: &str| name.eq_ignore_ascii_case(n.as_bytes());
+        // A length switch first: most names are none of these, and are told so in a compare.
+        match name.len() {
+            2 if is("te") => {
+                if keep_te_trailers && value.eq_ignore_ascii_case(b"trailers") {
+                    return Role::Other;
+                }
+                Role::Hop
+            }
+            3 if is("via") => {
+                self.gateway_set = true;
+                Role::GatewaySet
+            }
+            4 if is("date") => Role::Date,
+            4 if is("host") => {
+                self.host = true;
+                Role::Other
+            }
+            5 if is("proxy") => Role::Hop,
+            6 if is("server") => Role::Server,
+            6 if is("expect") => {
+                self.expect_continue |= value.eq_ignore_ascii_case(b"100-continue");
+                Role::Other
+            }
+            7 if is("trailer") || is("upgrade") => Role::Hop,
+            10 if is("connection") => {
+                for token in value.split(|&b| b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        self.close = true;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        self.keep_alive = true;
+                    } else if !token.is_empty() {
+                        named.push(token);
+                    }
+                }
+                Role::Hop
+            }
+            10 if is("keep-alive") => Role::Hop,
+            14 if is("content-length") => {
+                self.content_length(value);
+                Role::ContentLength
+            }
+            16 if is("proxy-connection") => Role::Hop,
+            17 if is("transfer-encoding") => {
+                let last = value
+                    .rsplit(|&b| b == b',')
+                    .map(<[u8]>::trim_ascii)
+                    .find(|c| !c.is_empty());
+                self.chunked = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
+                Role::Hop
+            }
+            _ if super::headers::is_gateway_set(name) => {
+                self.gateway_set = true;
+                Role::GatewaySet
+            }
+            _ => Role::Other,
+        }
+    }
+}
+
+/// Builds the header map of a head, leaving out the hop-by-hop headers: what they say ends
+/// up in `Facts`.
 fn header_map(
     head: &Bytes,
     spans: &[Span],
     keep_te_trailers: bool,
 ) -> Result<(HeaderMap, Facts), ProtoError> {
     let mut map = super::buffers::header_map(spans.len() + ADDED_HEADERS);
-    let mut facts = Facts {
-        close: false,
-        keep_alive: false,
-        content_length: Ok(None),
-        chunked: None,
-        expect_continue: false,
-        host: false,
-        gateway_set: false,
-    };
-    // Headers the Connection header names are hop-by-hop as well (rare: most say only
-    // keep-alive or close).
-    let mut named: smallvec::SmallVec<[HeaderName; 2]> = smallvec::SmallVec::new();
+    let mut facts = Facts::new();
+    let mut named = smallvec::SmallVec::new();
     for s in spans {
+        let raw_name = &head[s.name.0..s.name.1];
         let raw_value = &head[s.value.0..s.value.1];
-        let name = HeaderName::from_bytes(&head[s.name.0..s.name.1])
-            .map_err(|_| ProtoError("invalid header name"))?;
-        match name.as_str() {
-            "connection" => {
-                for token in raw_value.split(|&b| b == b',') {
-                    let token = token.trim_ascii();
-                    if token.eq_ignore_ascii_case(b"close") {
-                        facts.close = true;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        facts.keep_alive = true;
-                    } else if let Ok(n) = HeaderName::from_bytes(token) {
-                        named.push(n);
-                    }
-                }
-                continue;
-            }
-            "transfer-encoding" => {
-                let last = raw_value
-                    .rsplit(|&b| b == b',')
-                    .map(<[u8]>::trim_ascii)
-                    .find(|c| !c.is_empty());
-                facts.chunked = Some(last.is_some_and(|c| c.eq_ignore_ascii_case(b"chunked")));
-                continue;
-            }
-            "te" if keep_te_trailers && raw_value.eq_ignore_ascii_case(b"trailers") => {}
-            "te" | "trailer" | "upgrade" | "keep-alive" | "proxy-connection" | "proxy" => continue,
-            "content-length" => facts.content_length(raw_value),
-            "host" => facts.host = true,
-            "expect" => facts.expect_continue |= raw_value.eq_ignore_ascii_case(b"100-continue"),
-            n => facts.gateway_set |= super::headers::is_gateway_set(n),
+        if facts.observe(raw_name, raw_value, keep_te_trailers, &mut named) == Role::Hop {
+            continue;
         }
+        let name =
+            HeaderName::from_bytes(raw_name).map_err(|_| ProtoError("invalid header name"))?;
         let value = HeaderValue::from_maybe_shared(head.slice(s.value.0..s.value.1))
             .map_err(|_| ProtoError("invalid header value"))?;
         map.append(name, value);
     }
-    for n in &named {
-        map.remove(n);
+    for n in named {
+        if let Ok(n) = HeaderName::from_bytes(n) {
+            map.remove(n);
+        }
     }
     Ok((map, facts))
+}
+
+/// A response's header lines as the upstream sent them, for a response nothing reads
+/// before it goes to the client (a Kong route without plugins): written back out as a few
+/// copies of the head's bytes, and no header map is built. httparse has checked names and
+/// values as strictly as `http` would. Compact (16-bit offsets, a few lines left out), as
+/// it is made per response; a head that does not fit goes through the map.
+pub struct RawHeaders {
+    head: Bytes,
+    /// The header lines, `Name: value\r\n` each, first to last.
+    block: (u16, u16),
+    /// Lines left out, in order: hop-by-hop ones, the gateway's own (`REPLACED_ON_RESPONSE`)
+    /// and Content-Length, which goes out only when the gateway does not frame the body.
+    skip: [(u16, u16); MAX_SKIPPED],
+    skipped: u8,
+    content_length: Option<(u16, u16)>,
+    /// The upstream's Via value, which the gateway's extends.
+    via: Option<(u16, u16)>,
+    pub date: bool,
+    pub server: bool,
+}
+
+/// Lines a raw head may leave out; usually Connection and Content-Length or
+/// Transfer-Encoding.
+const MAX_SKIPPED: usize = 6;
+
+impl RawHeaders {
+    /// The lines of `spans` and what they say, or `None` for a head the map must carry: a
+    /// line that does not end in CRLF (httparse accepts a bare LF), a head too long for the
+    /// offsets or with too many lines to leave out.
+    fn new(head: &Bytes, spans: &[Span]) -> Option<(RawHeaders, Facts)> {
+        let at16 = |i: usize| u16::try_from(i).ok();
+        at16(head.len())?;
+        let mut facts = Facts::new();
+        let mut named = smallvec::SmallVec::new();
+        let start = spans.first().map_or(0, |s| s.name.0);
+        let mut raw = RawHeaders {
+            head: head.clone(),
+            block: (start as u16, start as u16),
+            skip: [(0, 0); MAX_SKIPPED],
+            skipped: 0,
+            content_length: None,
+            via: None,
+            date: false,
+            server: false,
+        };
+        let mut at = start;
+        for s in spans {
+            let end = line_end(head, s.value.1)?;
+            if s.name.0 != at || head[end - 2] != b'\r' {
+                return None;
+            }
+            let line = (s.name.0 as u16, end as u16);
+            at = end;
+            let name = &head[s.name.0..s.name.1];
+            let value = &head[s.value.0..s.value.1];
+            match facts.observe(name, value, false, &mut named) {
+                Role::Hop => raw.leave_out(line)?,
+                Role::ContentLength => {
+                    raw.content_length = Some(line);
+                    raw.leave_out(line)?;
+                }
+                Role::Date => raw.date = true,
+                Role::Server => raw.server = true,
+                Role::GatewaySet
+                    if super::headers::REPLACED_ON_RESPONSE
+                        .iter()
+                        .any(|n| name.eq_ignore_ascii_case(n.as_str().as_bytes())) =>
+                {
+                    if raw.via.is_none() && name.eq_ignore_ascii_case(b"via") {
+                        raw.via = Some((s.value.0 as u16, s.value.1 as u16));
+                    }
+                    raw.leave_out(line)?;
+                }
+                Role::GatewaySet | Role::Other => {}
+            }
+        }
+        raw.block.1 = at as u16;
+        if !named.is_empty() {
+            // Lines the Connection header names, wherever they are.
+            for s in spans {
+                let name = &head[s.name.0..s.name.1];
+                if named.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+                    raw.leave_out((s.name.0 as u16, line_end(head, s.value.1)? as u16))?;
+                }
+            }
+            let skip = &mut raw.skip[..usize::from(raw.skipped)];
+            skip.sort_unstable();
+        }
+        Some((raw, facts))
+    }
+
+    fn leave_out(&mut self, line: (u16, u16)) -> Option<()> {
+        let n = usize::from(self.skipped);
+        if self.skip[..n].contains(&line) {
+            return Some(());
+        }
+        *self.skip.get_mut(n)? = line;
+        self.skipped += 1;
+        Some(())
+    }
+
+    /// The upstream's Via, if it sent one.
+    pub fn via(&self) -> Option<HeaderValue> {
+        let (a, b) = self.via?;
+        HeaderValue::from_maybe_shared(self.head.slice(usize::from(a)..usize::from(b))).ok()
+    }
+
+    /// Writes the lines passed on; the upstream's Content-Length with them when `keep_length`.
+    fn write(&self, out: &mut Vec<u8>, keep_length: bool) {
+        let mut at = usize::from(self.block.0);
+        for &(a, b) in &self.skip[..usize::from(self.skipped)] {
+            if keep_length && self.content_length == Some((a, b)) {
+                continue;
+            }
+            out.extend_from_slice(&self.head[at..usize::from(a)]);
+            at = usize::from(b);
+        }
+        out.extend_from_slice(&self.head[at..usize::from(self.block.1)]);
+    }
+}
+
+/// Just past the LF that ends the line `from` is in.
+fn line_end(head: &[u8], from: usize) -> Option<usize> {
+    head[from..]
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| from + i + 1)
 }
 
 fn version(v: Option<u8>) -> Version {
@@ -329,10 +527,12 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, RequestE
 }
 
 /// Parses one response head off the front of `buf`; `head_request` because a response to
-/// HEAD has no body whatever its headers say.
+/// HEAD has no body whatever its headers say. With `raw`, the headers stay as they came
+/// (`ResponseHead::raw`) and the map is left empty, unless the head's lines need rewriting.
 pub fn parse_response(
     buf: &mut BytesMut,
     head_request: bool,
+    raw: bool,
 ) -> Result<Option<ResponseHead>, ProtoError> {
     let mut slots = header_slots();
     let mut resp = httparse::Response::new(&mut []);
@@ -353,7 +553,13 @@ pub fn parse_response(
     let head = buf.split_to(len).freeze();
     let status = StatusCode::from_u16(code).map_err(|_| ProtoError("invalid status code"))?;
     let version = version(ver);
-    let (headers, facts) = header_map(&head, &spans, false)?;
+    let (headers, facts, raw) = match raw.then(|| RawHeaders::new(&head, &spans)).flatten() {
+        Some((raw, facts)) => (HeaderMap::new(), facts, Some(raw)),
+        None => {
+            let (map, facts) = header_map(&head, &spans, false)?;
+            (map, facts, None)
+        }
+    };
     let mut keep_alive = facts.keep_alive(version);
     let no_body = head_request
         || status.is_informational()
@@ -382,6 +588,7 @@ pub fn parse_response(
         decoder,
         keep_alive,
         gateway_set: facts.gateway_set,
+        raw,
     }))
 }
 
@@ -624,6 +831,12 @@ pub fn write_request_head(
     out.extend_from_slice(b"\r\n");
 }
 
+/// A response's own headers, as the writer gets them.
+pub enum Lines<'a> {
+    Map(&'a HeaderMap),
+    Raw(&'a RawHeaders),
+}
+
 /// The status line, the headers and the gateway's `stamp` of a response to the client.
 /// `framing` is `None` for a body the status or the request method rules out (the headers'
 /// own Content-Length stays, as for HEAD), or for a close-delimited one.
@@ -632,7 +845,7 @@ pub fn write_response_head(
     out: &mut Vec<u8>,
     status: StatusCode,
     client: Version,
-    headers: &HeaderMap,
+    headers: Lines<'_>,
     stamp: &[(&HeaderName, HeaderValue)],
     framing: Framing,
     keep_alive: bool,
@@ -647,11 +860,20 @@ pub fn write_response_head(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    put_headers(out, headers, framing != Framing::None);
+    let has_date = match headers {
+        Lines::Map(map) => {
+            put_headers(out, map, framing != Framing::None);
+            map.contains_key(header::DATE)
+        }
+        Lines::Raw(raw) => {
+            raw.write(out, framing == Framing::None);
+            raw.date
+        }
+    };
     for (name, value) in stamp {
         put_header(out, name, value);
     }
-    if !headers.contains_key(header::DATE) {
+    if !has_date {
         out.extend_from_slice(b"date: ");
         out.extend_from_slice(date.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -772,7 +994,7 @@ mod tests {
         let mut buf = BytesMut::from(
             &b"HTTP/1.1 200 OK\r\nTE: trailers\r\nConnection: close\r\nTransfer-Encoding: chunked\r\nX-Kept: 1\r\n\r\n"[..],
         );
-        let r = parse_response(&mut buf, false).unwrap().unwrap();
+        let r = parse_response(&mut buf, false, false).unwrap().unwrap();
         let names: Vec<&str> = r.parts.headers.keys().map(|n| n.as_str()).collect();
         assert_eq!(names, ["x-kept"]);
         assert!(!r.keep_alive);
@@ -806,7 +1028,7 @@ mod tests {
     #[test]
     fn response_framing_follows_the_status_and_the_method() {
         let parse = |wire: &[u8], head: bool| {
-            parse_response(&mut BytesMut::from(wire), head)
+            parse_response(&mut BytesMut::from(wire), head, false)
                 .unwrap()
                 .unwrap()
         };
@@ -822,5 +1044,94 @@ mod tests {
         assert!(!r.keep_alive);
         let r = parse(b"HTTP/1.0 200 OK\r\nContent-Length: 1\r\n\r\n", false);
         assert!(!r.keep_alive);
+    }
+
+    /// A response's lines passed on as they came say what its map would: the same headers
+    /// reach the client, hop-by-hop ones and the gateway's own left out, the upstream's
+    /// Content-Length only when the gateway does not frame the body. A head with bare LF
+    /// line ends goes through the map.
+    #[test]
+    fn raw_response_lines_say_what_the_map_says() {
+        let heads: [&[u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\nServer: o\r\nDate: d\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nVia: 1.1 up\r\nX-Switchyard-Request-Id: u\r\nX-Forwarded-For: 1.2.3.4\r\nContent-Length: 2\r\nX-Kept:  spaced \r\nx-a: 1\r\nX-A: 2\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTE: trailers\r\nProxy-Connection: x\r\nUpgrade: h2c\r\nX-Last: z\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+        ];
+        let date = HeaderValue::from_static("now");
+        let written = |lines: Lines<'_>, framing: Framing| {
+            let mut out = Vec::new();
+            write_response_head(
+                &mut out,
+                StatusCode::OK,
+                Version::HTTP_11,
+                lines,
+                &[],
+                framing,
+                true,
+                &date,
+            );
+            let mut buf = BytesMut::from(&out[..]);
+            let back = parse_response(&mut buf, false, false).unwrap().unwrap();
+            assert!(buf.is_empty(), "{}", String::from_utf8_lossy(&out));
+            back.parts.headers
+        };
+        for wire in heads {
+            let raw = parse_response(&mut BytesMut::from(wire), false, true)
+                .unwrap()
+                .unwrap();
+            let mapped = parse_response(&mut BytesMut::from(wire), false, false)
+                .unwrap()
+                .unwrap();
+            let lines = raw.raw.as_ref().expect("CRLF heads stay raw");
+            assert!(raw.parts.headers.is_empty());
+            assert_eq!(
+                (raw.keep_alive, raw.decoder, raw.gateway_set),
+                (mapped.keep_alive, mapped.decoder, mapped.gateway_set)
+            );
+            let mut map = mapped.parts.headers;
+            for name in crate::proxy::headers::REPLACED_ON_RESPONSE {
+                map.remove(name);
+            }
+            assert_eq!(lines.date, map.contains_key(header::DATE));
+            assert_eq!(lines.server, map.contains_key(header::SERVER));
+            for framing in [Framing::Length(2), Framing::None] {
+                assert_eq!(
+                    written(Lines::Raw(lines), framing),
+                    written(Lines::Map(&map), framing),
+                    "{}",
+                    String::from_utf8_lossy(wire)
+                );
+            }
+        }
+        let first = parse_response(&mut BytesMut::from(heads[0]), false, true)
+            .unwrap()
+            .unwrap();
+        let lines = first.raw.unwrap();
+        assert_eq!(lines.via().unwrap(), "1.1 up");
+        let mut out = Vec::new();
+        lines.write(&mut out, false);
+        assert_eq!(
+            out,
+            b"Server: o\r\nDate: d\r\nX-Forwarded-For: 1.2.3.4\r\nX-Kept:  spaced \r\nx-a: 1\r\nX-A: 2\r\n"
+        );
+
+        let bare = parse_response(
+            &mut BytesMut::from(&b"HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 2\n\n"[..]),
+            false,
+            true,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(bare.raw.is_none());
+        assert_eq!(bare.parts.headers.get("x-a").unwrap(), "1");
+
+        // More lines to leave out than a raw head holds: the map carries it.
+        let many = b"HTTP/1.1 200 OK\r\nConnection: a, b, c, d, e, f\r\nA: 1\r\nB: 1\r\nC: 1\r\nD: 1\r\nE: 1\r\nF: 1\r\nG: 1\r\n\r\n";
+        let r = parse_response(&mut BytesMut::from(&many[..]), false, true)
+            .unwrap()
+            .unwrap();
+        assert!(r.raw.is_none());
+        let names: Vec<&str> = r.parts.headers.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["g"]);
     }
 }

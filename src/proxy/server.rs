@@ -426,11 +426,15 @@ async fn write_response(
         }
     };
     out.clear();
+    let lines = match &body {
+        ProxyBody::Upstream(u) => u.raw_head().map(http1::Lines::Raw),
+        _ => None,
+    };
     http1::write_response_head(
         out,
         status,
         version,
-        &parts.headers,
+        lines.unwrap_or(http1::Lines::Map(&parts.headers)),
         &stamp.headers(),
         framing,
         *keep_alive,
