@@ -149,6 +149,7 @@ impl Gateway {
             return unchanged_report(current, t);
         }
         let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
+        let spent = std::mem::take(&mut loaded.spent);
         let snap = Arc::new(Snapshot::compile(
             loaded.model,
             loaded.diagnostics.items,
@@ -158,6 +159,7 @@ impl Gateway {
         ));
         self.snapshot.store(snap.clone());
         let compile_ms = elapsed_ms(t);
+        drop(spent);
         // Only for the log: worked out once the new snapshot serves.
         let diff = Diff::between(&current.model, &snap.model);
         tracing::info!(

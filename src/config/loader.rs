@@ -44,6 +44,9 @@ pub struct Loaded {
     /// FNV-1a over every file's name and bytes: equal hashes, identical config.
     pub hash: u64,
     pub files: Vec<PathBuf>,
+    /// The files' parse trees, done with once the model is built. A reload frees them after
+    /// the new snapshot serves: freeing 10,000 routes' trees takes milliseconds.
+    pub spent: Vec<SourceFile>,
 }
 
 impl Loaded {
@@ -206,6 +209,7 @@ fn load_sources(sources: Sources, environment: Option<&str>) -> Loaded {
         diagnostics: mut diags,
     } = sources;
     let mut ocelot_files: Vec<SourceFile> = Vec::new();
+    let mut spent: Vec<SourceFile> = Vec::new();
     let mut model = Model::default();
     for (name, text) in texts {
         let lower = name.to_ascii_lowercase();
@@ -244,6 +248,7 @@ fn load_sources(sources: Sources, environment: Option<&str>) -> Loaded {
             if let Some(raw) = raw {
                 kong::load_file(&file, raw, &mut model, &mut diags);
             }
+            spent.push(file);
         } else {
             ocelot_files.push(SourceFile {
                 name,
@@ -252,7 +257,8 @@ fn load_sources(sources: Sources, environment: Option<&str>) -> Loaded {
             });
         }
     }
-    ocelot::load(ocelot_files, environment, &mut model, &mut diags);
+    ocelot::load(&ocelot_files, environment, &mut model, &mut diags);
+    spent.append(&mut ocelot_files);
     // Files in load order, then by position: the order a reader fixes them in.
     let order: Vec<String> = files
         .iter()
@@ -277,5 +283,6 @@ fn load_sources(sources: Sources, environment: Option<&str>) -> Loaded {
         diagnostics: diags,
         hash,
         files,
+        spent,
     }
 }

@@ -93,7 +93,7 @@ struct TopLevel {
 
 /// Loads every Ocelot file of one directory (already parsed) into `model`.
 pub fn load(
-    files: Vec<SourceFile>,
+    files: &[SourceFile],
     environment: Option<&str>,
     model: &mut Model,
     diags: &mut Diagnostics,
@@ -273,7 +273,7 @@ pub fn load(
     }
 
     let mut cx = Cx {
-        files: &files,
+        files,
         diags,
         model,
     };
@@ -2115,7 +2115,7 @@ mod tests {
     fn run(files: Vec<SourceFile>, env: Option<&str>) -> (Model, Diagnostics) {
         let mut model = Model::default();
         let mut diags = Diagnostics::default();
-        load(files, env, &mut model, &mut diags);
+        load(&files, env, &mut model, &mut diags);
         (model, diags)
     }
 
