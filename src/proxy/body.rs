@@ -26,6 +26,15 @@ impl ProxyBody {
         ProxyBody::Full(Some(b.into()))
     }
 
+    /// An upstream response's header lines as they came, when its head was kept raw
+    /// (`UpstreamBody::raw_head`).
+    pub fn raw_head(&self) -> Option<&super::http1::RawHeaders> {
+        match self {
+            ProxyBody::Upstream(u) => u.raw_head(),
+            _ => None,
+        }
+    }
+
     /// The exact length, when it is known before reading.
     pub fn length(&self) -> Option<u64> {
         match self {

@@ -305,11 +305,7 @@ fn gateway_error(status: StatusCode, msg: &str, id: &RequestId, started: Instant
 /// upstream's is dropped, and so is one a plugin set (`header_filter_phase`).
 pub fn finish(resp: &Response, id: &RequestId, stamp: &mut Stamp) {
     stamp.request_id = Some(id.header());
-    let raw = match resp.body() {
-        ProxyBody::Upstream(u) => u.raw_head(),
-        _ => None,
-    };
-    stamp.server = match raw {
+    stamp.server = match resp.body().raw_head() {
         Some(raw) => !raw.server,
         None => !resp.headers().contains_key(header::SERVER),
     };

@@ -426,15 +426,15 @@ async fn write_response(
         }
     };
     out.clear();
-    let lines = match &body {
-        ProxyBody::Upstream(u) => u.raw_head().map(http1::Lines::Raw),
-        _ => None,
+    let lines = match body.raw_head() {
+        Some(raw) => http1::Lines::Raw(raw),
+        None => http1::Lines::Map(&parts.headers),
     };
     http1::write_response_head(
         out,
         status,
         version,
-        lines.unwrap_or(http1::Lines::Map(&parts.headers)),
+        lines,
         &stamp.headers(),
         framing,
         *keep_alive,
