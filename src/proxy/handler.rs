@@ -41,9 +41,9 @@ const MAX_PART_BODY: usize = 16 << 20;
 
 /// One request, start to response head. The caller made the request id and stamps the
 /// response with it (`finish`); a plugin-free upstream response leaves its Via and latency
-/// headers in `stamp` too, for the caller to write after the upstream's. The prelude runs here and the rest in an `async` block that
-/// uses the request in place: an `async fn` would keep a second copy of its arguments in its
-/// future, and this future is boxed per request.
+/// headers in `stamp` too, for the caller to write after the upstream's. The prelude runs
+/// here and the rest in an `async` block that uses the request in place: an `async fn` would
+/// keep a second copy of its arguments in its future, and this future is boxed per request.
 pub fn handle<'c>(
     snap: Arc<Snapshot>,
     conn: &'c Conn,

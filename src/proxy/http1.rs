@@ -233,10 +233,6 @@ impl Facts {
                 }
                 Role::Hop
             }
-            3 if is("via") => {
-                self.gateway_set = true;
-                Role::GatewaySet
-            }
             4 if is("date") => Role::Date,
             4 if is("host") => {
                 self.host = true;
@@ -344,8 +340,7 @@ impl RawHeaders {
     /// line that does not end in CRLF (httparse accepts a bare LF), a head too long for the
     /// offsets or with too many lines to leave out.
     fn new(head: &Bytes, spans: &[Span]) -> Option<(RawHeaders, Facts)> {
-        let at16 = |i: usize| u16::try_from(i).ok();
-        at16(head.len())?;
+        u16::try_from(head.len()).ok()?;
         let mut facts = Facts::new();
         let mut named = smallvec::SmallVec::new();
         let start = spans.first().map_or(0, |s| s.name.0);
