@@ -158,3 +158,81 @@ fn real_ocelot_files_load() {
     );
     assert_eq!(passed, 44);
 }
+
+/// Where the block-YAML fast path answers, it must build the full parser's tree, spans
+/// included, and it must never accept what the full parser rejects. Checked on every YAML file
+/// of the corpus and the conformance suites, on each file's every prefix of lines, and with each
+/// line indented one space deeper (mostly invalid YAML, or YAML of another shape).
+#[test]
+fn block_yaml_fast_path_agrees_with_the_full_parser() {
+    use switchyard::config::{node::parse_yaml_full, yaml_block};
+    let Some(root) = corpus() else {
+        return eprintln!("no ../shared/realworld: skipped");
+    };
+    let mut files: Vec<PathBuf> = Vec::new();
+    for dir in [root.join("kong"), root.join("../conformance")] {
+        for f in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = f.path();
+            if p.extension().is_some_and(|e| e == "yml" || e == "yaml") {
+                files.push(p);
+            }
+        }
+    }
+    files.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("kong.yaml"));
+    let (mut fast_files, mut variants, mut fast_variants) = (0, 0, 0);
+    for path in &files {
+        let text = std::fs::read_to_string(path).unwrap();
+        let agree = |text: &str| -> bool {
+            let Some(fast) = yaml_block::parse(text) else {
+                return false;
+            };
+            match parse_yaml_full(text) {
+                Ok(full) if fast != full => {
+                    let (fast, full) = (format!("{fast:#?}"), format!("{full:#?}"));
+                    let at = fast.lines().zip(full.lines()).position(|(a, b)| a != b);
+                    let around = |t: &str| {
+                        let lines: Vec<&str> = t.lines().collect();
+                        let i = at.unwrap_or(lines.len()).min(lines.len());
+                        lines[i.saturating_sub(6)..(i + 2).min(lines.len())].join("\n")
+                    };
+                    panic!(
+                        "{}: the trees differ\nfast:\n{}\nfull:\n{}\ntext:\n{text}",
+                        path.display(),
+                        around(&fast),
+                        around(&full)
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => panic!(
+                    "{}: the fast path accepted what the full parser rejects ({}):\n{text}",
+                    path.display(),
+                    e.message
+                ),
+            }
+            true
+        };
+        fast_files += agree(&text) as usize;
+        let lines: Vec<&str> = text.split_inclusive('\n').collect();
+        for i in 0..lines.len() {
+            let prefix = lines[..=i].concat();
+            let mut deeper = lines.clone();
+            let indented = format!(" {}", lines[i]);
+            deeper[i] = &indented;
+            for variant in [prefix, deeper.concat()] {
+                variants += 1;
+                fast_variants += agree(&variant) as usize;
+            }
+        }
+    }
+    eprintln!(
+        "fast path: {fast_files} of {} files, {fast_variants} of {variants} variants",
+        files.len()
+    );
+    // Most real Kong files are block style: if the fast path stops answering for them, the
+    // reload is slow again even though every file still loads.
+    assert!(
+        fast_files >= files.len() / 2,
+        "{fast_files} of {}",
+        files.len()
+    );
+}

@@ -1,6 +1,6 @@
-//! Configuration: files ─▶ spanned trees (`node`) ─▶ raw types per dialect (`kong`, via
-//! `de`) ─▶ one validated model (`model`), with every problem collected in `diag`.
-//! `loader` drives it for a directory.
+//! Configuration: files ─▶ spanned trees (`node`; block-style YAML through `yaml_block`) ─▶
+//! raw types per dialect (`kong`, via `de`) ─▶ one validated model (`model`), with every
+//! problem collected in `diag`. `loader` drives it for a directory.
 
 pub mod de;
 pub mod diag;
@@ -9,3 +9,4 @@ pub mod loader;
 pub mod model;
 pub mod node;
 pub mod ocelot;
+pub mod yaml_block;

@@ -127,9 +127,21 @@ pub struct SyntaxError {
 
 // === YAML ===
 
-/// Parses one YAML document into a spanned tree. Anchors and aliases are resolved (merge keys
-/// `<<` included); an alias is bounded so that a "billion laughs" document cannot blow up.
+/// Parses one YAML document into a spanned tree: block-style files through the fast path
+/// (`yaml_block`), anything else through the full parser.
 pub fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
+    let root = match super::yaml_block::parse(text) {
+        Some(root) => root,
+        None => parse_yaml_full(text)?,
+    };
+    check_duplicate_keys(&root, false)?;
+    Ok(root)
+}
+
+/// The full YAML parser. Anchors and aliases are resolved (merge keys `<<` included); an alias
+/// is bounded so that a "billion laughs" document cannot blow up. Duplicate keys are left to
+/// the caller.
+pub fn parse_yaml_full(text: &str) -> Result<Node, SyntaxError> {
     use saphyr_parser::{Event, Parser, ScalarStyle};
 
     enum Frame {
@@ -265,9 +277,7 @@ pub fn parse_yaml(text: &str) -> Result<Node, SyntaxError> {
             _ => {}
         }
     }
-    let root = root.unwrap_or_else(|| Node::null(Span { line: 1, col: 1 }));
-    check_duplicate_keys(&root, false)?;
-    Ok(root)
+    Ok(root.unwrap_or_else(|| Node::null(Span { line: 1, col: 1 })))
 }
 
 fn check_duplicate_keys(node: &Node, case_insensitive: bool) -> Result<(), SyntaxError> {
