@@ -216,7 +216,7 @@ impl Parser<'_> {
             } else {
                 let item_start = self.pos;
                 let item_col = self.col();
-                let value = self.inline_scalar_or_flow()?;
+                let value = self.scalar_or_flow(false)?;
                 if self.is_key_end(&value, item_start) {
                     self.block_map(item_col, value)?
                 } else {
@@ -269,7 +269,7 @@ impl Parser<'_> {
             } else if self.peek() == b'|' {
                 self.literal(col)?
             } else {
-                let value = self.inline_scalar_or_flow()?;
+                let value = self.scalar_or_flow(false)?;
                 self.end_value(col)?;
                 value
             };
@@ -292,7 +292,7 @@ impl Parser<'_> {
     /// A mapping key: a scalar and the `:` after it, where `pos` is left.
     fn key(&mut self) -> Option<Node> {
         let start = self.pos;
-        let key = self.inline_scalar_or_flow()?;
+        let key = self.scalar_or_flow(false)?;
         self.is_key_end(&key, start).then_some(key)
     }
 
@@ -393,12 +393,13 @@ impl Parser<'_> {
         (self.at_end() || self.col() <= col).then(|| scalar(span, &text, false))
     }
 
-    fn inline_scalar_or_flow(&mut self) -> Option<Node> {
+    /// A one-line scalar or flow collection, in a block collection or inside a flow one.
+    fn scalar_or_flow(&mut self, in_flow: bool) -> Option<Node> {
         match self.peek() {
             b'[' | b'{' => self.flow(),
             b'"' => self.double_quoted(),
             b'\'' => self.single_quoted(),
-            _ => self.plain(false),
+            _ => self.plain(in_flow),
         }
     }
 
@@ -417,7 +418,7 @@ impl Parser<'_> {
                 self.pos += 1;
                 break;
             }
-            let item = self.flow_item()?;
+            let item = self.scalar_or_flow(true)?;
             self.skip_spaces();
             if is_map {
                 if self.peek() != b':' {
@@ -425,7 +426,7 @@ impl Parser<'_> {
                 }
                 self.pos += 1;
                 self.skip_spaces();
-                let value = self.flow_item()?;
+                let value = self.scalar_or_flow(true)?;
                 entries.push((item, value));
                 self.skip_spaces();
             } else {
@@ -450,15 +451,6 @@ impl Parser<'_> {
             Value::Seq(items)
         };
         Some(Node { span, value })
-    }
-
-    fn flow_item(&mut self) -> Option<Node> {
-        match self.peek() {
-            b'[' | b'{' => self.flow(),
-            b'"' => self.double_quoted(),
-            b'\'' => self.single_quoted(),
-            _ => self.plain(true),
-        }
     }
 
     /// A plain scalar on one line. In a flow collection it also ends at `,[]{}`.
