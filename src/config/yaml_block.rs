@@ -122,9 +122,7 @@ impl Parser<'_> {
                 }
                 Some(_) => return,
             }
-            self.pos += 1;
-            self.line += 1;
-            self.line_start = self.pos;
+            self.next_line();
         }
     }
 
@@ -135,6 +133,13 @@ impl Parser<'_> {
         let line = &self.s[self.line_start..];
         let marker = line.starts_with(b"---") || line.starts_with(b"...");
         (self.col() != 0 || !marker || !self.is_blank_or_end(self.pos + 3)).then_some(())
+    }
+
+    /// Past the line break at `pos`.
+    fn next_line(&mut self) {
+        self.pos += 1;
+        self.line += 1;
+        self.line_start = self.pos;
     }
 
     fn skip_to_line_end(&mut self) {
@@ -161,9 +166,7 @@ impl Parser<'_> {
         if self.peek() != b'\n' {
             return None;
         }
-        self.pos += 1;
-        self.line += 1;
-        self.line_start = self.pos;
+        self.next_line();
         self.next_content_line()
     }
 
@@ -344,9 +347,7 @@ impl Parser<'_> {
             if self.at_end() {
                 return None;
             }
-            self.pos += 1;
-            self.line += 1;
-            self.line_start = self.pos;
+            self.next_line();
             self.skip_spaces();
             let spaces = self.col();
             if self.at_end() {
