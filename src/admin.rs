@@ -1,5 +1,6 @@
 //! The admin listener: `GET /status` (snapshot version, hash, load time, counts, the last
-//! reload's result and errors), `GET /status/ready`, `POST /reload`, `GET /config`.
+//! reload's result and errors), `GET /status/ready`, `POST /reload`, `GET /config` (the
+//! serving config with its defaults, as `switchyard config` prints it).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
+use crate::config::model::Model;
 use crate::gateway::Gateway;
 use crate::plugins::Response;
 use crate::proxy::respond;
@@ -69,38 +71,118 @@ pub fn status_json(gw: &Gateway) -> serde_json::Value {
 }
 
 async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
-    match (req.method(), req.uri().path()) {
-        (&Method::GET, "/status") => respond::json_value(StatusCode::OK, &status_json(gw)),
-        (&Method::GET, "/status/ready") => respond::json_value(
+    let (method, path) = (req.method(), req.uri().path());
+    let allowed = match path {
+        "/status" | "/status/ready" | "/config" => "GET",
+        "/reload" => "POST",
+        _ => {
+            return respond::json_value(
+                StatusCode::NOT_FOUND,
+                &serde_json::json!({"message": "Not found"}),
+            );
+        }
+    };
+    if method.as_str() != allowed && !(method == Method::HEAD && allowed == "GET") {
+        let mut r = respond::json_value(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &serde_json::json!({"message": "Method not allowed"}),
+        );
+        r.headers_mut()
+            .insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
+        return r;
+    }
+    match path {
+        "/status" => respond::json_value(StatusCode::OK, &status_json(gw)),
+        "/status/ready" => respond::json_value(
             StatusCode::OK,
             &serde_json::json!({"ready": true, "version": gw.snapshot().version}),
         ),
-        (&Method::POST, "/reload") => {
-            let gw = gw.clone();
-            let report = tokio::task::spawn_blocking(move || gw.reload()).await;
-            match report {
-                Ok(r) if r.ok => respond::json_value(
-                    StatusCode::OK,
-                    &serde_json::json!({"ok": true, "version": r.version}),
-                ),
-                Ok(r) => respond::json_value(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &serde_json::json!({"ok": false, "version": r.version, "errors": r.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()}),
-                ),
-                Err(_) => {
-                    respond::error(StatusCode::INTERNAL_SERVER_ERROR, "reload task failed", "")
-                }
-            }
-        }
-        (&Method::GET, "/config") => respond::json_value(
-            StatusCode::OK,
-            &serde_json::to_value(&gw.snapshot().model).unwrap_or_default(),
-        ),
-        _ => respond::json_value(
-            StatusCode::NOT_FOUND,
-            &serde_json::json!({"message": "Not found"}),
-        ),
+        "/reload" => reload(gw).await,
+        _ => respond::json_value(StatusCode::OK, &config_json(&gw.snapshot().model)),
     }
+}
+
+/// Answers once the new snapshot serves (or was refused); what a reload leaves to free
+/// afterwards is not waited for.
+async fn reload(gw: &Arc<Gateway>) -> Response {
+    let gw = gw.clone();
+    match tokio::task::spawn_blocking(move || gw.reload()).await {
+        Ok(r) if r.ok => respond::json_value(
+            StatusCode::OK,
+            &serde_json::json!({"ok": true, "version": r.version}),
+        ),
+        Ok(r) => respond::json_value(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &serde_json::json!({
+                "ok": false,
+                "version": r.version,
+                "errors": r.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+            }),
+        ),
+        Err(_) => respond::error(StatusCode::INTERNAL_SERVER_ERROR, "reload task failed", ""),
+    }
+}
+
+/// The serving config as a Kong declarative file would write it (routes nested under their
+/// service, every default filled in) and the merged Ocelot document: what `GET /config` and
+/// `switchyard config` print.
+pub fn config_json(m: &Model) -> serde_json::Value {
+    let services: Vec<serde_json::Value> = m
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut v = serde_json::to_value(s).unwrap_or_default();
+            let routes: Vec<serde_json::Value> = m
+                .routes
+                .iter()
+                .filter(|r| r.service == Some(i))
+                .map(|r| serde_json::to_value(r).unwrap_or_default())
+                .collect();
+            v["routes"] = serde_json::Value::Array(routes);
+            v
+        })
+        .collect();
+    let serviceless: Vec<serde_json::Value> = m
+        .routes
+        .iter()
+        .filter(|r| r.service.is_none())
+        .map(|r| serde_json::to_value(r).unwrap_or_default())
+        .collect();
+    let plugins: Vec<serde_json::Value> = m
+        .plugins
+        .iter()
+        .map(|p| {
+            let mut v = serde_json::to_value(p).unwrap_or_default();
+            v["service"] = p
+                .scope
+                .service
+                .map(|s| serde_json::Value::String(m.services[s].display_name().to_string()))
+                .unwrap_or_default();
+            v["route"] = p
+                .scope
+                .route
+                .map(|r| serde_json::Value::String(m.routes[r].display_name().to_string()))
+                .unwrap_or_default();
+            v["consumer"] = p
+                .scope
+                .consumer
+                .map(|c| serde_json::Value::String(m.consumers[c].id.clone()))
+                .unwrap_or_default();
+            v
+        })
+        .collect();
+    serde_json::json!({
+        "kong": {
+            "_format_version": "3.0",
+            "services": services,
+            "routes": serviceless,
+            "upstreams": m.upstreams,
+            "plugins": plugins,
+            "consumers": m.consumers,
+        },
+        "ocelot": m.ocelot_merged.clone().unwrap_or(serde_json::Value::Null),
+    })
 }
 
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {

@@ -132,9 +132,11 @@ pub fn main() -> ExitCode {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHYARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a terminal: piped into a container's log, escape codes are noise.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .try_init();
 }
 
@@ -308,63 +310,7 @@ fn print_config(dir: &std::path::Path) -> ExitCode {
         print_diagnostics(&loaded.diagnostics.items);
         return ExitCode::FAILURE;
     }
-    let m = &loaded.model;
-    let services: Vec<serde_json::Value> = m
-        .services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let mut v = serde_json::to_value(s).unwrap_or_default();
-            let routes: Vec<serde_json::Value> = m
-                .routes
-                .iter()
-                .filter(|r| r.service == Some(i))
-                .map(|r| serde_json::to_value(r).unwrap_or_default())
-                .collect();
-            v["routes"] = serde_json::Value::Array(routes);
-            v
-        })
-        .collect();
-    let serviceless: Vec<serde_json::Value> = m
-        .routes
-        .iter()
-        .filter(|r| r.service.is_none())
-        .map(|r| serde_json::to_value(r).unwrap_or_default())
-        .collect();
-    let plugins: Vec<serde_json::Value> = m
-        .plugins
-        .iter()
-        .map(|p| {
-            let mut v = serde_json::to_value(p).unwrap_or_default();
-            v["service"] = p
-                .scope
-                .service
-                .map(|s| serde_json::Value::String(m.services[s].display_name().to_string()))
-                .unwrap_or_default();
-            v["route"] = p
-                .scope
-                .route
-                .map(|r| serde_json::Value::String(m.routes[r].display_name().to_string()))
-                .unwrap_or_default();
-            v["consumer"] = p
-                .scope
-                .consumer
-                .map(|c| serde_json::Value::String(m.consumers[c].id.clone()))
-                .unwrap_or_default();
-            v
-        })
-        .collect();
-    let out = serde_json::json!({
-        "kong": {
-            "_format_version": "3.0",
-            "services": services,
-            "routes": serviceless,
-            "upstreams": m.upstreams,
-            "plugins": plugins,
-            "consumers": m.consumers,
-        },
-        "ocelot": m.ocelot_merged.clone().unwrap_or(serde_json::Value::Null),
-    });
+    let out = crate::admin::config_json(&loaded.model);
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     ExitCode::SUCCESS
 }

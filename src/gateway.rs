@@ -4,13 +4,13 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, mpsc};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 
-use crate::config::diag::Diagnostic;
+use crate::config::diag::{Diagnostic, SourceFile};
 use crate::config::loader::{self, Loaded};
 use crate::config::model::Model;
 use crate::snapshot::{Snapshot, State};
@@ -32,6 +32,7 @@ pub struct Gateway {
     versions: AtomicU64,
     pub last_reload: Mutex<Option<ReloadReport>>,
     reloading: Mutex<()>,
+    retire: mpsc::Sender<Retired>,
 }
 
 /// Added, removed and changed entities between two models, by id.
@@ -97,6 +98,7 @@ impl Gateway {
             versions: AtomicU64::new(1),
             last_reload: Mutex::new(None),
             reloading: Mutex::new(()),
+            retire: retirer(),
         };
         Ok((Arc::new(gw), warnings))
     }
@@ -121,13 +123,18 @@ impl Gateway {
         let report = if unchanged {
             unchanged_report(&current, t)
         } else {
-            self.load_and_swap(sources.load(environment.as_deref()), &current, t)
+            self.load_and_swap(sources.load(environment.as_deref()), current, t)
         };
         *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
         report
     }
 
-    fn load_and_swap(&self, mut loaded: Loaded, current: &Snapshot, t: Instant) -> ReloadReport {
+    fn load_and_swap(
+        &self,
+        mut loaded: Loaded,
+        current: Arc<Snapshot>,
+        t: Instant,
+    ) -> ReloadReport {
         if loaded.files.is_empty() && !loaded.diagnostics.has_errors() {
             // Every file vanished at once: far likelier a mount in the middle of a swap or an
             // accident than a wish to serve nothing.
@@ -146,7 +153,7 @@ impl Gateway {
             };
         }
         if loaded.hash == current.hash {
-            return unchanged_report(current, t);
+            return unchanged_report(&current, t);
         }
         let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
         let spent = std::mem::take(&mut loaded.spent);
@@ -159,16 +166,15 @@ impl Gateway {
         ));
         self.snapshot.store(snap.clone());
         let compile_ms = elapsed_ms(t);
-        drop(spent);
-        // Only for the log: worked out once the new snapshot serves.
-        let diff = Diff::between(&current.model, &snap.model);
-        tracing::info!(
-            version,
-            routes = %diff.routes,
-            services = %diff.services,
-            compile_ms = format!("{compile_ms:.1}"),
-            "reloaded"
-        );
+        let retired = Retired {
+            old: current,
+            new: snap,
+            spent,
+            compile_ms,
+        };
+        if let Err(mpsc::SendError(retired)) = self.retire.send(retired) {
+            retired.finish();
+        }
         ReloadReport {
             ok: true,
             at: SystemTime::now(),
@@ -177,6 +183,44 @@ impl Gateway {
             compile_ms,
         }
     }
+}
+
+/// What a reload has left once the new snapshot serves: the diff for the log line, and
+/// freeing the old snapshot and the parse trees (together ~20 % of a 10,000-route reload).
+/// Neither `POST /reload` nor the next reload waits for it.
+struct Retired {
+    old: Arc<Snapshot>,
+    new: Arc<Snapshot>,
+    spent: Vec<SourceFile>,
+    compile_ms: f64,
+}
+
+impl Retired {
+    fn finish(self) {
+        drop(self.spent);
+        let diff = Diff::between(&self.old.model, &self.new.model);
+        tracing::info!(
+            version = self.new.version,
+            routes = %diff.routes,
+            services = %diff.services,
+            compile_ms = format!("{:.1}", self.compile_ms),
+            "reloaded"
+        );
+    }
+}
+
+/// The thread that finishes reloads; it ends with the gateway (the sender's drop).
+fn retirer() -> mpsc::Sender<Retired> {
+    let (tx, rx) = mpsc::channel::<Retired>();
+    let spawned = std::thread::Builder::new()
+        .name("config-retire".into())
+        .spawn(move || rx.into_iter().for_each(Retired::finish));
+    if let Err(e) = spawned {
+        // The receiver is gone with the closure: every send fails and the reload finishes
+        // its own leftovers.
+        tracing::warn!(error = %e, "no thread to finish reloads; reloads will do it inline");
+    }
+    tx
 }
 
 fn elapsed_ms(t: Instant) -> f64 {
