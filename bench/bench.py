@@ -1399,7 +1399,7 @@ def render(h, meta):
                     continue
                 s, rf = d[label][t], ref.get(t, {})
                 isref = label == "nginx"
-                L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
                     label, t[1:], cell(s["rps"], rf.get("rps"), fmt_rps, isref),
                     cell(s["cpu_us"], rf.get("cpu_us"), fmt_num, isref),
                     fmt_num(s.get("kernel_us")),
@@ -1819,15 +1819,16 @@ def main(argv):
             shown.append(x)
     meta["cmd"] = " ".join(["bench/run.sh"] + shown)
     h.notes.append("Total benchmark time: %.1f min." % ((time.time() - t_start) / 60))
-    md = render(h, meta)
-    sys.stdout.write(md + "\n")
+    # The raw results first: a run of a quarter of an hour is not lost to a rendering error.
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    with open(a.out, "w") as f:
-        f.write(md + "\n")
     jpath = os.path.splitext(a.out)[0] + ".json"
     with open(jpath, "w") as f:
         json.dump({"meta": meta, "args": {k: v for k, v in vars(a).items()}, "results": h.results,
                    "notes": h.notes}, f, indent=1, default=str)
+    md = render(h, meta)
+    sys.stdout.write(md + "\n")
+    with open(a.out, "w") as f:
+        f.write(md + "\n")
     log("wrote %s and %s" % (a.out, jpath))
     return 0
 
