@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, mpsc};
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -32,7 +32,8 @@ pub struct Gateway {
     versions: AtomicU64,
     pub last_reload: Mutex<Option<ReloadReport>>,
     reloading: Mutex<()>,
-    retire: mpsc::Sender<Retired>,
+    /// The previous reload's leftovers being finished (see `Retired`).
+    retiring: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Added, removed and changed entities between two models, by id.
@@ -98,7 +99,7 @@ impl Gateway {
             versions: AtomicU64::new(1),
             last_reload: Mutex::new(None),
             reloading: Mutex::new(()),
-            retire: retirer(),
+            retiring: Mutex::new(None),
         };
         Ok((Arc::new(gw), warnings))
     }
@@ -112,6 +113,9 @@ impl Gateway {
     /// Reloads are serialised, so two triggers never race to store.
     pub fn reload(&self) -> ReloadReport {
         let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        // The previous reload's frees end before this one allocates: interleaved, they leave
+        // the heap fragmented and resident memory creeps up over many reloads.
+        self.wait_retired();
         let t = Instant::now();
         let current = self.snapshot.load_full();
         let environment = loader::environment();
@@ -127,6 +131,29 @@ impl Gateway {
         };
         *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
         report
+    }
+
+    /// Finishes `retired` on a thread of its own. Without one (spawn failed), the closure's
+    /// drop still frees everything; only the log line's diff is lost.
+    fn retire(&self, retired: Retired) {
+        let spawned = std::thread::Builder::new()
+            .name("config-retire".into())
+            .spawn(move || retired.finish());
+        match spawned {
+            Ok(handle) => *self.retiring.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle),
+            Err(e) => tracing::warn!(error = %e, "no thread to finish the reload"),
+        }
+    }
+
+    fn wait_retired(&self) {
+        let pending = self
+            .retiring
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(handle) = pending {
+            let _ = handle.join();
+        }
     }
 
     fn load_and_swap(
@@ -172,9 +199,7 @@ impl Gateway {
             spent,
             compile_ms,
         };
-        if let Err(mpsc::SendError(retired)) = self.retire.send(retired) {
-            retired.finish();
-        }
+        self.retire(retired);
         ReloadReport {
             ok: true,
             at: SystemTime::now(),
@@ -207,20 +232,6 @@ impl Retired {
             "reloaded"
         );
     }
-}
-
-/// The thread that finishes reloads; it ends with the gateway (the sender's drop).
-fn retirer() -> mpsc::Sender<Retired> {
-    let (tx, rx) = mpsc::channel::<Retired>();
-    let spawned = std::thread::Builder::new()
-        .name("config-retire".into())
-        .spawn(move || rx.into_iter().for_each(Retired::finish));
-    if let Err(e) = spawned {
-        // The receiver is gone with the closure: every send fails and the reload finishes
-        // its own leftovers.
-        tracing::warn!(error = %e, "no thread to finish reloads; reloads will do it inline");
-    }
-    tx
 }
 
 fn elapsed_ms(t: Instant) -> f64 {
