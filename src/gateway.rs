@@ -212,7 +212,7 @@ impl Gateway {
 
 /// What a reload has left once the new snapshot serves: the diff for the log line, and
 /// freeing the old snapshot and the parse trees (together ~20 % of a 10,000-route reload).
-/// Neither `POST /reload` nor the next reload waits for it.
+/// `POST /reload` does not wait for it; the next reload does (`wait_retired`).
 struct Retired {
     old: Arc<Snapshot>,
     new: Arc<Snapshot>,
