@@ -151,14 +151,19 @@ def proc_tree(root):
     return out
 
 
-def cpu_ticks(pids, kernel_only=False):
-    """utime + stime (or stime alone) of the given processes, in clock ticks."""
-    tot = 0
+def cpu_split(pids):
+    """(utime + stime, stime) of the given processes, in clock ticks, from one read each."""
+    tot = kernel = 0
     for pid in pids:
         st = read_stat(pid)
         if st:
-            tot += st[2] if kernel_only else st[1]
-    return tot
+            tot += st[1]
+            kernel += st[2]
+    return tot, kernel
+
+
+def cpu_ticks(pids):
+    return cpu_split(pids)[0]
 
 
 def mem_kib(pids):
@@ -634,14 +639,13 @@ def wait_quiet(limit=10.0):
 def wrk(port, path, conns, duration, cpu_pids, up_pids=(), during=None, during_interval=0.5):
     url = "http://127.0.0.1:%d%s" % (port, path)
     busy = wait_quiet()
-    t0 = cpu_ticks(cpu_pids)
-    k0 = cpu_ticks(cpu_pids, kernel_only=True)
+    t0, k0 = cpu_split(cpu_pids)
     u0 = cpu_ticks(up_pids)
     out, wall, gen = run_client(["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration, "--latency",
                                  "--timeout", "10s", url], duration + 30, during=during,
                                 during_interval=during_interval)
-    dt = cpu_ticks(cpu_pids) - t0
-    dk = cpu_ticks(cpu_pids, kernel_only=True) - k0
+    t1, k1 = cpu_split(cpu_pids)
+    dt, dk = t1 - t0, k1 - k0
     du = cpu_ticks(up_pids) - u0
     r = parse_wrk(out)
     r["gen_cpu"] = gen

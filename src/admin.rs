@@ -70,18 +70,42 @@ pub fn status_json(gw: &Gateway) -> serde_json::Value {
     })
 }
 
-async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
-    let (method, path) = (req.method(), req.uri().path());
-    let allowed = match path {
-        "/status" | "/status/ready" | "/config" => "GET",
-        "/reload" => "POST",
-        _ => {
-            return respond::json_value(
-                StatusCode::NOT_FOUND,
-                &serde_json::json!({"message": "Not found"}),
-            );
+/// What the admin listener answers, and the one method each takes.
+#[derive(Clone, Copy)]
+enum Endpoint {
+    Status,
+    Ready,
+    Reload,
+    Config,
+}
+
+impl Endpoint {
+    fn of(path: &str) -> Option<Endpoint> {
+        Some(match path {
+            "/status" => Endpoint::Status,
+            "/status/ready" => Endpoint::Ready,
+            "/reload" => Endpoint::Reload,
+            "/config" => Endpoint::Config,
+            _ => return None,
+        })
+    }
+
+    fn method(self) -> &'static str {
+        match self {
+            Endpoint::Reload => "POST",
+            _ => "GET",
         }
+    }
+}
+
+async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
+    let Some(endpoint) = Endpoint::of(req.uri().path()) else {
+        return respond::json_value(
+            StatusCode::NOT_FOUND,
+            &serde_json::json!({"message": "Not found"}),
+        );
     };
+    let (method, allowed) = (req.method(), endpoint.method());
     if method.as_str() != allowed && !(method == Method::HEAD && allowed == "GET") {
         let mut r = respond::json_value(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -91,14 +115,14 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
             .insert(http::header::ALLOW, http::HeaderValue::from_static(allowed));
         return r;
     }
-    match path {
-        "/status" => respond::json_value(StatusCode::OK, &status_json(gw)),
-        "/status/ready" => respond::json_value(
+    match endpoint {
+        Endpoint::Status => respond::json_value(StatusCode::OK, &status_json(gw)),
+        Endpoint::Ready => respond::json_value(
             StatusCode::OK,
             &serde_json::json!({"ready": true, "version": gw.snapshot().version}),
         ),
-        "/reload" => reload(gw).await,
-        _ => respond::json_value(StatusCode::OK, &config_json(&gw.snapshot().model)),
+        Endpoint::Reload => reload(gw).await,
+        Endpoint::Config => respond::json_value(StatusCode::OK, &config_json(&gw.snapshot().model)),
     }
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -31,9 +32,9 @@ pub struct Gateway {
     pub state: State,
     versions: AtomicU64,
     pub last_reload: Mutex<Option<ReloadReport>>,
-    reloading: Mutex<()>,
-    /// The previous reload's leftovers being finished (see `Retired`).
-    retiring: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Held for a whole reload, so two triggers never race to store; it keeps the thread
+    /// still finishing the previous reload's leftovers (see `Retired`).
+    reloading: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Added, removed and changed entities between two models, by id.
@@ -98,8 +99,7 @@ impl Gateway {
             state,
             versions: AtomicU64::new(1),
             last_reload: Mutex::new(None),
-            reloading: Mutex::new(()),
-            retiring: Mutex::new(None),
+            reloading: Mutex::new(None),
         };
         Ok((Arc::new(gw), warnings))
     }
@@ -112,10 +112,12 @@ impl Gateway {
     /// valid; otherwise the serving snapshot stays and the errors are kept for `/status`.
     /// Reloads are serialised, so two triggers never race to store.
     pub fn reload(&self) -> ReloadReport {
-        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
+        let mut retiring = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         // The previous reload's frees end before this one allocates: interleaved, they leave
         // the heap fragmented and resident memory creeps up over many reloads.
-        self.wait_retired();
+        if let Some(previous) = retiring.take() {
+            let _ = previous.join();
+        }
         let t = Instant::now();
         let current = self.snapshot.load_full();
         let environment = loader::environment();
@@ -127,39 +129,18 @@ impl Gateway {
         let report = if unchanged {
             unchanged_report(&current, t)
         } else {
-            self.load_and_swap(sources.load(environment.as_deref()), current, t)
+            let loaded = sources.load(environment.as_deref());
+            self.load_and_swap(loaded, current, &mut retiring, t)
         };
         *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) = Some(report.clone());
         report
-    }
-
-    /// Finishes `retired` on a thread of its own. Without one (spawn failed), the closure's
-    /// drop still frees everything; only the log line's diff is lost.
-    fn retire(&self, retired: Retired) {
-        let spawned = std::thread::Builder::new()
-            .name("config-retire".into())
-            .spawn(move || retired.finish());
-        match spawned {
-            Ok(handle) => *self.retiring.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle),
-            Err(e) => tracing::warn!(error = %e, "no thread to finish the reload"),
-        }
-    }
-
-    fn wait_retired(&self) {
-        let pending = self
-            .retiring
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(handle) = pending {
-            let _ = handle.join();
-        }
     }
 
     fn load_and_swap(
         &self,
         mut loaded: Loaded,
         current: Arc<Snapshot>,
+        retiring: &mut Option<JoinHandle<()>>,
         t: Instant,
     ) -> ReloadReport {
         if loaded.files.is_empty() && !loaded.diagnostics.has_errors() {
@@ -193,13 +174,13 @@ impl Gateway {
         ));
         self.snapshot.store(snap.clone());
         let compile_ms = elapsed_ms(t);
-        let retired = Retired {
+        *retiring = Retired {
             old: current,
             new: snap,
             spent,
             compile_ms,
-        };
-        self.retire(retired);
+        }
+        .finish_elsewhere();
         ReloadReport {
             ok: true,
             at: SystemTime::now(),
@@ -212,7 +193,7 @@ impl Gateway {
 
 /// What a reload has left once the new snapshot serves: the diff for the log line, and
 /// freeing the old snapshot and the parse trees (together ~20 % of a 10,000-route reload).
-/// `POST /reload` does not wait for it; the next reload does (`wait_retired`).
+/// `POST /reload` does not wait for it; the next reload does.
 struct Retired {
     old: Arc<Snapshot>,
     new: Arc<Snapshot>,
@@ -221,6 +202,16 @@ struct Retired {
 }
 
 impl Retired {
+    /// Finishes on a thread of its own. Without one (spawn failed), the closure's drop still
+    /// frees everything; only the log line is lost.
+    fn finish_elsewhere(self) -> Option<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("config-retire".into())
+            .spawn(move || self.finish())
+            .inspect_err(|e| tracing::warn!(error = %e, "no thread to finish the reload"))
+            .ok()
+    }
+
     fn finish(self) {
         drop(self.spent);
         let diff = Diff::between(&self.old.model, &self.new.model);
