@@ -200,6 +200,33 @@ def established_to(port):
     return n
 
 
+def cache_model():
+    """valgrind's cache options for this CPU: its L1d, and its L2 as the last level."""
+    opts = []
+    for index, flag in (("index0", "--D1"), ("index2", "--LL")):
+        d = "/sys/devices/system/cpu/cpu0/cache/" + index
+        try:
+            size, ways, line = (open(os.path.join(d, f)).read().strip()
+                                for f in ("size", "ways_of_associativity", "coherency_line_size"))
+            kib = int(size[:-1]) * (1024 if size.endswith("M") else 1)
+            opts.append("%s=%d,%s,%s" % (flag, kib * 1024, int(ways), int(line)))
+        except (OSError, ValueError):
+            pass  # valgrind's own guess, then
+    return opts
+
+
+def callgrind_totals(path):
+    """The event totals of one callgrind dump: {"Ir": ..., "D1mr": ..., ...}."""
+    events, totals = [], []
+    with open(path) as fh:
+        for l in fh:
+            if l.startswith("events:"):
+                events = l.split()[1:]
+            elif l.startswith("totals:"):
+                totals = [int(x) for x in l.split()[1:]]
+    return dict(zip(events, totals))
+
+
 def wait_until(fn, timeout, interval=0.02):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -1163,10 +1190,13 @@ class Harness:
         self.results["reload"] = rows
 
     def sec_instructions(self):
-        """User-space instructions per proxied request, counted by callgrind: nginx (main config,
-        one process) and switchyard (main config) each run under valgrind on their usual port;
-        h2load sends a warm-up, then counting is switched on for N requests at 10 connections.
-        Unlike CPU time, this count does not move with what else runs on the host."""
+        """User-space instructions and simulated data-cache misses per proxied request, counted
+        by callgrind: nginx (main config, one process) and switchyard (main config) each run under
+        valgrind on their usual port; h2load sends a warm-up, then counting is switched on for N
+        requests at 10 connections, and again for N requests at 256 connections. The cache model
+        takes this CPU's L1d and, as the last level, its per-core L2 (`cache_model`): the L3 is
+        shared with whatever else runs on the host. Unlike CPU time, these counts do not move
+        with the neighbours."""
         a = self.args
         rows = self.results.setdefault("instructions", [])
         if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
@@ -1179,7 +1209,8 @@ class Harness:
             self.nginx.stop()
             self.sy.stop()
             out = os.path.join(BENCH, "callgrind-%s.out" % name)
-            vg = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, "--instr-atstart=no"]
+            vg = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, "--instr-atstart=no",
+                  "--cache-sim=yes"] + cache_model()
             if name == "nginx":
                 conf = os.path.join(BENCH, "nginxproxy-callgrind.conf")
                 d = os.path.join(BENCH, "nginxproxy")
@@ -1209,29 +1240,34 @@ class Harness:
                     row["error"] = "did not start under valgrind: %s" % one_line(tail(logpath, 4))
                     continue
                 url = "http://127.0.0.1:%d/" % port
-                h2 = ["taskset", "-c", GEN_CPU, "h2load", "--h1", "-c", "10"]
-                subprocess.run(h2 + ["-n", "2000", url], stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, timeout=300)
                 ctl = lambda *x: subprocess.run(["callgrind_control"] + list(x) + [str(proc.pid)],
                                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                                 timeout=60)
-                ctl("-i", "on")
-                r = subprocess.run(h2 + ["-n", str(n), url], stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, timeout=600).stdout.decode(errors="replace")
-                ctl("-i", "off")
-                ctl("-d")
-                m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", r)
-                if not m or int(m.group(2)) != n:
-                    row["error"] = "h2load: %s" % one_line(r[-300:])
-                    continue
-                totals = []
-                for f in glob.glob(out + ".*"):
-                    with open(f) as fh:
-                        totals += [int(l.split()[1]) for l in fh if l.startswith("totals:")]
-                if not totals:
-                    row["error"] = "no callgrind dump"
-                    continue
-                row["instr_per_req"] = max(totals) / n
+                for conns in (10, 256):
+                    h2 = ["taskset", "-c", GEN_CPU, "h2load", "--h1", "-c", str(conns)]
+                    subprocess.run(h2 + ["-n", str(max(2000, 4 * conns)), url],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+                    ctl("-z")
+                    ctl("-i", "on")
+                    r = subprocess.run(h2 + ["-n", str(n), url], stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, timeout=900).stdout.decode(errors="replace")
+                    ctl("-i", "off")
+                    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", r)
+                    if not m or int(m.group(2)) != n:
+                        row["error"] = "h2load -c%d: %s" % (conns, one_line(r[-300:]))
+                        break
+                    before = set(glob.glob(out + ".*"))
+                    ctl("-d")
+                    dumps = wait_until(lambda: set(glob.glob(out + ".*")) - before, 30, 0.2)
+                    counts = callgrind_totals(sorted(dumps or [])[-1]) if dumps else None
+                    if not counts:
+                        row["error"] = "no callgrind dump"
+                        break
+                    per = lambda *ev: sum(counts.get(e, 0) for e in ev) / n
+                    if conns == 10:
+                        row["instr_per_req"] = per("Ir")
+                    row["c%d" % conns] = {"instr": per("Ir"), "l1d_miss": per("D1mr", "D1mw"),
+                                          "ll_miss": per("DLmr", "DLmw")}
             finally:
                 kill_proc(proc, group=True)
                 rows.append(row)
@@ -1554,21 +1590,30 @@ def render(h, meta):
         L.append("")
 
     if "instructions" in R:
-        L.append("## User-space instructions per proxied request — callgrind, h2load --h1 -c10, "
-                 "%s requests after a 2,000-request warm-up" % "{:,}".format(a.instr_requests))
+        L.append("## User-space instructions per proxied request — callgrind, h2load --h1 -c10 "
+                 "and -c256, %s requests each after a warm-up" % "{:,}".format(a.instr_requests))
         L.append("")
-        L.append("| proxy | instructions / request |")
-        L.append("|---|---|")
+        L.append("Simulated data-cache misses: L1d and the per-core L2 of this CPU as the last "
+                 "level (valgrind's cache model; the kernel's accesses are not in it).")
+        L.append("")
+        L.append("| proxy | conns | instructions / request | L1d misses / request "
+                 "| L2 misses / request |")
+        L.append("|---|---|---|---|---|")
         rows = R["instructions"]
         rf = next((x for x in rows if x.get("proxy") == "nginx" and "error" not in x), {})
         for s in rows:
             if "error" in s:
-                L.append("| %s | %s |" % (s["proxy"], s["error"]))
+                L.append("| %s | | %s | | |" % (s["proxy"], s["error"]))
                 continue
-            v = s["instr_per_req"]
             isref = s["proxy"] == "nginx"
-            L.append("| %s | %s%s |" % (s["proxy"], "{:,.0f}".format(v),
-                                          "" if isref else ratio(v, rf.get("instr_per_req"))))
+            for c in ("c10", "c256"):
+                v, ref = s.get(c), rf.get(c, {})
+                if not v:
+                    continue
+                cells = ["%s%s" % (("{:,.0f}" if k == "instr" else "{:,.1f}").format(v[k]),
+                                   "" if isref else ratio(v[k], ref.get(k)))
+                         for k in ("instr", "l1d_miss", "ll_miss")]
+                L.append("| %s | %s | %s |" % (s["proxy"], c[1:], " | ".join(cells)))
         L.append("")
 
     notes = list(meta["notes"]) + h.notes

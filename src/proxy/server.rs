@@ -196,86 +196,109 @@ fn arm(timer: Pin<&mut tokio::time::Sleep>) {
     }
 }
 
-async fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) {
-    let (r, mut w) = stream.into_split();
-    let reader = Arc::new(Mutex::new(Reader {
-        io: r,
-        buf: BytesMut::new(),
-        body: Decoder::Done,
-    }));
-    let timer = tokio::time::sleep(CLIENT_TIMEOUT);
-    tokio::pin!(timer);
-    let mut out = Vec::new();
-    loop {
-        let head = match read_head(&reader, timer.as_mut()).await {
-            Ok(Some(h)) => h,
-            Ok(None) => return,
-            Err(e) => {
-                let id = RequestId::new();
-                let resp = respond::error(e.status(), &e.to_string(), id.as_str());
-                let mut keep_alive = false;
-                let written = write_response(
-                    &mut w,
-                    &mut out,
-                    resp,
-                    &Stamp::default(),
-                    Version::HTTP_11,
-                    false,
-                    &mut keep_alive,
-                    timer.as_mut(),
-                )
-                .await;
-                if written.is_ok() {
-                    linger(w, &reader).await;
-                }
-                return;
-            }
-        };
-        let http1::RequestHead {
-            mut parts,
-            decoder,
-            mut keep_alive,
-            expect_continue,
-            wire,
-        } = head;
-        let has_body = !decoder.is_done();
-        lock(&reader).body = decoder;
-        if expect_continue {
-            // Answered here, so the upstream never waits for a 100 of its own.
-            parts.headers.remove(header::EXPECT);
-            if has_body && w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
-                return;
+/// A client connection's task. Not an `async fn`, which would keep a second copy of its
+/// arguments in the task: the block uses them in place.
+#[allow(clippy::manual_async_fn)]
+fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) -> impl Future<Output = ()> {
+    async move {
+        let (r, mut w) = stream.into_split();
+        let reader = Arc::new(Mutex::new(Reader {
+            io: r,
+            buf: BytesMut::new(),
+            body: Decoder::Done,
+        }));
+        let timer = tokio::time::sleep(CLIENT_TIMEOUT);
+        tokio::pin!(timer);
+        let mut out = Vec::new();
+        loop {
+            // What one request needs (its head, the handler's and the writer's state) lives
+            // in one box per request, and the task holds only this loop's state: an idle
+            // connection costs a few hundred bytes, and with many connections in flight what
+            // each request touches stays small enough to stay in cache.
+            let request: Pin<Box<dyn Future<Output = Next> + Send + '_>> =
+                match read_head(&reader, timer.as_mut()).await {
+                    Ok(Some(head)) => Box::pin(exchange(
+                        &gw,
+                        &conn,
+                        head,
+                        &reader,
+                        &mut w,
+                        &mut out,
+                        timer.as_mut(),
+                    )),
+                    Ok(None) => return,
+                    Err(e) => Box::pin(refuse(e, &mut w, &mut out, timer.as_mut())),
+                };
+            match request.await {
+                Next::Request => {}
+                Next::Close => return,
+                Next::Linger => return Box::pin(linger(w, &reader)).await,
             }
         }
-        let head_request = parts.method == Method::HEAD;
-        let version = parts.version;
-        let body = if has_body {
-            ProxyBody::Request(RequestBody {
-                reader: reader.clone(),
-            })
-        } else {
-            ProxyBody::Empty
-        };
+    }
+}
+
+/// What a connection does after a response.
+enum Next {
+    /// Waits for the next request.
+    Request,
+    Close,
+    /// Closes, reading for a moment what the client may still be sending (`linger`).
+    Linger,
+}
+
+/// One request on a client connection: the handler, then the response, then what is left
+/// of the request body. The head is taken apart before the `async` block, which would
+/// otherwise keep it beside its parts.
+fn exchange<'a>(
+    gw: &'a Gateway,
+    conn: &'a Conn,
+    head: http1::RequestHead,
+    reader: &'a Arc<Mutex<Reader>>,
+    w: &'a mut OwnedWriteHalf,
+    out: &'a mut Vec<u8>,
+    mut timer: Pin<&'a mut tokio::time::Sleep>,
+) -> impl Future<Output = Next> + 'a {
+    let http1::RequestHead {
+        mut parts,
+        decoder,
+        mut keep_alive,
+        expect_continue,
+        wire,
+    } = head;
+    let has_body = !decoder.is_done();
+    lock(reader).body = decoder;
+    if expect_continue {
+        parts.headers.remove(header::EXPECT);
+    }
+    let head_request = parts.method == Method::HEAD;
+    let version = parts.version;
+    let body = if has_body {
+        ProxyBody::Request(RequestBody {
+            reader: reader.clone(),
+        })
+    } else {
+        ProxyBody::Empty
+    };
+    let req = Request::from_parts(parts, body);
+    async move {
+        // Answered here, so the upstream never waits for a 100 of its own.
+        if expect_continue
+            && has_body
+            && w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
+        {
+            return Next::Close;
+        }
         // Each request takes the snapshot current when it starts: a reload never changes a
         // request in flight, and the next request sees the new config.
-        // Boxed per request: an idle connection then holds only this loop's small state,
-        // not what a request in flight needs.
         let id = RequestId::new();
         let mut stamp = Stamp::default();
-        let resp = Box::pin(handler::handle(
-            gw.snapshot(),
-            &conn,
-            Request::from_parts(parts, body),
-            wire,
-            &id,
-            &mut stamp,
-        ))
-        .await;
+        let resp = handler::handle(gw.snapshot(), conn, req, wire, &id, &mut stamp).await;
         handler::finish(&resp, &id, &mut stamp);
 
         // A body nobody read (the request was refused, or the upstream answered early) is
         // discarded when small; a large one ends the connection.
-        let unread = lock(&reader).body.remaining();
+        let unread = lock(reader).body.remaining();
         let discard = match unread {
             Some(0) => false,
             Some(n) if n > MAX_DISCARD => {
@@ -285,8 +308,8 @@ async fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) {
             _ => true,
         };
         let written = write_response(
-            &mut w,
-            &mut out,
+            w,
+            out,
             resp,
             &stamp,
             version,
@@ -296,18 +319,47 @@ async fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) {
         )
         .await;
         if written.is_err() {
-            return;
+            return Next::Close;
         }
         if !keep_alive {
-            if unread != Some(0) {
-                linger(w, &reader).await;
-            }
-            return;
+            return if unread == Some(0) {
+                Next::Close
+            } else {
+                Next::Linger
+            };
         }
-        if discard && !discard_body(&reader, timer.as_mut()).await {
-            return;
+        if discard && !discard_body(reader, timer.as_mut()).await {
+            return Next::Close;
         }
-        lock(&reader).idle();
+        lock(reader).idle();
+        Next::Request
+    }
+}
+
+/// Answers a request head that could not be read with its 4xx; the connection closes.
+async fn refuse(
+    e: RequestError,
+    w: &mut OwnedWriteHalf,
+    out: &mut Vec<u8>,
+    timer: Pin<&mut tokio::time::Sleep>,
+) -> Next {
+    let id = RequestId::new();
+    let resp = respond::error(e.status(), &e.to_string(), id.as_str());
+    let mut keep_alive = false;
+    let written = write_response(
+        w,
+        out,
+        resp,
+        &Stamp::default(),
+        Version::HTTP_11,
+        false,
+        &mut keep_alive,
+        timer,
+    )
+    .await;
+    match written {
+        Ok(()) => Next::Linger,
+        Err(_) => Next::Close,
     }
 }
 
