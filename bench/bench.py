@@ -1258,8 +1258,10 @@ class Harness:
                         break
                     before = set(glob.glob(out + ".*"))
                     ctl("-d")
-                    dumps = wait_until(lambda: set(glob.glob(out + ".*")) - before, 30, 0.2)
-                    counts = callgrind_totals(sorted(dumps or [])[-1]) if dumps else None
+                    new_dump = lambda: sorted(set(glob.glob(out + ".*")) - before)
+                    # Read once the dump is whole: its totals line comes last.
+                    wait_until(lambda: new_dump() and callgrind_totals(new_dump()[-1]), 30, 0.2)
+                    counts = callgrind_totals(new_dump()[-1]) if new_dump() else None
                     if not counts:
                         row["error"] = "no callgrind dump"
                         break
