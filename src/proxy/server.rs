@@ -213,8 +213,10 @@ fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) -> impl Future<Output 
         loop {
             // What one request needs (its head, the handler's and the writer's state) lives
             // in one box per request, and the task holds only this loop's state: an idle
-            // connection costs a few hundred bytes, and with many connections in flight what
-            // each request touches stays small enough to stay in cache.
+            // connection's task is a few hundred bytes, and with many connections in flight
+            // what each request touches stays small enough to stay in cache. Both outcomes
+            // are boxed as one type so that the read's result is gone before the request
+            // runs; awaited inside the match, it would stay in the task.
             let request: Pin<Box<dyn Future<Output = Next> + Send + '_>> =
                 match read_head(&reader, timer.as_mut()).await {
                     Ok(Some(head)) => Box::pin(exchange(
