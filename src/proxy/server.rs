@@ -4,9 +4,9 @@
 //! buffers, the random source and the snapshot handle are all worker-local.
 //!
 //! A client connection is one task: wait until readable (holding no buffer) ─▶ read and
-//! parse the head (`http1`) ─▶ `handler::handle` (the body is read on demand through
-//! `RequestBody`) ─▶ write the response head and stream its body ─▶ discard what is left of
-//! the request body ─▶ next request, or close.
+//! parse the head (`http1`) ─▶ then, in one box per request (`exchange`): `handler::handle`
+//! (the body is read on demand through `RequestBody`) ─▶ write the response head and stream
+//! its body ─▶ discard what is left of the request body ─▶ next request, or close.
 
 use std::cell::RefCell;
 use std::future::poll_fn;
@@ -244,6 +244,7 @@ fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) -> impl Future<Output 
 enum Next {
     /// Waits for the next request.
     Request,
+    /// Closes at once.
     Close,
     /// Closes, reading for a moment what the client may still be sending (`linger`).
     Linger,
