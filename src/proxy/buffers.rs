@@ -1,7 +1,8 @@
-//! Read buffers, header maps and request-head buffers, recycled per worker thread. A connection holds a buffer
-//! only while bytes are on their way; an idle keep-alive connection gives it back, so a
-//! thousand idle clients cost a thousand sockets and not a thousand buffers. A busy worker
-//! mallocs neither: both are kilobytes, which glibc serves only from its slow path.
+//! Read buffers, header maps and head buffers (a request's to the upstream, a response's to
+//! the client), recycled per worker thread. A connection holds a buffer only while bytes are
+//! on their way; an idle keep-alive connection gives it back, so a thousand idle clients cost
+//! a thousand sockets and not a thousand buffers. A busy worker mallocs none of them: the
+//! buffers are kilobytes, which glibc serves only from its slow path.
 
 use std::cell::RefCell;
 use std::pin::Pin;
@@ -26,7 +27,7 @@ const KEEP: usize = 1024;
 const KEEP_MAPS: usize = 512;
 const MAP_ENTRIES: usize = 64;
 
-/// Upstream request heads kept per worker, and the largest kept.
+/// Head buffers kept per worker, and the largest kept.
 const KEEP_HEADS: usize = 256;
 const HEAD_BYTES: usize = 4 * 1024;
 
@@ -36,7 +37,7 @@ thread_local! {
     static HEADS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A buffer to write a request head into; it goes back to the worker's pool when dropped,
+/// A buffer to write a head into (with a small body, for a response); it goes back to the worker's pool when dropped,
 /// unless it grew large.
 pub struct HeadBuf(pub Vec<u8>);
 

@@ -209,7 +209,6 @@ fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) -> impl Future<Output 
         }));
         let timer = tokio::time::sleep(CLIENT_TIMEOUT);
         tokio::pin!(timer);
-        let mut out = Vec::new();
         loop {
             // What one request needs (its head, the handler's and the writer's state) lives
             // in one box per request, and the task holds only this loop's state: an idle
@@ -219,17 +218,11 @@ fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) -> impl Future<Output 
             // runs; awaited inside the match, it would stay in the task.
             let request: Pin<Box<dyn Future<Output = Next> + Send + '_>> =
                 match read_head(&reader, timer.as_mut()).await {
-                    Ok(Some(head)) => Box::pin(exchange(
-                        &gw,
-                        &conn,
-                        head,
-                        &reader,
-                        &mut w,
-                        &mut out,
-                        timer.as_mut(),
-                    )),
+                    Ok(Some(head)) => {
+                        Box::pin(exchange(&gw, &conn, head, &reader, &mut w, timer.as_mut()))
+                    }
                     Ok(None) => return,
-                    Err(e) => Box::pin(refuse(e, &mut w, &mut out, timer.as_mut())),
+                    Err(e) => Box::pin(refuse(e, &mut w, timer.as_mut())),
                 };
             match request.await {
                 Next::Request => {}
@@ -259,7 +252,6 @@ fn exchange<'a>(
     head: http1::RequestHead,
     reader: &'a Arc<Mutex<Reader>>,
     w: &'a mut OwnedWriteHalf,
-    out: &'a mut Vec<u8>,
     mut timer: Pin<&'a mut tokio::time::Sleep>,
 ) -> impl Future<Output = Next> + 'a {
     let http1::RequestHead {
@@ -312,7 +304,6 @@ fn exchange<'a>(
         };
         let written = write_response(
             w,
-            out,
             resp,
             &stamp,
             version,
@@ -343,7 +334,6 @@ fn exchange<'a>(
 async fn refuse(
     e: RequestError,
     w: &mut OwnedWriteHalf,
-    out: &mut Vec<u8>,
     timer: Pin<&mut tokio::time::Sleep>,
 ) -> Next {
     let id = RequestId::new();
@@ -351,7 +341,6 @@ async fn refuse(
     let mut keep_alive = false;
     let written = write_response(
         w,
-        out,
         resp,
         &Stamp::default(),
         Version::HTTP_11,
@@ -444,7 +433,6 @@ async fn linger(mut w: OwnedWriteHalf, reader: &Mutex<Reader>) {
 #[allow(clippy::too_many_arguments)]
 async fn write_response(
     w: &mut OwnedWriteHalf,
-    out: &mut Vec<u8>,
     resp: crate::plugins::Response,
     stamp: &Stamp,
     version: Version,
@@ -480,7 +468,10 @@ async fn write_response(
             }
         }
     };
-    out.clear();
+    // From the worker's pool, not the connection: with hundreds of connections in flight
+    // a buffer of each connection's own would be cold at every response.
+    let mut head = buffers::HeadBuf::take();
+    let out = &mut head.0;
     let lines = match body.raw_head() {
         Some(raw) => http1::Lines::Raw(raw),
         None => http1::Lines::Map(&parts.headers),
