@@ -37,8 +37,8 @@ thread_local! {
     static HEADS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A buffer to write a head into (with a small body, for a response); it goes back to the worker's pool when dropped,
-/// unless it grew large.
+/// A buffer to write a head into (a response's with its body when that is small); it goes
+/// back to the worker's pool when dropped, unless it grew large.
 pub struct HeadBuf(pub Vec<u8>);
 
 impl HeadBuf {

@@ -468,8 +468,8 @@ async fn write_response(
             }
         }
     };
-    // From the worker's pool, not the connection: with hundreds of connections in flight
-    // a buffer of each connection's own would be cold at every response.
+    // From the worker's pool, not the connection's own: an idle connection would keep it,
+    // and with hundreds of connections in flight it would be cold at every response.
     let mut head = buffers::HeadBuf::take();
     let out = &mut head.0;
     let lines = match body.raw_head() {
