@@ -201,15 +201,19 @@ def established_to(port):
 
 
 def cache_model():
-    """valgrind's cache options for this CPU: its L1d, and its L2 as the last level."""
+    """valgrind's cache options for this CPU: its L1d, and its L2 as the last level. The caches
+    are found by their level and type, not by where sysfs happens to list them."""
+    want = {("1", "Data"): "--D1", ("2", "Unified"): "--LL"}
     opts = []
-    for index, flag in (("index0", "--D1"), ("index2", "--LL")):
-        d = "/sys/devices/system/cpu/cpu0/cache/" + index
+    for d in sorted(glob.glob("/sys/devices/system/cpu/cpu0/cache/index*")):
         try:
-            size, ways, line = (open(os.path.join(d, f)).read().strip()
-                                for f in ("size", "ways_of_associativity", "coherency_line_size"))
-            kib = int(size[:-1]) * (1024 if size.endswith("M") else 1)
-            opts.append("%s=%d,%s,%s" % (flag, kib * 1024, int(ways), int(line)))
+            level, kind, size, ways, line = (
+                open(os.path.join(d, f)).read().strip()
+                for f in ("level", "type", "size", "ways_of_associativity", "coherency_line_size"))
+            flag = want.get((level, kind))
+            if flag:
+                kib = int(size[:-1]) * (1024 if size.endswith("M") else 1)
+                opts.append("%s=%d,%s,%s" % (flag, kib * 1024, int(ways), int(line)))
         except (OSError, ValueError):
             pass  # valgrind's own guess, then
     return opts
