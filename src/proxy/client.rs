@@ -369,18 +369,21 @@ enum Exchange {
 
 impl Checkout {
     /// Sends the request (`parts`, then the gateway's `added` headers, and `body`) and waits
-    /// for the response head. A reused
-    /// connection that turns out to have been closed by the upstream before it answered is
-    /// replaced by a fresh one when the request can be sent again (its body was not streamed
-    /// from the client). The request is borrowed so that this future stays small.
-    pub async fn send(
+    /// for the response head. A reused connection that turns out to have been closed by the
+    /// upstream before it answered is replaced by a fresh one when the request can be sent
+    /// again (its body was not streamed from the client).
+    ///
+    /// The head is written out before the `async` block, which keeps only the written bytes:
+    /// neither the request nor a second copy of the arguments is in this future.
+    #[inline(always)]
+    pub fn send<'a>(
         self,
-        t: &Target<'_>,
+        t: &'a Target<'a>,
         parts: &http::request::Parts,
         added: &[(&HeaderName, HeaderValue)],
-        body: &mut ProxyBody,
+        body: &'a mut ProxyBody,
         raw_head: bool,
-    ) -> Result<Response<UpstreamBody>, UpstreamError> {
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + 'a {
         let framing = match body.length() {
             Some(_) if matches!(body, ProxyBody::Empty) => Framing::None,
             Some(n) => Framing::Length(n),
@@ -398,56 +401,66 @@ impl Checkout {
         );
         let head_request = parts.method == Method::HEAD;
         let mut conn = self.0;
-        loop {
-            let replayable = body.is_replayable();
-            conn.deadline.restart(t.read_timeout);
-            let attempt = {
-                let UpConn {
-                    io, buf, deadline, ..
-                } = &mut *conn;
-                let exchange = exchange(io, buf, &head.0, body, framing, head_request, raw_head, t);
-                let mut exchange = std::pin::pin!(exchange);
-                poll_fn(|cx| {
-                    if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
-                        return Poll::Ready(Some(r));
-                    }
-                    ready!(deadline.poll_expired(cx));
-                    Poll::Ready(None)
-                })
-                .await
-            };
-            let resp = match attempt {
-                None => return Err(UpstreamError::ReadTimeout { addr: t.addr() }),
-                Some(Ok(r)) => r,
-                Some(Err(Exchange::Unanswered(_))) if conn.reused && replayable => {
+        async move {
+            // Set when a reused connection turns out closed; the new one is made at the top of
+            // the loop, where the failed attempt is gone: an await inside its `match` would keep
+            // the attempt in this future, beside the exchange's state.
+            let mut stale = false;
+            loop {
+                if stale {
                     tracing::debug!(
                         upstream = t.addr(),
                         "kept-alive connection was closed; reconnecting"
                     );
                     conn = Box::pin(connect(t)).await?;
-                    continue;
                 }
-                Some(Err(Exchange::Unanswered(source))) => {
-                    return Err(UpstreamError::Protocol {
-                        addr: t.addr(),
-                        source,
-                    });
+                let replayable = body.is_replayable();
+                conn.deadline.restart(t.read_timeout);
+                let attempt = {
+                    let UpConn {
+                        io, buf, deadline, ..
+                    } = &mut *conn;
+                    let exchange =
+                        exchange(io, buf, &head.0, body, framing, head_request, raw_head, t);
+                    let mut exchange = std::pin::pin!(exchange);
+                    poll_fn(|cx| {
+                        if let Poll::Ready(r) = exchange.as_mut().poll(cx) {
+                            return Poll::Ready(Some(r));
+                        }
+                        ready!(deadline.poll_expired(cx));
+                        Poll::Ready(None)
+                    })
+                    .await
+                };
+                let resp = match attempt {
+                    None => return Err(UpstreamError::ReadTimeout { addr: t.addr() }),
+                    Some(Ok(r)) => r,
+                    Some(Err(Exchange::Unanswered(_))) if conn.reused && replayable => {
+                        stale = true;
+                        continue;
+                    }
+                    Some(Err(Exchange::Unanswered(source))) => {
+                        return Err(UpstreamError::Protocol {
+                            addr: t.addr(),
+                            source,
+                        });
+                    }
+                    Some(Err(Exchange::Failed(e))) => return Err(e),
+                };
+                let (head, keep_alive) = resp;
+                conn.deadline.progress();
+                let mut ub = UpstreamBody {
+                    conn: Some(conn),
+                    decoder: head.decoder,
+                    keep_alive,
+                    gateway_set: head.gateway_set,
+                    raw: head.raw.map(Box::new),
+                };
+                if ub.decoder.is_done() {
+                    ub.release();
                 }
-                Some(Err(Exchange::Failed(e))) => return Err(e),
-            };
-            let (head, keep_alive) = resp;
-            conn.deadline.progress();
-            let mut ub = UpstreamBody {
-                conn: Some(conn),
-                decoder: head.decoder,
-                keep_alive,
-                gateway_set: head.gateway_set,
-                raw: head.raw.map(Box::new),
-            };
-            if ub.decoder.is_done() {
-                ub.release();
+                return Ok(Response::from_parts(head.parts, ub));
             }
-            return Ok(Response::from_parts(head.parts, ub));
         }
     }
 }
@@ -533,13 +546,12 @@ async fn write_request(
     let mut size_line = Vec::new();
     loop {
         let data = match body.data().await {
-            None => None,
-            Some(Ok(d)) => Some(d),
+            None => break,
+            Some(Ok(d)) => d,
             Some(Err(source)) => {
                 return Err(Exchange::Failed(UpstreamError::ClientBody { source }));
             }
         };
-        let Some(data) = data else { break };
         if data.is_empty() {
             continue;
         }

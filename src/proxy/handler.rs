@@ -41,19 +41,23 @@ const MAX_PART_BODY: usize = 16 << 20;
 
 /// One request, start to response head. The caller made the request id and stamps the
 /// response with it (`finish`); a plugin-free upstream response leaves its Via and latency
-/// headers in `stamp` too, for the caller to write after the upstream's. The prelude runs
-/// here and the rest in an `async` block that uses the request in place: an `async fn` would
-/// keep a second copy of its arguments in its future, and this future is boxed per request.
+/// headers in `stamp` too, for the caller to write after the upstream's.
+///
+/// The request is borrowed from the caller, which holds it anyway: owned, it would sit in
+/// this future beside the caller's copy, and both are in the box each request is served
+/// from. For the same reason, what is needed only until the upstream request is built lives
+/// in blocks that end before it is sent.
+#[inline(always)]
 pub fn handle<'c>(
     snap: Arc<Snapshot>,
     conn: &'c Conn,
-    req: Request<ProxyBody>,
-    wire: Wire,
+    parts: &'c mut http::request::Parts,
+    body: &'c mut ProxyBody,
+    wire: &'c Wire,
     id: &'c RequestId,
     stamp: &'c mut Stamp,
 ) -> impl Future<Output = Response> + 'c {
     let started = Instant::now();
-    let (mut parts, mut body) = req.into_parts();
     async move {
         let snap = &*snap;
         let raw_path = parts.uri.path();
@@ -69,15 +73,14 @@ pub fn handle<'c>(
             .unwrap_or_default();
         let (host, host_port) = split_host_port(host_header).unwrap_or((host_header, None));
         let path = normalize_path(raw_path);
-        let route_req = RouteRequest {
+        let Some(m) = snap.router.find(&RouteRequest {
             method: &parts.method,
             host,
             port: host_port.unwrap_or(conn.local.port()),
             path: &path,
             query: parts.uri.query(),
             headers: &parts.headers,
-        };
-        let Some(m) = snap.router.find(&route_req) else {
+        }) else {
             return gateway_error(
                 StatusCode::NOT_FOUND,
                 "no Route matched with those values",
@@ -98,6 +101,7 @@ pub fn handle<'c>(
                     headers,
                 };
                 // Boxed: the Ocelot branch's state would otherwise weigh on every request.
+                let body = std::mem::replace(body, ProxyBody::Empty);
                 let forward =
                     ocelot_forward(snap, conn, m.route, head, body, &m.params, started, id);
                 return Box::pin(forward)
@@ -158,21 +162,24 @@ pub fn handle<'c>(
         };
 
         // Upstream request line.
-        let upstream_path = upstream_path(route, service, &path, &m);
-        let upstream_path = escape_upstream(&upstream_path);
-        let uri = if upstream_path == raw_path && parts.uri.scheme().is_none() {
-            // Nothing to rewrite (no strip, no service path): the request line travels as it came.
-            parts.uri.clone()
-        } else {
-            match upstream_uri(&upstream_path, &parts.uri) {
-                Some(u) => u,
-                None => {
-                    return gateway_error(
-                        StatusCode::BAD_REQUEST,
-                        "the request path cannot be forwarded",
-                        id,
-                        started,
-                    );
+        let uri = {
+            let upstream_path = upstream_path(route, service, &path, &m);
+            let upstream_path = escape_upstream(&upstream_path);
+            if upstream_path == raw_path && parts.uri.scheme().is_none() {
+                // Nothing to rewrite (no strip, no service path): the request line travels as
+                // it came.
+                parts.uri.clone()
+            } else {
+                match upstream_uri(&upstream_path, &parts.uri) {
+                    Some(u) => u,
+                    None => {
+                        return gateway_error(
+                            StatusCode::BAD_REQUEST,
+                            "the request path cannot be forwarded",
+                            id,
+                            started,
+                        );
+                    }
                 }
             }
         };
@@ -180,60 +187,62 @@ pub fn handle<'c>(
         // Upstream headers. The gateway's own go out after the client's (`Added`); the
         // client's of the same names are read and dropped only when there can be any: the
         // parser saw one, or a plugin may have set one.
-        let client_version = parts.version;
-        let h = &mut parts.headers;
-        let replace = wire.gateway_set || !route.chain.is_empty();
         let mut added = Added::new();
-        let client_ip = conn.peer_ip_header();
-        let prev_xff = if replace {
-            h.remove(&X_FORWARDED_FOR)
-        } else {
-            None
-        };
-        let xff = match prev_xff.as_ref().and_then(|v| v.to_str().ok()) {
-            Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip()))
-                .unwrap_or(client_ip.clone()),
-            None => client_ip.clone(),
-        };
-        added.push((&X_FORWARDED_FOR, xff));
-        added.push((&X_REAL_IP, client_ip));
-        added.push((&X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme())));
-        // The host as sent shares the head's bytes; only one with capitals is copied.
-        let forwarded_host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-            HeaderValue::from_str(&host.to_ascii_lowercase()).ok()
-        } else {
-            HeaderValue::from_maybe_shared(shared(&wire.head, host)).ok()
-        };
-        if let Some(v) = forwarded_host {
-            added.push((&X_FORWARDED_HOST, v));
-        }
-        added.push((&X_FORWARDED_PORT, conn.local_port_header.clone()));
-        if let Ok(v) = HeaderValue::from_maybe_shared(shared(&wire.head, raw_path)) {
-            added.push((&X_FORWARDED_PATH, v));
-        }
-        if let Some(n) = m.prefix_len
-            && route.strip_path
-            && n > 0
-            && &path[..n] != "/"
-            && let Ok(v) = HeaderValue::from_str(&path[..n])
-        {
-            added.push((&X_FORWARDED_PREFIX, v));
-        }
-        let prev_via = if replace { h.remove(header::VIA) } else { None };
-        added.push((&VIA, headers::via(prev_via.as_ref(), client_version)));
-        added.push((&REQUEST_ID, id.header()));
-        if replace {
-            // Whatever the gateway sets replaces the client's, and a prefix it does not set
-            // is not the client's to claim.
-            for (name, _) in &added {
-                h.remove(*name);
+        let client_host = {
+            let client_version = parts.version;
+            let h = &mut parts.headers;
+            let replace = wire.gateway_set || !route.chain.is_empty();
+            let client_ip = conn.peer_ip_header();
+            let prev_xff = if replace {
+                h.remove(&X_FORWARDED_FOR)
+            } else {
+                None
+            };
+            let xff = match prev_xff.as_ref().and_then(|v| v.to_str().ok()) {
+                Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip()))
+                    .unwrap_or(client_ip.clone()),
+                None => client_ip.clone(),
+            };
+            added.push((&X_FORWARDED_FOR, xff));
+            added.push((&X_REAL_IP, client_ip));
+            added.push((&X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme())));
+            // The host as sent shares the head's bytes; only one with capitals is copied.
+            let forwarded_host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+                HeaderValue::from_str(&host.to_ascii_lowercase()).ok()
+            } else {
+                HeaderValue::from_maybe_shared(shared(&wire.head, host)).ok()
+            };
+            if let Some(v) = forwarded_host {
+                added.push((&X_FORWARDED_HOST, v));
             }
-            h.remove(&X_FORWARDED_PREFIX);
-        }
-        let client_host = if route.preserve_host {
-            h.get(header::HOST).cloned()
-        } else {
-            None
+            added.push((&X_FORWARDED_PORT, conn.local_port_header.clone()));
+            if let Ok(v) = HeaderValue::from_maybe_shared(shared(&wire.head, raw_path)) {
+                added.push((&X_FORWARDED_PATH, v));
+            }
+            if let Some(n) = m.prefix_len
+                && route.strip_path
+                && n > 0
+                && &path[..n] != "/"
+                && let Ok(v) = HeaderValue::from_str(&path[..n])
+            {
+                added.push((&X_FORWARDED_PREFIX, v));
+            }
+            let prev_via = if replace { h.remove(header::VIA) } else { None };
+            added.push((&VIA, headers::via(prev_via.as_ref(), client_version)));
+            added.push((&REQUEST_ID, id.header()));
+            if replace {
+                // Whatever the gateway sets replaces the client's, and a prefix it does not set
+                // is not the client's to claim.
+                for (name, _) in &added {
+                    h.remove(*name);
+                }
+                h.remove(&X_FORWARDED_PREFIX);
+            }
+            if route.preserve_host {
+                h.get(header::HOST).cloned()
+            } else {
+                None
+            }
         };
         parts.uri = uri;
 
@@ -241,9 +250,9 @@ pub fn handle<'c>(
         let result = send_with_retries(
             service,
             route.preserve_host,
-            &mut parts,
+            parts,
             &added,
-            &mut body,
+            body,
             client_host,
             route.chain.is_empty(),
         )
@@ -923,51 +932,59 @@ fn https_required(
 /// Connects to the service's destination, again on connection errors as `retries` allows
 /// (the next balancer target each time), then sends the request once. With `raw_head` the
 /// response's header lines stay as they came (`UpstreamBody::raw_head`).
-async fn send_with_retries(
-    service: &ServiceRt,
+///
+/// Not an `async fn`, which would keep a second copy of its arguments in its future.
+#[inline(always)]
+#[allow(clippy::manual_async_fn)]
+fn send_with_retries<'a>(
+    service: &'a ServiceRt,
     preserve_host: bool,
-    parts: &mut http::request::Parts,
-    added: &[(&HeaderName, HeaderValue)],
-    body: &mut ProxyBody,
+    parts: &'a mut http::request::Parts,
+    added: &'a [(&'static HeaderName, HeaderValue)],
+    body: &'a mut ProxyBody,
     client_host: Option<HeaderValue>,
     raw_head: bool,
-) -> Result<http::Response<client::UpstreamBody>, UpstreamError> {
-    let mut tries_left = service.retries;
-    loop {
-        let peer: Peer = match &service.dest {
-            Dest::Direct(p) => p.clone(),
-            Dest::Balanced(b) => match b.next() {
-                Some(p) => p.clone(),
-                None => {
-                    return Err(UpstreamError::Connect {
-                        addr: b.name.clone(),
-                        source: std::io::Error::other("no target with a positive weight"),
-                    });
+) -> impl Future<Output = Result<http::Response<client::UpstreamBody>, UpstreamError>> + 'a {
+    async move {
+        let mut tries_left = service.retries;
+        loop {
+            let peer: Peer = match &service.dest {
+                Dest::Direct(p) => p.clone(),
+                Dest::Balanced(b) => match b.next() {
+                    Some(p) => p.clone(),
+                    None => {
+                        return Err(UpstreamError::Connect {
+                            addr: b.name.clone(),
+                            source: std::io::Error::other("no target with a positive weight"),
+                        });
+                    }
+                },
+            };
+            let target = client::Target {
+                host: &peer.host,
+                port: peer.port,
+                tls: service.tls,
+                tls_verify: service.tls_verify,
+                connect_timeout: service.connect_timeout,
+                read_timeout: service.read_timeout,
+            };
+            // Bound before it is used, so that the checkout's result is gone while the request
+            // is sent rather than kept in this future.
+            let conn = match client::checkout(&target).await {
+                Ok(conn) => conn,
+                Err(e) if e.retryable() && tries_left > 0 => {
+                    tracing::debug!(error = %e, "retrying upstream");
+                    tries_left -= 1;
+                    continue;
                 }
-            },
-        };
-        let target = client::Target {
-            host: &peer.host,
-            port: peer.port,
-            tls: service.tls,
-            tls_verify: service.tls_verify,
-            connect_timeout: service.connect_timeout,
-            read_timeout: service.read_timeout,
-        };
-        match client::checkout(&target).await {
-            Ok(conn) => {
-                let host = match (&client_host, preserve_host) {
-                    (Some(h), true) => h.clone(),
-                    _ => peer.host_header.clone(),
-                };
-                parts.headers.insert(header::HOST, host);
-                return conn.send(&target, parts, added, body, raw_head).await;
-            }
-            Err(e) if e.retryable() && tries_left > 0 => {
-                tracing::debug!(error = %e, "retrying upstream");
-                tries_left -= 1;
-            }
-            Err(e) => return Err(e),
+                Err(e) => return Err(e),
+            };
+            let host = match (&client_host, preserve_host) {
+                (Some(h), true) => h.clone(),
+                _ => peer.host_header.clone(),
+            };
+            parts.headers.insert(header::HOST, host);
+            return conn.send(&target, parts, added, body, raw_head).await;
         }
     }
 }

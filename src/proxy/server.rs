@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderValue};
-use http::{Method, Request, StatusCode, Version};
+use http::{Method, StatusCode, Version};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -269,14 +269,13 @@ fn exchange<'a>(
     }
     let head_request = parts.method == Method::HEAD;
     let version = parts.version;
-    let body = if has_body {
+    let mut body = if has_body {
         ProxyBody::Request(RequestBody {
             reader: reader.clone(),
         })
     } else {
         ProxyBody::Empty
     };
-    let req = Request::from_parts(parts, body);
     async move {
         // Answered here, so the upstream never waits for a 100 of its own.
         if expect_continue
@@ -289,7 +288,16 @@ fn exchange<'a>(
         // request in flight, and the next request sees the new config.
         let id = RequestId::new();
         let mut stamp = Stamp::default();
-        let resp = handler::handle(gw.snapshot(), conn, req, wire, &id, &mut stamp).await;
+        let resp = handler::handle(
+            gw.snapshot(),
+            conn,
+            &mut parts,
+            &mut body,
+            &wire,
+            &id,
+            &mut stamp,
+        )
+        .await;
         handler::finish(&resp, &id, &mut stamp);
 
         // A body nobody read (the request was refused, or the upstream answered early) is
