@@ -374,7 +374,8 @@ impl Checkout {
     /// again (its body was not streamed from the client).
     ///
     /// The head is written out before the `async` block, which keeps only the written bytes:
-    /// neither the request nor a second copy of the arguments is in this future.
+    /// neither the request nor a second copy of the arguments is in this future. Inlined, as
+    /// `handler::handle` is.
     #[inline(always)]
     pub fn send<'a>(
         self,

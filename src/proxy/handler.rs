@@ -46,7 +46,8 @@ const MAX_PART_BODY: usize = 16 << 20;
 /// The request is borrowed from the caller, which holds it anyway: owned, it would sit in
 /// this future beside the caller's copy, and both are in the box each request is served
 /// from. For the same reason, what is needed only until the upstream request is built lives
-/// in blocks that end before it is sent.
+/// in blocks that end before it is sent. Inlined, so that the future is built where the
+/// caller keeps it instead of being built apart and copied there.
 #[inline(always)]
 pub fn handle<'c>(
     snap: Arc<Snapshot>,
@@ -187,6 +188,7 @@ pub fn handle<'c>(
         // Upstream headers. The gateway's own go out after the client's (`Added`); the
         // client's of the same names are read and dropped only when there can be any: the
         // parser saw one, or a plugin may have set one.
+        // Declared outside the block, which would hand it out by a copy.
         let mut added = Added::new();
         let client_host = {
             let client_version = parts.version;
@@ -933,7 +935,8 @@ fn https_required(
 /// (the next balancer target each time), then sends the request once. With `raw_head` the
 /// response's header lines stay as they came (`UpstreamBody::raw_head`).
 ///
-/// Not an `async fn`, which would keep a second copy of its arguments in its future.
+/// Not an `async fn`, which would keep a second copy of its arguments in its future, and
+/// inlined, as `handle` is.
 #[inline(always)]
 #[allow(clippy::manual_async_fn)]
 fn send_with_retries<'a>(

@@ -215,9 +215,9 @@ fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) -> impl Future<Output 
             // connection's task is a few hundred bytes. The box is the request's largest
             // cost in cache misses with hundreds in flight: its 2.3 KB are copied whole into
             // memory another request used last (README, Performance), which is why the
-            // futures under it keep nothing twice. Both outcomes are
-            // boxed as one type so that the read's result is gone before the request runs;
-            // awaited inside the match, it would stay in the task.
+            // futures under it keep nothing twice. Both outcomes are boxed as one type so
+            // that the read's result is gone before the request runs; awaited inside the
+            // match, it would stay in the task.
             let request: Pin<Box<dyn Future<Output = Next> + Send + '_>> =
                 match read_head(&reader, timer.as_mut()).await {
                     Ok(Some(head)) => {
