@@ -951,10 +951,10 @@ fn send_with_retries<'a>(
     async move {
         let mut tries_left = service.retries;
         loop {
-            let peer: Peer = match &service.dest {
-                Dest::Direct(p) => p.clone(),
+            let peer: &Peer = match &service.dest {
+                Dest::Direct(p) => p,
                 Dest::Balanced(b) => match b.next() {
-                    Some(p) => p.clone(),
+                    Some(p) => p,
                     None => {
                         return Err(UpstreamError::Connect {
                             addr: b.name.clone(),
