@@ -440,7 +440,6 @@ async fn linger(mut w: OwnedWriteHalf, reader: &Mutex<Reader>) {
 /// Writes a response: the head, then the body as it comes, framed by its length when
 /// known and chunked otherwise (or until close, for an HTTP/1.0 client). What is already
 /// at hand of the body leaves in the same write as the head.
-#[allow(clippy::too_many_arguments)]
 async fn write_response(
     w: &mut OwnedWriteHalf,
     resp: crate::plugins::Response,
