@@ -60,6 +60,11 @@ pub fn status_json(gw: &Gateway) -> serde_json::Value {
             "consumers": snap.model.consumers.len(),
         },
         "warnings": snap.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
+        "unserved": snap.model.unserved.iter().map(|(what, o)| format!("{}:{}: {}: {what}", o.file, o.line, o.path)).collect::<Vec<_>>(),
+        "closed_routes": snap.closed_routes().map(|(route, closed)| serde_json::json!({
+            "route": route,
+            "unenforced": closed.reasons,
+        })).collect::<Vec<_>>(),
         "last_reload": last.map(|r| serde_json::json!({
             "ok": r.ok,
             "at_ms": millis_since_epoch(r.at),
@@ -196,17 +201,104 @@ pub fn config_json(m: &Model) -> serde_json::Value {
             v
         })
         .collect();
-    serde_json::json!({
+    let consumers: Vec<serde_json::Value> = m.consumers.iter().map(consumer_json).collect();
+    let mut out = serde_json::json!({
         "kong": {
             "_format_version": "3.0",
             "services": services,
             "routes": serviceless,
             "upstreams": m.upstreams,
             "plugins": plugins,
-            "consumers": m.consumers,
+            "consumers": consumers,
+            "consumer_groups": m.consumer_groups,
+            "filter_chains": m.filter_chains,
         },
         "ocelot": m.ocelot_merged.clone().unwrap_or(serde_json::Value::Null),
+    });
+    redact(&mut out["kong"]["plugins"]);
+    redact(&mut out["ocelot"]);
+    out
+}
+
+/// What stands in for a secret in everything the gateway prints.
+pub const REDACTED: &str = "<redacted>";
+
+/// A consumer with its credentials grouped by kind, each with its id and its secret
+/// redacted: `config` output is read by people and pasted into tickets.
+fn consumer_json(c: &crate::config::model::Consumer) -> serde_json::Value {
+    let mut v = serde_json::json!({
+        "id": c.id,
+        "username": c.username,
+        "custom_id": c.custom_id,
+        "tags": c.tags,
+    });
+    for (i, (kind, cred)) in c.credentials.iter().enumerate() {
+        let mut cred = cred.clone();
+        if let Some(obj) = cred.as_object_mut() {
+            if !obj.contains_key("id") {
+                let id = crate::config::model::derived_id(kind, &format!("{}#{i}", c.id));
+                obj.insert("id".into(), id.into());
+            }
+            if let Some(secret) = secret_field(kind).and_then(|f| obj.get_mut(f))
+                && !secret.is_null()
+            {
+                *secret = REDACTED.into();
+            }
+        }
+        match v[kind.as_str()].as_array_mut() {
+            Some(list) => list.push(cred),
+            None => v[kind.as_str()] = serde_json::Value::Array(vec![cred]),
+        }
+    }
+    v
+}
+
+/// The field of a credential kind that is its secret. A jwt's `key` (its issuer) and
+/// `rsa_public_key` are not secrets and stay.
+fn secret_field(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "keyauth_credentials" => "key",
+        "basicauth_credentials" => "password",
+        "jwt_secrets" | "hmacauth_credentials" => "secret",
+        "oauth2_credentials" => "client_secret",
+        _ => return None,
     })
+}
+
+/// Redacts, anywhere in `v`, values under keys that name a secret (passwords, secrets,
+/// tokens, API keys, Authorization headers): plugin configs and provider settings hold
+/// them under many names.
+pub fn redact(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            for (k, val) in map.iter_mut() {
+                if is_secret_name(k) && !val.is_null() && !val.is_boolean() {
+                    *val = REDACTED.into();
+                } else {
+                    redact(val);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(redact),
+        _ => {}
+    }
+}
+
+fn is_secret_name(key: &str) -> bool {
+    let k = key.to_ascii_lowercase().replace('-', "_");
+    [
+        "password",
+        "secret",
+        "token",
+        "apikey",
+        "api_key",
+        "aws_key",
+        "private_key",
+    ]
+    .iter()
+    .any(|s| k.contains(s))
+        || k == "authorization"
+        || k == "key"
 }
 
 pub fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {

@@ -219,6 +219,7 @@ impl Retired {
             version = self.new.version,
             routes = %diff.routes,
             services = %diff.services,
+            closed_routes = self.new.closed_routes().count(),
             compile_ms = format!("{:.1}", self.compile_ms),
             "reloaded"
         );

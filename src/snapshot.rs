@@ -125,6 +125,30 @@ pub struct RouteRt {
     pub preserve_host: bool,
     pub path_handling: PathHandling,
     pub chain: Chain,
+    /// Set when something applies to the route that switchyard does not enforce: it then
+    /// answers 503 naming it rather than serve traffic without it.
+    pub closed: Option<Box<Closed>>,
+}
+
+/// Why a route is closed: each thing configured on it (or on its service, globally, or for
+/// a consumer it can identify) that is not enforced, as `what (file:line path)`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Closed {
+    pub reasons: Vec<String>,
+}
+
+impl Closed {
+    fn of(reasons: Vec<String>) -> Option<Box<Closed>> {
+        (!reasons.is_empty()).then(|| Box::new(Closed { reasons }))
+    }
+
+    /// The answer's message, naming the route and what it carries.
+    pub fn message(&self, route: &str) -> String {
+        format!(
+            "route {route} is closed: it carries {}, which switchyard does not enforce yet, so it answers 503 rather than pass traffic unchecked",
+            self.reasons.join("; ")
+        )
+    }
 }
 
 pub enum RouteKind {
@@ -141,9 +165,7 @@ pub struct OcelotRt {
     pub version: http::Version,
     pub allow_auto_redirect: bool,
     pub cookie_jar: Option<Arc<CookieJar>>,
-    /// Authentication is not served yet: answer 503 rather than pass the request on.
-    pub requires_authentication: bool,
-    /// A service-discovery route (not served yet).
+    /// A service-discovery route (not served yet: it is closed, see `RouteRt::closed`).
     pub service_name: Option<String>,
 }
 
@@ -326,13 +348,14 @@ impl Snapshot {
                 }
             })
             .collect();
-        let scoped = PluginsByScope::new(&model, &built);
+        let scoped = PluginsByScope::new(&model);
         let mut routes: Vec<RouteRt> = model
             .routes
             .iter()
             .enumerate()
             .map(|(idx, r)| {
                 let allows = |p: Protocol| r.protocols.contains(&p);
+                let (chain, reasons) = route_chain(&model, &built, &scoped, idx);
                 RouteRt {
                     name: r.display_name().into(),
                     kind: RouteKind::Kong,
@@ -343,7 +366,8 @@ impl Snapshot {
                     strip_path: r.strip_path,
                     preserve_host: r.preserve_host,
                     path_handling: r.path_handling,
-                    chain: route_chain(&model, &built, &scoped, idx),
+                    chain,
+                    closed: Closed::of(reasons),
                 }
             })
             .collect();
@@ -405,6 +429,15 @@ impl Snapshot {
                 None => Ok(Aggregator::Object),
                 Some(n) => Aggregator::from_name(n).ok_or_else(|| n.clone()),
             };
+            // A part that is closed closes the aggregate: its answer would be a `null` that
+            // says nothing of why.
+            let reasons: Vec<String> = parts
+                .iter()
+                .filter_map(|(key, ridx)| {
+                    let closed = routes[*ridx].closed.as_ref()?;
+                    Some(format!("part `{key}`: {}", closed.reasons.join("; ")))
+                })
+                .collect();
             routes.push(RouteRt {
                 name: format!("{}:{}", a.origin.file, a.origin.path).into(),
                 kind: RouteKind::Aggregate(Box::new(AggregateRt {
@@ -420,6 +453,7 @@ impl Snapshot {
                 preserve_host: false,
                 path_handling: PathHandling::V0,
                 chain: Chain::default(),
+                closed: Closed::of(reasons),
             });
         }
 
@@ -466,6 +500,14 @@ impl Snapshot {
 }
 
 impl Snapshot {
+    /// Every closed route, as `route_label` names it, with why it is closed.
+    pub fn closed_routes(&self) -> impl Iterator<Item = (String, &Closed)> {
+        self.routes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((self.route_label(i), r.closed.as_deref()?)))
+    }
+
     /// A route of the snapshot (Kong route, Ocelot route or aggregate) for people:
     /// `route NAME (file:line)` (Kong) / `ocelot route TEMPLATE (file:line Routes[3])`.
     pub fn route_label(&self, idx: usize) -> String {
@@ -507,13 +549,14 @@ impl Snapshot {
                 Some(s) => format!("service {}", self.services[s].name),
                 None => "(no service: 503)".into(),
             },
+            _ if route.closed.is_some() => {
+                let reasons = route.closed.as_ref().map(|c| c.reasons.join("; "));
+                format!(
+                    "(closed, 503: {} not enforced yet)",
+                    reasons.unwrap_or_default()
+                )
+            }
             RouteKind::Ocelot(o) => {
-                if o.requires_authentication {
-                    return "(AuthenticationOptions are not served yet: 503)".into();
-                }
-                if let Some(n) = &o.service_name {
-                    return format!("(service discovery of `{n}` is not served yet: 503)");
-                }
                 let Some(svc) = route.service.map(|s| &self.services[s]) else {
                     return "(no destination: 503)".into();
                 };
@@ -642,7 +685,6 @@ fn ocelot_route_rt(
             version,
             allow_auto_redirect: r.allow_auto_redirect,
             cookie_jar: jar,
-            requires_authentication: r.requires_authentication,
             service_name: r.service_name.clone(),
         })),
         service: r.service,
@@ -652,23 +694,31 @@ fn ocelot_route_rt(
         preserve_host: false,
         path_handling: PathHandling::V0,
         chain: Chain { plugins },
+        closed: Closed::of(r.unenforced.iter().map(|u| u.describe()).collect()),
     }
 }
 
-/// The built plugin instances (consumer-scoped ones left out) by scope, so that each route's
+/// The enabled plugin instances by scope (consumer-scoped ones apart), so that each route's
 /// chain looks only at the plugins that can apply to it, not at every plugin of the config.
+/// Disabled instances are left out, as Kong leaves them out: they neither run nor hide a
+/// less specific instance of the same plugin.
 #[derive(Default)]
 struct PluginsByScope {
     global: Vec<usize>,
     by_service: HashMap<usize, Vec<usize>>,
     by_route: HashMap<usize, Vec<usize>>,
+    consumer_scoped: Vec<usize>,
 }
 
 impl PluginsByScope {
-    fn new(model: &Model, built: &[Option<Arc<dyn Plugin>>]) -> Self {
+    fn new(model: &Model) -> Self {
         let mut out = PluginsByScope::default();
-        for (i, (p, plugin)) in model.plugins.iter().zip(built).enumerate() {
-            if plugin.is_none() || p.scope.consumer.is_some() {
+        for (i, p) in model.plugins.iter().enumerate() {
+            if !p.enabled {
+                continue;
+            }
+            if p.scope.is_consumer_scoped() {
+                out.consumer_scoped.push(i);
                 continue;
             }
             match (p.scope.route, p.scope.service) {
@@ -681,15 +731,43 @@ impl PluginsByScope {
     }
 }
 
+/// How specific a plugin's route/service scope is for a route on `service`, or `None` when
+/// it does not apply to that route: route+service ▸ route ▸ service ▸ global.
+fn scope_rank(
+    scope: &crate::config::model::PluginScope,
+    route: usize,
+    service: Option<usize>,
+) -> Option<u8> {
+    match (scope.route, scope.service) {
+        (Some(r), _) if r != route => None,
+        (Some(_), Some(s)) if Some(s) == service => Some(3),
+        (Some(_), None) => Some(2),
+        (None, Some(s)) if Some(s) == service => Some(1),
+        (None, None) => Some(0),
+        _ => None,
+    }
+}
+
+/// `plugin 'name' (file:line path)`.
+fn describe_plugin(p: &crate::config::model::Plugin) -> String {
+    format!(
+        "plugin '{}' ({}:{} {})",
+        p.name, p.origin.file, p.origin.line, p.origin.path
+    )
+}
+
 /// Kong's plugin resolution for one route: per plugin name the most specific instance
 /// (route+service ▸ route ▸ service ▸ global; the first declared among equals), then
-/// descending PRIORITY.
+/// descending PRIORITY. Also what closes the route: a resolved plugin that is not built
+/// and does more than observe; a consumer-scoped plugin that could apply once the route's
+/// authentication identifies a consumer (not applied yet); a filter chain on the route or
+/// its service (not run yet).
 fn route_chain(
     model: &Model,
     built: &[Option<Arc<dyn Plugin>>],
     scoped: &PluginsByScope,
     route: usize,
-) -> Chain {
+) -> (Chain, Vec<String>) {
     let service = model.routes[route].service;
     let none = &Vec::new();
     let on_route = scoped.by_route.get(&route).unwrap_or(none);
@@ -700,17 +778,7 @@ fn route_chain(
         .iter()
         .chain(on_service)
         .chain(&scoped.global)
-        .filter_map(|&i| {
-            let scope = &model.plugins[i].scope;
-            let rank = match (scope.route.is_some(), scope.service) {
-                (true, Some(s)) if Some(s) == service => 3,
-                (true, None) => 2,
-                (false, Some(s)) if Some(s) == service => 1,
-                (false, None) => 0,
-                _ => return None,
-            };
-            Some((rank, i))
-        });
+        .filter_map(|&i| Some((scope_rank(&model.plugins[i].scope, route, service)?, i)));
     let mut best: Vec<(&str, u8, usize)> = Vec::new();
     for (rank, i) in candidates {
         let name = model.plugins[i].name.as_str();
@@ -721,12 +789,61 @@ fn route_chain(
         }
     }
     best.sort_by_key(|b| b.2);
-    let mut plugins: Vec<Arc<dyn Plugin>> = best
-        .into_iter()
-        .filter_map(|(_, _, i)| built[i].clone())
-        .collect();
+    let mut reasons = Vec::new();
+    let mut authenticates = false;
+    let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
+    for &(name, _, i) in &best {
+        let info = plugins::catalog(name);
+        authenticates |= info.is_some_and(|i| i.authenticates);
+        match &built[i] {
+            Some(p) => plugins.push(p.clone()),
+            None if info.is_some_and(|i| i.enforcement == plugins::Enforcement::Observes) => {}
+            None => reasons.push(describe_plugin(&model.plugins[i])),
+        }
+    }
+    if authenticates {
+        for &i in &scoped.consumer_scoped {
+            let p = &model.plugins[i];
+            let observes = plugins::catalog(&p.name)
+                .is_some_and(|i| i.enforcement == plugins::Enforcement::Observes);
+            if observes || scope_rank(&p.scope, route, service).is_none() {
+                continue;
+            }
+            let who = match (p.scope.consumer, p.scope.consumer_group) {
+                (Some(c), _) => format!("consumer '{}'", consumer_label(&model.consumers[c])),
+                (None, Some(g)) => format!("consumer group '{}'", model.consumer_groups[g].name),
+                (None, None) => continue,
+            };
+            reasons.push(format!(
+                "{} for {who}, who can be identified on this route",
+                describe_plugin(p)
+            ));
+        }
+    }
+    for fc in model.filter_chains.iter().filter(|fc| fc.enabled) {
+        if scope_rank(&fc.scope, route, service).is_some() {
+            reasons.push(format!(
+                "filter chain {}with filters [{}] ({}:{} {})",
+                fc.name
+                    .as_deref()
+                    .map(|n| format!("'{n}' "))
+                    .unwrap_or_default(),
+                fc.filters.join(", "),
+                fc.origin.file,
+                fc.origin.line,
+                fc.origin.path
+            ));
+        }
+    }
     plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
-    Chain { plugins }
+    (Chain { plugins }, reasons)
+}
+
+fn consumer_label(c: &crate::config::model::Consumer) -> &str {
+    c.username
+        .as_deref()
+        .or(c.custom_id.as_deref())
+        .unwrap_or(&c.id)
 }
 
 #[cfg(test)]

@@ -3,100 +3,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
 use common::*;
-
-/// `switchyard run --no-watch` in a child process (only `POST /reload` reloads), its log
-/// (stdout) kept.
-struct Running {
-    child: Child,
-    proxy: SocketAddr,
-    admin: SocketAddr,
-    log: Arc<Mutex<String>>,
-}
-
-impl Running {
-    fn start(dir: &std::path::Path) -> Running {
-        let proxy: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
-        let mut child = Command::new(binary())
-            .arg("run")
-            .arg("--config-dir")
-            .arg(dir)
-            .args(["--listen", &proxy.to_string()])
-            .args(["--admin-listen", &admin.to_string()])
-            .args(["--workers", "1", "--no-watch"])
-            .env("SWITCHYARD_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let log = Arc::new(Mutex::new(String::new()));
-        let stdout = child.stdout.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(admin).is_err() || TcpStream::connect(proxy).is_err() {
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "switchyard exited:\n{}",
-                log.lock().unwrap()
-            );
-            assert!(Instant::now() < deadline, "switchyard never listened");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Running {
-            child,
-            proxy,
-            admin,
-            log,
-        }
-    }
-
-    fn admin(&self, method: &str, target: &str) -> Resp {
-        request(self.admin, method, target, &[], b"")
-    }
-
-    fn get(&self, target: &str) -> Resp {
-        request(self.proxy, "GET", target, &[], b"")
-    }
-
-    /// Waits for a log line containing every one of `parts`.
-    fn logged(&self, parts: &[&str]) -> bool {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if self
-                .log
-                .lock()
-                .unwrap()
-                .lines()
-                .any(|l| parts.iter().all(|p| l.contains(p)))
-            {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        false
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn kong(up: &Upstream, paths: &[&str]) -> String {
     let mut s = format!(
@@ -114,7 +21,7 @@ fn status_ready_and_config_describe_the_serving_snapshot() {
     let up = Upstream::echo();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("kong.yaml"), kong(&up, &["/a", "/b"])).unwrap();
-    let gw = Running::start(dir.path());
+    let gw = Running::start(dir.path(), &[]);
 
     let ready = gw.admin("GET", "/status/ready");
     assert_eq!(ready.status, 200, "{}", ready.text());
@@ -148,7 +55,7 @@ fn post_reload_swaps_a_good_edit_and_refuses_a_bad_one() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("kong.yaml");
     std::fs::write(&file, kong(&up, &["/a"])).unwrap();
-    let gw = Running::start(dir.path());
+    let gw = Running::start(dir.path(), &[]);
     assert_eq!(gw.get("/b").status, 404);
 
     // The answer comes once the new snapshot serves: the very next request sees it.

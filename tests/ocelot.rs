@@ -9,10 +9,10 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -219,51 +219,6 @@ fn check(files: &[(&str, &str)], env: &[(&str, &str)]) -> (i32, String, String) 
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// `switchyard run` in a child process, killed when dropped.
-struct Running {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Running {
-    /// Starts `switchyard run` on `dir` with `args` and waits until it listens.
-    fn start(dir: &Path, args: &[&str]) -> Running {
-        let addr: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
-        let listen = addr.to_string();
-        let mut child = switchyard(&["run"], dir)
-            .args(["--listen", &listen, "--admin-listen", "127.0.0.1:0"])
-            .args(["--workers", "1", "--no-watch"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            if let Some(status) = child.try_wait().unwrap() {
-                let mut err = String::new();
-                child
-                    .stderr
-                    .take()
-                    .unwrap()
-                    .read_to_string(&mut err)
-                    .unwrap();
-                panic!("switchyard run exited ({status}):\n{err}");
-            }
-            assert!(Instant::now() < deadline, "switchyard run never listened");
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        Running { child, addr }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 // === Templates and placeholders ===
@@ -1232,7 +1187,10 @@ fn header_transforms_set_replace_and_fill_placeholders() {
 }
 
 #[test]
-fn add_headers_to_request_takes_claims_so_it_needs_authentication() {
+fn options_that_need_an_authenticated_user_close_their_route() {
+    // Claims come from an authenticated user. Until authentication is served, a route that
+    // requires it, or uses claims, answers 503 naming what it carries, never the upstream
+    // (Ocelot itself answers 403 when a claim cannot be found).
     let up = Upstream::echo();
     let u = up.addr();
     let doc = json!({
@@ -1244,34 +1202,61 @@ fn add_headers_to_request_takes_claims_so_it_needs_authentication() {
                 "AuthenticationOptions": {"AuthenticationProviderKey": "Bearer"},
                 "AddHeadersToRequest": {"X-Customer": "Claims[sub] > value"},
             })),
+            route(u, "/required", "/svc-required", json!({
+                "RouteClaimsRequirement": {"role": "admin"},
+            })),
+            route(u, "/scoped", "/svc-scoped", json!({
+                "AuthenticationOptions": {"AllowedScopes": ["orders"]},
+            })),
+            route(u, "/open", "/svc-open", json!({})),
         ],
     });
     let gw = ocelot(doc.clone());
+    for (path, names) in [
+        ("/claims", &["AddHeadersToRequest (claims)"][..]),
+        (
+            "/secure",
+            &[
+                "AuthenticationOptions (authentication)",
+                "AddHeadersToRequest (claims)",
+            ][..],
+        ),
+        ("/required", &["RouteClaimsRequirement (claims)"][..]),
+        (
+            "/scoped",
+            &["AuthenticationOptions.AllowedScopes (scopes need an authenticated user)"][..],
+        ),
+    ] {
+        assert_eq!(outcome(&gw, &up, "GET", path, &[]), Err(503), "{path}");
+        let body = gw.get(path).json();
+        let unenforced = body["unenforced"].as_array().unwrap();
+        assert_eq!(unenforced.len(), names.len(), "{path}: {body}");
+        for (got, want) in unenforced.iter().zip(names) {
+            assert!(
+                got.as_str().unwrap().starts_with(want),
+                "{path}: {got} should name {want}"
+            );
+        }
+        assert_eq!(body["route"], path);
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("route {path} is closed: it carries {}", names[0])),
+            "{body}"
+        );
+    }
     assert_eq!(
-        outcome(&gw, &up, "GET", "/claims", &[]).as_deref(),
-        Ok("/svc-claims")
+        outcome(&gw, &up, "GET", "/open", &[]).as_deref(),
+        Ok("/svc-open")
     );
-    let h = up.last().headers;
-    assert!(
-        !h.contains_key("x-customer") && !h.contains_key("x-ip"),
-        "{h:?}"
-    );
-
-    // A route that needs an authenticated user fails closed.
-    let before = up.count();
-    let r = gw.get("/secure");
-    assert_eq!(r.status, 503);
-    assert_eq!(
-        r.json()["message"],
-        "route /secure requires authentication (AuthenticationOptions), which switchyard does not serve yet"
-    );
-    assert_eq!(up.count(), before);
 
     let (code, _, err) = check(&[("ocelot.json", &doc.to_string())], &[]);
     assert_eq!(code, 0, "{err}");
+    assert!(err.contains("closed routes (4):"), "{err}");
     assert!(
-        err.contains("warning: Routes[0]: AddHeadersToRequest/AddQueriesToRequest take values from the claims of an authenticated user; this route has no AuthenticationOptions, so they never apply"),
-        "{err}"
+        err.contains("ocelot route /claims (ocelot.json:"),
+        "the closed route is named with its position: {err}"
     );
     assert!(
         err.contains("warning: Routes[0].AddHeadersToRequest.X-Ip: `{RemoteIpAddress}` is not a claims expression"),

@@ -191,6 +191,16 @@ pub struct PluginScope {
     pub route: Option<usize>,
     #[serde(skip)]
     pub consumer: Option<usize>,
+    /// Index into `Model::consumer_groups`.
+    #[serde(skip)]
+    pub consumer_group: Option<usize>,
+}
+
+impl PluginScope {
+    /// It applies only once a consumer is identified (by a consumer or its group).
+    pub fn is_consumer_scoped(&self) -> bool {
+        self.consumer.is_some() || self.consumer_group.is_some()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -220,6 +230,48 @@ pub struct Consumer {
     pub credentials: Vec<(String, serde_json::Value)>,
 }
 
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ConsumerGroup {
+    pub id: String,
+    pub name: String,
+    pub tags: Vec<String>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// A Kong `filter_chains` entry: Proxy-Wasm filters on a service's or a route's traffic.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct FilterChain {
+    pub id: String,
+    pub name: Option<String>,
+    pub enabled: bool,
+    /// The service or route it is attached to.
+    #[serde(flatten)]
+    pub scope: PluginScope,
+    pub filters: Vec<String>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// Something configured on a route that switchyard does not enforce yet. The route answers
+/// 503 naming it rather than pass traffic that it would have stopped or changed.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Unenforced {
+    pub what: String,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+impl Unenforced {
+    /// `what (file:line path)`, as the closed route's answer and `check` name it.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} ({}:{} {})",
+            self.what, self.origin.file, self.origin.line, self.origin.path
+        )
+    }
+}
+
 /// The whole validated configuration of one load.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Model {
@@ -228,7 +280,10 @@ pub struct Model {
     pub upstreams: Vec<Upstream>,
     pub plugins: Vec<Plugin>,
     pub consumers: Vec<Consumer>,
-    /// Entities that parse and are checked but not served yet, by kind, for warnings.
+    pub consumer_groups: Vec<ConsumerGroup>,
+    pub filter_chains: Vec<FilterChain>,
+    /// Entities that parse and are checked but not served yet, and change nothing that passes
+    /// (or close what they apply to by other means), by kind, for warnings.
     #[serde(skip)]
     pub unserved: Vec<(String, Origin)>,
     /// Ocelot routes, in Ocelot's merge order; each forwards to its own entry of `services`.
@@ -269,9 +324,8 @@ pub struct OcelotRoute {
     pub use_cookie_container: bool,
     /// `GlobalConfiguration.BaseUrl`, for `{BaseUrl}`.
     pub base_url: String,
-    /// Authentication is not served yet: such routes answer 503 instead of passing
-    /// unauthenticated traffic.
-    pub requires_authentication: bool,
+    /// Options the route carries that are not enforced yet: while any is, it answers 503.
+    pub unenforced: Vec<Unenforced>,
     /// `ServiceName` of a service-discovery route (not served yet).
     pub service_name: Option<String>,
     #[serde(skip)]

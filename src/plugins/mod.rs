@@ -99,69 +99,92 @@ impl Chain {
     }
 }
 
+/// What switchyard does with a configured plugin of a given name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Enforcement {
+    /// Built: it runs in its phases.
+    Served,
+    /// Not built, and it only observes (metrics, logs, traces): traffic passes, with a
+    /// warning at load and in `/status`.
+    Observes,
+    /// Not built, and it would change what passes or what the upstream or client sees: every
+    /// route it applies to is closed (503 naming it) rather than served without it.
+    Closes,
+    /// Cannot work without a database: refused at load, as Kong refuses it in DB-less mode.
+    NeedsDatabase,
+}
+
 /// What the catalog knows of a plugin name.
 #[derive(Clone, Copy, Debug)]
 pub struct PluginInfo {
     pub priority: i32,
-    /// Built in switchyard; otherwise it parses and warns at startup.
-    pub served: bool,
+    pub enforcement: Enforcement,
+    /// It identifies a consumer: consumer-scoped plugins can apply on its routes.
+    pub authenticates: bool,
 }
 
-/// Kong's bundled plugins with their PRIORITY (`kong.md` §5), and which ones are served.
-const CATALOG: &[(&str, i32, bool)] = &[
-    ("pre-function", 1_000_000, false),
-    ("correlation-id", 100_001, false),
-    ("zipkin", 100_000, false),
-    ("exit-transformer", 9999, false),
-    ("bot-detection", 2500, false),
-    ("cors", 2000, false),
-    ("session", 1900, false),
-    ("acme", 1705, false),
-    ("jwt", 1450, false),
-    ("oauth2", 1400, false),
-    ("key-auth", 1250, false),
-    ("ldap-auth", 1200, false),
-    ("basic-auth", 1100, false),
-    ("hmac-auth", 1030, false),
-    ("grpc-gateway", 998, false),
-    ("ip-restriction", 990, false),
-    ("request-size-limiting", 951, false),
-    ("acl", 950, false),
-    ("rate-limiting", 910, false),
-    ("response-ratelimiting", 900, false),
-    ("request-transformer", 801, false),
-    ("response-transformer", 800, false),
-    ("redirect", 779, false),
-    ("ai-request-transformer", 777, false),
-    ("ai-prompt-template", 773, false),
-    ("ai-prompt-decorator", 772, false),
-    ("ai-prompt-guard", 771, false),
-    ("ai-proxy", 770, false),
-    ("ai-response-transformer", 768, false),
-    ("standard-webhooks", 760, false),
-    ("aws-lambda", 750, false),
-    ("azure-functions", 749, false),
-    ("proxy-cache", 100, false),
-    ("opentelemetry", 14, false),
-    ("prometheus", 13, false),
-    ("http-log", 12, false),
-    ("statsd", 11, false),
-    ("datadog", 10, false),
-    ("file-log", 9, false),
-    ("udp-log", 8, false),
-    ("tcp-log", 7, false),
-    ("loggly", 6, false),
-    ("syslog", 4, false),
-    ("grpc-web", 3, false),
-    ("request-termination", 2, true),
-    ("post-function", -1000, false),
+use Enforcement::{Closes, NeedsDatabase, Observes, Served};
+
+/// Kong's bundled plugins with their PRIORITY (`kong.md` §5), what switchyard does with each,
+/// and whether it authenticates.
+const CATALOG: &[(&str, i32, Enforcement, bool)] = &[
+    ("pre-function", 1_000_000, Closes, false),
+    ("correlation-id", 100_001, Closes, false),
+    ("zipkin", 100_000, Observes, false),
+    ("exit-transformer", 9999, Closes, false),
+    ("bot-detection", 2500, Closes, false),
+    ("cors", 2000, Closes, false),
+    ("session", 1900, Closes, true),
+    ("acme", 1705, Closes, false),
+    ("jwt", 1450, Closes, true),
+    ("oauth2", 1400, NeedsDatabase, true),
+    ("key-auth", 1250, Closes, true),
+    ("ldap-auth", 1200, Closes, true),
+    ("basic-auth", 1100, Closes, true),
+    ("hmac-auth", 1030, Closes, true),
+    ("grpc-gateway", 998, Closes, false),
+    ("ip-restriction", 990, Closes, false),
+    ("request-size-limiting", 951, Closes, false),
+    ("acl", 950, Closes, false),
+    ("rate-limiting", 910, Closes, false),
+    ("response-ratelimiting", 900, Closes, false),
+    ("request-transformer", 801, Closes, false),
+    ("response-transformer", 800, Closes, false),
+    ("redirect", 779, Closes, false),
+    ("ai-request-transformer", 777, Closes, false),
+    ("ai-prompt-template", 773, Closes, false),
+    ("ai-prompt-decorator", 772, Closes, false),
+    ("ai-prompt-guard", 771, Closes, false),
+    ("ai-proxy", 770, Closes, false),
+    ("ai-response-transformer", 768, Closes, false),
+    ("standard-webhooks", 760, Closes, false),
+    ("aws-lambda", 750, Closes, false),
+    ("azure-functions", 749, Closes, false),
+    ("proxy-cache", 100, Closes, false),
+    ("opentelemetry", 14, Observes, false),
+    ("prometheus", 13, Observes, false),
+    ("http-log", 12, Observes, false),
+    ("statsd", 11, Observes, false),
+    ("datadog", 10, Observes, false),
+    ("file-log", 9, Observes, false),
+    ("udp-log", 8, Observes, false),
+    ("tcp-log", 7, Observes, false),
+    ("loggly", 6, Observes, false),
+    ("syslog", 4, Observes, false),
+    ("grpc-web", 3, Closes, false),
+    ("request-termination", 2, Served, false),
+    ("post-function", -1000, Closes, false),
 ];
 
 pub fn catalog(name: &str) -> Option<PluginInfo> {
     CATALOG
         .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|&(_, priority, served)| PluginInfo { priority, served })
+        .find(|(n, ..)| *n == name)
+        .map(|&(_, priority, enforcement, authenticates)| PluginInfo {
+            priority,
+            enforcement,
+            authenticates,
+        })
 }
 
 /// Checks a plugin's `config` against its schema: `(path inside config, message)` per problem.

@@ -32,7 +32,9 @@ use crate::plugins::{Chain, Ctx, Flow, RequestView, Response};
 use crate::router::ocelot::{Params, decoded_path};
 use crate::router::path::{escape_upstream, normalize_path};
 use crate::router::{Match, Request as RouteRequest};
-use crate::snapshot::{AggregateRt, Dest, OcelotRt, Peer, RouteKind, RouteRt, ServiceRt, Snapshot};
+use crate::snapshot::{
+    AggregateRt, Closed, Dest, OcelotRt, Peer, RouteKind, RouteRt, ServiceRt, Snapshot,
+};
 
 /// Redirects followed for an Ocelot route with AllowAutoRedirect (HttpClient's default).
 const MAX_REDIRECTS: usize = 50;
@@ -90,6 +92,9 @@ pub fn handle<'c>(
             );
         };
         let route = &snap.routes[m.route];
+        if let Some(closed) = &route.closed {
+            return closed_response(route, closed, id, started);
+        }
         match &route.kind {
             RouteKind::Kong => {}
             RouteKind::Ocelot(_) => {
@@ -302,6 +307,34 @@ pub fn handle<'c>(
     }
 }
 
+/// A closed route's answer: 503, naming the route and what it carries that is not enforced.
+fn closed_response(route: &RouteRt, closed: &Closed, id: &RequestId, started: Instant) -> Response {
+    let name = match &route.kind {
+        RouteKind::Ocelot(o) => &o.template,
+        RouteKind::Aggregate(a) => &a.template,
+        RouteKind::Kong => &route.name,
+    };
+    tracing::debug!(
+        request_id = id.as_str(),
+        route = &**name,
+        "closed route answered 503"
+    );
+    let mut r = respond::json_value(
+        StatusCode::SERVICE_UNAVAILABLE,
+        &serde_json::json!({
+            "message": closed.message(name),
+            "route": &**name,
+            "unenforced": closed.reasons,
+            "request_id": id.as_str(),
+        }),
+    );
+    r.headers_mut().insert(
+        &RESPONSE_LATENCY,
+        headers::millis(started.elapsed().as_millis()),
+    );
+    r
+}
+
 fn gateway_error(status: StatusCode, msg: &str, id: &RequestId, started: Instant) -> Response {
     let mut r = respond::error(status, msg, id.as_str());
     r.headers_mut().insert(
@@ -489,22 +522,10 @@ async fn ocelot_forward(
             "an aggregate part is not an Ocelot route",
         ));
     };
-    if o.requires_authentication {
+    if let Some(closed) = &route.closed {
         return Err(Failure::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "route {} requires authentication (AuthenticationOptions), which switchyard does not serve yet",
-                o.template
-            ),
-        ));
-    }
-    if let Some(name) = &o.service_name {
-        return Err(Failure::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "route {} finds its service `{name}` through service discovery, which switchyard does not serve yet",
-                o.template
-            ),
+            closed.message(&o.template),
         ));
     }
     let client_host = head.headers.get(header::HOST).cloned();

@@ -342,3 +342,105 @@ impl TestGateway {
         None
     }
 }
+
+/// `switchyard run --no-watch` in a child process on free ports (only `POST /reload`
+/// reloads), its log (stdout and stderr) kept; killed when dropped.
+pub struct Running {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Running {
+    /// Starts `switchyard run` on `dir` with extra `args` and waits until both listeners
+    /// answer.
+    pub fn start(dir: &Path, args: &[&str]) -> Running {
+        use std::process::{Command, Stdio};
+        let addr: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
+        let mut child = Command::new(binary())
+            .arg("run")
+            .arg("--config-dir")
+            .arg(dir)
+            .args(["--listen", &addr.to_string()])
+            .args(["--admin-listen", &admin.to_string()])
+            .args(["--workers", "1", "--no-watch"])
+            .args(args)
+            .env("SWITCHYARD_LOG", "info")
+            .env_remove("SWITCHYARD_ENVIRONMENT")
+            .env_remove("ASPNETCORE_ENVIRONMENT")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let out: Box<dyn std::io::Read + Send> = Box::new(child.stdout.take().unwrap());
+        let err: Box<dyn std::io::Read + Send> = Box::new(child.stderr.take().unwrap());
+        for stream in [out, err] {
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    let mut l = sink.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(admin).is_err() || TcpStream::connect(addr).is_err() {
+            if let Some(status) = child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(50));
+                panic!("switchyard run exited ({status}):\n{}", log.lock().unwrap());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "switchyard never listened"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Running {
+            child,
+            addr,
+            admin,
+            log,
+        }
+    }
+
+    pub fn admin(&self, method: &str, target: &str) -> Resp {
+        request(self.admin, method, target, &[], b"")
+    }
+
+    pub fn get(&self, target: &str) -> Resp {
+        request(self.addr, "GET", target, &[], b"")
+    }
+
+    pub fn send(&self, method: &str, target: &str, headers: &[(&str, &str)], body: &[u8]) -> Resp {
+        request(self.addr, method, target, headers, body)
+    }
+
+    /// Waits for a log line containing every one of `parts`.
+    pub fn logged(&self, parts: &[&str]) -> bool {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while std::time::Instant::now() < deadline {
+            if self
+                .log
+                .lock()
+                .unwrap()
+                .lines()
+                .any(|l| parts.iter().all(|p| l.contains(p)))
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -11,8 +11,8 @@ use regex::Regex;
 use super::de::Entities;
 use super::diag::{Diagnostics, Path, SourceFile};
 use super::model::{
-    Consumer, Model, Origin, PathHandling, Plugin, PluginScope, Protocol, Route, RoutePath,
-    Service, Target, Upstream, derived_id,
+    Consumer, ConsumerGroup, FilterChain, Model, Origin, PathHandling, Plugin, PluginScope,
+    Protocol, Route, RoutePath, Service, Target, Upstream, derived_id,
 };
 use crate::router::path::{is_normalized, normalize_path};
 use raw::*;
@@ -60,6 +60,7 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
         services_by_key: HashMap::with_capacity(raw.services.len()),
         routes_by_key: HashMap::with_capacity(route_count),
         consumers_by_key: HashMap::new(),
+        consumer_groups_by_key: HashMap::new(),
         upstreams_by_name: HashMap::new(),
         plugins_by_scope: HashMap::new(),
     };
@@ -88,7 +89,15 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
                 ));
             }
         }
-        cx.unserved_list(&s.filter_chains, &path, "filter_chains");
+        if let Some(idx) = cx.model.services.len().checked_sub(1)
+            && !s.filter_chains.is_empty()
+        {
+            let scope = PluginScope {
+                service: Some(idx),
+                ..Default::default()
+            };
+            cx.filter_chains(&s.filter_chains, &scope, &path);
+        }
     }
     for (svc, routes, path) in nested_routes {
         for (j, r) in routes.iter() {
@@ -133,6 +142,21 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
         }
     }
 
+    for (i, g) in raw.consumer_groups.iter() {
+        let path = root.key("consumer_groups").index(i);
+        if let Some(idx) = cx.consumer_group(g, &path)
+            && !g.plugins.is_empty()
+        {
+            nested_plugins.push((
+                PluginScope {
+                    consumer_group: Some(idx),
+                    ..Default::default()
+                },
+                &g.plugins,
+                path.key("plugins"),
+            ));
+        }
+    }
     for (i, c) in raw.consumers.iter() {
         let path = root.key("consumers").index(i);
         if let Some(idx) = cx.consumer(c, &path)
@@ -194,8 +218,39 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
                 .consumer
                 .as_ref()
                 .and_then(|r| cx.resolve("consumers", r, &path.key("consumer"))),
+            consumer_group: p
+                .consumer_group
+                .as_ref()
+                .and_then(|r| cx.resolve("consumer_groups", r, &path.key("consumer_group"))),
         };
         cx.plugin(p, scope, &path);
+    }
+    for (i, fc) in raw.filter_chains.iter() {
+        let path = root.key("filter_chains").index(i);
+        let service = fc
+            .service
+            .as_ref()
+            .and_then(|r| cx.resolve("services", r, &path.key("service")));
+        let route = fc
+            .route
+            .as_ref()
+            .and_then(|r| cx.resolve("routes", r, &path.key("route")));
+        match (fc.service.is_some(), fc.route.is_some()) {
+            (true, true) | (false, false) => cx.diags.error(
+                cx.file,
+                &path,
+                "a top-level filter chain needs exactly one of `service` or `route`",
+            ),
+            _ if service.is_some() || route.is_some() => {
+                let scope = PluginScope {
+                    service,
+                    route,
+                    ..Default::default()
+                };
+                cx.filter_chain(fc, scope, &path);
+            }
+            _ => {}
+        }
     }
 
     for (i, c) in raw.certificates.iter() {
@@ -214,15 +269,13 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
     cx.unserved_list(&raw.vaults, &root, "vaults");
     cx.unserved_list(&raw.key_sets, &root, "key_sets");
     cx.unserved_list(&raw.keys, &root, "keys");
-    cx.unserved_list(&raw.filter_chains, &root, "filter_chains");
-    cx.unserved_list(&raw.consumer_groups, &root, "consumer_groups");
 }
 
-/// A plugin's scope as a map key: service, route and consumer.
-type ScopeKey = (Option<usize>, Option<usize>, Option<usize>);
+/// A plugin's scope as a map key: service, route, consumer and consumer group.
+type ScopeKey = (Option<usize>, Option<usize>, Option<usize>, Option<usize>);
 
 fn scope_key(s: &PluginScope) -> ScopeKey {
-    (s.service, s.route, s.consumer)
+    (s.service, s.route, s.consumer, s.consumer_group)
 }
 
 /// The loading context of one file. Keys borrow from the raw file (`'r`), which outlives it.
@@ -234,6 +287,7 @@ struct Cx<'a, 'r> {
     services_by_key: HashMap<&'r str, usize>,
     routes_by_key: HashMap<&'r str, usize>,
     consumers_by_key: HashMap<&'r str, usize>,
+    consumer_groups_by_key: HashMap<&'r str, usize>,
     upstreams_by_name: HashMap<&'r str, usize>,
     /// Indices in `model.plugins` by scope (other files' plugins included), for Kong's
     /// uniqueness rule without comparing every pair of plugins.
@@ -262,7 +316,101 @@ impl<'r> Cx<'_, 'r> {
                 path.key("plugins"),
             ));
         }
-        self.unserved_list(&r.filter_chains, path, "filter_chains");
+        if let Some(ridx) = self.model.routes.len().checked_sub(1)
+            && !r.filter_chains.is_empty()
+        {
+            let scope = PluginScope {
+                route: Some(ridx),
+                ..Default::default()
+            };
+            self.filter_chains(&r.filter_chains, &scope, path);
+        }
+    }
+
+    /// Filter chains nested in a service or route.
+    fn filter_chains(
+        &mut self,
+        list: &Entities<RawFilterChain>,
+        scope: &PluginScope,
+        parent: &Path,
+    ) {
+        let path = parent.key("filter_chains");
+        for (i, fc) in list.iter() {
+            let fpath = path.index(i);
+            if fc.service.is_some() || fc.route.is_some() {
+                self.diags.error(
+                    self.file,
+                    &fpath,
+                    "a filter chain nested in a service or route takes it; remove `service`/`route`",
+                );
+            }
+            self.filter_chain(fc, scope.clone(), &fpath);
+        }
+    }
+
+    /// A Proxy-Wasm filter chain on a service or route.
+    fn filter_chain(&mut self, fc: &RawFilterChain, scope: PluginScope, path: &Path) {
+        let mut filters = Vec::new();
+        for (i, f) in fc.filters.iter().flatten().enumerate() {
+            match &f.name {
+                Some(n) if f.enabled.unwrap_or(true) => filters.push(n.clone()),
+                Some(_) => {}
+                None => self.diags.error(
+                    self.file,
+                    &path.key("filters").index(i),
+                    "required field missing: `name`",
+                ),
+            }
+        }
+        if fc.filters.as_ref().is_none_or(|f| f.is_empty()) {
+            self.diags.error(
+                self.file,
+                &path.key("filters"),
+                "required field missing: `filters` (at least one filter)",
+            );
+        }
+        let key = format!(
+            "{}:{:?}:{:?}",
+            fc.name.as_deref().unwrap_or(""),
+            scope.service.map(|i| &self.model.services[i].id),
+            scope.route.map(|i| &self.model.routes[i].id),
+        );
+        let origin = self.origin(path);
+        self.model.filter_chains.push(FilterChain {
+            id: fc
+                .id
+                .clone()
+                .unwrap_or_else(|| derived_id("filter_chains", &key)),
+            name: fc.name.clone(),
+            enabled: fc.enabled.unwrap_or(true),
+            scope,
+            filters,
+            origin,
+        });
+    }
+
+    /// A consumer group: plugins scoped to it apply to its member consumers.
+    fn consumer_group(&mut self, g: &'r RawConsumerGroup, path: &Path) -> Option<usize> {
+        let Some(name) = &g.name else {
+            self.diags
+                .error(self.file, path, "required field missing: `name`");
+            return None;
+        };
+        let idx = self.model.consumer_groups.len();
+        self.register("consumer_groups", "name", name, idx, path);
+        if let Some(id) = &g.id {
+            self.register("consumer_groups", "id", id, idx, path);
+        }
+        self.model.consumer_groups.push(ConsumerGroup {
+            id: g
+                .id
+                .clone()
+                .unwrap_or_else(|| derived_id("consumer_groups", name)),
+            name: name.clone(),
+            tags: g.tags.clone().unwrap_or_default(),
+            origin: self.origin(path),
+        });
+        Some(idx)
     }
 
     fn origin(&self, path: &Path) -> Origin {
@@ -294,6 +442,7 @@ impl<'r> Cx<'_, 'r> {
             "services" => &mut self.services_by_key,
             "routes" => &mut self.routes_by_key,
             "consumers" => &mut self.consumers_by_key,
+            "consumer_groups" => &mut self.consumer_groups_by_key,
             _ => &mut self.upstreams_by_name,
         }
     }
@@ -800,9 +949,6 @@ impl<'r> Cx<'_, 'r> {
                 credentials.push((kind.to_string(), cred.node.to_json()));
             }
         }
-        if !c.groups.is_empty() {
-            self.mark_unserved("consumer_groups", &path.key("groups"));
-        }
         self.model.consumers.push(Consumer {
             id,
             username: c.username.clone(),
@@ -819,12 +965,22 @@ impl<'r> Cx<'_, 'r> {
                 .error(self.file, path, "required field missing: `name`");
             return;
         };
-        match crate::plugins::catalog(&name) {
+        match crate::plugins::catalog(&name).map(|i| i.enforcement) {
             None => {
                 self.diags.error(self.file, &path.key("name"), format!("plugin '{name}' not enabled; it is neither a bundled Kong OSS plugin nor one of switchyard's (custom and Enterprise plugins cannot be loaded)"));
                 return;
             }
-            Some(info) if !info.served => self.mark_unserved(&format!("plugin '{name}'"), path),
+            Some(crate::plugins::Enforcement::NeedsDatabase) => {
+                self.diags.error(self.file, &path.key("name"), format!("plugin '{name}' needs a database and cannot run in DB-less mode (Kong refuses it too); remove it or move its routes to another authentication plugin"));
+                return;
+            }
+            // Observers pass traffic with a warning; plugins that would change traffic close
+            // their routes when the snapshot resolves which routes they apply to.
+            Some(crate::plugins::Enforcement::Observes) if p.enabled.unwrap_or(true) => self
+                .mark_unserved(
+                    &format!("plugin '{name}' (observes only; traffic passes without it)"),
+                    path,
+                ),
             Some(_) => {}
         }
         let config = p.config.clone().unwrap_or_else(|| super::de::Captured {
@@ -858,9 +1014,6 @@ impl<'r> Cx<'_, 'r> {
                 Protocol::Https,
             ];
         }
-        if p.consumer_group.is_some() {
-            self.mark_unserved("consumer_group plugins", path);
-        }
         let scope_key = scope_key(&scope);
         let same_scope = self.plugins_by_scope.entry(scope_key).or_default();
         let clash = same_scope
@@ -875,13 +1028,17 @@ impl<'r> Cx<'_, 'r> {
             self.diags.error(self.file, path, msg);
             return;
         }
-        let key = format!(
+        let mut key = format!(
             "{name}:{:?}:{:?}:{:?}:{}",
             scope.service.map(|i| &self.model.services[i].id),
             scope.route.map(|i| &self.model.routes[i].id),
             scope.consumer.map(|i| &self.model.consumers[i].id),
             p.instance_name.as_deref().unwrap_or("")
         );
+        if let Some(g) = scope.consumer_group {
+            key.push_str(":group:");
+            key.push_str(&self.model.consumer_groups[g].id);
+        }
         let idx = self.model.plugins.len();
         self.plugins_by_scope
             .entry(scope_key)

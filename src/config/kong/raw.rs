@@ -258,7 +258,7 @@ pub struct RawConsumerGroup {
     pub name: Option<String>,
     pub tags: Option<Vec<String>>,
     #[serde(default)]
-    pub plugins: Entities<Captured>,
+    pub plugins: Entities<RawPlugin>,
     #[serde(default)]
     pub consumers: Entities<Captured>,
 }

@@ -30,7 +30,7 @@ use super::de::{self, DeError, Dialect};
 use super::diag::{Diagnostics, Path, Seg, Severity, SourceFile, nearest};
 use super::model::{
     Model, OcelotAggregate, OcelotRateLimit, OcelotRoute, OcelotRouteKeyConfig, OcelotSecurity,
-    OcelotUpstream, Origin, Protocol, Service, Target, Upstream, derived_id,
+    OcelotUpstream, Origin, Protocol, Service, Target, Unenforced, Upstream, derived_id,
 };
 use super::node::{Node, Value};
 use crate::router::ocelot::{HeaderTemplate, UpstreamTemplate, placeholder_names};
@@ -276,6 +276,7 @@ pub fn load(
         files,
         diags,
         model,
+        unenforced: Vec::new(),
     };
     let raw_global = global
         .as_ref()
@@ -603,6 +604,8 @@ struct Cx<'a> {
     files: &'a [SourceFile],
     diags: &'a mut Diagnostics,
     model: &'a mut Model,
+    /// What the route being built carries and switchyard does not enforce (`close`).
+    unenforced: Vec<Unenforced>,
 }
 
 impl Cx<'_> {
@@ -644,6 +647,16 @@ impl Cx<'_> {
     fn unserved(&mut self, ent: &Entity, sub: &Path, what: &str) {
         let origin = self.origin(ent, sub);
         self.model.unserved.push((what.to_string(), origin));
+    }
+
+    /// An option of the route being built that is not enforced yet: the route will answer
+    /// 503 naming it instead of passing traffic the option would have stopped or changed.
+    fn close(&mut self, ent: &Entity, sub: &Path, what: &str) {
+        let origin = self.origin(ent, sub);
+        self.unenforced.push(Unenforced {
+            what: what.to_string(),
+            origin,
+        });
     }
 
     fn deserialize<T: serde::de::DeserializeOwned>(&mut self, ent: &Entity) -> Option<T> {
@@ -979,6 +992,8 @@ impl Cx<'_> {
     }
 
     fn route(&mut self, ent: &Entity, r: &RawRoute, g: &GlobalCx) -> Option<usize> {
+        // A route that failed to build leaves nothing for the next one.
+        self.unenforced.clear();
         let root = Path::root();
         let mut ok = true;
         let upstream = self.upstream(
@@ -1084,10 +1099,10 @@ impl Cx<'_> {
             }
         }
         if service_name.is_some() {
-            self.unserved(
+            self.close(
                 ent,
                 &root.key("ServiceName"),
-                "ServiceName routes (service discovery; they answer 503 until served)",
+                "ServiceName (service discovery)",
             );
         }
 
@@ -1228,33 +1243,49 @@ impl Cx<'_> {
             .as_ref()
             .is_some_and(|a| a.has_provider() && a.allow_anonymous != Some(true));
         if requires_authentication {
-            self.unserved(ent, &root.key("AuthenticationOptions"), "AuthenticationOptions (routes that require authentication answer 503 until served)");
-        }
-        if r.route_claims_requirement
-            .as_ref()
-            .is_some_and(|m| !m.is_empty())
-        {
-            self.unserved(
+            self.close(
                 ent,
-                &root.key("RouteClaimsRequirement"),
-                "RouteClaimsRequirement",
+                &root.key("AuthenticationOptions"),
+                "AuthenticationOptions (authentication)",
+            );
+        } else if auth
+            .as_ref()
+            .and_then(|a| a.allowed_scopes.as_ref())
+            .is_some_and(|s| !s.is_empty())
+        {
+            self.close(
+                ent,
+                &root.key("AuthenticationOptions").key("AllowedScopes"),
+                "AuthenticationOptions.AllowedScopes (scopes need an authenticated user)",
             );
         }
-        for (field, map) in [
-            ("AddClaimsToRequest", &r.add_claims_to_request),
+        // Claims come from an authenticated user, which no route has until authentication
+        // is served: whatever uses them cannot be honoured.
+        for (field, set) in [
+            (
+                "RouteClaimsRequirement",
+                r.route_claims_requirement
+                    .as_ref()
+                    .is_some_and(|m| !m.is_empty()),
+            ),
+            (
+                "AddClaimsToRequest",
+                r.add_claims_to_request
+                    .as_ref()
+                    .is_some_and(|m| !m.is_empty()),
+            ),
             (
                 "ChangeDownstreamPathTemplate",
-                &r.change_downstream_path_template,
+                r.change_downstream_path_template
+                    .as_ref()
+                    .is_some_and(|m| !m.is_empty()),
             ),
+            ("AddHeadersToRequest", !add_headers_to_request.is_empty()),
+            ("AddQueriesToRequest", !add_queries_to_request.is_empty()),
         ] {
-            if map.as_ref().is_some_and(|m| !m.is_empty()) {
-                self.unserved(ent, &root.key(field), field);
+            if set {
+                self.close(ent, &root.key(field), &format!("{field} (claims)"));
             }
-        }
-        if (!add_headers_to_request.is_empty() || !add_queries_to_request.is_empty())
-            && !requires_authentication
-        {
-            self.warn(ent, &root, "AddHeadersToRequest/AddQueriesToRequest take values from the claims of an authenticated user; this route has no AuthenticationOptions, so they never apply");
         }
 
         // Options served by later issues: checked, then named in a startup warning.
@@ -1265,7 +1296,7 @@ impl Cx<'_> {
                 .filter(|q| in_group(&q.route_keys, r.key.as_deref()))
         });
         if qos.as_ref().is_some_and(|q| q.active()) {
-            self.unserved(
+            self.close(
                 ent,
                 &root.key("QoSOptions"),
                 "QoSOptions (circuit breaker and QoS timeout)",
@@ -1286,7 +1317,7 @@ impl Cx<'_> {
             .as_ref()
             .is_some_and(|c| c.ttl_seconds.unwrap_or(0) > 0)
         {
-            self.unserved(
+            self.close(
                 ent,
                 &root.key(if r.cache_options.is_some() {
                     "CacheOptions"
@@ -1330,7 +1361,7 @@ impl Cx<'_> {
             .as_ref()
             .is_some_and(|d| !d.is_empty())
         {
-            self.unserved(
+            self.close(
                 ent,
                 &root.key("DelegatingHandlers"),
                 "DelegatingHandlers (handlers registered in C# code)",
@@ -1501,7 +1532,7 @@ impl Cx<'_> {
             allow_auto_redirect,
             use_cookie_container,
             base_url: g.base_url.clone(),
-            requires_authentication,
+            unenforced: std::mem::take(&mut self.unenforced),
             service_name,
             origin,
         });
@@ -1652,7 +1683,7 @@ impl Cx<'_> {
             (Some(rl), _) => rl.clone(),
         };
         if merged.aspnet_policy().is_some() {
-            self.unserved(
+            self.close(
                 ent,
                 &path.key("Policy"),
                 "RateLimitOptions.Policy (ASP.NET Core rate limiter policies registered in code)",
