@@ -32,7 +32,9 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let kong = dir.path().join("kong.yaml");
     std::fs::write(&kong, config(1000)).unwrap();
-    let (gw, _) = switchyard::gateway::Gateway::start(dir.path().to_path_buf()).unwrap();
+    let (gw, _) = switchyard::gateway::Builder::new()
+        .start(dir.path().to_path_buf())
+        .unwrap();
     for i in 0..reloads {
         std::fs::write(&kong, config(if i % 2 == 0 { 999 } else { 1000 })).unwrap();
         assert!(gw.reload().ok);

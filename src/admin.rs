@@ -13,9 +13,14 @@ use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 
 use crate::config::model::Model;
+use crate::exchange::respond;
 use crate::gateway::Gateway;
-use crate::plugins::Response;
-use crate::proxy::respond;
+use crate::proxy::pipeline::{Response, into_proxy};
+
+/// A JSON answer of the admin API.
+fn json_value(status: StatusCode, value: &serde_json::Value) -> Response {
+    into_proxy(respond::json(status, value.to_string()))
+}
 
 pub async fn serve(gw: Arc<Gateway>, listener: tokio::net::TcpListener) {
     loop {
@@ -60,7 +65,7 @@ pub fn status_json(gw: &Gateway) -> serde_json::Value {
             "consumers": snap.model.consumers.len(),
         },
         "warnings": snap.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
-        "unserved": snap.model.unserved.iter().map(|(what, o)| format!("{}:{}: {}: {what}", o.file, o.line, o.path)).collect::<Vec<_>>(),
+        "unserved": snap.unserved.iter().map(|(what, o)| format!("{}:{}: {}: {what}", o.file, o.line, o.path)).collect::<Vec<_>>(),
         "closed_routes": snap.closed_routes().map(|(route, closed)| serde_json::json!({
             "route": route,
             "unenforced": closed.reasons,
@@ -105,14 +110,14 @@ impl Endpoint {
 
 async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
     let Some(endpoint) = Endpoint::of(req.uri().path()) else {
-        return respond::json_value(
+        return json_value(
             StatusCode::NOT_FOUND,
             &serde_json::json!({"message": "Not found"}),
         );
     };
     let (method, allowed) = (req.method(), endpoint.method());
     if method.as_str() != allowed && !(method == Method::HEAD && allowed == "GET") {
-        let mut r = respond::json_value(
+        let mut r = json_value(
             StatusCode::METHOD_NOT_ALLOWED,
             &serde_json::json!({"message": "Method not allowed"}),
         );
@@ -121,13 +126,13 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
         return r;
     }
     match endpoint {
-        Endpoint::Status => respond::json_value(StatusCode::OK, &status_json(gw)),
-        Endpoint::Ready => respond::json_value(
+        Endpoint::Status => json_value(StatusCode::OK, &status_json(gw)),
+        Endpoint::Ready => json_value(
             StatusCode::OK,
             &serde_json::json!({"ready": true, "version": gw.snapshot().version}),
         ),
         Endpoint::Reload => reload(gw).await,
-        Endpoint::Config => respond::json_value(StatusCode::OK, &config_json(&gw.snapshot().model)),
+        Endpoint::Config => json_value(StatusCode::OK, &config_json(&gw.snapshot().model)),
     }
 }
 
@@ -136,11 +141,11 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
 async fn reload(gw: &Arc<Gateway>) -> Response {
     let gw = gw.clone();
     match tokio::task::spawn_blocking(move || gw.reload()).await {
-        Ok(r) if r.ok => respond::json_value(
+        Ok(r) if r.ok => json_value(
             StatusCode::OK,
             &serde_json::json!({"ok": true, "version": r.version}),
         ),
-        Ok(r) => respond::json_value(
+        Ok(r) => json_value(
             StatusCode::UNPROCESSABLE_ENTITY,
             &serde_json::json!({
                 "ok": false,
@@ -148,7 +153,11 @@ async fn reload(gw: &Arc<Gateway>) -> Response {
                 "errors": r.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
             }),
         ),
-        Err(_) => respond::error(StatusCode::INTERNAL_SERVER_ERROR, "reload task failed", ""),
+        Err(_) => into_proxy(respond::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "reload task failed",
+            "",
+        )),
     }
 }
 

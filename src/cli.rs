@@ -8,12 +8,15 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::diag::Diagnostic;
+use std::sync::Arc;
+
+use crate::config::diag::{Diagnostic, Severity};
 use crate::config::loader;
-use crate::gateway::Gateway;
+use crate::gateway::{Gateway, compile_dir};
+use crate::plugins::Registry;
 use crate::router::path::normalize_path;
 use crate::router::{Miss, Request as RouteRequest};
-use crate::snapshot::{Snapshot, State};
+use crate::snapshot::Snapshot;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -93,7 +96,13 @@ pub enum Command {
     },
 }
 
+/// The `switchyard` binary: the bundled plugins only.
 pub fn main() -> ExitCode {
+    crate::gateway::Builder::new().main()
+}
+
+/// The command line of a gateway built with `registry`'s plugins.
+pub fn main_with(registry: Arc<Registry>) -> ExitCode {
     let cli = Cli::parse();
     let (Command::Run { dir, .. }
     | Command::Check { dir }
@@ -116,16 +125,22 @@ pub fn main() -> ExitCode {
                     Watch::Poll(std::time::Duration::from_millis(ms.max(10)))
                 })
             };
-            run(dir.config_dir, listen, admin_listen, workers, watch)
+            let settings = Settings {
+                listen,
+                admin: admin_listen,
+                workers,
+                watch,
+            };
+            run(dir.config_dir, registry, settings)
         }
-        Command::Check { dir } => check(&dir.config_dir),
-        Command::Config { dir } => print_config(&dir.config_dir),
+        Command::Check { dir } => check(&dir.config_dir, &registry),
+        Command::Config { dir } => print_config(&dir.config_dir, &registry),
         Command::Explain {
             dir,
             method,
             url,
             headers,
-        } => explain(&dir.config_dir, &method, &url, &headers),
+        } => explain(&dir.config_dir, &registry, &method, &url, &headers),
     }
 }
 
@@ -153,24 +168,30 @@ enum Watch {
     Off,
 }
 
-fn run(
-    dir: PathBuf,
+/// What `run` serves on.
+struct Settings {
     listen: Vec<SocketAddr>,
     admin: SocketAddr,
     workers: Option<usize>,
     watch: Watch,
-) -> ExitCode {
+}
+
+fn run(dir: PathBuf, registry: Arc<Registry>, settings: Settings) -> ExitCode {
+    let Settings {
+        listen,
+        admin,
+        workers,
+        watch,
+    } = settings;
     init_logging();
     let t = Instant::now();
-    let (gw, warnings) = match Gateway::start(dir.clone()) {
+    let (gw, warnings) = match Gateway::start(dir.clone(), registry) {
         Ok(x) => x,
         Err(e) => {
             print_diagnostics(&e.0);
             eprintln!(
                 "switchyard: {} error(s) in {}; not starting",
-                e.0.iter()
-                    .filter(|d| d.severity == crate::config::diag::Severity::Error)
-                    .count(),
+                e.0.iter().filter(|d| d.severity == Severity::Error).count(),
                 dir.display()
             );
             return ExitCode::FAILURE;
@@ -274,7 +295,7 @@ async fn shutdown_signal() {
 
 /// What parses and is checked but is not served, and lets traffic pass without it.
 fn unserved_lines(snap: &Snapshot) -> impl Iterator<Item = String> + '_ {
-    snap.model.unserved.iter().map(|(kind, origin)| {
+    snap.unserved.iter().map(|(kind, origin)| {
         format!(
             "{}:{}: warning: {}: {}: parsed and checked, not served yet",
             origin.file, origin.line, origin.path, kind
@@ -292,17 +313,23 @@ fn closed_lines(snap: &Snapshot) -> impl Iterator<Item = String> + '_ {
     })
 }
 
-/// Loads and compiles exactly as `run` does, so that what `check` accepts is what serves.
-fn check(dir: &std::path::Path) -> ExitCode {
-    let loaded = loader::load_dir(dir);
-    print_diagnostics(&loaded.diagnostics.items);
-    let errors = loaded.diagnostics.errors().count();
-    if errors > 0 {
+/// Loads and compiles as `run` does; on errors prints them all and fails.
+fn compile(dir: &std::path::Path, registry: &Registry) -> Result<(Snapshot, usize), ExitCode> {
+    compile_dir(dir, registry).map_err(|e| {
+        print_diagnostics(&e.0);
+        let errors = e.0.iter().filter(|d| d.severity == Severity::Error).count();
         eprintln!("{errors} error(s)");
-        return ExitCode::FAILURE;
-    }
-    let files = loaded.files.len();
-    let snap = Snapshot::compile(loaded.model, Vec::new(), &State::default(), 0, loaded.hash);
+        ExitCode::FAILURE
+    })
+}
+
+/// Loads and compiles exactly as `run` does, so that what `check` accepts is what serves.
+fn check(dir: &std::path::Path, registry: &Registry) -> ExitCode {
+    let (snap, files) = match compile(dir, registry) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    print_diagnostics(&snap.warnings);
     for line in unserved_lines(&snap) {
         eprintln!("{line}");
     }
@@ -332,23 +359,27 @@ fn check(dir: &std::path::Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn print_config(dir: &std::path::Path) -> ExitCode {
-    let loaded = loader::load_dir(dir);
-    if loaded.diagnostics.has_errors() {
-        print_diagnostics(&loaded.diagnostics.items);
-        return ExitCode::FAILURE;
-    }
-    let out = crate::admin::config_json(&loaded.model);
+fn print_config(dir: &std::path::Path, registry: &Registry) -> ExitCode {
+    let snap = match compile(dir, registry) {
+        Ok((snap, _)) => snap,
+        Err(code) => return code,
+    };
+    let out = crate::admin::config_json(&snap.model);
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     ExitCode::SUCCESS
 }
 
-fn explain(dir: &std::path::Path, method: &str, url: &str, headers: &[String]) -> ExitCode {
-    let loaded = loader::load_dir(dir);
-    if loaded.diagnostics.has_errors() {
-        print_diagnostics(&loaded.diagnostics.items);
-        return ExitCode::FAILURE;
-    }
+fn explain(
+    dir: &std::path::Path,
+    registry: &Registry,
+    method: &str,
+    url: &str,
+    headers: &[String],
+) -> ExitCode {
+    let snap = match compile(dir, registry) {
+        Ok((snap, _)) => snap,
+        Err(code) => return code,
+    };
     let uri: http::Uri = match url.parse() {
         Ok(u) => u,
         Err(e) => {
@@ -393,7 +424,6 @@ fn explain(dir: &std::path::Path, method: &str, url: &str, headers: &[String]) -
         80
     };
     let path = normalize_path(uri.path());
-    let snap = Snapshot::compile(loaded.model, Vec::new(), &State::default(), 0, loaded.hash);
     let req = RouteRequest {
         method: &method,
         host,

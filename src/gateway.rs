@@ -1,5 +1,11 @@
 //! The running gateway's shared state: the serving snapshot (swapped atomically), the state
-//! that outlives snapshots, and the result of the last load.
+//! that outlives snapshots, the plugins it can load, and the result of the last load.
+//! `Builder` makes one, with custom plugins registered beside the bundled ones.
+//!
+//! ```text
+//! Builder (registry: bundled + custom plugins) ─▶ Gateway::start ─▶ load ─▶ compile ─▶ serve
+//!                                     reload (watch, SIGHUP, POST /reload) ─▶ load ─▶ compile ─▶ swap
+//! ```
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -14,7 +20,98 @@ use arc_swap::ArcSwap;
 use crate::config::diag::{Diagnostic, SourceFile};
 use crate::config::loader::{self, Loaded};
 use crate::config::model::Model;
+use crate::plugins::{PluginSpec, Registry};
 use crate::snapshot::{Snapshot, State};
+
+/// A gateway with its plugins: the bundled ones and any registered here. A custom plugin is
+/// a `PluginSpec` type; a binary built with it loads configs naming it and checks them as it
+/// checks a bundled plugin's.
+///
+/// ```no_run
+/// # use switchyard::gateway::Builder;
+/// // fn main() -> std::process::ExitCode { Builder::new().plugin::<MyPlugin>().main() }
+/// fn main() -> std::process::ExitCode { Builder::new().main() }
+/// ```
+pub struct Builder {
+    registry: Registry,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder::new()
+    }
+}
+
+impl Builder {
+    /// Kong's bundled plugins and switchyard's own.
+    pub fn new() -> Self {
+        Builder {
+            registry: Registry::bundled(),
+        }
+    }
+
+    /// Adds a plugin (replacing a bundled one of the same name).
+    pub fn plugin<P: PluginSpec>(mut self) -> Self {
+        self.registry.register::<P>();
+        self
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Runs the command line (`run`, `check`, `config`, `explain`) with these plugins.
+    pub fn main(self) -> std::process::ExitCode {
+        crate::cli::main_with(Arc::new(self.registry))
+    }
+
+    /// Loads `dir` and makes the gateway that serves it.
+    pub fn start(self, dir: PathBuf) -> Result<(Arc<Gateway>, Vec<Diagnostic>), LoadFailed> {
+        Gateway::start(dir, Arc::new(self.registry))
+    }
+}
+
+/// Loads and compiles a config directory once, as `run` does (for `check`, `config` and
+/// `explain`).
+pub fn compile_dir(
+    dir: &std::path::Path,
+    registry: &Registry,
+) -> Result<(Snapshot, usize), LoadFailed> {
+    let loaded = loader::load_dir(dir);
+    let files = loaded.files.len();
+    compile_loaded(loaded, registry, &State::default(), 0)
+        .map(|s| (s, files))
+        .map_err(LoadFailed)
+}
+
+/// Compiles what a load read. A load with errors is compiled too, so that the plugin
+/// problems the compile finds are listed with the file's own: every error at once.
+fn compile_loaded(
+    loaded: Loaded,
+    registry: &Registry,
+    state: &State,
+    version: u64,
+) -> Result<Snapshot, Vec<Diagnostic>> {
+    let load_failed = loaded.diagnostics.has_errors();
+    let load_errors = loaded.errors();
+    let compiled = Snapshot::compile(
+        loaded.model,
+        loaded.diagnostics.items,
+        registry,
+        state,
+        version,
+        loaded.hash,
+    );
+    match compiled {
+        Ok(snap) if !load_failed => Ok(snap),
+        Ok(_) => Err(load_errors),
+        Err(mut errors) => {
+            errors.extend(load_errors);
+            errors.sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
+            Err(errors)
+        }
+    }
+}
 
 /// The outcome of the last reload attempt, for `GET /status`.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -30,6 +127,7 @@ pub struct Gateway {
     pub config_dir: PathBuf,
     snapshot: ArcSwap<Snapshot>,
     pub state: State,
+    pub registry: Arc<Registry>,
     versions: AtomicU64,
     pub last_reload: Mutex<Option<ReloadReport>>,
     /// Held for a whole reload, so two triggers never race to store; it keeps the thread
@@ -85,18 +183,20 @@ pub struct LoadFailed(pub Vec<Diagnostic>);
 
 impl Gateway {
     /// Loads `dir` for the first time.
-    pub fn start(dir: PathBuf) -> Result<(Arc<Gateway>, Vec<Diagnostic>), LoadFailed> {
+    pub fn start(
+        dir: PathBuf,
+        registry: Arc<Registry>,
+    ) -> Result<(Arc<Gateway>, Vec<Diagnostic>), LoadFailed> {
         let state = State::default();
         let loaded = loader::load_dir(&dir);
-        if loaded.diagnostics.has_errors() {
-            return Err(LoadFailed(loaded.diagnostics.items));
-        }
-        let warnings: Vec<Diagnostic> = loaded.diagnostics.items.clone();
-        let snap = Snapshot::compile(loaded.model, warnings.clone(), &state, 1, loaded.hash);
+        let snap = compile_loaded(loaded, &registry, &state, 1).map_err(LoadFailed)?;
+        state.sweep();
+        let warnings = snap.warnings.clone();
         let gw = Gateway {
             config_dir: dir,
             snapshot: ArcSwap::from_pointee(snap),
             state,
+            registry,
             versions: AtomicU64::new(1),
             last_reload: Mutex::new(None),
             reloading: Mutex::new(None),
@@ -151,7 +251,7 @@ impl Gateway {
                 "no config file found; keeping the serving config",
             );
         }
-        if loaded.diagnostics.has_errors() {
+        if loaded.files.is_empty() {
             return ReloadReport {
                 ok: false,
                 at: SystemTime::now(),
@@ -160,19 +260,29 @@ impl Gateway {
                 compile_ms: elapsed_ms(t),
             };
         }
-        if loaded.hash == current.hash {
+        if loaded.hash == current.hash && !loaded.diagnostics.has_errors() {
             return unchanged_report(&current, t);
         }
-        let version = self.versions.fetch_add(1, Ordering::Relaxed) + 1;
         let spent = std::mem::take(&mut loaded.spent);
-        let snap = Arc::new(Snapshot::compile(
-            loaded.model,
-            loaded.diagnostics.items,
-            &self.state,
-            version,
-            loaded.hash,
-        ));
+        let version = self.versions.load(Ordering::Relaxed) + 1;
+        let compiled = compile_loaded(loaded, &self.registry, &self.state, version);
+        let snap = match compiled {
+            Ok(snap) => Arc::new(snap),
+            Err(errors) => {
+                return ReloadReport {
+                    ok: false,
+                    at: SystemTime::now(),
+                    version: current.version,
+                    errors,
+                    compile_ms: elapsed_ms(t),
+                };
+            }
+        };
+        self.versions.store(version, Ordering::Relaxed);
         self.snapshot.store(snap.clone());
+        // What no entity of the new snapshot asked for goes; the old snapshot keeps its own
+        // until it is retired.
+        self.state.sweep();
         let compile_ms = elapsed_ms(t);
         *retiring = Retired {
             old: current,

@@ -1,13 +1,21 @@
 //! switchyard: a declarative, DB-less API gateway.
 //!
-//! config files ─▶ `config` (raw serde types per dialect ─▶ one validated model, with spans)
-//! ─▶ `snapshot` (compiled, immutable: router, services, plugin chains) ─▶ `gateway` (atomic
-//! swap) ─▶ `proxy` (HTTP/1.1 server ─▶ `router` ─▶ `plugins` ─▶ upstream client) ─▶ `admin`.
+//! ```text
+//! config files ─▶ config (raw serde types per dialect ─▶ one validated model, with spans)
+//!   ─▶ snapshot (compiled, immutable: router, chains, services, consumers; plugins built
+//!      through the plugins::registry) ─▶ gateway (atomic swap; watch reloads it)
+//!   ─▶ proxy (engine: HTTP/1 server ─▶ pipeline: router ─▶ plugins ─▶ forward ─▶ upstream
+//!      client) ─▶ admin
+//! ```
+//!
+//! `exchange` holds the types every layer shares for one request (context, body, flow); it
+//! depends on nothing of theirs.
 #![deny(unsafe_code)]
 
 pub mod admin;
 pub mod cli;
 pub mod config;
+pub mod exchange;
 pub mod fnv;
 pub mod gateway;
 pub mod plugins;

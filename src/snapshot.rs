@@ -1,105 +1,85 @@
 //! The compiled, immutable runtime form of one validated model: the router, each route's
-//! plugin chain and each service's destination, ready to serve without further work.
+//! plugin chain (or why it is closed), each service's destination and the consumers, ready
+//! to serve without further work.
 //!
-//! model ─▶ `Snapshot::compile` ─▶ `Arc<Snapshot>` (swapped in whole by `watch`)
+//! ```text
+//! model ─▶ Snapshot::compile (plugins built through the registry, every error collected)
+//!       ─▶ Arc<Snapshot> (swapped in whole by `gateway`)
+//! ```
 //!
-//! State that must outlive a reload (balancer positions now; counters and health later) is
-//! not owned here: `State` keeps it by entity id, and each compile takes the entries of the
-//! entities it still has.
+//! State that must outlive a reload (balancer positions, rate-limit counters, cookie jars) is
+//! not owned here: `State` keeps it by entity identity, and each compile takes the entries of
+//! the entities it still has.
 
+use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use http::{HeaderValue, Method, StatusCode};
+use http::{Method, StatusCode};
 
-use crate::config::diag::Diagnostic;
-use crate::config::model::{Model, OcelotRoute, PathHandling, Protocol};
-use crate::plugins::ocelot_rate_limit::{self, Store as RateLimitStore};
-use crate::plugins::{self, Chain, Plugin};
+use crate::config::de::Captured;
+use crate::config::diag::{Diagnostic, Path, Severity};
+use crate::config::model::{
+    Model, OcelotRoute, Origin, PathHandling, Plugin as PluginEntity, Protocol,
+};
+use crate::exchange::{Consumer, Identity};
+use crate::plugins::registry::{BuildCx, Kind, Registry};
+use crate::plugins::{Chain, Plugin};
 use crate::proxy::aggregate::{Aggregator, JsonPath};
+use crate::proxy::ocelot::CookieJar;
+use crate::proxy::upstream::{Balancer, Dest, Peer};
 use crate::router::ocelot::DownstreamTemplate;
 use crate::router::{OcelotSpec, Router};
 
-/// Runtime state kept across snapshots, keyed by entity identity.
+// === State kept across snapshots ===
+
+/// Runtime state kept across snapshots, keyed by entity identity (and the state's type).
+/// Each compile asks for what its entities need (`kept`); once its snapshot serves, what
+/// no entity asked for is dropped (`sweep`).
 #[derive(Default)]
 pub struct State {
-    balancer_positions: Mutex<HashMap<String, Arc<AtomicUsize>>>,
-    /// Ocelot rate-limit counters by route id and rule.
-    rate_limits: Mutex<HashMap<String, Arc<RateLimitStore>>>,
-    /// Ocelot `UseCookieContainer` jars by route id.
-    cookie_jars: Mutex<HashMap<String, Arc<CookieJar>>>,
+    inner: Mutex<Kept>,
 }
 
-/// Hands out the kept entries of `map` for `keys` (new ones made fresh) and forgets the rest.
-fn keep<T: Default, K: AsRef<str>>(
-    map: &Mutex<HashMap<String, Arc<T>>>,
-    keys: &[K],
-) -> Vec<Arc<T>> {
-    let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
-    let kept: HashMap<String, Arc<T>> = keys
-        .iter()
-        .map(|k| {
-            let k = k.as_ref();
-            (k.to_string(), map.get(k).cloned().unwrap_or_default())
-        })
-        .collect();
-    let out = keys.iter().map(|k| kept[k.as_ref()].clone()).collect();
-    *map = kept;
-    out
-}
-
-/// Ocelot's `UseCookieContainer`: one cookie jar shared by every client of the route (as in
-/// Ocelot, where the route's HttpClient keeps it). Cookies are kept by name; attributes other
-/// than the value are not tracked.
 #[derive(Default)]
-pub struct CookieJar {
-    cookies: Mutex<Vec<(String, String)>>,
+struct Kept {
+    /// The compile under way; an entry is live when the last compile asked for it.
+    generation: u64,
+    entries: HashMap<(TypeId, String), (u64, Arc<dyn Any + Send + Sync>)>,
 }
 
-impl CookieJar {
-    /// Stores the cookies of `Set-Cookie` response headers.
-    pub fn store(&self, headers: &http::HeaderMap) {
-        let mut jar = self.cookies.lock().unwrap_or_else(|e| e.into_inner());
-        for v in headers.get_all(http::header::SET_COOKIE) {
-            let Ok(text) = v.to_str() else { continue };
-            let pair = text.split(';').next().unwrap_or_default();
-            let Some((name, value)) = pair.split_once('=') else {
-                continue;
-            };
-            let (name, value) = (name.trim().to_string(), value.trim().to_string());
-            let expired = text
-                .split(';')
-                .any(|a| a.trim().eq_ignore_ascii_case("max-age=0"));
-            jar.retain(|(n, _)| *n != name);
-            if !expired {
-                jar.push((name, value));
-            }
-        }
+impl State {
+    /// The state of type `T` under `key`: the one the previous snapshots used, or a new one.
+    pub fn kept<T: Any + Default + Send + Sync>(&self, key: &str) -> Arc<T> {
+        let mut k = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = k.generation;
+        let entry = k
+            .entries
+            .entry((TypeId::of::<T>(), key.to_string()))
+            .or_insert_with(|| (generation, Arc::new(T::default())));
+        entry.0 = generation;
+        entry.1.clone().downcast::<T>().unwrap_or_default()
     }
 
-    /// The `Cookie` header for the next request, merged with the client's own cookies.
-    pub fn cookie_header(&self, client: Option<&HeaderValue>) -> Option<HeaderValue> {
-        let jar = self.cookies.lock().unwrap_or_else(|e| e.into_inner());
-        if jar.is_empty() {
-            return None;
-        }
-        let mut text = client
-            .and_then(|c| c.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        for (n, v) in jar.iter() {
-            if !text.is_empty() {
-                text.push_str("; ");
-            }
-            text.push_str(n);
-            text.push('=');
-            text.push_str(v);
-        }
-        HeaderValue::from_str(&text).ok()
+    /// Starts a compile: what it asks for is marked as its.
+    fn begin(&self) {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .generation += 1;
+    }
+
+    /// Drops what the last compile did not ask for; called once its snapshot serves.
+    pub fn sweep(&self) {
+        let mut k = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let generation = k.generation;
+        k.entries.retain(|_, (g, _)| *g == generation);
     }
 }
+
+// === The snapshot ===
 
 pub struct Snapshot {
     pub version: u64,
@@ -110,11 +90,17 @@ pub struct Snapshot {
     pub router: Router,
     pub routes: Vec<RouteRt>,
     pub services: Vec<ServiceRt>,
+    pub consumers: Arc<Consumers>,
+    /// The enabled global plugins: their rewrite hooks run before routing, and they are the
+    /// chain of a request no route matched (its response head and log).
+    pub global: Chain,
     pub warnings: Vec<Diagnostic>,
+    /// What parses and is checked but is not served, and lets traffic pass without it.
+    pub unserved: Vec<(String, Origin)>,
 }
 
 pub struct RouteRt {
-    pub name: Arc<str>,
+    pub identity: Identity,
     /// What kind of entity answers: a Kong route, an Ocelot route or an Ocelot aggregate.
     pub kind: RouteKind,
     pub service: Option<usize>,
@@ -165,8 +151,6 @@ pub struct OcelotRt {
     pub version: http::Version,
     pub allow_auto_redirect: bool,
     pub cookie_jar: Option<Arc<CookieJar>>,
-    /// A service-discovery route (not served yet: it is closed, see `RouteRt::closed`).
-    pub service_name: Option<String>,
 }
 
 /// An Ocelot aggregate, compiled.
@@ -181,7 +165,7 @@ pub struct AggregateRt {
 }
 
 pub struct ServiceRt {
-    pub name: Arc<str>,
+    pub identity: Identity,
     pub tls: bool,
     /// Verify the upstream's certificate (Ocelot routes unless
     /// DangerousAcceptAnyServerCertificateValidator; Kong services with `tls_verify: true`).
@@ -195,169 +179,97 @@ pub struct ServiceRt {
     pub write_timeout: Duration,
 }
 
-pub enum Dest {
-    Direct(Peer),
-    Balanced(Arc<Balancer>),
+/// The consumers authentication can identify, by position in the config.
+#[derive(Default)]
+pub struct Consumers {
+    pub list: Vec<Arc<Consumer>>,
 }
 
-/// One upstream address and the Host header that goes with it.
-#[derive(Clone)]
-pub struct Peer {
-    pub host: Arc<str>,
-    pub port: u16,
-    pub host_header: HeaderValue,
+/// What one compile collects besides the snapshot: errors and warnings, each with its
+/// position.
+#[derive(Default)]
+struct Report {
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    /// Plugins that parse and are checked, only observe, and are not served.
+    unserved: Vec<(String, Origin)>,
 }
 
-/// Weighted round-robin over an upstream's targets.
-pub struct Balancer {
-    pub name: String,
-    pub peers: Vec<Peer>,
-    /// Peer indices, each repeated weight/gcd times, interleaved.
-    wheel: Vec<u32>,
-    position: Arc<AtomicUsize>,
-}
-
-impl Balancer {
-    /// The next peer, or `None` when every target has weight 0.
-    pub fn next(&self) -> Option<&Peer> {
-        if self.wheel.is_empty() {
-            return None;
-        }
-        let i = self
-            .position
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(&self.peers[self.wheel[i % self.wheel.len()] as usize])
-    }
-}
-
-fn host_header(host: &str, port: u16, tls: bool) -> HeaderValue {
-    let default = if tls { 443 } else { 80 };
-    let text = if port == default {
-        host.to_string()
-    } else if host.contains(':') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    };
-    HeaderValue::from_str(&text).unwrap_or(HeaderValue::from_static("invalid"))
-}
-
-fn wheel(weights: &[u32]) -> Vec<u32> {
-    fn gcd(a: u32, b: u32) -> u32 {
-        if b == 0 { a } else { gcd(b, a % b) }
-    }
-    let g = weights
-        .iter()
-        .copied()
-        .filter(|w| *w > 0)
-        .fold(0, gcd)
-        .max(1);
-    let mut left: Vec<u32> = weights.iter().map(|w| w / g).collect();
-    let mut out = Vec::new();
-    // Interleave instead of runs, so consecutive requests spread across targets.
-    while left.iter().any(|w| *w > 0) {
-        for (i, w) in left.iter_mut().enumerate() {
-            if *w > 0 {
-                out.push(i as u32);
-                *w -= 1;
-            }
+impl Report {
+    fn push(&mut self, severity: Severity, origin: &Origin, message: String) {
+        let d = Diagnostic {
+            severity,
+            file: origin.file.clone(),
+            line: origin.line,
+            column: origin.column,
+            path: origin.path.clone(),
+            message,
+        };
+        match severity {
+            Severity::Error => self.errors.push(d),
+            Severity::Warning => self.warnings.push(d),
         }
     }
-    out
+
+    /// A problem inside a plugin's `config`, at the position it was written.
+    fn config_problem(&mut self, p: &PluginEntity, sub: &Path, message: &str) {
+        let span = p.config.span_at(sub);
+        let mut path = p.config.path.clone();
+        path.0.extend(sub.0.iter().cloned());
+        let origin = Origin {
+            file: p.file.clone(),
+            line: span.line,
+            column: span.col,
+            path: path.render(),
+        };
+        self.push(
+            Severity::Error,
+            &origin,
+            format!("plugin '{}': {message}", p.name),
+        );
+    }
 }
 
 impl Snapshot {
+    /// Compiles `model`, building every plugin through `registry`. Every problem is reported
+    /// at once; `Err` means this config cannot serve (the serving snapshot stays).
     pub fn compile(
-        model: Model,
-        warnings: Vec<Diagnostic>,
+        mut model: Model,
+        mut warnings: Vec<Diagnostic>,
+        registry: &Registry,
         state: &State,
         version: u64,
         hash: u64,
-    ) -> Snapshot {
-        let upstream_ids: Vec<&str> = model.upstreams.iter().map(|u| u.id.as_str()).collect();
-        let positions = keep(&state.balancer_positions, &upstream_ids);
-        let balancers: HashMap<&str, Arc<Balancer>> = model
-            .upstreams
-            .iter()
-            .zip(positions)
-            .map(|(u, position)| {
-                let peers = u
-                    .targets
-                    .iter()
-                    .map(|t| Peer {
-                        host: t.host.as_str().into(),
-                        port: t.port,
-                        host_header: host_header(
-                            u.host_header.as_deref().unwrap_or(&t.host),
-                            t.port,
-                            false,
-                        ),
-                    })
-                    .collect();
-                let weights: Vec<u32> = u.targets.iter().map(|t| t.weight).collect();
-                (
-                    u.name.as_str(),
-                    Arc::new(Balancer {
-                        name: u.name.clone(),
-                        peers,
-                        wheel: wheel(&weights),
-                        position,
-                    }),
-                )
-            })
-            .collect();
-
-        let services: Vec<ServiceRt> = model
-            .services
-            .iter()
-            .map(|s| {
-                let tls = matches!(
-                    s.protocol,
-                    Protocol::Https | Protocol::Grpcs | Protocol::Wss | Protocol::Tls
-                );
-                let dest = match balancers.get(s.host.as_str()) {
-                    Some(b) => Dest::Balanced(b.clone()),
-                    None => Dest::Direct(Peer {
-                        host: s.host.as_str().into(),
-                        port: s.port,
-                        host_header: host_header(&s.host, s.port, tls),
-                    }),
-                };
-                ServiceRt {
-                    name: s.display_name().into(),
-                    tls,
-                    tls_verify: s.tls_verify.unwrap_or(false),
-                    dest,
-                    base_path: s.path.clone().unwrap_or_else(|| "/".into()),
-                    retries: s.retries,
-                    connect_timeout: Duration::from_millis(s.connect_timeout),
-                    read_timeout: Duration::from_millis(s.read_timeout),
-                    write_timeout: Duration::from_millis(s.write_timeout),
-                }
-            })
-            .collect();
-
-        let built: Vec<Option<Arc<dyn Plugin>>> = model
-            .plugins
-            .iter()
-            .map(|p| {
-                if p.enabled {
-                    plugins::build(&p.name, &p.config.node)
-                } else {
-                    None
-                }
-            })
-            .collect();
-        let scoped = PluginsByScope::new(&model);
-        let mut routes: Vec<RouteRt> = model
+    ) -> Result<Snapshot, Vec<Diagnostic>> {
+        state.begin();
+        let mut report = Report::default();
+        let services = compile_services(&model, state);
+        let consumers = Arc::new(compile_consumers(&model));
+        let route_ids: Vec<Identity> = model
             .routes
             .iter()
+            .map(|r| Identity {
+                id: r.id.as_str().into(),
+                name: r.display_name().into(),
+            })
+            .collect();
+        let env = BuildEnv {
+            registry,
+            state,
+            consumers: &consumers,
+            services: &services,
+        };
+        let built = env.kong_plugins(&model, &route_ids, &mut report);
+        let scoped = PluginsByScope::new(&model);
+        let mut routes: Vec<RouteRt> = route_ids
+            .into_iter()
             .enumerate()
-            .map(|(idx, r)| {
+            .map(|(idx, identity)| {
+                let r = &model.routes[idx];
                 let allows = |p: Protocol| r.protocols.contains(&p);
-                let (chain, reasons) = route_chain(&model, &built, &scoped, idx);
+                let (chain, reasons) = route_chain(&model, &built, &scoped, registry, idx);
                 RouteRt {
-                    name: r.display_name().into(),
+                    identity,
                     kind: RouteKind::Kong,
                     service: r.service,
                     https_only: allows(Protocol::Https) && !allows(Protocol::Http),
@@ -371,39 +283,18 @@ impl Snapshot {
                 }
             })
             .collect();
+        let global = Chain::new(
+            scoped
+                .global
+                .iter()
+                .filter_map(|&i| built[i].clone())
+                .collect(),
+        );
 
         // Ocelot routes, then aggregates, after the Kong routes.
         let first_ocelot = routes.len();
-        let rl_keys: Vec<String> = model
-            .ocelot_routes
-            .iter()
-            .filter_map(|r| {
-                r.rate_limit.as_ref().map(|o| {
-                    format!(
-                        "{}|{}|{}",
-                        r.id,
-                        o.key_prefix,
-                        ocelot_rate_limit::rule_text(o)
-                    )
-                })
-            })
-            .collect();
-        let mut rl_stores = keep(&state.rate_limits, &rl_keys).into_iter();
-        let jar_keys: Vec<String> = model
-            .ocelot_routes
-            .iter()
-            .filter(|r| r.use_cookie_container)
-            .map(|r| r.id.clone())
-            .collect();
-        let mut jars = keep(&state.cookie_jars, &jar_keys).into_iter();
         for r in &model.ocelot_routes {
-            let store = r.rate_limit.as_ref().and_then(|_| rl_stores.next());
-            let jar = if r.use_cookie_container {
-                jars.next()
-            } else {
-                None
-            };
-            routes.push(ocelot_route_rt(r, &model, &services, store, jar));
+            routes.push(env.ocelot_route(r, &mut report));
         }
         let first_aggregate = routes.len();
         for a in &model.ocelot_aggregates {
@@ -439,7 +330,10 @@ impl Snapshot {
                 })
                 .collect();
             routes.push(RouteRt {
-                name: format!("{}:{}", a.origin.file, a.origin.path).into(),
+                identity: Identity {
+                    id: a.id.as_str().into(),
+                    name: a.upstream.path_template.as_str().into(),
+                },
                 kind: RouteKind::Aggregate(Box::new(AggregateRt {
                     template: a.upstream.path_template.as_str().into(),
                     parts,
@@ -457,49 +351,313 @@ impl Snapshot {
             });
         }
 
-        // Routes of disabled services are left out of the router, as Kong does.
-        let active: Vec<(usize, &crate::config::model::Route)> = model
-            .routes
-            .iter()
-            .enumerate()
-            .filter(|(_, r)| r.service.is_none_or(|s| model.services[s].enabled))
-            .collect();
-        let mut specs: Vec<OcelotSpec<'_>> = model
-            .ocelot_routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| OcelotSpec {
-                index: first_ocelot + i,
-                upstream: &r.upstream,
-                aggregate: false,
-            })
-            .collect();
-        specs.extend(
-            model
-                .ocelot_aggregates
-                .iter()
-                .enumerate()
-                .map(|(i, a)| OcelotSpec {
-                    index: first_aggregate + i,
-                    upstream: &a.upstream,
-                    aggregate: true,
-                }),
-        );
-        let router = Router::build_all(&active, &specs);
-        Snapshot {
+        if !report.errors.is_empty() {
+            return Err(report.errors);
+        }
+        let router = build_router(&model, first_ocelot, first_aggregate);
+        warnings.extend(report.warnings);
+        let unserved = std::mem::take(&mut model.unserved);
+        let mut snap = Snapshot {
             version,
             hash,
             loaded_at: SystemTime::now(),
             router,
             routes,
             services,
+            consumers,
+            global,
             warnings,
+            unserved,
             model,
+        };
+        snap.unserved.extend(report.unserved);
+        Ok(snap)
+    }
+}
+
+/// Routes of disabled services are left out of the router, as Kong does.
+fn build_router(model: &Model, first_ocelot: usize, first_aggregate: usize) -> Router {
+    let active: Vec<(usize, &crate::config::model::Route)> = model
+        .routes
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.service.is_none_or(|s| model.services[s].enabled))
+        .collect();
+    let mut specs: Vec<OcelotSpec<'_>> = model
+        .ocelot_routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| OcelotSpec {
+            index: first_ocelot + i,
+            upstream: &r.upstream,
+            aggregate: false,
+        })
+        .collect();
+    specs.extend(
+        model
+            .ocelot_aggregates
+            .iter()
+            .enumerate()
+            .map(|(i, a)| OcelotSpec {
+                index: first_aggregate + i,
+                upstream: &a.upstream,
+                aggregate: true,
+            }),
+    );
+    Router::build_all(&active, &specs)
+}
+
+/// Each service's destination: one address, or an upstream's targets (balanced, the
+/// position kept across reloads by upstream id).
+fn compile_services(model: &Model, state: &State) -> Vec<ServiceRt> {
+    let balancers: HashMap<&str, Arc<Balancer>> = model
+        .upstreams
+        .iter()
+        .map(|u| {
+            let peers = u
+                .targets
+                .iter()
+                .map(|t| {
+                    let name = u.host_header.as_deref().unwrap_or(&t.host);
+                    Peer::new(&t.host, t.port, name, false)
+                })
+                .collect();
+            let weights: Vec<u32> = u.targets.iter().map(|t| t.weight).collect();
+            let position = state.kept::<AtomicUsize>(&format!("balancer:{}", u.id));
+            (
+                u.name.as_str(),
+                Arc::new(Balancer::new(u.name.clone(), peers, &weights, position)),
+            )
+        })
+        .collect();
+    model
+        .services
+        .iter()
+        .map(|s| {
+            let tls = s.protocol.is_tls();
+            let dest = match balancers.get(s.host.as_str()) {
+                Some(b) => Dest::Balanced(b.clone()),
+                None => Dest::Direct(Peer::new(&s.host, s.port, &s.host, tls)),
+            };
+            ServiceRt {
+                identity: Identity {
+                    id: s.id.as_str().into(),
+                    name: s.display_name().into(),
+                },
+                tls,
+                tls_verify: s.tls_verify.unwrap_or(false),
+                dest,
+                base_path: s.path.clone().unwrap_or_else(|| "/".into()),
+                retries: s.retries,
+                connect_timeout: Duration::from_millis(s.connect_timeout),
+                read_timeout: Duration::from_millis(s.read_timeout),
+                write_timeout: Duration::from_millis(s.write_timeout),
+            }
+        })
+        .collect()
+}
+
+fn compile_consumers(model: &Model) -> Consumers {
+    let list = model
+        .consumers
+        .iter()
+        .enumerate()
+        .map(|(index, c)| {
+            let acl_groups = c
+                .credentials
+                .iter()
+                .filter(|(kind, _)| kind == "acls")
+                .filter_map(|(_, v)| v.get("group")?.as_str().map(Arc::from))
+                .collect();
+            Arc::new(Consumer {
+                index,
+                id: c.id.as_str().into(),
+                username: c.username.as_deref().map(Arc::from),
+                custom_id: c.custom_id.as_deref().map(Arc::from),
+                acl_groups,
+                consumer_groups: Vec::new(),
+            })
+        })
+        .collect();
+    Consumers { list }
+}
+
+/// What building plugins needs from the compile.
+struct BuildEnv<'a> {
+    registry: &'a Registry,
+    state: &'a State,
+    consumers: &'a Arc<Consumers>,
+    services: &'a [ServiceRt],
+}
+
+impl BuildEnv<'_> {
+    /// Every Kong plugin entity checked and built, in model order: `None` for a disabled
+    /// plugin, one that is not served, or one with errors (reported).
+    fn kong_plugins(
+        &self,
+        model: &Model,
+        routes: &[Identity],
+        report: &mut Report,
+    ) -> Vec<Option<Arc<dyn Plugin>>> {
+        model
+            .plugins
+            .iter()
+            .map(|p| {
+                let name = &p.name;
+                let Some(info) = self.registry.info(name) else {
+                    report.push(Severity::Error, &p.name_origin, format!("plugin '{name}' not enabled; it is neither a bundled Kong OSS plugin nor a custom plugin registered on this build (Enterprise plugins cannot be loaded)"));
+                    return None;
+                };
+                if info.kind == Kind::NeedsDatabase {
+                    report.push(Severity::Error, &p.name_origin, format!("plugin '{name}' needs a database and cannot run in DB-less mode (Kong refuses it too); remove it or protect its routes with another authentication plugin"));
+                    return None;
+                }
+                if info.no_consumer && p.scope.is_consumer_scoped() {
+                    report.push(Severity::Error, &p.origin, format!("plugin '{name}' cannot be scoped to a consumer or consumer group (Kong: consumer must be null)"));
+                    return None;
+                }
+                let mut cx = BuildCx {
+                    id: &p.id,
+                    route: p.scope.route.map(|r| &routes[r]),
+                    service: p.scope.service.map(|s| &self.services[s].identity),
+                    state: self.state,
+                    consumers: self.consumers,
+                };
+                match self.registry.build(name, &p.config, &mut cx) {
+                    Err(problems) => {
+                        for (sub, msg) in problems {
+                            report.config_problem(p, &sub, &msg);
+                        }
+                        None
+                    }
+                    Ok(None) => {
+                        if info.kind == Kind::Observes && p.enabled {
+                            report.unserved.push((
+                                format!("plugin '{name}' (observes only; traffic passes without it)"),
+                                p.origin.clone(),
+                            ));
+                        }
+                        None
+                    }
+                    Ok(Some(plugin)) => p.enabled.then_some(plugin),
+                }
+            })
+            .collect()
+    }
+
+    /// An Ocelot route's runtime form: its options as plugins (SecurityOptions, header
+    /// transforms, RateLimitOptions, RequestIdKey), built through the registry from the
+    /// settings the Ocelot loader merged and checked, and its downstream template.
+    fn ocelot_route(&self, r: &OcelotRoute, report: &mut Report) -> RouteRt {
+        let identity = Identity {
+            id: r.id.as_str().into(),
+            name: r.upstream.path_template.as_str().into(),
+        };
+        let service = r.service.map(|s| &self.services[s]);
+        let bases: Vec<String> = match service {
+            Some(svc) => {
+                let scheme = if svc.tls { "https" } else { "http" };
+                svc.dest
+                    .peers()
+                    .iter()
+                    .map(|p| match p.port {
+                        80 | 443 => format!("{scheme}://{}", p.host),
+                        port => format!("{scheme}://{}:{port}", p.host),
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let mut options: Vec<(&str, serde_json::Value)> = Vec::new();
+        if let Some(sec) = &r.security {
+            options.push((
+                "ocelot-security-options",
+                serde_json::to_value(sec).unwrap_or_default(),
+            ));
+        }
+        if !r.upstream_header_transform.is_empty() || !r.downstream_header_transform.is_empty() {
+            options.push((
+                "ocelot-header-transforms",
+                serde_json::json!({
+                    "upstream": r.upstream_header_transform,
+                    "downstream": r.downstream_header_transform,
+                    "base_url": r.base_url,
+                    "downstream_bases": bases,
+                }),
+            ));
+        }
+        if let Some(rl) = &r.rate_limit {
+            let mut v = serde_json::to_value(rl).unwrap_or_default();
+            v["template"] = r.upstream.path_template.as_str().into();
+            options.push(("ocelot-rate-limiting", v));
+        }
+        if let Some(k) = &r.request_id_key {
+            options.push(("ocelot-request-id", serde_json::json!({ "key": k })));
+        }
+        let at = crate::config::node::Span {
+            line: r.origin.line,
+            col: r.origin.column,
+        };
+        let mut plugins = Vec::new();
+        for (name, value) in options {
+            let config = Captured::from_json(&value, at, Path::root());
+            let mut cx = BuildCx {
+                id: &r.id,
+                route: Some(&identity),
+                service: service.map(|s| &s.identity),
+                state: self.state,
+                consumers: self.consumers,
+            };
+            match self.registry.build(name, &config, &mut cx) {
+                Ok(p) => plugins.extend(p),
+                Err(problems) => {
+                    for (sub, msg) in problems {
+                        report.push(Severity::Error, &r.origin, format!("{name}: {sub}: {msg}"));
+                    }
+                }
+            }
+        }
+        let version = match r.downstream_version.as_deref() {
+            Some("1.0") | Some("1,0") | Some("1") => http::Version::HTTP_10,
+            _ => http::Version::HTTP_11,
+        };
+        let cookie_jar = r
+            .use_cookie_container
+            .then(|| self.state.kept::<CookieJar>(&format!("cookies:{}", r.id)));
+        RouteRt {
+            identity,
+            kind: RouteKind::Ocelot(Box::new(OcelotRt {
+                template: r.upstream.path_template.as_str().into(),
+                downstream: DownstreamTemplate::compile(&r.downstream_path_template),
+                method: r
+                    .downstream_method
+                    .as_deref()
+                    .and_then(|m| Method::from_bytes(m.as_bytes()).ok()),
+                version,
+                allow_auto_redirect: r.allow_auto_redirect,
+                cookie_jar,
+            })),
+            service: r.service,
+            https_only: false,
+            https_redirect: StatusCode::UPGRADE_REQUIRED,
+            strip_path: false,
+            preserve_host: false,
+            path_handling: PathHandling::V0,
+            chain: Chain::new(plugins),
+            closed: Closed::of(r.unenforced.iter().map(|u| u.describe()).collect()),
         }
     }
 }
 
 impl Snapshot {
+    /// The plugins of `route` for a request authenticated as `consumer`, when the consumer
+    /// (or a group of theirs) has plugins of its own there; `None` when the route's chain
+    /// stands. Consumer-scoped plugins close the routes that can identify a consumer until
+    /// they are resolved here, so there is nothing to resolve yet.
+    pub fn chain_for_consumer(&self, _route: &RouteRt, _consumer: &Consumer) -> Option<Arc<Chain>> {
+        None
+    }
+
     /// Every closed route, as `route_label` names it, with why it is closed.
     pub fn closed_routes(&self) -> impl Iterator<Item = (String, &Closed)> {
         self.routes
@@ -546,7 +704,7 @@ impl Snapshot {
         let route = &self.routes[m.route];
         match &route.kind {
             RouteKind::Kong => match route.service {
-                Some(s) => format!("service {}", self.services[s].name),
+                Some(s) => format!("service {}", self.services[s].identity.name),
                 None => "(no service: 503)".into(),
             },
             _ if route.closed.is_some() => {
@@ -560,10 +718,10 @@ impl Snapshot {
                 let Some(svc) = route.service.map(|s| &self.services[s]) else {
                     return "(no destination: 503)".into();
                 };
-                let (host, port) = match &svc.dest {
-                    Dest::Direct(p) => (p.host.to_string(), p.port),
-                    Dest::Balanced(b) => (
-                        b.peers
+                let (host, port) = match svc.dest.peers() {
+                    [p] => (p.host.to_string(), p.port),
+                    peers => (
+                        peers
                             .iter()
                             .map(|p| format!("{}:{}", p.host, p.port))
                             .collect::<Vec<_>>()
@@ -609,94 +767,6 @@ impl Snapshot {
 
 /// The precedence rule across dialects, for `explain` and the README.
 pub const PRECEDENCE: &str = "a route that matches only through a catch-all (a Kong route whose only condition is the prefix `/`, an Ocelot `/{x}` template alone) loses to every other match; otherwise a matching Kong route wins over an Ocelot route; Kong routes rank by traditional_compatible priority (more fields, plain hosts, more headers, regex paths, regex_priority, longer prefixes, then file order); Ocelot routes rank as Ocelot picks them (routes with an UpstreamHost first, then Priority, highest first, then merge order, aggregates after routes)";
-
-/// An Ocelot route's runtime form: its options as a plugin chain (SecurityOptions,
-/// header transforms, RateLimitOptions, RequestIdKey) and its downstream template.
-fn ocelot_route_rt(
-    r: &OcelotRoute,
-    model: &Model,
-    services: &[ServiceRt],
-    store: Option<Arc<RateLimitStore>>,
-    jar: Option<Arc<CookieJar>>,
-) -> RouteRt {
-    let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
-    if let Some(sec) = &r.security {
-        plugins.push(Arc::new(plugins::ocelot_ip::IpSecurity::new(sec)));
-    }
-    let bases: Vec<String> = match r.service.map(|s| (&model.services[s], &services[s])) {
-        Some((svc, rt)) => {
-            let scheme = svc.protocol.as_str();
-            let peers: Vec<(String, u16)> = match &rt.dest {
-                Dest::Direct(p) => vec![(p.host.to_string(), p.port)],
-                Dest::Balanced(b) => b
-                    .peers
-                    .iter()
-                    .map(|p| (p.host.to_string(), p.port))
-                    .collect(),
-            };
-            peers
-                .into_iter()
-                .map(|(h, p)| {
-                    if p == 80 || p == 443 {
-                        format!("{scheme}://{h}")
-                    } else {
-                        format!("{scheme}://{h}:{p}")
-                    }
-                })
-                .collect()
-        }
-        None => Vec::new(),
-    };
-    if let Some(t) = plugins::ocelot_headers::HeaderTransforms::new(
-        &r.upstream_header_transform,
-        &r.downstream_header_transform,
-        &r.base_url,
-        bases,
-    ) {
-        plugins.push(Arc::new(t));
-    }
-    if let (Some(o), Some(store)) = (&r.rate_limit, store)
-        && let Some(p) =
-            plugins::ocelot_rate_limit::RateLimit::new(o, &r.upstream.path_template, store)
-    {
-        plugins.push(Arc::new(p));
-    }
-    if let Some(p) = r
-        .request_id_key
-        .as_deref()
-        .and_then(plugins::ocelot_headers::RequestIdKey::new)
-    {
-        plugins.push(Arc::new(p));
-    }
-    plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
-    let version = match r.downstream_version.as_deref() {
-        Some("1.0") | Some("1,0") | Some("1") => http::Version::HTTP_10,
-        _ => http::Version::HTTP_11,
-    };
-    RouteRt {
-        name: format!("{}:{}", r.origin.file, r.origin.path).into(),
-        kind: RouteKind::Ocelot(Box::new(OcelotRt {
-            template: r.upstream.path_template.as_str().into(),
-            downstream: DownstreamTemplate::compile(&r.downstream_path_template),
-            method: r
-                .downstream_method
-                .as_deref()
-                .and_then(|m| Method::from_bytes(m.as_bytes()).ok()),
-            version,
-            allow_auto_redirect: r.allow_auto_redirect,
-            cookie_jar: jar,
-            service_name: r.service_name.clone(),
-        })),
-        service: r.service,
-        https_only: false,
-        https_redirect: StatusCode::UPGRADE_REQUIRED,
-        strip_path: false,
-        preserve_host: false,
-        path_handling: PathHandling::V0,
-        chain: Chain { plugins },
-        closed: Closed::of(r.unenforced.iter().map(|u| u.describe()).collect()),
-    }
-}
 
 /// The enabled plugin instances by scope (consumer-scoped ones apart), so that each route's
 /// chain looks only at the plugins that can apply to it, not at every plugin of the config.
@@ -749,7 +819,7 @@ fn scope_rank(
 }
 
 /// `plugin 'name' (file:line path)`.
-fn describe_plugin(p: &crate::config::model::Plugin) -> String {
+fn describe_plugin(p: &PluginEntity) -> String {
     format!(
         "plugin '{}' ({}:{} {})",
         p.name, p.origin.file, p.origin.line, p.origin.path
@@ -766,6 +836,7 @@ fn route_chain(
     model: &Model,
     built: &[Option<Arc<dyn Plugin>>],
     scoped: &PluginsByScope,
+    registry: &Registry,
     route: usize,
 ) -> (Chain, Vec<String>) {
     let service = model.routes[route].service;
@@ -793,19 +864,18 @@ fn route_chain(
     let mut authenticates = false;
     let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
     for &(name, _, i) in &best {
-        let info = plugins::catalog(name);
-        authenticates |= info.is_some_and(|i| i.authenticates);
+        let kind = registry.info(name).map(|i| i.kind);
+        authenticates |= kind == Some(Kind::Authenticates);
         match &built[i] {
             Some(p) => plugins.push(p.clone()),
-            None if info.is_some_and(|i| i.enforcement == plugins::Enforcement::Observes) => {}
+            None if kind == Some(Kind::Observes) => {}
             None => reasons.push(describe_plugin(&model.plugins[i])),
         }
     }
     if authenticates {
         for &i in &scoped.consumer_scoped {
             let p = &model.plugins[i];
-            let observes = plugins::catalog(&p.name)
-                .is_some_and(|i| i.enforcement == plugins::Enforcement::Observes);
+            let observes = registry.info(&p.name).map(|i| i.kind) == Some(Kind::Observes);
             if observes || scope_rank(&p.scope, route, service).is_none() {
                 continue;
             }
@@ -835,8 +905,7 @@ fn route_chain(
             ));
         }
     }
-    plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
-    (Chain { plugins }, reasons)
+    (Chain::new(plugins), reasons)
 }
 
 fn consumer_label(c: &crate::config::model::Consumer) -> &str {
@@ -844,17 +913,4 @@ fn consumer_label(c: &crate::config::model::Consumer) -> &str {
         .as_deref()
         .or(c.custom_id.as_deref())
         .unwrap_or(&c.id)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::wheel;
-
-    #[test]
-    fn wheel_is_weighted_and_interleaved() {
-        assert_eq!(wheel(&[100, 100]), vec![0, 1]);
-        assert_eq!(wheel(&[200, 100]), vec![0, 1, 0]);
-        assert_eq!(wheel(&[0, 50]), vec![1]);
-        assert!(wheel(&[0, 0]).is_empty());
-    }
 }

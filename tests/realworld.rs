@@ -252,9 +252,8 @@ fn block_yaml_fast_path_agrees_with_the_full_parser() {
 /// closes that route: none is skipped. The outcome per file is printed for the closing note.
 #[test]
 fn real_kong_plugins_are_enforced_or_close_their_routes() {
-    use switchyard::config::loader;
-    use switchyard::plugins::{Enforcement, catalog};
-    use switchyard::snapshot::{Snapshot, State};
+    use switchyard::gateway::compile_dir;
+    use switchyard::plugins::{Kind, Registry};
     let Some(root) = corpus() else {
         return eprintln!("no ../shared/realworld: skipped");
     };
@@ -275,11 +274,10 @@ fn real_kong_plugins_are_enforced_or_close_their_routes() {
             "kong.yaml"
         };
         std::fs::copy(root.join("kong").join(&name), dir.join(target)).unwrap();
-        let loaded = loader::load_dir(&dir);
-        if loaded.diagnostics.has_errors() {
+        let registry = Registry::bundled();
+        let Ok((snap, _)) = compile_dir(&dir, &registry) else {
             continue;
-        }
-        let snap = Snapshot::compile(loaded.model, Vec::new(), &State::default(), 0, 0);
+        };
         let m = &snap.model;
         let mut closed_here = 0;
         for (i, r) in m.routes.iter().enumerate() {
@@ -291,9 +289,10 @@ fn real_kong_plugins_are_enforced_or_close_their_routes() {
                     && p.scope.service.is_none_or(|s| Some(s) == r.service)
             });
             for p in applies {
-                let served = rt.chain.plugins.iter().any(|q| q.name() == p.name);
-                let observes =
-                    catalog(&p.name).is_some_and(|c| c.enforcement == Enforcement::Observes);
+                let served = rt.chain.plugins().iter().any(|q| q.name() == p.name);
+                let observes = registry
+                    .info(&p.name)
+                    .is_some_and(|c| c.kind == Kind::Observes);
                 let closed = rt.closed.as_ref().is_some_and(|c| {
                     c.reasons
                         .iter()

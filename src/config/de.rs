@@ -160,6 +160,41 @@ impl<'de> de::Deserialize<'de> for Captured {
     }
 }
 
+impl Captured {
+    /// Reads this sub-tree as `T`; problems' paths are relative to it.
+    pub fn deserialize<T: de::DeserializeOwned>(
+        &self,
+        dialect: Dialect,
+    ) -> (Option<T>, Vec<DeError>) {
+        from_node(&self.node, dialect)
+    }
+
+    /// Where the deepest node along `path` (relative to this sub-tree) was written.
+    pub fn span_at(&self, path: &Path) -> Span {
+        let mut node = &self.node;
+        for seg in &path.0 {
+            let next = match seg {
+                Seg::Key(k) => node.get(k, false),
+                Seg::Index(i) => node.index(*i),
+            };
+            match next {
+                Some(n) => node = n,
+                None => break,
+            }
+        }
+        node.span
+    }
+
+    /// Settings compiled elsewhere (as JSON) in the shape plugin configs are read from;
+    /// positions are those of `at`, where the settings were written.
+    pub fn from_json(value: &serde_json::Value, at: Span, path: Path) -> Captured {
+        Captured {
+            node: Node::from_json(value, at),
+            path,
+        }
+    }
+}
+
 impl serde::Serialize for Captured {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.node.to_json().serialize(s)
@@ -662,6 +697,9 @@ impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for Map<'
                 Dialect::Ocelot => fields.iter().find(|f| f.eq_ignore_ascii_case(key)),
             };
             match canonical {
+                // Kong writes `null` for "not set" (decK dumps spell every unset field so):
+                // the field is left to its default.
+                Some(_) if self.parent.dialect == Dialect::Kong && v.is_null() => continue,
                 Some(name) => {
                     self.pending = Some((v, name));
                     return seed

@@ -15,6 +15,7 @@ use super::de::Captured;
 pub struct Origin {
     pub file: String,
     pub line: u32,
+    pub column: u32,
     pub path: String,
 }
 
@@ -216,6 +217,9 @@ pub struct Plugin {
     /// The file the plugin was declared in, for errors found in its `config`.
     #[serde(skip)]
     pub file: String,
+    /// Where its `name` was written, for errors about the name.
+    #[serde(skip)]
+    pub name_origin: Origin,
     #[serde(skip)]
     pub origin: Origin,
 }

@@ -91,6 +91,39 @@ impl Node {
         }
     }
 
+    /// The tree of a JSON value, every node at `span`.
+    pub fn from_json(value: &serde_json::Value, span: Span) -> Node {
+        let scalar = |text: String, plain: bool| {
+            Value::Scalar(Scalar {
+                text: text.into(),
+                plain,
+            })
+        };
+        let value = match value {
+            serde_json::Value::Null => scalar("null".into(), true),
+            serde_json::Value::Bool(b) => scalar(b.to_string(), true),
+            serde_json::Value::Number(n) => scalar(n.to_string(), true),
+            serde_json::Value::String(s) => scalar(s.clone(), false),
+            serde_json::Value::Array(items) => {
+                Value::Seq(items.iter().map(|v| Node::from_json(v, span)).collect())
+            }
+            serde_json::Value::Object(map) => Value::Map(
+                map.iter()
+                    .map(|(k, v)| {
+                        (
+                            Node {
+                                span,
+                                value: scalar(k.clone(), false),
+                            },
+                            Node::from_json(v, span),
+                        )
+                    })
+                    .collect(),
+            ),
+        };
+        Node { span, value }
+    }
+
     /// Plain JSON, for `switchyard config` and for plugin configs that are only stored.
     pub fn to_json(&self) -> serde_json::Value {
         match &self.value {

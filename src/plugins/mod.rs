@@ -1,318 +1,214 @@
-//! Plugins: Kong's phase model as one trait. Each request runs the chain compiled for its
-//! route (global ▸ service ▸ route, the most specific instance of each plugin winning), in
-//! descending PRIORITY, through the phases
+//! Plugins: Kong's phase model as one trait, one file per plugin, one registry.
 //!
-//! rewrite ─▶ access ─▶ (proxy) ─▶ header_filter ─▶ body_filter ─▶ log
+//! Each request runs the chain compiled for its route, in descending PRIORITY within each
+//! phase:
 //!
-//! Every hook has a default that does nothing, so a plugin implements only its phases. A hook
-//! that answers the client itself returns `Flow::Respond`; one that must wait (a Redis call, a
-//! token fetch) returns `Flow::Wait` with its future, so plugins that never wait cost no
-//! allocation.
+//! ```text
+//! rewrite (global plugins, before routing)
+//!   ─▶ route ─▶ access ─▶ request body (streamed) ─▶ upstream_request
+//!   ─▶ (upstream) ─▶ response_head ─▶ response body (streamed) ─▶ trailers
+//!   ─▶ log (every request: answered by the upstream, a plugin, a 404 or a failure)
+//! ```
+//!
+//! Every hook has a default that does nothing, so a plugin implements only its phases and
+//! says which they are (`Plugin::phases`): a chain whose plugins never touch the response
+//! keeps the proxy's fast path for it (the upstream's header lines go out as they came, a
+//! large body goes kernel to kernel), and one that only logs costs the log call alone.
+//!
+//! A plugin file declares the plugin's name, PRIORITY, config schema (a serde type read from
+//! the spanned config tree, checked by `Validate`) and how to build it (`PluginSpec`); the
+//! registry (`registry::Registry::bundled`) has one line per plugin. A custom plugin is the
+//! same: a type the user registers on `crate::gateway::Builder`.
 
+pub mod registry;
+pub mod schema;
+
+pub mod acl;
+pub mod acme;
+pub mod ai;
+pub mod aws_lambda;
+pub mod azure_functions;
+pub mod basic_auth;
+pub mod bot_detection;
+pub mod correlation_id;
+pub mod cors;
+pub mod datadog;
+pub mod file_log;
+pub mod functions;
+pub mod grpc_gateway;
+pub mod grpc_web;
+pub mod hmac_auth;
+pub mod http_log;
+pub mod ip_restriction;
+pub mod jwt;
+pub mod key_auth;
+pub mod ldap_auth;
+pub mod loggly;
+pub mod oauth2;
 pub mod ocelot_headers;
 pub mod ocelot_ip;
 pub mod ocelot_rate_limit;
+pub mod opentelemetry;
+pub mod prometheus;
+pub mod proxy_cache;
+pub mod rate_limiting;
+pub mod redirect;
+pub mod request_size_limiting;
 pub mod request_termination;
+pub mod request_transformer;
+pub mod response_ratelimiting;
+pub mod response_transformer;
+pub mod session;
+pub mod standard_webhooks;
+pub mod statsd;
+pub mod syslog;
+pub mod tcp_log;
+pub mod udp_log;
+pub mod zipkin;
 
-use std::future::Future;
-use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
-use http::{HeaderMap, Method, StatusCode};
+use http::HeaderMap;
 
-use crate::config::diag::Path;
-use crate::config::node::Node;
-use crate::proxy::body::ProxyBody;
+pub use crate::exchange::{BodyFlow, Chunk, Ctx, Flow, LogEntry, Request};
+pub use registry::{BuildCx, Kind, PluginSpec, Registry};
+pub use schema::{Checks, Validate};
 
-pub type Response = http::Response<ProxyBody>;
+/// The hooks a plugin implements, so that the pipeline calls only those and keeps its fast
+/// paths where no plugin needs them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Phases(u16);
 
-/// What a request-side hook decided.
-pub enum Flow {
-    Continue,
-    /// Answer the client now; later request phases and the upstream are skipped.
-    Respond(Response),
-    /// The decision needs I/O.
-    Wait(Pin<Box<dyn Future<Output = Flow> + Send>>),
+impl Phases {
+    pub const NONE: Phases = Phases(0);
+    pub const REWRITE: Phases = Phases(1);
+    pub const ACCESS: Phases = Phases(1 << 1);
+    pub const UPSTREAM_REQUEST: Phases = Phases(1 << 2);
+    pub const REQUEST_BODY: Phases = Phases(1 << 3);
+    pub const REQUEST_TRAILERS: Phases = Phases(1 << 4);
+    pub const RESPONSE_HEAD: Phases = Phases(1 << 5);
+    pub const RESPONSE_BODY: Phases = Phases(1 << 6);
+    pub const RESPONSE_TRAILERS: Phases = Phases(1 << 7);
+    pub const LOG: Phases = Phases(1 << 8);
+    pub const ALL: Phases = Phases((1 << 9) - 1);
+    /// Every phase that sees or changes the response on its way to the client.
+    pub const RESPONSE: Phases =
+        Phases(Self::RESPONSE_HEAD.0 | Self::RESPONSE_BODY.0 | Self::RESPONSE_TRAILERS.0);
+
+    pub const fn union(self, other: Phases) -> Phases {
+        Phases(self.0 | other.0)
+    }
+    /// Any of `other`'s phases.
+    pub const fn any(self, other: Phases) -> bool {
+        self.0 & other.0 != 0
+    }
 }
 
-/// The request as plugins see it in rewrite and access: the head, never the body, which
-/// streams to the upstream untouched unless a body hook asks for it.
-pub struct RequestView<'a> {
-    pub method: &'a Method,
-    /// The raw path (not normalised) and query, as the client sent them.
-    pub path: &'a str,
-    pub query: Option<&'a str>,
-    pub headers: &'a mut HeaderMap,
-    pub scheme: &'static str,
-    pub host: &'a str,
+impl std::ops::BitOr for Phases {
+    type Output = Phases;
+    fn bitor(self, rhs: Phases) -> Phases {
+        self.union(rhs)
+    }
 }
 
-/// Per-request state shared by every hook of every plugin in the chain.
-pub struct Ctx {
-    pub request_id: crate::proxy::RequestId,
-    pub client: SocketAddr,
-    pub started: Instant,
-    pub route_name: Option<Arc<str>>,
-    pub service_name: Option<Arc<str>>,
-    /// The client's Host header as sent (Ocelot's `{UpstreamHost}`).
-    pub upstream_host: Option<http::HeaderValue>,
-    /// Headers a request-side hook wants on the response, whoever answers (rate-limit
-    /// counters, ...); added after `header_filter`.
-    pub response_headers: Vec<(http::HeaderName, http::HeaderValue)>,
-}
-
-/// The phase hooks. Defaults do nothing; see the module docs for the order.
+/// The phase hooks. Each default does nothing; `phases` says which ones a plugin implements.
+///
+/// A hook that answers the client returns `Flow::Respond`: the rest of the phase and the
+/// upstream are skipped, and the answer still goes through `response_head` and `log`. A hook
+/// that must wait for I/O (Redis, a key fetch) returns `Flow::wait(io, then)`, whose `then`
+/// may change the context and the request once the I/O is done. Hooks must not block.
 pub trait Plugin: Send + Sync + 'static {
-    fn name(&self) -> &'static str;
+    /// The name the config uses (`key-auth`).
+    fn name(&self) -> &str;
 
     /// Kong's PRIORITY: higher runs first in every phase.
     fn priority(&self) -> i32;
 
-    /// Before routing decisions are final; only global plugins run here, as in Kong.
-    fn rewrite(&self, _ctx: &mut Ctx, _req: &mut RequestView<'_>) -> Flow {
+    /// The hooks this plugin implements. The default, every phase, is always correct; a
+    /// narrower set keeps the proxy's fast paths for the routes the plugin is on.
+    fn phases(&self) -> Phases {
+        Phases::ALL
+    }
+
+    /// Before routing, so it may still change what is routed (the path, the Host). Only
+    /// global plugins run here, as in Kong: neither route nor service is known yet.
+    fn rewrite(&self, _ctx: &mut Ctx<'_>, _req: &mut Request<'_>) -> Flow {
         Flow::Continue
     }
 
-    /// After the route is known, before the upstream is contacted.
-    fn access(&self, _ctx: &mut Ctx, _req: &mut RequestView<'_>) -> Flow {
+    /// Once the route is known, before the upstream is contacted: authentication, access
+    /// control, limits, request changes. Authentication sets `Ctx::consumer`; plugins after
+    /// it are then resolved for that consumer.
+    fn access(&self, _ctx: &mut Ctx<'_>, _req: &mut Request<'_>) -> Flow {
         Flow::Continue
     }
 
-    /// The response head, from the upstream or from a plugin that answered.
-    fn header_filter(&self, _ctx: &mut Ctx, _status: &mut StatusCode, _headers: &mut HeaderMap) {}
+    /// The request as it goes upstream: its method, target (path and query after routing
+    /// rewrote them) and headers. The gateway's forwarding headers (X-Forwarded-*, Via, the
+    /// request id) are added after this hook and replace any of the same names.
+    fn upstream_request(&self, _ctx: &mut Ctx<'_>, _req: &mut http::request::Parts) {}
 
-    /// After the response is sent (or the client went away).
-    fn log(&self, _ctx: &Ctx, _status: StatusCode) {}
+    /// Each piece of the request body on its way upstream (Kong's `kong.request.get_body`
+    /// needs the whole body: see `Flow::ReadBody`).
+    fn request_body(&self, _ctx: &mut Ctx<'_>, _chunk: &mut Chunk) -> BodyFlow {
+        BodyFlow::Continue
+    }
+
+    /// The request's trailers, when its protocol has them.
+    fn request_trailers(&self, _ctx: &mut Ctx<'_>, _trailers: &mut HeaderMap) {}
+
+    /// The response head (Kong's `header_filter`), from the upstream, a plugin or the
+    /// gateway itself.
+    fn response_head(&self, _ctx: &mut Ctx<'_>, _resp: &mut http::response::Parts) {}
+
+    /// Each piece of the response body (Kong's `body_filter`). `BodyFlow::Buffer` holds the
+    /// body until its end, and the response head with it, so that the length may change.
+    fn response_body(&self, _ctx: &mut Ctx<'_>, _chunk: &mut Chunk) -> BodyFlow {
+        BodyFlow::Continue
+    }
+
+    /// The response's trailers, when its protocol has them.
+    fn response_trailers(&self, _ctx: &mut Ctx<'_>, _trailers: &mut HeaderMap) {}
+
+    /// After the last byte went to the client (or the client went away).
+    fn log(&self, _ctx: &Ctx<'_>, _entry: &LogEntry) {}
 }
 
-/// The plugins of one route, in execution order.
+/// The plugins of one route (or the global rewrite chain), in execution order, with the
+/// union of their phases.
 #[derive(Clone, Default)]
 pub struct Chain {
-    pub plugins: Vec<Arc<dyn Plugin>>,
+    plugins: Vec<Arc<dyn Plugin>>,
+    phases: Phases,
 }
 
 impl Chain {
+    /// Orders `plugins` by descending PRIORITY (stable: equal priorities keep their order).
+    pub fn new(mut plugins: Vec<Arc<dyn Plugin>>) -> Chain {
+        plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
+        let phases = plugins.iter().fold(Phases::NONE, |acc, p| acc | p.phases());
+        Chain { plugins, phases }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.plugins.is_empty()
     }
-}
 
-/// What switchyard does with a configured plugin of a given name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Enforcement {
-    /// Built: it runs in its phases.
-    Served,
-    /// Not built, and it only observes (metrics, logs, traces): traffic passes, with a
-    /// warning at load and in `/status`.
-    Observes,
-    /// Not built, and it would change what passes or what the upstream or client sees: every
-    /// route it applies to is closed (503 naming it) rather than served without it.
-    Closes,
-    /// Cannot work without a database: refused at load, as Kong refuses it in DB-less mode.
-    NeedsDatabase,
-}
-
-/// What the catalog knows of a plugin name.
-#[derive(Clone, Copy, Debug)]
-pub struct PluginInfo {
-    pub priority: i32,
-    pub enforcement: Enforcement,
-    /// It identifies a consumer: consumer-scoped plugins can apply on its routes.
-    pub authenticates: bool,
-}
-
-use Enforcement::{Closes, NeedsDatabase, Observes, Served};
-
-/// Kong's bundled plugins with their PRIORITY (`kong.md` §5), what switchyard does with each,
-/// and whether it authenticates.
-const CATALOG: &[(&str, i32, Enforcement, bool)] = &[
-    ("pre-function", 1_000_000, Closes, false),
-    ("correlation-id", 100_001, Closes, false),
-    ("zipkin", 100_000, Observes, false),
-    ("exit-transformer", 9999, Closes, false),
-    ("bot-detection", 2500, Closes, false),
-    ("cors", 2000, Closes, false),
-    ("session", 1900, Closes, true),
-    ("acme", 1705, Closes, false),
-    ("jwt", 1450, Closes, true),
-    ("oauth2", 1400, NeedsDatabase, true),
-    ("key-auth", 1250, Closes, true),
-    ("ldap-auth", 1200, Closes, true),
-    ("basic-auth", 1100, Closes, true),
-    ("hmac-auth", 1030, Closes, true),
-    ("grpc-gateway", 998, Closes, false),
-    ("ip-restriction", 990, Closes, false),
-    ("request-size-limiting", 951, Closes, false),
-    ("acl", 950, Closes, false),
-    ("rate-limiting", 910, Closes, false),
-    ("response-ratelimiting", 900, Closes, false),
-    ("request-transformer", 801, Closes, false),
-    ("response-transformer", 800, Closes, false),
-    ("redirect", 779, Closes, false),
-    ("ai-request-transformer", 777, Closes, false),
-    ("ai-prompt-template", 773, Closes, false),
-    ("ai-prompt-decorator", 772, Closes, false),
-    ("ai-prompt-guard", 771, Closes, false),
-    ("ai-proxy", 770, Closes, false),
-    ("ai-response-transformer", 768, Closes, false),
-    ("standard-webhooks", 760, Closes, false),
-    ("aws-lambda", 750, Closes, false),
-    ("azure-functions", 749, Closes, false),
-    ("proxy-cache", 100, Closes, false),
-    ("opentelemetry", 14, Observes, false),
-    ("prometheus", 13, Observes, false),
-    ("http-log", 12, Observes, false),
-    ("statsd", 11, Observes, false),
-    ("datadog", 10, Observes, false),
-    ("file-log", 9, Observes, false),
-    ("udp-log", 8, Observes, false),
-    ("tcp-log", 7, Observes, false),
-    ("loggly", 6, Observes, false),
-    ("syslog", 4, Observes, false),
-    ("grpc-web", 3, Closes, false),
-    ("request-termination", 2, Served, false),
-    ("post-function", -1000, Closes, false),
-];
-
-pub fn catalog(name: &str) -> Option<PluginInfo> {
-    CATALOG
-        .iter()
-        .find(|(n, ..)| *n == name)
-        .map(|&(_, priority, enforcement, authenticates)| PluginInfo {
-            priority,
-            enforcement,
-            authenticates,
-        })
-}
-
-/// Checks a plugin's `config` against its schema: `(path inside config, message)` per problem.
-pub fn validate(name: &str, config: &Node) -> Vec<(Path, String)> {
-    match name {
-        "request-termination" => request_termination::Config::parse(config)
-            .err()
-            .unwrap_or_default(),
-        _ => Vec::new(),
-    }
-}
-
-/// Builds a served plugin from its validated config. `None` for plugins not built yet.
-pub fn build(name: &str, config: &Node) -> Option<Arc<dyn Plugin>> {
-    match name {
-        "request-termination" => request_termination::Config::parse(config)
-            .ok()
-            .map(|c| Arc::new(request_termination::RequestTermination::new(c)) as Arc<dyn Plugin>),
-        _ => None,
-    }
-}
-
-/// Reads a plugin config mapping field by field, collecting every problem with its path.
-pub struct Fields<'a> {
-    node: &'a Node,
-    known: &'static [&'static str],
-    pub errors: Vec<(Path, String)>,
-}
-
-impl<'a> Fields<'a> {
-    pub fn new(node: &'a Node, known: &'static [&'static str]) -> Self {
-        let mut errors = Vec::new();
-        match &node.value {
-            crate::config::node::Value::Map(entries) => {
-                for (k, _) in entries {
-                    let key = k.as_str().unwrap_or_default();
-                    if !known.contains(&key) {
-                        let hint = crate::config::diag::nearest(key, known.iter().copied())
-                            .map(|n| format!("; did you mean `{n}`?"))
-                            .unwrap_or_default();
-                        errors.push((
-                            Path::root().key(key.to_string()),
-                            format!("unknown field `{key}`{hint}"),
-                        ));
-                    }
-                }
-            }
-            _ if node.is_null() => {}
-            _ => errors.push((Path::root(), "expected a mapping".into())),
-        }
-        Fields {
-            node,
-            known,
-            errors,
-        }
+    pub fn phases(&self) -> Phases {
+        self.phases
     }
 
-    fn get(&self, key: &str) -> Option<&'a Node> {
-        debug_assert!(self.known.contains(&key));
-        self.node.get(key, false).filter(|n| !n.is_null())
+    /// Some plugin implements one of `phases`.
+    pub fn has(&self, phases: Phases) -> bool {
+        self.phases.any(phases)
     }
 
-    pub fn string(&mut self, key: &'static str) -> Option<String> {
-        let n = self.get(key)?;
-        match n.as_str() {
-            Some(s) if matches!(n.value, crate::config::node::Value::Scalar(_)) => {
-                Some(s.to_string())
-            }
-            _ => {
-                self.errors
-                    .push((Path::root().key(key), "expected a string".into()));
-                None
-            }
-        }
+    pub fn plugins(&self) -> &[Arc<dyn Plugin>] {
+        &self.plugins
     }
 
-    pub fn boolean(&mut self, key: &'static str, default: bool) -> bool {
-        match self.get(key).and_then(|n| n.as_str()) {
-            None => default,
-            Some("true") => true,
-            Some("false") => false,
-            Some(other) => {
-                self.errors.push((
-                    Path::root().key(key),
-                    format!("expected a boolean, found `{other}`"),
-                ));
-                default
-            }
-        }
-    }
-
-    pub fn integer(&mut self, key: &'static str, default: i64, min: i64, max: i64) -> i64 {
-        let Some(text) = self.get(key).and_then(|n| n.as_str()) else {
-            return default;
-        };
-        match text.parse::<i64>().ok().or_else(|| {
-            text.parse::<f64>()
-                .ok()
-                .filter(|f| f.fract() == 0.0)
-                .map(|f| f as i64)
-        }) {
-            Some(v) if (min..=max).contains(&v) => v,
-            Some(v) => {
-                self.errors.push((
-                    Path::root().key(key),
-                    format!("value should be between {min} and {max}, found {v}"),
-                ));
-                default
-            }
-            None => {
-                self.errors.push((
-                    Path::root().key(key),
-                    format!("expected an integer, found `{text}`"),
-                ));
-                default
-            }
-        }
-    }
-
-    pub fn error(&mut self, key: &'static str, msg: impl Into<String>) {
-        self.errors.push((Path::root().key(key), msg.into()));
-    }
-
-    pub fn finish<T>(self, value: T) -> Result<T, Vec<(Path, String)>> {
-        if self.errors.is_empty() {
-            Ok(value)
-        } else {
-            Err(self.errors)
-        }
+    /// The plugins implementing any of `phases`.
+    pub fn with(&self, phases: Phases) -> impl Iterator<Item = &Arc<dyn Plugin>> {
+        self.plugins.iter().filter(move |p| p.phases().any(phases))
     }
 }

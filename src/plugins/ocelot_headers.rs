@@ -9,9 +9,10 @@
 
 use std::sync::Arc;
 
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
 
-use super::{Ctx, Flow, Plugin, RequestView};
+use super::{BuildCx, Checks, Ctx, Flow, Phases, Plugin, PluginSpec, Request, Validate};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
@@ -87,7 +88,7 @@ impl Text {
                 Part::TraceId => out.push_str(env.ctx.request_id.as_str()),
                 Part::UpstreamHost => out.push_str(
                     env.ctx
-                        .upstream_host
+                        .host
                         .as_ref()
                         .and_then(|h| h.to_str().ok())
                         .unwrap_or_default(),
@@ -99,7 +100,7 @@ impl Text {
 }
 
 struct Env<'a> {
-    ctx: &'a Ctx,
+    ctx: &'a Ctx<'a>,
     base_url: &'a str,
 }
 
@@ -193,7 +194,45 @@ fn apply(rules: &[Rule], headers: &mut HeaderMap, env: &Env<'_>, downstream_base
     }
 }
 
-/// UpstreamHeaderTransform and DownstreamHeaderTransform of one route.
+/// UpstreamHeaderTransform and DownstreamHeaderTransform of one route (route keys first,
+/// then the global keys the route lacks), with what their placeholders need.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TransformsConfig {
+    pub upstream: Vec<(String, String)>,
+    pub downstream: Vec<(String, String)>,
+    /// `GlobalConfiguration.BaseUrl`.
+    pub base_url: String,
+    /// `scheme://host[:port]` of each destination of the route (`{DownstreamBaseUrl}`).
+    pub downstream_bases: Vec<String>,
+}
+
+impl Validate for TransformsConfig {
+    fn validate(&self, c: &mut Checks) {
+        for (field, list) in [
+            ("upstream", &self.upstream),
+            ("downstream", &self.downstream),
+        ] {
+            for (i, (name, _)) in list.iter().enumerate() {
+                c.header_name(&format!("{field}[{i}]"), name);
+            }
+        }
+    }
+}
+
+impl PluginSpec for HeaderTransforms {
+    const NAME: &'static str = "ocelot-header-transforms";
+    const PRIORITY: i32 = 2000;
+    type Config = TransformsConfig;
+
+    fn build(c: TransformsConfig, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        Ok(
+            HeaderTransforms::new(&c.upstream, &c.downstream, &c.base_url, c.downstream_bases)
+                .map(|p| Arc::new(p) as Arc<dyn Plugin>),
+        )
+    }
+}
+
+/// The header transforms of one route.
 pub struct HeaderTransforms {
     upstream: Vec<Rule>,
     downstream: Vec<Rule>,
@@ -223,61 +262,97 @@ impl HeaderTransforms {
 }
 
 impl Plugin for HeaderTransforms {
-    fn name(&self) -> &'static str {
-        "ocelot-header-transforms"
+    fn name(&self) -> &str {
+        Self::NAME
     }
 
     fn priority(&self) -> i32 {
-        2000
+        Self::PRIORITY
     }
 
-    fn access(&self, ctx: &mut Ctx, req: &mut RequestView<'_>) -> Flow {
+    fn phases(&self) -> Phases {
+        let mut p = Phases::NONE;
         if !self.upstream.is_empty() {
-            let env = Env {
-                ctx,
-                base_url: &self.base_url,
-            };
-            apply(&self.upstream, req.headers, &env, &self.downstream_bases);
+            p = p | Phases::ACCESS;
         }
+        if !self.downstream.is_empty() {
+            p = p | Phases::RESPONSE_HEAD;
+        }
+        p
+    }
+
+    fn access(&self, ctx: &mut Ctx<'_>, req: &mut Request<'_>) -> Flow {
+        let env = Env {
+            ctx,
+            base_url: &self.base_url,
+        };
+        apply(
+            &self.upstream,
+            &mut req.head.headers,
+            &env,
+            &self.downstream_bases,
+        );
         Flow::Continue
     }
 
-    fn header_filter(&self, ctx: &mut Ctx, _status: &mut StatusCode, headers: &mut HeaderMap) {
-        if !self.downstream.is_empty() {
-            let env = Env {
-                ctx,
-                base_url: &self.base_url,
-            };
-            apply(&self.downstream, headers, &env, &self.downstream_bases);
-        }
+    fn response_head(&self, ctx: &mut Ctx<'_>, resp: &mut http::response::Parts) {
+        let env = Env {
+            ctx,
+            base_url: &self.base_url,
+        };
+        apply(
+            &self.downstream,
+            &mut resp.headers,
+            &env,
+            &self.downstream_bases,
+        );
     }
 }
 
-/// `RequestIdKey`.
+/// `RequestIdKey`: the header the request id goes upstream under.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RequestIdConfig {
+    pub key: String,
+}
+
+impl Validate for RequestIdConfig {
+    fn validate(&self, c: &mut Checks) {
+        c.header_name("key", &self.key);
+    }
+}
+
+/// `RequestIdKey` (PRIORITY 900).
 pub struct RequestIdKey {
     header: HeaderName,
 }
 
-impl RequestIdKey {
-    pub fn new(key: &str) -> Option<Self> {
-        HeaderName::from_bytes(key.as_bytes())
-            .ok()
-            .map(|header| RequestIdKey { header })
+impl PluginSpec for RequestIdKey {
+    const NAME: &'static str = "ocelot-request-id";
+    const PRIORITY: i32 = 900;
+    type Config = RequestIdConfig;
+
+    fn build(c: RequestIdConfig, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        let header = HeaderName::from_bytes(c.key.as_bytes()).map_err(|e| e.to_string())?;
+        Ok(Some(Arc::new(RequestIdKey { header })))
     }
 }
 
 impl Plugin for RequestIdKey {
-    fn name(&self) -> &'static str {
-        "ocelot-request-id"
+    fn name(&self) -> &str {
+        Self::NAME
     }
 
     fn priority(&self) -> i32 {
-        900
+        Self::PRIORITY
     }
 
-    fn access(&self, ctx: &mut Ctx, req: &mut RequestView<'_>) -> Flow {
-        if !req.headers.contains_key(&self.header) {
-            req.headers
+    fn phases(&self) -> Phases {
+        Phases::ACCESS
+    }
+
+    fn access(&self, ctx: &mut Ctx<'_>, req: &mut Request<'_>) -> Flow {
+        if !req.headers().contains_key(&self.header) {
+            req.headers_mut()
                 .insert(self.header.clone(), ctx.request_id.header());
         }
         Flow::Continue
@@ -288,16 +363,14 @@ impl Plugin for RequestIdKey {
 mod tests {
     use super::*;
 
-    fn ctx() -> Ctx {
-        Ctx {
-            request_id: crate::proxy::RequestId::new(),
-            client: "10.1.2.3:5555".parse().unwrap(),
-            started: std::time::Instant::now(),
-            route_name: None,
-            service_name: None,
-            upstream_host: Some(HeaderValue::from_static("client.example.com:8443")),
-            response_headers: Vec::new(),
-        }
+    fn ctx() -> Ctx<'static> {
+        let mut c = Ctx::new(
+            crate::exchange::RequestId::new(),
+            "10.1.2.3:5555".parse().unwrap(),
+            "127.0.0.1:8000".parse().unwrap(),
+        );
+        c.host = Some(HeaderValue::from_static("client.example.com:8443"));
+        c
     }
 
     #[test]

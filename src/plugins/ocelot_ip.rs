@@ -5,11 +5,49 @@
 
 use std::net::IpAddr;
 
-use http::StatusCode;
+use std::sync::Arc;
 
-use super::{Ctx, Flow, Plugin, RequestView};
-use crate::config::model::OcelotSecurity;
-use crate::proxy::respond;
+use http::StatusCode;
+use serde::Deserialize;
+
+use super::{BuildCx, Checks, Ctx, Flow, Phases, Plugin, PluginSpec, Request, Validate};
+use crate::exchange::respond;
+
+/// The route's lists, merged with the global ones and checked by the Ocelot loader.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub allowed: Vec<String>,
+    pub blocked: Vec<String>,
+    pub exclude_allowed_from_blocked: bool,
+}
+
+impl Validate for Config {
+    fn validate(&self, c: &mut Checks) {
+        for (field, list) in [("allowed", &self.allowed), ("blocked", &self.blocked)] {
+            for (i, rule) in list.iter().enumerate() {
+                if IpRule::parse(rule).is_none() {
+                    c.error(
+                        &format!("{field}[{i}]"),
+                        format!("`{rule}` is not an address, range or CIDR"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// `SecurityOptions` (PRIORITY 3000).
+pub struct SecurityOptions;
+
+impl PluginSpec for SecurityOptions {
+    const NAME: &'static str = "ocelot-security-options";
+    const PRIORITY: i32 = 3000;
+    type Config = Config;
+
+    fn build(config: Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        Ok(Some(Arc::new(IpSecurity::new(&config))))
+    }
+}
 
 /// An inclusive address range; IPv4 addresses are kept as IPv4-mapped IPv6.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,7 +137,7 @@ pub struct IpSecurity {
 }
 
 impl IpSecurity {
-    pub fn new(o: &OcelotSecurity) -> Self {
+    pub fn new(o: &Config) -> Self {
         IpSecurity {
             allowed: o.allowed.iter().filter_map(|r| IpRule::parse(r)).collect(),
             blocked: o.blocked.iter().filter_map(|r| IpRule::parse(r)).collect(),
@@ -117,15 +155,19 @@ impl IpSecurity {
 }
 
 impl Plugin for IpSecurity {
-    fn name(&self) -> &'static str {
-        "ocelot-security-options"
+    fn name(&self) -> &str {
+        SecurityOptions::NAME
     }
 
     fn priority(&self) -> i32 {
-        3000
+        SecurityOptions::PRIORITY
     }
 
-    fn access(&self, ctx: &mut Ctx, _req: &mut RequestView<'_>) -> Flow {
+    fn phases(&self) -> Phases {
+        Phases::ACCESS
+    }
+
+    fn access(&self, ctx: &mut Ctx<'_>, _req: &mut Request<'_>) -> Flow {
         if self.permits(ctx.client.ip()) {
             Flow::Continue
         } else {
@@ -172,7 +214,7 @@ mod tests {
         ] {
             assert!(IpRule::parse(bad).is_none(), "{bad}");
         }
-        let s = IpSecurity::new(&OcelotSecurity {
+        let s = IpSecurity::new(&Config {
             allowed: vec!["10.0.0.0/8".into()],
             blocked: vec!["10.0.0.5".into()],
             exclude_allowed_from_blocked: false,
@@ -180,7 +222,7 @@ mod tests {
         assert!(s.permits("10.0.0.4".parse().unwrap()));
         assert!(!s.permits("10.0.0.5".parse().unwrap()));
         assert!(!s.permits("11.0.0.1".parse().unwrap()));
-        let s = IpSecurity::new(&OcelotSecurity {
+        let s = IpSecurity::new(&Config {
             allowed: vec!["10.0.0.5".into()],
             blocked: vec!["10.0.0.0/8".into()],
             exclude_allowed_from_blocked: true,

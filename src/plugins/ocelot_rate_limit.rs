@@ -18,9 +18,49 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode, header};
 
-use super::{Ctx, Flow, Plugin, RequestView};
-use crate::config::model::OcelotRateLimit;
-use crate::proxy::respond;
+use serde::Deserialize;
+
+use super::{BuildCx, Ctx, Flow, Phases, Plugin, PluginSpec, Request, Validate};
+use crate::exchange::respond;
+
+/// Ocelot 24.1+ rate limiting of one route, legacy names folded in and checked by the Ocelot
+/// loader, with the route's UpstreamPathTemplate (named in the unknown-client message).
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub client_id_header: String,
+    pub client_whitelist: Vec<String>,
+    pub enable_headers: bool,
+    pub status_code: u16,
+    pub quota_message: String,
+    pub key_prefix: String,
+    pub period: String,
+    pub period_ms: u64,
+    pub wait: String,
+    pub wait_ms: u64,
+    pub limit: u64,
+    pub template: String,
+}
+
+impl Validate for Config {}
+
+/// `RateLimitOptions` (PRIORITY 1000). Counters are kept across reloads by route, key prefix
+/// and rule.
+pub struct RateLimitOptions;
+
+impl PluginSpec for RateLimitOptions {
+    const NAME: &'static str = "ocelot-rate-limiting";
+    const PRIORITY: i32 = 1000;
+    type Config = Config;
+
+    fn build(config: Config, cx: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        let route = cx.route.map(|r| &*r.id).unwrap_or_default();
+        let key = format!("{route}|{}|{}", config.key_prefix, rule_text(&config));
+        let store = cx.state.kept::<Store>(&key);
+        RateLimit::new(&config, store)
+            .map(|p| Some(Arc::new(p) as Arc<dyn Plugin>))
+            .ok_or_else(|| format!("`{}` is not a valid header name", config.client_id_header))
+    }
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Counter {
@@ -148,8 +188,8 @@ pub fn quota_message(template: &str, limit: u64, period: &str) -> String {
 }
 
 impl RateLimit {
-    /// `template` is the route's UpstreamPathTemplate, named in the unknown-client message.
-    pub fn new(o: &OcelotRateLimit, template: &str, store: Arc<Store>) -> Option<Self> {
+    pub fn new(o: &Config, store: Arc<Store>) -> Option<Self> {
+        let template = &o.template;
         let header = HeaderName::from_bytes(o.client_id_header.as_bytes()).ok()?;
         let rule_text = rule_text(o);
         Some(RateLimit {
@@ -187,7 +227,7 @@ impl RateLimit {
 }
 
 /// The rule as Ocelot prints it: `Limit/Period/wWait`.
-pub fn rule_text(o: &OcelotRateLimit) -> String {
+pub fn rule_text(o: &Config) -> String {
     format!("{}/{}/w{}", o.limit, o.period, o.wait)
 }
 
@@ -223,17 +263,21 @@ pub fn iso8601(t: SystemTime) -> String {
 }
 
 impl Plugin for RateLimit {
-    fn name(&self) -> &'static str {
-        "ocelot-rate-limit"
+    fn name(&self) -> &str {
+        RateLimitOptions::NAME
     }
 
     fn priority(&self) -> i32 {
-        1000
+        RateLimitOptions::PRIORITY
     }
 
-    fn access(&self, ctx: &mut Ctx, req: &mut RequestView<'_>) -> Flow {
+    fn phases(&self) -> Phases {
+        Phases::ACCESS
+    }
+
+    fn access(&self, ctx: &mut Ctx<'_>, req: &mut Request<'_>) -> Flow {
         let client = req
-            .headers
+            .headers()
             .get(&self.header)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();

@@ -2,75 +2,74 @@
 //! and message or body, optionally only when a trigger header or query argument is present,
 //! or echoes the request back for debugging. Kong's fields and defaults.
 
+use std::sync::Arc;
+
 use http::{HeaderValue, StatusCode, header};
+use serde::Deserialize;
 
-use super::{Ctx, Fields, Flow, Plugin, RequestView};
-use crate::config::diag::Path;
-use crate::config::node::Node;
-use crate::proxy::respond;
+use super::{BuildCx, Checks, Ctx, Flow, Phases, Plugin, PluginSpec, Request, Validate};
+use crate::exchange::respond;
 
-#[derive(Debug, Clone, PartialEq)]
+/// The plugin's `config` (Kong's `kong/plugins/request-termination/schema.lua`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Config {
-    pub status_code: StatusCode,
+    #[serde(default = "default_status")]
+    pub status_code: u16,
     pub message: Option<String>,
     pub body: Option<String>,
     pub content_type: Option<String>,
+    #[serde(default)]
     pub echo: bool,
     pub trigger: Option<String>,
 }
 
-const FIELDS: &[&str] = &[
-    "status_code",
-    "message",
-    "body",
-    "content_type",
-    "echo",
-    "trigger",
-];
+fn default_status() -> u16 {
+    503
+}
 
-impl Config {
-    pub fn parse(node: &Node) -> Result<Config, Vec<(Path, String)>> {
-        let mut f = Fields::new(node, FIELDS);
-        let status = f.integer("status_code", 503, 100, 599);
-        let message = f.string("message");
-        let body = f.string("body");
-        let content_type = f.string("content_type");
-        let echo = f.boolean("echo", false);
-        let trigger = f.string("trigger");
-        if message.is_some() && (body.is_some() || content_type.is_some()) {
-            f.error(
+impl Validate for Config {
+    fn validate(&self, c: &mut Checks) {
+        c.between("status_code", self.status_code, 100, 599);
+        if let Some(t) = &self.trigger {
+            c.header_name("trigger", t);
+        }
+        if self.message.is_some() && (self.body.is_some() || self.content_type.is_some()) {
+            c.error(
                 "message",
                 "message cannot be used with content_type or body",
             );
         }
-        if content_type.is_some() && body.is_none() {
-            f.error("content_type", "content_type requires a body");
+        if self.content_type.is_some() && self.body.is_none() {
+            c.error("content_type", "content_type requires a body");
         }
-        if echo && (body.is_some() || content_type.is_some()) {
-            f.error("echo", "echo cannot be used with content_type and body");
+        if self.echo && (self.body.is_some() || self.content_type.is_some()) {
+            c.error("echo", "echo cannot be used with content_type and body");
         }
-        let status_code =
-            StatusCode::from_u16(status as u16).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-        f.finish(Config {
-            status_code,
-            message,
-            body,
-            content_type,
-            echo,
-            trigger,
-        })
     }
 }
 
 pub struct RequestTermination {
     config: Config,
+    status: StatusCode,
     /// The answer is the same for every request unless it echoes: built once.
     fixed_body: bytes::Bytes,
     fixed_type: HeaderValue,
 }
 
+impl PluginSpec for RequestTermination {
+    const NAME: &'static str = "request-termination";
+    const PRIORITY: i32 = 2;
+    type Config = Config;
+
+    fn build(config: Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        Ok(Some(Arc::new(RequestTermination::new(config))))
+    }
+}
+
 impl RequestTermination {
     pub fn new(config: Config) -> Self {
+        let status =
+            StatusCode::from_u16(config.status_code).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         let (fixed_body, fixed_type) = match (&config.body, &config.message) {
             (Some(body), _) => (
                 bytes::Bytes::from(body.clone()),
@@ -83,7 +82,7 @@ impl RequestTermination {
             (None, message) => {
                 let message = message
                     .clone()
-                    .unwrap_or_else(|| default_message(config.status_code).to_string());
+                    .unwrap_or_else(|| default_message(status).to_string());
                 (
                     bytes::Bytes::from(serde_json::json!({ "message": message }).to_string()),
                     HeaderValue::from_static(respond::JSON),
@@ -92,6 +91,7 @@ impl RequestTermination {
         };
         RequestTermination {
             config,
+            status,
             fixed_body,
             fixed_type,
         }
@@ -123,18 +123,22 @@ pub fn default_message(status: StatusCode) -> &'static str {
 }
 
 impl Plugin for RequestTermination {
-    fn name(&self) -> &'static str {
-        "request-termination"
+    fn name(&self) -> &str {
+        Self::NAME
     }
 
     fn priority(&self) -> i32 {
-        2
+        Self::PRIORITY
     }
 
-    fn access(&self, ctx: &mut Ctx, req: &mut RequestView<'_>) -> Flow {
+    fn phases(&self) -> Phases {
+        Phases::ACCESS
+    }
+
+    fn access(&self, ctx: &mut Ctx<'_>, req: &mut Request<'_>) -> Flow {
         if let Some(trigger) = &self.config.trigger {
-            let in_headers = req.headers.contains_key(trigger.as_str());
-            let in_query = req.query.is_some_and(|q| {
+            let in_headers = req.headers().contains_key(trigger.as_str());
+            let in_query = req.query().is_some_and(|q| {
                 q.split('&')
                     .any(|kv| kv.split('=').next() == Some(trigger.as_str()))
             });
@@ -143,74 +147,114 @@ impl Plugin for RequestTermination {
             }
         }
         if self.config.echo {
-            let headers: serde_json::Map<String, serde_json::Value> = req
-                .headers
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_str().to_string(),
-                        serde_json::Value::String(
-                            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                        ),
-                    )
-                })
-                .collect();
-            let query: serde_json::Map<String, serde_json::Value> = req
-                .query
-                .unwrap_or_default()
-                .split('&')
-                .filter(|kv| !kv.is_empty())
-                .map(|kv| {
-                    let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-                    (k.to_string(), serde_json::Value::String(v.to_string()))
-                })
-                .collect();
-            let body = serde_json::json!({
-                "message": self.config.message,
-                "request": {
-                    "scheme": req.scheme,
-                    "host": req.host,
-                    "method": req.method.as_str(),
-                    "path": req.path,
-                    "query": query,
-                    "headers": headers,
-                },
-                "matched_route": ctx.route_name.as_deref().map(|n| serde_json::json!({"name": n})),
-                "matched_service": ctx.service_name.as_deref().map(|n| serde_json::json!({"name": n})),
-            });
-            return Flow::Respond(respond::json_value(self.config.status_code, &body));
+            return Flow::Respond(self.echo(ctx, req));
         }
-        let mut resp = respond::bytes(self.config.status_code, self.fixed_body.clone());
+        let mut resp = respond::bytes(self.status, self.fixed_body.clone());
         resp.headers_mut()
             .insert(header::CONTENT_TYPE, self.fixed_type.clone());
         Flow::Respond(resp)
     }
 }
 
+impl RequestTermination {
+    /// The request as Kong's `echo` shows it, for debugging.
+    fn echo(&self, ctx: &Ctx<'_>, req: &Request<'_>) -> crate::exchange::Response {
+        let headers: serde_json::Map<String, serde_json::Value> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_string(),
+                    serde_json::Value::String(String::from_utf8_lossy(v.as_bytes()).into_owned()),
+                )
+            })
+            .collect();
+        let query: serde_json::Map<String, serde_json::Value> = req
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .filter(|kv| !kv.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                (k.to_string(), serde_json::Value::String(v.to_string()))
+            })
+            .collect();
+        let host = ctx
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let body = serde_json::json!({
+            "message": self.config.message,
+            "request": {
+                "scheme": ctx.scheme(),
+                "host": host.split(':').next().unwrap_or_default(),
+                "method": req.method().as_str(),
+                "path": req.path(),
+                "query": query,
+                "headers": headers,
+            },
+            "matched_route": ctx.route.map(|r| serde_json::json!({"id": &*r.id, "name": &*r.name})),
+            "matched_service": ctx.service.map(|s| serde_json::json!({"id": &*s.id, "name": &*s.name})),
+        });
+        respond::json(self.status, body.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::de::{Captured, Dialect};
     use crate::config::node::parse_yaml;
+
+    fn parse(yaml: &str) -> Result<Config, Vec<String>> {
+        let node = parse_yaml(yaml).unwrap();
+        let captured = Captured {
+            node,
+            path: crate::config::diag::Path::root(),
+        };
+        let (c, problems) = captured.deserialize::<Config>(Dialect::Kong);
+        let mut errs: Vec<String> = problems
+            .iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        if let Some(c) = &c {
+            let mut checks = Checks::default();
+            c.validate(&mut checks);
+            errs.extend(
+                checks
+                    .into_problems()
+                    .iter()
+                    .map(|(p, m)| format!("{p}: {m}")),
+            );
+        }
+        match c {
+            Some(c) if errs.is_empty() => Ok(c),
+            _ => Err(errs),
+        }
+    }
 
     #[test]
     fn schema_rules() {
-        let ok = Config::parse(&parse_yaml("status_code: 418\nmessage: teapot").unwrap()).unwrap();
-        assert_eq!(ok.status_code.as_u16(), 418);
-        let errs = Config::parse(
-            &parse_yaml("status_code: 700\nmessage: x\nbody: y\nstatuscode: 1").unwrap(),
-        )
-        .unwrap_err();
-        let text: Vec<String> = errs.iter().map(|(p, m)| format!("{p}: {m}")).collect();
-        assert_eq!(text.len(), 3, "{text:?}");
+        let ok = parse("status_code: 418\nmessage: teapot").unwrap();
+        assert_eq!(ok.status_code, 418);
+        assert_eq!(parse("{}").unwrap().status_code, 503);
+        let errs = parse("status_code: 700\nmessage: x\nbody: y\nstatuscode: 1").unwrap_err();
+        assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(
-            text.iter()
+            errs.iter()
                 .any(|t| t.contains("did you mean `status_code`")),
-            "{text:?}"
+            "{errs:?}"
         );
         assert!(
-            text.iter()
+            errs.iter()
                 .any(|t| t.starts_with("status_code: value should be between 100 and 599")),
-            "{text:?}"
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|t| t == "message: message cannot be used with content_type or body"),
+            "{errs:?}"
         );
     }
 }

@@ -1,5 +1,6 @@
-//! Ocelot aggregates: the built-in aggregators, the JsonPath subset RouteKeysConfig uses, and
-//! a small `join_all` so the parts of an aggregate run concurrently on the worker's thread.
+//! Ocelot aggregates: the forward step of an aggregate (each part through its own route,
+//! concurrently), the built-in aggregators, the JsonPath subset RouteKeysConfig uses, and a
+//! small `join_all` so the parts run concurrently on the worker's thread.
 //!
 //! Built-in aggregators (named in `Aggregator`; none = the first):
 //! - `SimpleJsonResponseAggregator`: `{"Key": <part body>, ...}` in RouteKeys order, Ocelot's
@@ -14,7 +15,21 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Method, StatusCode};
 use serde_json::Value;
+
+use super::body::ProxyBody;
+use super::headers::{self, RESPONSE_LATENCY};
+use super::ocelot::{self, Head};
+use super::pipeline::{Env, Resolved, Response, Run, into_proxy};
+use crate::plugins::Phases;
+use crate::router::ocelot::Params;
+use crate::snapshot::AggregateRt;
+
+/// The largest part body an aggregate reads.
+const MAX_PART_BODY: usize = 16 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aggregator {
@@ -218,6 +233,208 @@ fn descend<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a Value>) {
         Value::Array(a) => a.iter().for_each(|c| descend(c, key, out)),
         _ => {}
     }
+}
+
+/// The outcome of one aggregate part: the status (`None` when it failed) and the body.
+type PartResult = (Option<u16>, Bytes);
+
+/// One aggregate part through its own route: access (its plugins, with a context of its
+/// own), the Ocelot forward step, the response head; then its body, read whole.
+async fn part<'a>(env: Env<'a>, ridx: usize, req: &PartRequest<'_>, params: Params) -> PartResult {
+    let route = &env.snap.routes[ridx];
+    let mut headers = req.headers.clone();
+    // Parts are sent without a body.
+    headers.remove(header::CONTENT_LENGTH);
+    headers.remove(header::TRANSFER_ENCODING);
+    let (mut parts, ()) = http::Request::new(()).into_parts();
+    parts.method = Method::GET;
+    parts.headers = headers;
+    let mut body = ProxyBody::Empty;
+    let mut run =
+        (!route.chain.is_empty()).then(|| Run::new(env, Resolved::Route(&route.chain), &parts));
+    if let Some(mut r) = run.take() {
+        r.enter(route, route.service.map(|s| &env.snap.services[s]));
+        r.ctx.host = parts.headers.get(header::HOST).cloned();
+        if let Some(resp) = r.phase(Phases::ACCESS, &mut parts, &mut body).await {
+            let (mut rparts, rbody) = into_proxy(resp).into_parts();
+            r.response_head(&mut rparts);
+            let resp = http::Response::from_parts(rparts, rbody);
+            return read_part(env, resp, Some(r)).await;
+        }
+        run = Some(r);
+    }
+    let head = Head {
+        method: Method::GET,
+        path: req.path,
+        query: req.query,
+        host: parts.headers.get(header::HOST).cloned(),
+        headers: parts.headers,
+    };
+    let forwarded = ocelot::forward(env, ridx, head, body, &params, run.as_deref_mut()).await;
+    match (forwarded, run) {
+        (Err(_), _) => (None, Bytes::new()),
+        (Ok(resp), None) => read_part(env, resp, None).await,
+        (Ok(resp), Some(mut run)) => {
+            let (mut rparts, rbody) = resp.into_parts();
+            run.response_head(&mut rparts);
+            let resp = http::Response::from_parts(rparts, rbody);
+            read_part(env, resp, Some(run)).await
+        }
+    }
+}
+
+/// Reads a part's body whole (bounded), through its plugins' body hooks; their log phase
+/// runs once it is read. A part that fails or is too large is `null`.
+async fn read_part(env: Env<'_>, resp: Response, mut run: Option<Box<Run<'_>>>) -> PartResult {
+    let status = resp.status();
+    let mut body = resp.into_body();
+    let mut buf = bytes::BytesMut::new();
+    loop {
+        let (data, end) = match body.data().await {
+            Some(Ok(d)) => (d, false),
+            Some(Err(_)) => return (None, Bytes::new()),
+            None => (Bytes::new(), true),
+        };
+        let data = match run.as_deref_mut() {
+            Some(r) if r.chain.has(Phases::RESPONSE_BODY) => match r.filter_response(data, end) {
+                Ok(d) => d.unwrap_or_default(),
+                Err(_) => return (None, Bytes::new()),
+            },
+            _ => data,
+        };
+        if buf.len() + data.len() > MAX_PART_BODY {
+            tracing::warn!(
+                request_id = env.id.as_str(),
+                "aggregate part body over {MAX_PART_BODY} bytes; the part is null"
+            );
+            return (None, Bytes::new());
+        }
+        buf.extend_from_slice(&data);
+        if end {
+            break;
+        }
+    }
+    if let Some(run) = run.as_deref_mut() {
+        run.log(status, buf.len() as u64);
+    }
+    (Some(status.as_u16()), buf.freeze())
+}
+
+/// What every part of an aggregate is sent with: the aggregate's request.
+struct PartRequest<'r> {
+    path: &'r str,
+    query: Option<&'r str>,
+    headers: &'r HeaderMap,
+}
+
+/// An aggregate: every part through its own route with the aggregate's request and
+/// placeholder values, concurrently; with RouteKeysConfig the first part goes first and each
+/// distinct value its JsonPath finds calls the configured part once. The answer is always 200
+/// `application/json`, downstream headers dropped (as Ocelot).
+pub async fn answer(
+    env: Env<'_>,
+    agg: &AggregateRt,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Response {
+    let aggregator = match &agg.aggregator {
+        Ok(a) => *a,
+        Err(name) => {
+            let msg = format!(
+                "aggregate {} names the custom aggregator `{name}`, which switchyard cannot run; use one of: {}",
+                agg.template,
+                Aggregator::NAMES.join(", ")
+            );
+            return env.error(StatusCode::NOT_IMPLEMENTED, &msg);
+        }
+    };
+    let req = PartRequest {
+        path,
+        query,
+        headers,
+    };
+    let req = &req;
+    let send = |ridx: usize, params: Params| {
+        Box::pin(part(env, ridx, req, params))
+            as std::pin::Pin<Box<dyn std::future::Future<Output = PartResult> + Send + '_>>
+    };
+    let n = agg.parts.len();
+    let mut results: Vec<Vec<serde_json::Value>> = vec![Vec::new(); n];
+    let mut many = vec![false; n];
+    if agg.configs.is_empty() {
+        let futures = agg
+            .parts
+            .iter()
+            .map(|(_, ridx)| send(*ridx, params.clone()))
+            .collect();
+        for (i, (status, body)) in join_all(futures).await.into_iter().enumerate() {
+            results[i].push(part_value(status, &body));
+        }
+    } else {
+        let (first_status, first_body) = send(agg.parts[0].1, params.clone()).await;
+        let first_json: Option<serde_json::Value> = if first_status.is_some_and(|s| s != 404) {
+            serde_json::from_slice(&first_body).ok()
+        } else {
+            None
+        };
+        results[0].push(part_value(first_status, &first_body));
+        let mut calls: Vec<(usize, Params)> = Vec::new();
+        for (i, (_, ridx)) in agg.parts.iter().enumerate().skip(1) {
+            let configs: Vec<&(usize, JsonPath, std::sync::Arc<str>)> =
+                agg.configs.iter().filter(|c| c.0 == i).collect();
+            if configs.is_empty() {
+                calls.push((*ridx, params.clone()));
+                continue;
+            }
+            for (_, jp, param) in configs {
+                let values = first_json
+                    .as_ref()
+                    .map(|j| jp.values(j))
+                    .unwrap_or_default();
+                many[i] = many[i] || values.len() > 1;
+                for v in values {
+                    let mut p = params.clone();
+                    p.retain(|(n, _)| **n != **param);
+                    p.push((param.clone(), v));
+                    calls.push((*ridx, p));
+                }
+            }
+        }
+        let owners: Vec<usize> = calls
+            .iter()
+            .map(|(ridx, _)| {
+                agg.parts
+                    .iter()
+                    .skip(1)
+                    .position(|(_, r)| r == ridx)
+                    .map_or(0, |p| p + 1)
+            })
+            .collect();
+        let futures = calls.into_iter().map(|(ridx, p)| send(ridx, p)).collect();
+        for (owner, (status, body)) in owners.into_iter().zip(join_all(futures).await) {
+            results[owner].push(part_value(status, &body));
+        }
+    }
+    let parts: Vec<(&str, Vec<serde_json::Value>, bool)> = agg
+        .parts
+        .iter()
+        .zip(results)
+        .zip(many)
+        .map(|(((key, _), vs), m)| (&**key, vs, m))
+        .collect();
+    let body = aggregator.combine(parts);
+    let mut r = http::Response::new(ProxyBody::full(body.to_string()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r.headers_mut().insert(
+        &RESPONSE_LATENCY,
+        headers::millis(env.started.elapsed().as_millis()),
+    );
+    r
 }
 
 /// Polls every future until all are done; results in input order.

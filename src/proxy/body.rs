@@ -1,16 +1,17 @@
 //! The one body type the proxy moves: nothing, bytes the gateway made, the client's request
-//! body, or an upstream's response body, the last two streamed piece by piece as they
-//! arrive (never collected).
+//! body, an upstream's response body, or a body a plugin streams; all but the bytes are
+//! streamed piece by piece as they arrive (never collected).
 
 use std::future::poll_fn;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Body, Frame, SizeHint};
+use http_body::{Body as HttpBody, Frame as HttpFrame, SizeHint};
 
 use super::client::UpstreamBody;
 use super::server::RequestBody;
+use crate::exchange::body::{Body, Frame, Source};
 
 pub enum ProxyBody {
     Empty,
@@ -19,6 +20,18 @@ pub enum ProxyBody {
     Request(RequestBody),
     /// An upstream's response, which returns its connection to the pool when done.
     Upstream(UpstreamBody),
+    /// A body a plugin produces piece by piece.
+    Stream(Pin<Box<dyn Source>>),
+}
+
+impl From<Body> for ProxyBody {
+    fn from(b: Body) -> Self {
+        match b {
+            Body::Empty => ProxyBody::Empty,
+            Body::Full(b) => ProxyBody::Full(Some(b)),
+            Body::Stream(s) => ProxyBody::Stream(s),
+        }
+    }
 }
 
 impl ProxyBody {
@@ -42,6 +55,7 @@ impl ProxyBody {
             ProxyBody::Full(b) => Some(b.as_ref().map_or(0, |b| b.len() as u64)),
             ProxyBody::Request(r) => r.length(),
             ProxyBody::Upstream(u) => u.length(),
+            ProxyBody::Stream(s) => s.length(),
         }
     }
 
@@ -50,12 +64,21 @@ impl ProxyBody {
         matches!(self, ProxyBody::Empty | ProxyBody::Full(_))
     }
 
-    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+    pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
         match self {
             ProxyBody::Empty => Poll::Ready(None),
             ProxyBody::Full(b) => Poll::Ready(b.take().map(Ok)),
             ProxyBody::Request(r) => r.poll_data(cx),
             ProxyBody::Upstream(u) => u.poll_data(cx),
+            // HTTP/1 carries no trailers here: they are dropped.
+            ProxyBody::Stream(s) => loop {
+                match std::task::ready!(s.as_mut().poll_frame(cx)) {
+                    Some(Ok(Frame::Data(d))) => return Poll::Ready(Some(Ok(d))),
+                    Some(Ok(Frame::Trailers(_))) => continue,
+                    Some(Err(e)) => return Poll::Ready(Some(Err(e))),
+                    None => return Poll::Ready(None),
+                }
+            },
         }
     }
 
@@ -66,17 +89,17 @@ impl ProxyBody {
 }
 
 /// For the admin listener, which hyper serves.
-impl Body for ProxyBody {
+impl HttpBody for ProxyBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+    ) -> Poll<Option<Result<HttpFrame<Bytes>, std::io::Error>>> {
         self.get_mut()
             .poll_data(cx)
-            .map(|d| d.map(|r| r.map(Frame::data)))
+            .map(|d| d.map(|r| r.map(HttpFrame::data)))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -85,6 +108,7 @@ impl Body for ProxyBody {
             ProxyBody::Full(b) => b.is_none(),
             ProxyBody::Request(r) => r.length() == Some(0),
             ProxyBody::Upstream(u) => u.is_end(),
+            ProxyBody::Stream(s) => s.length() == Some(0),
         }
     }
 

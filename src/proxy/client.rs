@@ -360,6 +360,33 @@ pub async fn checkout(t: &Target<'_>) -> Result<Checkout, UpstreamError> {
     }
 }
 
+/// A request body on its way upstream: the client's as it streams in (`ProxyBody`), or one
+/// that plugins see piece by piece on its way.
+pub trait Outgoing: Send {
+    /// The exact length, when known before reading.
+    fn length(&self) -> Option<u64>;
+    /// There is no body at all (not even an empty one).
+    fn is_absent(&self) -> bool;
+    /// The body is in memory, so the request carrying it can be sent again.
+    fn is_replayable(&self) -> bool;
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>>;
+}
+
+impl Outgoing for ProxyBody {
+    fn length(&self) -> Option<u64> {
+        ProxyBody::length(self)
+    }
+    fn is_absent(&self) -> bool {
+        matches!(self, ProxyBody::Empty)
+    }
+    fn is_replayable(&self) -> bool {
+        ProxyBody::is_replayable(self)
+    }
+    fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
+        ProxyBody::poll_data(self, cx)
+    }
+}
+
 /// How one exchange on a connection failed.
 enum Exchange {
     /// Failed before a byte of response came back.
@@ -377,16 +404,16 @@ impl Checkout {
     /// neither the request nor a second copy of the arguments is in this future. Inlined, as
     /// `handler::handle` is.
     #[inline(always)]
-    pub fn send<'a>(
+    pub fn send<'a, B: Outgoing>(
         self,
         t: &'a Target<'a>,
         parts: &http::request::Parts,
         added: &[(&HeaderName, HeaderValue)],
-        body: &'a mut ProxyBody,
+        body: &'a mut B,
         raw_head: bool,
     ) -> impl Future<Output = Result<Response<UpstreamBody>, UpstreamError>> + 'a {
         let framing = match body.length() {
-            Some(_) if matches!(body, ProxyBody::Empty) => Framing::None,
+            Some(_) if body.is_absent() => Framing::None,
             Some(n) => Framing::Length(n),
             None => Framing::Chunked,
         };
@@ -469,11 +496,11 @@ impl Checkout {
 /// Writes the request and reads the response head, skipping interim (1xx) responses; the
 /// final one keeps its header lines as they came with `raw_head`.
 #[allow(clippy::too_many_arguments)]
-async fn exchange(
+async fn exchange<B: Outgoing>(
     io: &mut Stream,
     buf: &mut BytesMut,
     head: &[u8],
-    body: &mut ProxyBody,
+    body: &mut B,
     framing: Framing,
     head_request: bool,
     raw_head: bool,
@@ -535,10 +562,10 @@ async fn exchange(
 
 /// The head, then the body as it comes from the client; a small body leaves in the same
 /// write as the head.
-async fn write_request(
+async fn write_request<B: Outgoing>(
     io: &mut Stream,
     head: &[u8],
-    body: &mut ProxyBody,
+    body: &mut B,
     framing: Framing,
 ) -> Result<(), Exchange> {
     let unsent = |e: std::io::Error| Exchange::Unanswered(e);
@@ -546,7 +573,7 @@ async fn write_request(
     let chunked = framing == Framing::Chunked;
     let mut size_line = Vec::new();
     loop {
-        let data = match body.data().await {
+        let data = match poll_fn(|cx| body.poll_data(cx)).await {
             None => break,
             Some(Ok(d)) => d,
             Some(Err(source)) => {

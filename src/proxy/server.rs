@@ -25,11 +25,13 @@ use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::time::Instant;
 
+use super::Conn;
 use super::body::ProxyBody;
 use super::buffers;
 use super::headers::Stamp;
 use super::http1::{self, Decoder, Framing, RequestError, Step};
-use super::{Conn, RequestId, handler, respond};
+use super::pipeline::{Exchange, Response, into_proxy};
+use crate::exchange::{RequestId, respond};
 use crate::gateway::Gateway;
 
 /// How long a kept-alive connection may sit idle, and how long a client may take to send
@@ -287,19 +289,10 @@ fn exchange<'a>(
         }
         // Each request takes the snapshot current when it starts: a reload never changes a
         // request in flight, and the next request sees the new config.
+        let snap = gw.snapshot();
         let id = RequestId::new();
-        let mut stamp = Stamp::default();
-        let resp = handler::handle(
-            gw.snapshot(),
-            conn,
-            &mut parts,
-            &mut body,
-            &wire,
-            &id,
-            &mut stamp,
-        )
-        .await;
-        handler::finish(&resp, &id, &mut stamp);
+        let mut x = Exchange::new(&snap, conn, &id);
+        let resp = x.handle(&mut parts, &mut body, &wire).await;
 
         // A body nobody read (the request was refused, or the upstream answered early) is
         // discarded when small; a large one ends the connection.
@@ -312,16 +305,14 @@ fn exchange<'a>(
             }
             _ => true,
         };
-        let written = write_response(
-            w,
-            resp,
-            &stamp,
+        let status = resp.status();
+        let leaving = Leaving {
             version,
             head_request,
-            &mut keep_alive,
-            timer.as_mut(),
-        )
-        .await;
+            keep_alive: &mut keep_alive,
+        };
+        let written = write_response(w, resp, &mut x, leaving, timer.as_mut()).await;
+        x.log(status, *written.as_ref().unwrap_or(&0));
         if written.is_err() {
             return Next::Close;
         }
@@ -347,20 +338,15 @@ async fn refuse(
     timer: Pin<&mut tokio::time::Sleep>,
 ) -> Next {
     let id = RequestId::new();
-    let resp = respond::error(e.status(), &e.to_string(), id.as_str());
+    let resp = into_proxy(respond::error(e.status(), &e.to_string(), id.as_str()));
     let mut keep_alive = false;
-    let written = write_response(
-        w,
-        resp,
-        &Stamp::default(),
-        Version::HTTP_11,
-        false,
-        &mut keep_alive,
-        timer,
-    )
-    .await;
-    match written {
-        Ok(()) => Next::Linger,
+    let leaving = Leaving {
+        version: Version::HTTP_11,
+        head_request: false,
+        keep_alive: &mut keep_alive,
+    };
+    match write_response(w, resp, &mut Stamp::default(), leaving, timer).await {
+        Ok(_) => Next::Linger,
         Err(_) => Next::Close,
     }
 }
@@ -437,23 +423,75 @@ async fn linger(mut w: OwnedWriteHalf, reader: &Mutex<Reader>) {
     let _ = tokio::time::timeout(Duration::from_secs(2), drain).await;
 }
 
-/// Writes a response: the head, then the body as it comes, framed by its length when
-/// known and chunked otherwise (or until close, for an HTTP/1.0 client). What is already
-/// at hand of the body leaves in the same write as the head.
-async fn write_response(
-    w: &mut OwnedWriteHalf,
-    resp: crate::plugins::Response,
-    stamp: &Stamp,
+/// What writing a response needs from the request it answers: the gateway's stamp, and the
+/// plugins' body hooks when they filter the body (`Exchange`); a refused head has only a
+/// stamp.
+pub trait Answering {
+    fn stamp(&self) -> &Stamp;
+    /// The body goes through `chunk` piece by piece.
+    fn filters(&self) -> bool {
+        false
+    }
+    /// One piece through the body hooks: what goes out now (`None` while they hold it).
+    fn chunk(&mut self, data: Bytes, _end: bool) -> Result<Option<Bytes>, String> {
+        Ok(Some(data))
+    }
+}
+
+impl Answering for Stamp {
+    fn stamp(&self) -> &Stamp {
+        self
+    }
+}
+
+impl Answering for Exchange<'_> {
+    fn stamp(&self) -> &Stamp {
+        &self.stamp
+    }
+    fn filters(&self) -> bool {
+        self.filters_response_body()
+    }
+    fn chunk(&mut self, data: Bytes, end: bool) -> Result<Option<Bytes>, String> {
+        self.response_chunk(data, end)
+    }
+}
+
+/// How a response leaves: the request's version and method, and whether the connection
+/// stays open after it (cleared when the response must be closed-delimited).
+struct Leaving<'k> {
     version: Version,
     head_request: bool,
-    keep_alive: &mut bool,
+    keep_alive: &'k mut bool,
+}
+
+/// Writes a response: the head, then the body as it comes, framed by its length when
+/// known and chunked otherwise (or until close, for an HTTP/1.0 client). What is already
+/// at hand of the body leaves in the same write as the head. Returns the body bytes written.
+async fn write_response<A: Answering>(
+    w: &mut OwnedWriteHalf,
+    resp: Response,
+    answering: &mut A,
+    leaving: Leaving<'_>,
     mut timer: Pin<&mut tokio::time::Sleep>,
-) -> std::io::Result<()> {
+) -> std::io::Result<u64> {
+    let Leaving {
+        version,
+        head_request,
+        keep_alive,
+    } = leaving;
     let (parts, mut body) = resp.into_parts();
     let status = parts.status;
     let bodyless = status.is_informational()
         || status == StatusCode::NO_CONTENT
         || status == StatusCode::NOT_MODIFIED;
+    if answering.filters() && !bodyless && !head_request {
+        let leaving = Leaving {
+            version,
+            head_request,
+            keep_alive,
+        };
+        return Box::pin(write_filtered(w, parts, body, answering, leaving, timer)).await;
+    }
     let framing = if bodyless {
         Framing::None
     } else if head_request {
@@ -490,14 +528,15 @@ async fn write_response(
         status,
         version,
         lines,
-        &stamp.headers(),
+        &answering.stamp().headers(),
         framing,
         *keep_alive,
         &date(),
     );
     buffers::recycle(parts.headers);
     if head_request || bodyless {
-        return super::write_all(w, &mut [out], Some(timer)).await;
+        super::write_all(w, &mut [out], Some(timer)).await?;
+        return Ok(0);
     }
     let chunked = framing == Framing::Chunked;
     let mut next = match &mut body {
@@ -508,23 +547,28 @@ async fn write_response(
     // A small body that did not come whole with its head is waited for, so that the
     // client still gets the response in one write.
     if framing.small_body(COALESCE) && matches!(body, ProxyBody::Upstream(_)) {
+        let head_len = out.len();
         if let Some(d) = next.take() {
             out.extend_from_slice(&d);
         }
         while let Some(d) = body.data().await {
             out.extend_from_slice(&d?);
         }
-        return super::write_all(w, &mut [out], Some(timer)).await;
+        let sent = (out.len() - head_len) as u64;
+        super::write_all(w, &mut [out], Some(timer)).await?;
+        return Ok(sent);
     }
+    let mut sent = 0u64;
     if let ProxyBody::Upstream(u) = &mut body
-        && matches!(framing, Framing::Length(_))
+        && let Framing::Length(total) = framing
     {
         // Head and what came with it first; then the rest, kernel to kernel, when it can.
         let first = next.take().unwrap_or_default();
         super::write_all(w, &mut [out, &first], Some(timer.as_mut())).await?;
+        sent += first.len() as u64;
         out.clear();
         if let Some(done) = u.splice_to(w.as_ref(), CLIENT_TIMEOUT).await {
-            return done;
+            return done.map(|()| total);
         }
     }
     let mut pending: &[u8] = out;
@@ -540,6 +584,7 @@ async fn write_response(
         if data.is_empty() {
             continue;
         }
+        sent += data.len() as u64;
         if chunked {
             size_line.clear();
             http1::chunk_size_line(data.len(), &mut size_line);
@@ -555,7 +600,116 @@ async fn write_response(
         pending = &[];
     }
     let end: &[u8] = if chunked { b"0\r\n\r\n" } else { b"" };
-    super::write_all(w, &mut [pending, end], Some(timer)).await
+    super::write_all(w, &mut [pending, end], Some(timer)).await?;
+    Ok(sent)
+}
+
+/// A response whose body plugins filter: the body's pieces go through their hooks before
+/// they are written. The head waits for the first piece to come out of them: when a hook
+/// held the whole body, its length is known and goes in the head; otherwise the body is
+/// chunked (or close-delimited for HTTP/1.0), since hooks may change its length. A hook's
+/// buffer overrun before the head is out answers 502; after it, the connection is cut.
+async fn write_filtered<A: Answering>(
+    w: &mut OwnedWriteHalf,
+    mut parts: http::response::Parts,
+    mut body: ProxyBody,
+    answering: &mut A,
+    leaving: Leaving<'_>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+) -> std::io::Result<u64> {
+    let overrun = |plugin: String| {
+        std::io::Error::other(format!(
+            "response body over the buffer limit of plugin {plugin}"
+        ))
+    };
+    // Pull until the hooks give something out or the body ends.
+    let (first, ended) = loop {
+        let (data, end) = match body.data().await {
+            Some(d) => (d?, false),
+            None => (Bytes::new(), true),
+        };
+        match answering.chunk(data, end) {
+            Ok(Some(out)) => break (out, end),
+            Ok(None) if end => break (Bytes::new(), true),
+            Ok(None) => {}
+            Err(plugin) => {
+                tracing::warn!(plugin, "response body over the plugin's buffer limit");
+                let resp = into_proxy(crate::exchange::respond::message(
+                    StatusCode::BAD_GATEWAY,
+                    "An invalid response was received from the upstream server",
+                ));
+                let mut plain = Stamp {
+                    request_id: answering.stamp().request_id.clone(),
+                    ..Stamp::default()
+                };
+                return Box::pin(write_response(w, resp, &mut plain, leaving, timer)).await;
+            }
+        }
+    };
+    let framing = if ended {
+        Framing::Length(first.len() as u64)
+    } else if leaving.version == Version::HTTP_11 {
+        Framing::Chunked
+    } else {
+        *leaving.keep_alive = false;
+        Framing::None
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut head = buffers::HeadBuf::take();
+    let out = &mut head.0;
+    http1::write_response_head(
+        out,
+        parts.status,
+        leaving.version,
+        http1::Lines::Map(&parts.headers),
+        &answering.stamp().headers(),
+        framing,
+        *leaving.keep_alive,
+        &date(),
+    );
+    let chunked = framing == Framing::Chunked;
+    let mut size_line = Vec::new();
+    let mut sent = 0u64;
+    let mut pending: &[u8] = out;
+    let mut next = Some(first);
+    let mut done = ended;
+    loop {
+        let data = match next.take() {
+            Some(d) => d,
+            None if done => break,
+            None => {
+                let (data, end) = match body.data().await {
+                    Some(d) => (d?, false),
+                    None => (Bytes::new(), true),
+                };
+                done = end;
+                match answering.chunk(data, end).map_err(overrun)? {
+                    Some(d) => d,
+                    None => continue,
+                }
+            }
+        };
+        if data.is_empty() {
+            continue;
+        }
+        sent += data.len() as u64;
+        if chunked {
+            size_line.clear();
+            http1::chunk_size_line(data.len(), &mut size_line);
+            super::write_all(
+                w,
+                &mut [pending, &size_line, &data, b"\r\n"],
+                Some(timer.as_mut()),
+            )
+            .await?;
+        } else {
+            super::write_all(w, &mut [pending, &data], Some(timer.as_mut())).await?;
+        }
+        pending = &[];
+    }
+    let end: &[u8] = if chunked { b"0\r\n\r\n" } else { b"" };
+    super::write_all(w, &mut [pending, end], Some(timer)).await?;
+    Ok(sent)
 }
 
 /// The Date header, formatted once a second per worker.

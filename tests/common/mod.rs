@@ -257,13 +257,20 @@ impl TestGateway {
 
     /// Starts the gateway on a directory the test laid out itself.
     pub fn start_in(dir: tempfile::TempDir) -> TestGateway {
-        let (gateway, _warnings) = switchyard::gateway::Gateway::start(dir.path().to_path_buf())
-            .unwrap_or_else(|e| {
-                panic!(
-                    "config rejected: {:?}",
-                    e.0.iter().map(|d| d.to_string()).collect::<Vec<_>>()
-                )
-            });
+        Self::start_built(dir, switchyard::gateway::Builder::new())
+    }
+
+    /// Starts a gateway with custom plugins (`builder`) on a directory laid out already.
+    pub fn start_built(
+        dir: tempfile::TempDir,
+        builder: switchyard::gateway::Builder,
+    ) -> TestGateway {
+        let (gateway, _warnings) = builder.start(dir.path().to_path_buf()).unwrap_or_else(|e| {
+            panic!(
+                "config rejected: {:?}",
+                e.0.iter().map(|d| d.to_string()).collect::<Vec<_>>()
+            )
+        });
         let (bound, listeners) =
             switchyard::proxy::server::bind_all(&["127.0.0.1:0".parse().unwrap()], 1).unwrap();
         switchyard::proxy::server::spawn_workers(gateway.clone(), listeners);

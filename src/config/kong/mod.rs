@@ -414,9 +414,11 @@ impl<'r> Cx<'_, 'r> {
     }
 
     fn origin(&self, path: &Path) -> Origin {
+        let span = self.file.span_of(path);
         Origin {
             file: self.file.name.clone(),
-            line: self.file.span_of(path).line,
+            line: span.line,
+            column: span.col,
             path: path.render(),
         }
     }
@@ -965,24 +967,6 @@ impl<'r> Cx<'_, 'r> {
                 .error(self.file, path, "required field missing: `name`");
             return;
         };
-        match crate::plugins::catalog(&name).map(|i| i.enforcement) {
-            None => {
-                self.diags.error(self.file, &path.key("name"), format!("plugin '{name}' not enabled; it is neither a bundled Kong OSS plugin nor one of switchyard's (custom and Enterprise plugins cannot be loaded)"));
-                return;
-            }
-            Some(crate::plugins::Enforcement::NeedsDatabase) => {
-                self.diags.error(self.file, &path.key("name"), format!("plugin '{name}' needs a database and cannot run in DB-less mode (Kong refuses it too); remove it or move its routes to another authentication plugin"));
-                return;
-            }
-            // Observers pass traffic with a warning; plugins that would change traffic close
-            // their routes when the snapshot resolves which routes they apply to.
-            Some(crate::plugins::Enforcement::Observes) if p.enabled.unwrap_or(true) => self
-                .mark_unserved(
-                    &format!("plugin '{name}' (observes only; traffic passes without it)"),
-                    path,
-                ),
-            Some(_) => {}
-        }
         let config = p.config.clone().unwrap_or_else(|| super::de::Captured {
             node: super::node::Node {
                 span: self.file.span_of(path),
@@ -990,11 +974,6 @@ impl<'r> Cx<'_, 'r> {
             },
             path: path.key("config"),
         });
-        for (sub, msg) in crate::plugins::validate(&name, &config.node) {
-            let mut full = config.path.clone();
-            full.0.extend(sub.0);
-            self.diags.error(self.file, &full, msg);
-        }
         let mut protocols = Vec::new();
         for (i, proto) in p.protocols.iter().flatten().enumerate() {
             match parse_protocol(proto) {
@@ -1053,6 +1032,7 @@ impl<'r> Cx<'_, 'r> {
             config,
             scope,
             file: self.file.name.clone(),
+            name_origin: self.origin(&path.key("name")),
             origin: self.origin(path),
         });
     }

@@ -637,9 +637,11 @@ impl Cx<'_> {
     fn origin(&self, ent: &Entity, sub: &Path) -> Origin {
         let (f, p) = self.locate(ent, sub);
         let file = &self.files[f];
+        let span = file.span_of(&p);
         Origin {
             file: file.name.clone(),
-            line: file.span_of(&p).line,
+            line: span.line,
+            column: span.col,
             path: p.render(),
         }
     }

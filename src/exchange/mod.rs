@@ -1,0 +1,279 @@
+//! The exchange core: one request through the gateway, in the types every layer shares. The
+//! protocol engines (HTTP/1 today; TLS, HTTP/2 and upgraded connections beside it) hand a
+//! request to the pipeline in these types; plugins and Proxy-Wasm filters see it in these
+//! types; the pipeline carries it between them. This module depends on nothing of theirs
+//! (only `http` and `bytes`), so that each can depend on it.
+//!
+//! ```text
+//! engine ─▶ Ctx + Request ─▶ pipeline ─▶ plugin hooks ─▶ Flow ─▶ pipeline ─▶ Response ─▶ engine
+//! ```
+//!
+//! - `Ctx`: what is known of the request beyond its head: its id, the client and local
+//!   addresses, TLS facts, the route, service, consumer and credential, headers hooks want
+//!   on the response, and typed extensions where plugins keep per-request state.
+//! - `Request`: the request head as hooks may change it, with its body once a hook asked
+//!   for it (`Flow::ReadBody`).
+//! - `Flow`: what a request-side hook decided: go on, answer now, wait for I/O, or read the
+//!   body first.
+//! - `Body`: a body the gateway makes (plugin answers, gateway errors), in data frames and
+//!   trailers.
+
+pub mod body;
+mod id;
+pub mod respond;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, Method};
+
+pub use body::{Body, Frame};
+pub use id::RequestId;
+
+/// A response made by the gateway or a plugin.
+pub type Response = http::Response<Body>;
+
+/// A route's or a service's identity, as the snapshot holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub id: Arc<str>,
+    /// The name when it has one, else the id.
+    pub name: Arc<str>,
+}
+
+/// A consumer as authentication identifies it (compiled from the config's `consumers`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Consumer {
+    /// Its position among the snapshot's consumers: consumer-scoped plugins are found by it.
+    pub index: usize,
+    pub id: Arc<str>,
+    pub username: Option<Arc<str>>,
+    pub custom_id: Option<Arc<str>>,
+    /// Its `acls` groups, in file order (the acl plugin and `X-Consumer-Groups`).
+    pub acl_groups: Vec<Arc<str>>,
+    /// The consumer groups it belongs to, by position among the snapshot's consumer groups.
+    pub consumer_groups: Vec<usize>,
+}
+
+/// The credential a consumer authenticated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub id: Arc<str>,
+    /// `keyauth_credentials`, `basicauth_credentials`, `jwt_secrets`, `hmacauth_credentials`.
+    pub kind: &'static str,
+    /// What `X-Credential-Identifier` carries: the credential id (key-auth), the username
+    /// (basic-auth, hmac-auth) or the key (jwt).
+    pub identifier: Arc<str>,
+}
+
+/// What the TLS handshake told, on a TLS connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tls {
+    pub sni: Option<Arc<str>>,
+    pub alpn: Option<Arc<[u8]>>,
+}
+
+/// Per-request state that every hook of every plugin sees.
+pub struct Ctx<'s> {
+    pub request_id: RequestId,
+    /// The client's address (Kong's `client_ip`).
+    pub client: SocketAddr,
+    /// The gateway's address the client connected to.
+    pub local: SocketAddr,
+    /// When the request's head was read.
+    pub started: Instant,
+    /// `None` on a plain connection.
+    pub tls: Option<&'s Tls>,
+    /// The client's Host header (or the authority of an absolute-form target), as sent.
+    pub host: Option<HeaderValue>,
+    /// Known once routing matched.
+    pub route: Option<&'s Identity>,
+    pub service: Option<&'s Identity>,
+    /// Set by authentication (`authenticate`).
+    pub consumer: Option<Arc<Consumer>>,
+    pub credential: Option<Arc<Credential>>,
+    /// Set with `authenticate_anonymous`: the consumer is the configured anonymous one.
+    pub anonymous: bool,
+    /// Headers a request-side hook wants on the response, whoever answers it (rate-limit
+    /// counters, ...). Added after the response-head phase.
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Per-request state of plugins and filters, by type.
+    pub extensions: http::Extensions,
+}
+
+impl<'s> Ctx<'s> {
+    pub fn new(request_id: RequestId, client: SocketAddr, local: SocketAddr) -> Self {
+        Ctx {
+            request_id,
+            client,
+            local,
+            started: Instant::now(),
+            tls: None,
+            host: None,
+            route: None,
+            service: None,
+            consumer: None,
+            credential: None,
+            anonymous: false,
+            response_headers: Vec::new(),
+            extensions: http::Extensions::new(),
+        }
+    }
+
+    /// Records who the request authenticated as. The pipeline then resolves the plugins
+    /// still to run with this consumer, as Kong does.
+    pub fn authenticate(&mut self, consumer: Arc<Consumer>, credential: Option<Arc<Credential>>) {
+        self.consumer = Some(consumer);
+        self.credential = credential;
+        self.anonymous = false;
+    }
+
+    /// Records that authentication failed and the request goes on as `consumer`, the
+    /// plugin's configured anonymous consumer.
+    pub fn authenticate_anonymous(&mut self, consumer: Arc<Consumer>) {
+        self.consumer = Some(consumer);
+        self.credential = None;
+        self.anonymous = true;
+    }
+
+    /// The scheme the client used.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+}
+
+/// The request head as request-side hooks see and change it, and its body once read.
+pub struct Request<'a> {
+    pub head: &'a mut http::request::Parts,
+    /// The whole body, once a hook asked for it with `Flow::ReadBody`; what is here then
+    /// is what goes upstream. `None` while the body still streams from the client.
+    pub body: &'a mut Option<Bytes>,
+    /// Set by a hook to send the upstream this path instead of the one routing made.
+    pub upstream_path: &'a mut Option<String>,
+}
+
+impl Request<'_> {
+    pub fn method(&self) -> &Method {
+        &self.head.method
+    }
+    /// The path as the client sent it (not normalised).
+    pub fn path(&self) -> &str {
+        self.head.uri.path()
+    }
+    pub fn query(&self) -> Option<&str> {
+        self.head.uri.query()
+    }
+    pub fn headers(&self) -> &HeaderMap {
+        &self.head.headers
+    }
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        &mut self.head.headers
+    }
+    /// A header's value as text, when it has one that is.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+    /// Replaces the query string (`None` removes it); the path stays as sent.
+    pub fn set_query(&mut self, query: Option<&str>) -> Result<(), http::Error> {
+        let path = self.head.uri.path();
+        let pq = match query {
+            Some(q) => format!("{path}?{q}"),
+            None => path.to_string(),
+        };
+        let mut parts = std::mem::take(&mut self.head.uri).into_parts();
+        parts.path_and_query = Some(pq.parse()?);
+        self.head.uri = http::Uri::from_parts(parts)?;
+        Ok(())
+    }
+}
+
+/// A request-side hook's decision.
+pub enum Flow {
+    Continue,
+    /// Answer the client with this; later hooks of the phase and the upstream are skipped.
+    Respond(Response),
+    /// The decision needs I/O: the pipeline awaits the future, then calls its continuation
+    /// with the context and the request, which it may change as any hook does.
+    Wait(Pending),
+    /// The hook needs the request body: the pipeline reads it whole (a larger body gets
+    /// 413), puts it in `Request::body`, and calls the same hook again.
+    ReadBody {
+        limit: usize,
+    },
+}
+
+/// What a hook waits for, and what it does once it has it.
+pub struct Pending(Pin<Box<dyn Future<Output = Resume> + Send>>);
+
+/// The rest of a hook after its I/O.
+pub type Resume =
+    Box<dyn for<'c, 's, 'r> FnOnce(&'c mut Ctx<'s>, &'c mut Request<'r>) -> Flow + Send>;
+
+impl Flow {
+    /// Waits for `io`, then runs `then` with its output, the context and the request.
+    pub fn wait<T, F, C>(io: F, then: C) -> Flow
+    where
+        T: Send + 'static,
+        F: Future<Output = T> + Send + 'static,
+        C: for<'c, 's, 'r> FnOnce(T, &'c mut Ctx<'s>, &'c mut Request<'r>) -> Flow + Send + 'static,
+    {
+        Flow::Wait(Pending(Box::pin(async move {
+            let out = io.await;
+            Box::new(move |ctx: &mut Ctx<'_>, req: &mut Request<'_>| then(out, ctx, req)) as Resume
+        })))
+    }
+}
+
+impl Pending {
+    pub async fn resolve(self) -> Resume {
+        self.0.await
+    }
+}
+
+/// What a body hook decided about the chunk it saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFlow {
+    /// Pass the chunk (as the hook left it) on.
+    Continue,
+    /// Hold this chunk and the ones after it: the hook is called once more with the whole
+    /// body and `end` set. Past `limit` bytes the exchange fails (a response answers 502)
+    /// rather than pass a body the hook did not see. The response head waits for it, so
+    /// that the hook may still change the length.
+    Buffer { limit: usize },
+}
+
+/// A piece of a body as body hooks see it.
+pub struct Chunk {
+    pub data: Bytes,
+    /// The last piece (with the whole body, after `BodyFlow::Buffer`).
+    pub end: bool,
+}
+
+/// What the log phase knows of a finished exchange.
+#[derive(Debug, Clone)]
+pub struct LogEntry {
+    pub method: Method,
+    /// The path as the client sent it.
+    pub path: String,
+    pub status: http::StatusCode,
+    /// Response body bytes written to the client.
+    pub bytes_sent: u64,
+    /// Until the upstream's response head, when the upstream was contacted.
+    pub upstream_latency: Option<std::time::Duration>,
+    /// The whole exchange, until the last byte was written (or the client went away).
+    pub latency: std::time::Duration,
+    /// Who answered.
+    pub source: Answered,
+}
+
+/// Who answered a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Answered {
+    Upstream,
+    Plugin,
+    Gateway,
+}

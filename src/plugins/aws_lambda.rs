@@ -1,0 +1,30 @@
+//! `aws-lambda` (PRIORITY 750). Not served yet: its config is checked against Kong's
+//! schema, and the routes it applies to are closed.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
+
+/// The plugin's `config` (Kong's `kong/plugins/aws-lambda/schema.lua`).
+#[derive(Debug, Deserialize)]
+pub struct Config(serde::de::IgnoredAny);
+
+impl Validate for Config {
+    fn validate(&self, _checks: &mut Checks) {}
+}
+
+/// `aws-lambda` (PRIORITY 750).
+pub struct AwsLambda;
+
+impl PluginSpec for AwsLambda {
+    const NAME: &'static str = "aws-lambda";
+    const PRIORITY: i32 = 750;
+    const KIND: Kind = Kind::Acts;
+    type Config = Config;
+
+    fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        Ok(None)
+    }
+}

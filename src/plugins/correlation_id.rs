@@ -1,0 +1,30 @@
+//! `correlation-id` (PRIORITY 100001). Not served yet: its config is checked against Kong's
+//! schema, and the routes it applies to are closed.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
+
+/// The plugin's `config` (Kong's `kong/plugins/correlation-id/schema.lua`).
+#[derive(Debug, Deserialize)]
+pub struct Config(serde::de::IgnoredAny);
+
+impl Validate for Config {
+    fn validate(&self, _checks: &mut Checks) {}
+}
+
+/// `correlation-id` (PRIORITY 100001).
+pub struct CorrelationId;
+
+impl PluginSpec for CorrelationId {
+    const NAME: &'static str = "correlation-id";
+    const PRIORITY: i32 = 100001;
+    const KIND: Kind = Kind::Acts;
+    type Config = Config;
+
+    fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,30 @@
+//! `grpc-gateway` (PRIORITY 998). Not served yet: its config is checked against Kong's
+//! schema, and the routes it applies to are closed.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
+
+/// The plugin's `config` (Kong's `kong/plugins/grpc-gateway/schema.lua`).
+#[derive(Debug, Deserialize)]
+pub struct Config(serde::de::IgnoredAny);
+
+impl Validate for Config {
+    fn validate(&self, _checks: &mut Checks) {}
+}
+
+/// `grpc-gateway` (PRIORITY 998).
+pub struct GrpcGateway;
+
+impl PluginSpec for GrpcGateway {
+    const NAME: &'static str = "grpc-gateway";
+    const PRIORITY: i32 = 998;
+    const KIND: Kind = Kind::Acts;
+    type Config = Config;
+
+    fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,30 @@
+//! `ldap-auth` (PRIORITY 1200). Not served yet: its config is checked against Kong's
+//! schema, and the routes it applies to are closed.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
+
+/// The plugin's `config` (Kong's `kong/plugins/ldap-auth/schema.lua`).
+#[derive(Debug, Deserialize)]
+pub struct Config(serde::de::IgnoredAny);
+
+impl Validate for Config {
+    fn validate(&self, _checks: &mut Checks) {}
+}
+
+/// `ldap-auth` (PRIORITY 1200).
+pub struct LdapAuth;
+
+impl PluginSpec for LdapAuth {
+    const NAME: &'static str = "ldap-auth";
+    const PRIORITY: i32 = 1200;
+    const KIND: Kind = Kind::Authenticates;
+    type Config = Config;
+
+    fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,30 @@
+//! `request-size-limiting` (PRIORITY 951). Not served yet: its config is checked against Kong's
+//! schema, and the routes it applies to are closed.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
+
+/// The plugin's `config` (Kong's `kong/plugins/request-size-limiting/schema.lua`).
+#[derive(Debug, Deserialize)]
+pub struct Config(serde::de::IgnoredAny);
+
+impl Validate for Config {
+    fn validate(&self, _checks: &mut Checks) {}
+}
+
+/// `request-size-limiting` (PRIORITY 951).
+pub struct RequestSizeLimiting;
+
+impl PluginSpec for RequestSizeLimiting {
+    const NAME: &'static str = "request-size-limiting";
+    const PRIORITY: i32 = 951;
+    const KIND: Kind = Kind::Acts;
+    type Config = Config;
+
+    fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        Ok(None)
+    }
+}

@@ -1,0 +1,30 @@
+//! `response-ratelimiting` (PRIORITY 900). Not served yet: its config is checked against Kong's
+//! schema, and the routes it applies to are closed.
+
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
+
+/// The plugin's `config` (Kong's `kong/plugins/response-ratelimiting/schema.lua`).
+#[derive(Debug, Deserialize)]
+pub struct Config(serde::de::IgnoredAny);
+
+impl Validate for Config {
+    fn validate(&self, _checks: &mut Checks) {}
+}
+
+/// `response-ratelimiting` (PRIORITY 900).
+pub struct ResponseRatelimiting;
+
+impl PluginSpec for ResponseRatelimiting {
+    const NAME: &'static str = "response-ratelimiting";
+    const PRIORITY: i32 = 900;
+    const KIND: Kind = Kind::Acts;
+    type Config = Config;
+
+    fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        Ok(None)
+    }
+}
