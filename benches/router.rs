@@ -5,6 +5,7 @@ use std::hint::black_box;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, Method};
 use switchyard::config::loader::load_dir;
+use switchyard::plugins::Registry;
 use switchyard::router::Request;
 use switchyard::snapshot::{RouteKind, Snapshot, State};
 
@@ -49,7 +50,15 @@ fn snapshot_of(files: &[(&str, String)]) -> Snapshot {
     }
     let loaded = load_dir(dir.path());
     assert!(!loaded.diagnostics.has_errors(), "{:?}", loaded.errors());
-    Snapshot::compile(loaded.model, Vec::new(), &State::default(), 1, 0)
+    Snapshot::compile(
+        loaded.model,
+        Vec::new(),
+        &Registry::bundled(),
+        &State::default(),
+        1,
+        0,
+    )
+    .unwrap()
 }
 
 /// Each kind alone, and `mixed`: a quarter of each kind in one snapshot, asked for the last
@@ -147,7 +156,7 @@ fn bench_match(c: &mut Criterion) {
                 .find(&req)
                 .map(|m| match &snap.routes[m.route].kind {
                     RouteKind::Ocelot(o) => o.template.to_string(),
-                    _ => snap.routes[m.route].name.to_string(),
+                    _ => snap.routes[m.route].identity.name.to_string(),
                 });
             assert_eq!(
                 found.as_deref(),
@@ -167,6 +176,7 @@ fn bench_match(c: &mut Criterion) {
 fn bench_compile(c: &mut Criterion) {
     let mut g = c.benchmark_group("compile");
     g.sample_size(10);
+    let registry = Registry::bundled();
     for n in [1_000usize, 10_000] {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(
@@ -180,6 +190,7 @@ fn bench_compile(c: &mut Criterion) {
                 black_box(Snapshot::compile(
                     loaded.model,
                     Vec::new(),
+                    &registry,
                     &State::default(),
                     1,
                     0,
@@ -193,7 +204,10 @@ fn bench_compile(c: &mut Criterion) {
         g.bench_function(format!("compile/{n}"), |b| {
             b.iter_batched(
                 || model.clone(),
-                |m| black_box(Snapshot::compile(m, Vec::new(), &State::default(), 1, 0)),
+                |m| {
+                    let state = State::default();
+                    black_box(Snapshot::compile(m, Vec::new(), &registry, &state, 1, 0))
+                },
                 BatchSize::LargeInput,
             )
         });
