@@ -204,42 +204,15 @@ impl RequestTermination {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::de::{Captured, Dialect};
-    use crate::config::node::parse_yaml;
-
-    fn parse(yaml: &str) -> Result<Config, Vec<String>> {
-        let node = parse_yaml(yaml).unwrap();
-        let captured = Captured {
-            node,
-            path: crate::config::diag::Path::root(),
-        };
-        let (c, problems) = captured.deserialize::<Config>(Dialect::Kong);
-        let mut errs: Vec<String> = problems
-            .iter()
-            .map(|p| format!("{}: {}", p.path, p.message))
-            .collect();
-        if let Some(c) = &c {
-            let mut checks = Checks::default();
-            c.validate(&mut checks);
-            errs.extend(
-                checks
-                    .into_problems()
-                    .iter()
-                    .map(|(p, m)| format!("{p}: {m}")),
-            );
-        }
-        match c {
-            Some(c) if errs.is_empty() => Ok(c),
-            _ => Err(errs),
-        }
-    }
+    use crate::plugins::schema::parse;
 
     #[test]
     fn schema_rules() {
-        let ok = parse("status_code: 418\nmessage: teapot").unwrap();
+        let ok: Config = parse("status_code: 418\nmessage: teapot").unwrap();
         assert_eq!(ok.status_code, 418);
-        assert_eq!(parse("{}").unwrap().status_code, 503);
-        let errs = parse("status_code: 700\nmessage: x\nbody: y\nstatuscode: 1").unwrap_err();
+        assert_eq!(parse::<Config>("{}").unwrap().status_code, 503);
+        let errs =
+            parse::<Config>("status_code: 700\nmessage: x\nbody: y\nstatuscode: 1").unwrap_err();
         assert_eq!(errs.len(), 3, "{errs:?}");
         assert!(
             errs.iter()
