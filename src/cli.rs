@@ -14,9 +14,9 @@ use crate::config::diag::{Diagnostic, Severity};
 use crate::config::loader;
 use crate::gateway::{Gateway, compile_dir};
 use crate::plugins::Registry;
-use crate::router::path::normalize_path;
 use crate::router::{Miss, Request as RouteRequest};
 use crate::snapshot::Snapshot;
+use crate::uri::normalize_path;
 
 #[derive(Parser, Debug)]
 #[command(

@@ -24,13 +24,13 @@ use crate::config::diag::{Diagnostic, Path, Severity};
 use crate::config::model::{
     Model, OcelotRoute, Origin, PathHandling, Plugin as PluginEntity, Protocol,
 };
+use crate::config::ocelot::aggregate::{Aggregator, JsonPath};
+use crate::config::ocelot::template::DownstreamTemplate;
 use crate::exchange::{Consumer, Identity};
 use crate::plugins::registry::{BuildCx, Kind, Registry};
 use crate::plugins::{Chain, Plugin};
-use crate::proxy::aggregate::{Aggregator, JsonPath};
 use crate::proxy::ocelot::CookieJar;
 use crate::proxy::upstream::{Balancer, Dest, Peer};
-use crate::router::ocelot::DownstreamTemplate;
 use crate::router::{OcelotSpec, Router};
 
 // === State kept across snapshots ===
@@ -740,7 +740,7 @@ impl Snapshot {
                     .as_ref()
                     .map(|m| format!("{m} "))
                     .unwrap_or_default();
-                let decoded = crate::router::ocelot::decoded_path(path);
+                let decoded = crate::config::ocelot::template::decoded_path(path);
                 let params: Vec<String> =
                     m.params.iter().map(|(n, v)| format!("{n}={v}")).collect();
                 format!(

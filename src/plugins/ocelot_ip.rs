@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::{BuildCx, Checks, Ctx, Flow, Phases, Plugin, PluginSpec, Request, Validate};
 use crate::exchange::respond;
+use crate::ip::{IpRule, to_u128};
 
 /// The route's lists, merged with the global ones and checked by the Ocelot loader.
 #[derive(Debug, Clone, Deserialize)]
@@ -46,87 +47,6 @@ impl PluginSpec for SecurityOptions {
 
     fn build(config: Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
         Ok(Some(Arc::new(IpSecurity::new(&config))))
-    }
-}
-
-/// An inclusive address range; IPv4 addresses are kept as IPv4-mapped IPv6.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpRule {
-    pub start: u128,
-    pub end: u128,
-}
-
-fn to_u128(ip: IpAddr) -> u128 {
-    match ip {
-        IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => u128::from(v4.to_ipv6_mapped()),
-            None => u128::from(v6),
-        },
-    }
-}
-
-impl IpRule {
-    /// `10.0.0.1`, `10.0.0.1-10.0.0.9`, `10.0.0.1-9` (last octet), `10.0.0.0/255.255.255.0`,
-    /// `10.0.0.0/8`, `2001:db8::/32`.
-    pub fn parse(s: &str) -> Option<IpRule> {
-        let s = s.trim();
-        if let Some((a, b)) = s.split_once('-') {
-            let start: IpAddr = a.trim().parse().ok()?;
-            let end: IpAddr = match b.trim().parse::<IpAddr>() {
-                Ok(ip) => ip,
-                Err(_) => match start {
-                    IpAddr::V4(v4) => {
-                        let last: u8 = b.trim().parse().ok()?;
-                        let o = v4.octets();
-                        IpAddr::from([o[0], o[1], o[2], last])
-                    }
-                    IpAddr::V6(_) => return None,
-                },
-            };
-            if start.is_ipv4() != end.is_ipv4() {
-                return None;
-            }
-            let (start, end) = (to_u128(start), to_u128(end));
-            return (start <= end).then_some(IpRule { start, end });
-        }
-        if let Some((a, m)) = s.split_once('/') {
-            let ip: IpAddr = a.trim().parse().ok()?;
-            let bits: u32 = match m.trim().parse::<u32>() {
-                Ok(b) => b,
-                Err(_) => {
-                    let mask: std::net::Ipv4Addr = m.trim().parse().ok()?;
-                    let v = u32::from(mask);
-                    if v.leading_ones() + v.trailing_zeros() != 32 {
-                        return None;
-                    }
-                    v.leading_ones()
-                }
-            };
-            let width = if ip.is_ipv4() { 32 } else { 128 };
-            if bits > width {
-                return None;
-            }
-            let host_bits = width - bits;
-            let v = to_u128(ip);
-            let mask: u128 = if host_bits >= 128 {
-                u128::MAX
-            } else {
-                (1u128 << host_bits) - 1
-            };
-            let start = v & !mask;
-            return Some(IpRule {
-                start,
-                end: start | mask,
-            });
-        }
-        let ip: IpAddr = s.parse().ok()?;
-        let v = to_u128(ip);
-        Some(IpRule { start: v, end: v })
-    }
-
-    fn contains(&self, v: u128) -> bool {
-        (self.start..=self.end).contains(&v)
     }
 }
 

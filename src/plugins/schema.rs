@@ -161,35 +161,42 @@ pub mod defaults {
     }
 }
 
-/// For plugin files' tests: reads `yaml` as a plugin's `config`, as the registry does
-/// (unknown fields, types, then `Validate`), and gives every problem as `path: message`.
 #[cfg(test)]
-pub fn parse<C: serde::de::DeserializeOwned + Validate>(yaml: &str) -> Result<C, Vec<String>> {
-    use crate::config::de::{Captured, Dialect};
-    let node = crate::config::node::parse_yaml(yaml).expect("test YAML parses");
-    let captured = Captured {
-        node,
-        path: Path::root(),
-    };
-    let (value, problems) = captured.deserialize::<C>(Dialect::Kong);
-    let mut errors: Vec<String> = problems
-        .iter()
-        .filter(|p| !p.warning)
-        .map(|p| format!("{}: {}", p.path, p.message))
-        .collect();
-    if let Some(v) = &value {
-        let mut checks = Checks::default();
-        v.validate(&mut checks);
-        errors.extend(
-            checks
-                .into_problems()
-                .iter()
-                .map(|(p, m)| format!("{p}: {m}")),
-        );
-    }
-    match value {
-        Some(v) if errors.is_empty() => Ok(v),
-        _ => Err(errors),
+pub use testing::parse;
+
+#[cfg(test)]
+mod testing {
+    use super::{Checks, Path, Validate};
+
+    /// For plugin files' tests: reads `yaml` as a plugin's `config`, as the registry does
+    /// (unknown fields, types, then `Validate`), and gives every problem as `path: message`.
+    pub fn parse<C: serde::de::DeserializeOwned + Validate>(yaml: &str) -> Result<C, Vec<String>> {
+        use crate::config::de::{Captured, Dialect};
+        let node = crate::config::node::parse_yaml(yaml).expect("test YAML parses");
+        let captured = Captured {
+            node,
+            path: Path::root(),
+        };
+        let (value, problems) = captured.deserialize::<C>(Dialect::Kong);
+        let mut errors: Vec<String> = problems
+            .iter()
+            .filter(|p| !p.warning)
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect();
+        if let Some(v) = &value {
+            let mut checks = Checks::default();
+            v.validate(&mut checks);
+            errors.extend(
+                checks
+                    .into_problems()
+                    .iter()
+                    .map(|(p, m)| format!("{p}: {m}")),
+            );
+        }
+        match value {
+            Some(v) if errors.is_empty() => Ok(v),
+            _ => Err(errors),
+        }
     }
 }
 

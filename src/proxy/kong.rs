@@ -15,8 +15,8 @@ use super::pipeline::{Env, FilteredRequest, Response, Run, take_replaced, upstre
 use super::upstream::send_with_retries;
 use crate::plugins::Phases;
 use crate::router::Match;
-use crate::router::path::escape_upstream;
 use crate::snapshot::{RouteRt, ServiceRt};
+use crate::uri::escape_upstream;
 
 /// A matched Kong route on its way to its service.
 pub struct Forward<'a, 'p> {

@@ -14,11 +14,11 @@ use super::client::{self, UpstreamError};
 use super::headers::{REQUEST_ID, append_via};
 use super::pipeline::{Env, FilteredRequest, Response, Run, take_replaced, upstream_marks};
 use super::upstream::send_with_retries;
+use crate::config::ocelot::template::Params;
 use crate::exchange::RequestId;
 use crate::plugins::Phases;
-use crate::router::ocelot::Params;
-use crate::router::path::escape_upstream;
 use crate::snapshot::{OcelotRt, RouteKind, ServiceRt};
+use crate::uri::escape_upstream;
 
 /// Redirects followed for an Ocelot route with AllowAutoRedirect (HttpClient's default).
 const MAX_REDIRECTS: usize = 50;

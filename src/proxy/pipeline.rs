@@ -29,14 +29,14 @@ use super::headers::{self, RESPONSE_LATENCY, Stamp, UpstreamMarks};
 use super::http1::Wire;
 use super::{Conn, aggregate, kong, ocelot};
 use crate::config::kong::split_host_port;
+use crate::config::ocelot::template::decoded_path;
 use crate::exchange::{
     self, Answered, BodyFlow, Chunk, Ctx, Flow, LogEntry, Request, RequestId, respond,
 };
 use crate::plugins::{Chain, Phases, Plugin};
 use crate::router::Request as RouteRequest;
-use crate::router::ocelot::decoded_path;
-use crate::router::path::normalize_path;
 use crate::snapshot::{Closed, RouteKind, RouteRt, Snapshot};
+use crate::uri::normalize_path;
 
 pub type Response = http::Response<ProxyBody>;
 

@@ -20,8 +20,6 @@
 //!    with an UpstreamHost first, then by Priority (highest first; default 1, `/{x}` is 0),
 //!    then in merge order, aggregates after routes.
 
-pub mod ocelot;
-pub mod path;
 mod trie;
 
 use std::cmp::Reverse;
@@ -32,7 +30,7 @@ use regex::Regex;
 use smallvec::SmallVec;
 
 use crate::config::model::{OcelotUpstream, Route, RoutePath};
-use ocelot::{HeaderTemplate, Params, Subject, UpstreamTemplate};
+use crate::config::ocelot::template::{HeaderTemplate, Params, Subject, UpstreamTemplate};
 use trie::Trie;
 
 /// The request facts matching looks at.

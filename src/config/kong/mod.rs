@@ -14,7 +14,7 @@ use super::model::{
     Consumer, ConsumerGroup, FilterChain, Model, Origin, PathHandling, Plugin, PluginScope,
     Protocol, Route, RoutePath, Service, Target, Upstream, derived_id,
 };
-use crate::router::path::{is_normalized, normalize_path};
+use crate::uri::{is_normalized, normalize_path};
 use raw::*;
 
 /// Field defaults (`kong/db/schema/entities/services.lua`, `routes.lua`).

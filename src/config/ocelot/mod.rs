@@ -18,7 +18,9 @@
 //! Validation follows Ocelot's FileConfigurationFluentValidator and RouteFluentValidator;
 //! every problem is reported with its file, line, column and JSON path.
 
+pub mod aggregate;
 pub mod raw;
+pub mod template;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -33,8 +35,8 @@ use super::model::{
     OcelotUpstream, Origin, Protocol, Service, Target, Unenforced, Upstream, derived_id,
 };
 use super::node::{Node, Value};
-use crate::router::ocelot::{HeaderTemplate, UpstreamTemplate, placeholder_names};
 use raw::*;
+use template::{HeaderTemplate, UpstreamTemplate, placeholder_names};
 
 /// Ocelot's default `BaseUrl` for `{BaseUrl}` when GlobalConfiguration has none.
 const DEFAULT_BASE_URL: &str = "http://localhost:5000";
@@ -587,7 +589,7 @@ fn is_token(s: &str) -> bool {
 /// One IP rule of SecurityOptions: an address, a range `a-b`, a short range `10.0.0.1-20`,
 /// `addr/mask` or CIDR. Checked here; the runtime form is `plugins::ocelot_ip`.
 fn valid_ip_rule(s: &str) -> bool {
-    crate::plugins::ocelot_ip::IpRule::parse(s).is_some()
+    crate::ip::IpRule::parse(s).is_some()
 }
 
 /// Pairs of a string map in file order, null values left out.
@@ -1990,7 +1992,7 @@ impl Cx<'_> {
                 self.error(ent, &p.key("RouteKey"), format!("`{key}` is the first RouteKey, whose response the JsonPath reads; configure a later key"));
             }
             let json_path = c.json_path.clone().unwrap_or_default();
-            if let Err(e) = crate::proxy::aggregate::JsonPath::parse(&json_path) {
+            if let Err(e) = aggregate::JsonPath::parse(&json_path) {
                 ok = false;
                 self.error(
                     ent,
@@ -2015,14 +2017,14 @@ impl Cx<'_> {
         }
         let aggregator = a.aggregator.clone().filter(|n| !n.trim().is_empty());
         if let Some(name) = &aggregator
-            && crate::proxy::aggregate::Aggregator::from_name(name).is_none()
+            && aggregate::Aggregator::from_name(name).is_none()
         {
             self.warn(
                 ent,
                 &root.key("Aggregator"),
                 format!(
                     "Aggregator `{name}` is a custom Ocelot aggregator (a C# class) that switchyard cannot run; this aggregate answers 501 until it names a built-in one: {}",
-                    crate::proxy::aggregate::Aggregator::NAMES.join(", ")
+                    aggregate::Aggregator::NAMES.join(", ")
                 ),
             );
         }
