@@ -210,7 +210,8 @@ pub fn config_json(m: &Model) -> serde_json::Value {
             v
         })
         .collect();
-    let consumers: Vec<serde_json::Value> = m.consumers.iter().map(consumer_json).collect();
+    let consumers: Vec<serde_json::Value> =
+        m.consumers.iter().map(|c| consumer_json(m, c)).collect();
     let mut out = serde_json::json!({
         "kong": {
             "_format_version": "3.0",
@@ -234,44 +235,52 @@ pub const REDACTED: &str = "<redacted>";
 
 /// A consumer with its credentials grouped by kind, each with its id and its secret
 /// redacted: `config` output is read by people and pasted into tickets.
-fn consumer_json(c: &crate::config::model::Consumer) -> serde_json::Value {
-    let mut v = serde_json::json!({
+fn consumer_json(m: &Model, c: &crate::config::model::Consumer) -> serde_json::Value {
+    use crate::config::model::Secret;
+    use serde_json::json;
+    let mut v = json!({
         "id": c.id,
         "username": c.username,
         "custom_id": c.custom_id,
         "tags": c.tags,
+        "groups": c.groups.iter().map(|g| json!({"name": m.consumer_groups[*g].name})).collect::<Vec<_>>(),
     });
-    for (i, (kind, cred)) in c.credentials.iter().enumerate() {
-        let mut cred = cred.clone();
-        if let Some(obj) = cred.as_object_mut() {
-            if !obj.contains_key("id") {
-                let id = crate::config::model::derived_id(kind, &format!("{}#{i}", c.id));
-                obj.insert("id".into(), id.into());
+    for cred in &c.credentials {
+        let mut entry = match &cred.secret {
+            Secret::KeyAuth { .. } => json!({ "key": REDACTED }),
+            Secret::BasicAuth { username, .. } => {
+                json!({ "username": username, "password": REDACTED })
             }
-            if let Some(secret) = secret_field(kind).and_then(|f| obj.get_mut(f))
-                && !secret.is_null()
-            {
-                *secret = REDACTED.into();
+            Secret::Jwt {
+                key,
+                algorithm,
+                rsa_public_key,
+                ..
+            } => json!({
+                "key": key,
+                "secret": REDACTED,
+                "algorithm": algorithm,
+                "rsa_public_key": rsa_public_key,
+            }),
+            Secret::HmacAuth { username, .. } => {
+                json!({ "username": username, "secret": REDACTED })
             }
-        }
-        match v[kind.as_str()].as_array_mut() {
-            Some(list) => list.push(cred),
-            None => v[kind.as_str()] = serde_json::Value::Array(vec![cred]),
+            Secret::Acl { group } => json!({ "group": group }),
+            Secret::OAuth2(raw) => {
+                let mut raw = raw.clone();
+                redact(&mut raw);
+                raw
+            }
+        };
+        entry["id"] = cred.id.clone().into();
+        entry["tags"] = json!(cred.tags);
+        let kind = cred.secret.kind();
+        match v[kind].as_array_mut() {
+            Some(list) => list.push(entry),
+            None => v[kind] = serde_json::Value::Array(vec![entry]),
         }
     }
     v
-}
-
-/// The field of a credential kind that is its secret. A jwt's `key` (its issuer) and
-/// `rsa_public_key` are not secrets and stay.
-fn secret_field(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "keyauth_credentials" => "key",
-        "basicauth_credentials" => "password",
-        "jwt_secrets" | "hmacauth_credentials" => "secret",
-        "oauth2_credentials" => "client_secret",
-        _ => return None,
-    })
 }
 
 /// Redacts, anywhere in `v`, values under keys that name a secret (passwords, secrets,

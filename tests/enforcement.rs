@@ -253,11 +253,12 @@ plugins:
         "authed",
         &[
             "plugin 'key-auth'",
-            "plugin 'request-termination' (kong.yaml:10 consumer_groups[0].plugins[0]) for consumer group 'gold', who can be identified on this route",
             "plugin 'request-transformer' (kong.yaml:14 consumers[0].plugins[0]) for consumer 'alice', who can be identified on this route",
         ],
     );
-    // No consumer can be identified where nothing authenticates: nothing of theirs applies.
+    // The group's request-termination is served: it is resolved for the group's members
+    // once they authenticate, and closes nothing. No consumer can be identified where
+    // nothing authenticates: nothing of theirs applies.
     assert_open(&gw, &up, "/anonymous");
 }
 

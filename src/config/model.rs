@@ -230,8 +230,76 @@ pub struct Consumer {
     pub username: Option<String>,
     pub custom_id: Option<String>,
     pub tags: Vec<String>,
-    /// Credentials by kind (`keyauth_credentials`, `acls`, ...), as written.
-    pub credentials: Vec<(String, serde_json::Value)>,
+    /// Its credentials and acl groups, in file order.
+    #[serde(skip)]
+    pub credentials: Vec<Credential>,
+    /// The consumer groups it belongs to (indices into `Model::consumer_groups`).
+    #[serde(skip)]
+    pub groups: Vec<usize>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+impl Consumer {
+    /// The username, else the custom id, else the id: how messages name it.
+    pub fn label(&self) -> &str {
+        self.username
+            .as_deref()
+            .or(self.custom_id.as_deref())
+            .unwrap_or(&self.id)
+    }
+}
+
+/// A consumer's credential (or acl group), checked: required fields present, Kong's
+/// defaults applied, uniqueness held.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Credential {
+    pub id: String,
+    pub secret: Secret,
+    pub tags: Vec<String>,
+    pub origin: Origin,
+}
+
+/// What a credential holds, by kind. The secrets are here as written; everything that prints
+/// a config redacts them (`admin::config_json`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Secret {
+    KeyAuth {
+        key: String,
+    },
+    BasicAuth {
+        username: String,
+        password: String,
+    },
+    Jwt {
+        key: String,
+        secret: String,
+        algorithm: String,
+        rsa_public_key: Option<String>,
+    },
+    HmacAuth {
+        username: String,
+        secret: String,
+    },
+    Acl {
+        group: String,
+    },
+    /// Kept only to be printed: oauth2 cannot run without a database.
+    OAuth2(serde_json::Value),
+}
+
+impl Secret {
+    /// The entity list Kong's declarative format keeps it in.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Secret::KeyAuth { .. } => "keyauth_credentials",
+            Secret::BasicAuth { .. } => "basicauth_credentials",
+            Secret::Jwt { .. } => "jwt_secrets",
+            Secret::HmacAuth { .. } => "hmacauth_credentials",
+            Secret::Acl { .. } => "acls",
+            Secret::OAuth2(_) => "oauth2_credentials",
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]

@@ -11,8 +11,8 @@ use regex::Regex;
 use super::de::Entities;
 use super::diag::{Diagnostics, Path, SourceFile};
 use super::model::{
-    Consumer, ConsumerGroup, FilterChain, Model, Origin, PathHandling, Plugin, PluginScope,
-    Protocol, Route, RoutePath, Service, Target, Upstream, derived_id,
+    Consumer, ConsumerGroup, Credential, FilterChain, Model, Origin, PathHandling, Plugin,
+    PluginScope, Protocol, Route, RoutePath, Secret, Service, Target, Upstream, derived_id,
 };
 use crate::uri::{is_normalized, normalize_path};
 use raw::*;
@@ -62,6 +62,7 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
         consumers_by_key: HashMap::new(),
         consumer_groups_by_key: HashMap::new(),
         upstreams_by_name: HashMap::new(),
+        credential_values: HashMap::new(),
         plugins_by_scope: HashMap::new(),
     };
     for (i, p) in cx.model.plugins.iter().enumerate() {
@@ -172,28 +173,25 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
             ));
         }
     }
-    for (kind, list) in [
-        ("keyauth_credentials", &raw.keyauth_credentials),
-        ("basicauth_credentials", &raw.basicauth_credentials),
-        ("hmacauth_credentials", &raw.hmacauth_credentials),
-        ("jwt_secrets", &raw.jwt_secrets),
-        ("acls", &raw.acls),
-        ("oauth2_credentials", &raw.oauth2_credentials),
-    ] {
-        for (i, cred) in list.iter() {
-            let path = root.key(kind).index(i);
-            let owner = cred.node.get("consumer", false);
-            let key = owner.and_then(|o| {
-                o.as_str()
-                    .or_else(|| o.get("id", false).and_then(|n| n.as_str()))
-                    .or_else(|| o.get("username", false).and_then(|n| n.as_str()))
-            });
-            match key {
-                Some(k) => match cx.consumers_by_key.get(k) {
-                    Some(&c) => cx.model.consumers[c].credentials.push((kind.to_string(), cred.node.to_json())),
-                    None => cx.diags.error(cx.file, &path.key("consumer"), format!("invalid reference 'consumer: {k}' (no such entry in 'consumers')")),
-                },
-                None => cx.diags.error(cx.file, &path, format!("required field missing: `consumer` ({kind} belong to a consumer; nest them in it or name it here)")),
+    let top = Credentials {
+        key_auth: &raw.keyauth_credentials,
+        basic_auth: &raw.basicauth_credentials,
+        hmac_auth: &raw.hmacauth_credentials,
+        jwt: &raw.jwt_secrets,
+        acls: &raw.acls,
+        oauth2: &raw.oauth2_credentials,
+    };
+    top.load(&mut cx, None, &root);
+    for (i, g) in raw.consumer_groups.iter() {
+        let path = root.key("consumer_groups").index(i).key("consumers");
+        for (j, member) in g.consumers.iter() {
+            let group = cx
+                .consumer_groups_by_key
+                .get(g.name.as_deref().unwrap_or_default())
+                .copied();
+            let consumer = cx.resolve("consumers", member, &path.index(j));
+            if let (Some(group), Some(consumer)) = (group, consumer) {
+                cx.join_group(consumer, group);
             }
         }
     }
@@ -271,6 +269,182 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
     cx.unserved_list(&raw.keys, &root, "keys");
 }
 
+/// A consumer's credential lists (nested in it), or the top-level ones.
+struct Credentials<'r> {
+    key_auth: &'r Entities<RawKeyAuth>,
+    basic_auth: &'r Entities<RawBasicAuth>,
+    hmac_auth: &'r Entities<RawHmacAuth>,
+    jwt: &'r Entities<RawJwtSecret>,
+    acls: &'r Entities<RawAcl>,
+    oauth2: &'r Entities<super::de::Captured>,
+}
+
+/// jwt algorithms Kong accepts, and those that verify with a public key.
+const JWT_ALGORITHMS: [&str; 13] = [
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256",
+    "PS384", "PS512", "EdDSA",
+];
+
+/// A value Kong would generate for a field left out (`auto = true`): unknowable, so a
+/// credential without its key or secret can never be presented.
+fn generated() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut out = String::new();
+    for _ in 0..2 {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u64(std::process::id().into());
+        out.push_str(&format!("{:016x}", h.finish()));
+    }
+    out
+}
+
+impl<'r> Credentials<'r> {
+    /// Loads every credential of these lists into the consumer `nested_in` (or the one each
+    /// names), under `parent` in the file.
+    fn load(&self, cx: &mut Cx<'_, 'r>, nested_in: Option<usize>, parent: &Path) {
+        for (i, c) in self.key_auth.iter() {
+            let path = parent.key("keyauth_credentials").index(i);
+            let Some(owner) =
+                cx.owner(nested_in, c.consumer.as_ref(), &path, "keyauth_credentials")
+            else {
+                continue;
+            };
+            let key = c
+                .key
+                .clone()
+                .filter(|k| !k.is_empty())
+                .unwrap_or_else(generated);
+            cx.add_credential(
+                owner,
+                c.id.as_deref(),
+                Secret::KeyAuth { key },
+                c.tags.as_ref(),
+                &path,
+            );
+        }
+        for (i, c) in self.basic_auth.iter() {
+            let path = parent.key("basicauth_credentials").index(i);
+            let Some(owner) = cx.owner(
+                nested_in,
+                c.consumer.as_ref(),
+                &path,
+                "basicauth_credentials",
+            ) else {
+                continue;
+            };
+            let (Some(username), Some(password)) = (
+                cx.required(&c.username, &path, "username"),
+                cx.required(&c.password, &path, "password"),
+            ) else {
+                continue;
+            };
+            let secret = Secret::BasicAuth {
+                username: username.to_string(),
+                password: password.to_string(),
+            };
+            cx.add_credential(owner, c.id.as_deref(), secret, c.tags.as_ref(), &path);
+        }
+        for (i, c) in self.hmac_auth.iter() {
+            let path = parent.key("hmacauth_credentials").index(i);
+            let Some(owner) = cx.owner(
+                nested_in,
+                c.consumer.as_ref(),
+                &path,
+                "hmacauth_credentials",
+            ) else {
+                continue;
+            };
+            let Some(username) = cx.required(&c.username, &path, "username") else {
+                continue;
+            };
+            let secret = Secret::HmacAuth {
+                username: username.to_string(),
+                secret: c.secret.clone().unwrap_or_else(generated),
+            };
+            cx.add_credential(owner, c.id.as_deref(), secret, c.tags.as_ref(), &path);
+        }
+        for (i, c) in self.jwt.iter() {
+            let path = parent.key("jwt_secrets").index(i);
+            let Some(owner) = cx.owner(nested_in, c.consumer.as_ref(), &path, "jwt_secrets") else {
+                continue;
+            };
+            let algorithm = c.algorithm.clone().unwrap_or_else(|| "HS256".into());
+            if !JWT_ALGORITHMS.contains(&algorithm.as_str()) {
+                cx.diags.error(
+                    cx.file,
+                    &path.key("algorithm"),
+                    format!("expected one of: {}", JWT_ALGORITHMS.join(", ")),
+                );
+                continue;
+            }
+            let asymmetric = !algorithm.starts_with("HS");
+            if asymmetric && c.rsa_public_key.is_none() {
+                cx.diags.error(cx.file, &path.key("rsa_public_key"), format!("required field missing: `rsa_public_key` (algorithm {algorithm} verifies with a public key)"));
+                continue;
+            }
+            if let Some(pem) = &c.rsa_public_key
+                && asymmetric
+                && !pem.contains("-----BEGIN PUBLIC KEY-----")
+            {
+                cx.diags.error(
+                    cx.file,
+                    &path.key("rsa_public_key"),
+                    "invalid key: expected a PEM public key (-----BEGIN PUBLIC KEY-----)",
+                );
+                continue;
+            }
+            let secret = Secret::Jwt {
+                key: c
+                    .key
+                    .clone()
+                    .filter(|k| !k.is_empty())
+                    .unwrap_or_else(generated),
+                secret: c.secret.clone().unwrap_or_else(generated),
+                algorithm,
+                rsa_public_key: c.rsa_public_key.clone(),
+            };
+            cx.add_credential(owner, c.id.as_deref(), secret, c.tags.as_ref(), &path);
+        }
+        for (i, c) in self.acls.iter() {
+            let path = parent.key("acls").index(i);
+            let Some(owner) = cx.owner(nested_in, c.consumer.as_ref(), &path, "acls") else {
+                continue;
+            };
+            let Some(group) = cx.required(&c.group, &path, "group") else {
+                continue;
+            };
+            let secret = Secret::Acl {
+                group: group.to_string(),
+            };
+            cx.add_credential(owner, c.id.as_deref(), secret, c.tags.as_ref(), &path);
+        }
+        for (i, c) in self.oauth2.iter() {
+            let path = parent.key("oauth2_credentials").index(i);
+            let named = c
+                .node
+                .get("consumer", false)
+                .and_then(|n| n.as_str().map(|s| RawRef::Key(s.to_string())));
+            let Some(owner) = cx.owner(nested_in, named.as_ref(), &path, "oauth2_credentials")
+            else {
+                continue;
+            };
+            let id = c
+                .node
+                .get("id", false)
+                .and_then(|n| n.as_str())
+                .map(str::to_string);
+            cx.add_credential(
+                owner,
+                id.as_deref(),
+                Secret::OAuth2(c.node.to_json()),
+                None,
+                &path,
+            );
+            cx.mark_unserved("oauth2_credentials (oauth2 needs a database)", &path);
+        }
+    }
+}
+
 /// A plugin's scope as a map key: service, route, consumer and consumer group.
 type ScopeKey = (Option<usize>, Option<usize>, Option<usize>, Option<usize>);
 
@@ -289,6 +463,9 @@ struct Cx<'a, 'r> {
     consumers_by_key: HashMap<&'r str, usize>,
     consumer_groups_by_key: HashMap<&'r str, usize>,
     upstreams_by_name: HashMap<&'r str, usize>,
+    /// Credential values that must be unique (keys, usernames), by kind, with where each
+    /// was declared.
+    credential_values: HashMap<(&'static str, String), String>,
     /// Indices in `model.plugins` by scope (other files' plugins included), for Kong's
     /// uniqueness rule without comparing every pair of plugins.
     plugins_by_scope: HashMap<ScopeKey, Vec<usize>>,
@@ -938,27 +1115,126 @@ impl<'r> Cx<'_, 'r> {
         if let Some(id) = &c.id {
             self.register("consumers", "id", id, idx, path);
         }
-        let mut credentials = Vec::new();
-        for (kind, list) in [
-            ("keyauth_credentials", &c.keyauth_credentials),
-            ("basicauth_credentials", &c.basicauth_credentials),
-            ("hmacauth_credentials", &c.hmacauth_credentials),
-            ("jwt_secrets", &c.jwt_secrets),
-            ("acls", &c.acls),
-            ("oauth2_credentials", &c.oauth2_credentials),
-        ] {
-            for (_, cred) in list.iter() {
-                credentials.push((kind.to_string(), cred.node.to_json()));
-            }
-        }
+        let origin = self.origin(path);
         self.model.consumers.push(Consumer {
             id,
             username: c.username.clone(),
             custom_id: c.custom_id.clone(),
             tags: c.tags.clone().unwrap_or_default(),
-            credentials,
+            credentials: Vec::new(),
+            groups: Vec::new(),
+            origin,
         });
+        let nested = Credentials {
+            key_auth: &c.keyauth_credentials,
+            basic_auth: &c.basicauth_credentials,
+            hmac_auth: &c.hmacauth_credentials,
+            jwt: &c.jwt_secrets,
+            acls: &c.acls,
+            oauth2: &c.oauth2_credentials,
+        };
+        nested.load(self, Some(idx), path);
+        for (i, g) in c.groups.iter() {
+            if let Some(group) = self.resolve("consumer_groups", g, &path.key("groups").index(i)) {
+                self.join_group(idx, group);
+            }
+        }
         Some(idx)
+    }
+
+    fn join_group(&mut self, consumer: usize, group: usize) {
+        let groups = &mut self.model.consumers[consumer].groups;
+        if !groups.contains(&group) {
+            groups.push(group);
+        }
+    }
+
+    /// The consumer a credential belongs to: the one it is nested in, else the one its
+    /// `consumer` names.
+    fn owner(
+        &mut self,
+        nested_in: Option<usize>,
+        named: Option<&RawRef>,
+        path: &Path,
+        kind: &str,
+    ) -> Option<usize> {
+        match (nested_in, named) {
+            (Some(c), None) => Some(c),
+            (Some(_), Some(_)) => {
+                self.diags.error(
+                    self.file,
+                    &path.key("consumer"),
+                    "a credential nested in a consumer takes that consumer; remove `consumer`",
+                );
+                None
+            }
+            (None, Some(r)) => self.resolve("consumers", r, &path.key("consumer")),
+            (None, None) => {
+                self.diags.error(self.file, path, format!("required field missing: `consumer` ({kind} belong to a consumer; nest them in it or name it here)"));
+                None
+            }
+        }
+    }
+
+    /// Adds a checked credential to its consumer. Unique values (keys, usernames) clash
+    /// across consumers as in Kong; the message names the other one's position, never the
+    /// value, which may be a secret.
+    fn add_credential(
+        &mut self,
+        consumer: usize,
+        id: Option<&str>,
+        secret: Secret,
+        tags: Option<&Vec<String>>,
+        path: &Path,
+    ) {
+        let kind = secret.kind();
+        let unique: Option<(&'static str, String)> = match &secret {
+            Secret::KeyAuth { key } => Some(("key", key.clone())),
+            Secret::BasicAuth { username, .. } | Secret::HmacAuth { username, .. } => {
+                Some(("username", username.clone()))
+            }
+            Secret::Jwt { key, .. } => Some(("key", key.clone())),
+            Secret::Acl { group } => Some(("group", format!("{consumer}\0{group}"))),
+            Secret::OAuth2(_) => None,
+        };
+        let origin = self.origin(path);
+        if let Some((field, value)) = unique {
+            let at = format!("{}:{}", origin.file, origin.line);
+            if let Some(first) = self.credential_values.insert((kind, value), at.clone()) {
+                self.diags.error(self.file, &path.key(field), format!("uniqueness violation: '{kind}' entity with the same {field} already declared at {first}"));
+                return;
+            }
+        }
+        let id = id.map(str::to_string).unwrap_or_else(|| {
+            let n = self.model.consumers[consumer].credentials.len();
+            derived_id(kind, &format!("{}#{n}", self.model.consumers[consumer].id))
+        });
+        self.model.consumers[consumer].credentials.push(Credential {
+            id,
+            secret,
+            tags: tags.cloned().unwrap_or_default(),
+            origin,
+        });
+    }
+
+    /// A required string field of a credential, or Kong's error.
+    fn required<'v>(
+        &mut self,
+        value: &'v Option<String>,
+        path: &Path,
+        field: &'static str,
+    ) -> Option<&'v str> {
+        match value.as_deref().filter(|v| !v.is_empty()) {
+            Some(v) => Some(v),
+            None => {
+                self.diags.error(
+                    self.file,
+                    &path.key(field),
+                    format!("required field missing: `{field}`"),
+                );
+                None
+            }
+        }
     }
 
     fn plugin(&mut self, p: &'r RawPlugin, scope: PluginScope, path: &Path) {

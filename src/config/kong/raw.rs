@@ -40,15 +40,15 @@ pub struct RawKong {
     #[serde(default)]
     pub consumer_groups: Entities<RawConsumerGroup>,
     #[serde(default)]
-    pub keyauth_credentials: Entities<Captured>,
+    pub keyauth_credentials: Entities<RawKeyAuth>,
     #[serde(default)]
-    pub basicauth_credentials: Entities<Captured>,
+    pub basicauth_credentials: Entities<RawBasicAuth>,
     #[serde(default)]
-    pub hmacauth_credentials: Entities<Captured>,
+    pub hmacauth_credentials: Entities<RawHmacAuth>,
     #[serde(default)]
-    pub jwt_secrets: Entities<Captured>,
+    pub jwt_secrets: Entities<RawJwtSecret>,
     #[serde(default)]
-    pub acls: Entities<Captured>,
+    pub acls: Entities<RawAcl>,
     #[serde(default)]
     pub oauth2_credentials: Entities<Captured>,
 }
@@ -237,19 +237,75 @@ pub struct RawConsumer {
     #[serde(default)]
     pub plugins: Entities<RawPlugin>,
     #[serde(default)]
-    pub groups: Entities<Captured>,
+    pub groups: Entities<RawRef>,
     #[serde(default)]
-    pub keyauth_credentials: Entities<Captured>,
+    pub keyauth_credentials: Entities<RawKeyAuth>,
     #[serde(default)]
-    pub basicauth_credentials: Entities<Captured>,
+    pub basicauth_credentials: Entities<RawBasicAuth>,
     #[serde(default)]
-    pub hmacauth_credentials: Entities<Captured>,
+    pub hmacauth_credentials: Entities<RawHmacAuth>,
     #[serde(default)]
-    pub jwt_secrets: Entities<Captured>,
+    pub jwt_secrets: Entities<RawJwtSecret>,
     #[serde(default)]
-    pub acls: Entities<Captured>,
+    pub acls: Entities<RawAcl>,
     #[serde(default)]
     pub oauth2_credentials: Entities<Captured>,
+}
+
+/// A key-auth credential (`keyauth_credentials`).
+#[derive(Deserialize, Debug, Default)]
+pub struct RawKeyAuth {
+    pub id: Option<String>,
+    pub key: Option<String>,
+    pub ttl: Option<i64>,
+    pub tags: Option<Vec<String>>,
+    pub consumer: Option<RawRef>,
+    pub created_at: Option<f64>,
+}
+
+/// A basic-auth credential (`basicauth_credentials`).
+#[derive(Deserialize, Debug, Default)]
+pub struct RawBasicAuth {
+    pub id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub consumer: Option<RawRef>,
+    pub created_at: Option<f64>,
+}
+
+/// A jwt credential (`jwt_secrets`).
+#[derive(Deserialize, Debug, Default)]
+pub struct RawJwtSecret {
+    pub id: Option<String>,
+    pub key: Option<String>,
+    pub secret: Option<String>,
+    pub algorithm: Option<String>,
+    pub rsa_public_key: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub consumer: Option<RawRef>,
+    pub created_at: Option<f64>,
+}
+
+/// An hmac-auth credential (`hmacauth_credentials`).
+#[derive(Deserialize, Debug, Default)]
+pub struct RawHmacAuth {
+    pub id: Option<String>,
+    pub username: Option<String>,
+    pub secret: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub consumer: Option<RawRef>,
+    pub created_at: Option<f64>,
+}
+
+/// An acl group membership (`acls`).
+#[derive(Deserialize, Debug, Default)]
+pub struct RawAcl {
+    pub id: Option<String>,
+    pub group: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub consumer: Option<RawRef>,
+    pub created_at: Option<f64>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -260,7 +316,7 @@ pub struct RawConsumerGroup {
     #[serde(default)]
     pub plugins: Entities<RawPlugin>,
     #[serde(default)]
-    pub consumers: Entities<Captured>,
+    pub consumers: Entities<RawRef>,
 }
 
 #[derive(Deserialize, Debug, Default)]

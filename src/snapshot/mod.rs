@@ -22,11 +22,13 @@ use http::{Method, StatusCode};
 use crate::config::de::Captured;
 use crate::config::diag::{Diagnostic, Path, Severity};
 use crate::config::model::{
-    Model, OcelotRoute, Origin, PathHandling, Plugin as PluginEntity, Protocol,
+    Model, OcelotRoute, Origin, PathHandling, Plugin as PluginEntity, Protocol, Secret,
 };
 use crate::config::ocelot::aggregate::{Aggregator, JsonPath};
 use crate::config::ocelot::template::DownstreamTemplate;
 use crate::exchange::{Consumer, Identity};
+mod chains;
+
 use crate::plugins::registry::{BuildCx, Kind, Registry};
 use crate::plugins::{Chain, Plugin};
 use crate::proxy::ocelot::CookieJar;
@@ -111,6 +113,9 @@ pub struct RouteRt {
     pub preserve_host: bool,
     pub path_handling: PathHandling,
     pub chain: Chain,
+    /// By consumer index: the chain once authentication identified a consumer that has
+    /// plugins of its own on this route (`chains`).
+    pub for_consumer: HashMap<usize, Arc<Chain>>,
     /// Set when something applies to the route that switchyard does not enforce: it then
     /// answers 503 naming it rather than serve traffic without it.
     pub closed: Option<Box<Closed>>,
@@ -260,14 +265,14 @@ impl Snapshot {
             services: &services,
         };
         let built = env.kong_plugins(&model, &route_ids, &mut report);
-        let scoped = PluginsByScope::new(&model);
+        let resolver = chains::Resolver::new(&model, &built, registry);
         let mut routes: Vec<RouteRt> = route_ids
             .into_iter()
             .enumerate()
             .map(|(idx, identity)| {
                 let r = &model.routes[idx];
                 let allows = |p: Protocol| r.protocols.contains(&p);
-                let (chain, reasons) = route_chain(&model, &built, &scoped, registry, idx);
+                let chains = resolver.route(idx);
                 RouteRt {
                     identity,
                     kind: RouteKind::Kong,
@@ -278,18 +283,13 @@ impl Snapshot {
                     strip_path: r.strip_path,
                     preserve_host: r.preserve_host,
                     path_handling: r.path_handling,
-                    chain,
-                    closed: Closed::of(reasons),
+                    chain: chains.chain,
+                    for_consumer: chains.for_consumer,
+                    closed: Closed::of(chains.closing),
                 }
             })
             .collect();
-        let global = Chain::new(
-            scoped
-                .global
-                .iter()
-                .filter_map(|&i| built[i].clone())
-                .collect(),
-        );
+        let global = resolver.global();
 
         // Ocelot routes, then aggregates, after the Kong routes.
         let first_ocelot = routes.len();
@@ -347,6 +347,7 @@ impl Snapshot {
                 preserve_host: false,
                 path_handling: PathHandling::V0,
                 chain: Chain::default(),
+                for_consumer: HashMap::new(),
                 closed: Closed::of(reasons),
             });
         }
@@ -466,8 +467,10 @@ fn compile_consumers(model: &Model) -> Consumers {
             let acl_groups = c
                 .credentials
                 .iter()
-                .filter(|(kind, _)| kind == "acls")
-                .filter_map(|(_, v)| v.get("group")?.as_str().map(Arc::from))
+                .filter_map(|cred| match &cred.secret {
+                    Secret::Acl { group } => Some(Arc::from(group.as_str())),
+                    _ => None,
+                })
                 .collect();
             Arc::new(Consumer {
                 index,
@@ -475,7 +478,7 @@ fn compile_consumers(model: &Model) -> Consumers {
                 username: c.username.as_deref().map(Arc::from),
                 custom_id: c.custom_id.as_deref().map(Arc::from),
                 acl_groups,
-                consumer_groups: Vec::new(),
+                consumer_groups: c.groups.clone(),
             })
         })
         .collect();
@@ -644,6 +647,7 @@ impl BuildEnv<'_> {
             preserve_host: false,
             path_handling: PathHandling::V0,
             chain: Chain::new(plugins),
+            for_consumer: HashMap::new(),
             closed: Closed::of(r.unenforced.iter().map(|u| u.describe()).collect()),
         }
     }
@@ -652,10 +656,9 @@ impl BuildEnv<'_> {
 impl Snapshot {
     /// The plugins of `route` for a request authenticated as `consumer`, when the consumer
     /// (or a group of theirs) has plugins of its own there; `None` when the route's chain
-    /// stands. Consumer-scoped plugins close the routes that can identify a consumer until
-    /// they are resolved here, so there is nothing to resolve yet.
-    pub fn chain_for_consumer(&self, _route: &RouteRt, _consumer: &Consumer) -> Option<Arc<Chain>> {
-        None
+    /// stands.
+    pub fn chain_for_consumer(&self, route: &RouteRt, consumer: &Consumer) -> Option<Arc<Chain>> {
+        route.for_consumer.get(&consumer.index).cloned()
     }
 
     /// Every closed route, as `route_label` names it, with why it is closed.
@@ -767,150 +770,3 @@ impl Snapshot {
 
 /// The precedence rule across dialects, for `explain` and the README.
 pub const PRECEDENCE: &str = "a route that matches only through a catch-all (a Kong route whose only condition is the prefix `/`, an Ocelot `/{x}` template alone) loses to every other match; otherwise a matching Kong route wins over an Ocelot route; Kong routes rank by traditional_compatible priority (more fields, plain hosts, more headers, regex paths, regex_priority, longer prefixes, then file order); Ocelot routes rank as Ocelot picks them (routes with an UpstreamHost first, then Priority, highest first, then merge order, aggregates after routes)";
-
-/// The enabled plugin instances by scope (consumer-scoped ones apart), so that each route's
-/// chain looks only at the plugins that can apply to it, not at every plugin of the config.
-/// Disabled instances are left out, as Kong leaves them out: they neither run nor hide a
-/// less specific instance of the same plugin.
-#[derive(Default)]
-struct PluginsByScope {
-    global: Vec<usize>,
-    by_service: HashMap<usize, Vec<usize>>,
-    by_route: HashMap<usize, Vec<usize>>,
-    consumer_scoped: Vec<usize>,
-}
-
-impl PluginsByScope {
-    fn new(model: &Model) -> Self {
-        let mut out = PluginsByScope::default();
-        for (i, p) in model.plugins.iter().enumerate() {
-            if !p.enabled {
-                continue;
-            }
-            if p.scope.is_consumer_scoped() {
-                out.consumer_scoped.push(i);
-                continue;
-            }
-            match (p.scope.route, p.scope.service) {
-                (Some(r), _) => out.by_route.entry(r).or_default().push(i),
-                (None, Some(s)) => out.by_service.entry(s).or_default().push(i),
-                (None, None) => out.global.push(i),
-            }
-        }
-        out
-    }
-}
-
-/// How specific a plugin's route/service scope is for a route on `service`, or `None` when
-/// it does not apply to that route: route+service ▸ route ▸ service ▸ global.
-fn scope_rank(
-    scope: &crate::config::model::PluginScope,
-    route: usize,
-    service: Option<usize>,
-) -> Option<u8> {
-    match (scope.route, scope.service) {
-        (Some(r), _) if r != route => None,
-        (Some(_), Some(s)) if Some(s) == service => Some(3),
-        (Some(_), None) => Some(2),
-        (None, Some(s)) if Some(s) == service => Some(1),
-        (None, None) => Some(0),
-        _ => None,
-    }
-}
-
-/// `plugin 'name' (file:line path)`.
-fn describe_plugin(p: &PluginEntity) -> String {
-    format!(
-        "plugin '{}' ({}:{} {})",
-        p.name, p.origin.file, p.origin.line, p.origin.path
-    )
-}
-
-/// Kong's plugin resolution for one route: per plugin name the most specific instance
-/// (route+service ▸ route ▸ service ▸ global; the first declared among equals), then
-/// descending PRIORITY. Also what closes the route: a resolved plugin that is not built
-/// and does more than observe; a consumer-scoped plugin that could apply once the route's
-/// authentication identifies a consumer (not applied yet); a filter chain on the route or
-/// its service (not run yet).
-fn route_chain(
-    model: &Model,
-    built: &[Option<Arc<dyn Plugin>>],
-    scoped: &PluginsByScope,
-    registry: &Registry,
-    route: usize,
-) -> (Chain, Vec<String>) {
-    let service = model.routes[route].service;
-    let none = &Vec::new();
-    let on_route = scoped.by_route.get(&route).unwrap_or(none);
-    let on_service = service
-        .and_then(|s| scoped.by_service.get(&s))
-        .unwrap_or(none);
-    let candidates = on_route
-        .iter()
-        .chain(on_service)
-        .chain(&scoped.global)
-        .filter_map(|&i| Some((scope_rank(&model.plugins[i].scope, route, service)?, i)));
-    let mut best: Vec<(&str, u8, usize)> = Vec::new();
-    for (rank, i) in candidates {
-        let name = model.plugins[i].name.as_str();
-        match best.iter_mut().find(|(n, _, _)| *n == name) {
-            Some(b) if rank > b.1 || (rank == b.1 && i < b.2) => *b = (name, rank, i),
-            Some(_) => {}
-            None => best.push((name, rank, i)),
-        }
-    }
-    best.sort_by_key(|b| b.2);
-    let mut reasons = Vec::new();
-    let mut authenticates = false;
-    let mut plugins: Vec<Arc<dyn Plugin>> = Vec::new();
-    for &(name, _, i) in &best {
-        let kind = registry.info(name).map(|i| i.kind);
-        authenticates |= kind == Some(Kind::Authenticates);
-        match &built[i] {
-            Some(p) => plugins.push(p.clone()),
-            None if kind == Some(Kind::Observes) => {}
-            None => reasons.push(describe_plugin(&model.plugins[i])),
-        }
-    }
-    if authenticates {
-        for &i in &scoped.consumer_scoped {
-            let p = &model.plugins[i];
-            let observes = registry.info(&p.name).map(|i| i.kind) == Some(Kind::Observes);
-            if observes || scope_rank(&p.scope, route, service).is_none() {
-                continue;
-            }
-            let who = match (p.scope.consumer, p.scope.consumer_group) {
-                (Some(c), _) => format!("consumer '{}'", consumer_label(&model.consumers[c])),
-                (None, Some(g)) => format!("consumer group '{}'", model.consumer_groups[g].name),
-                (None, None) => continue,
-            };
-            reasons.push(format!(
-                "{} for {who}, who can be identified on this route",
-                describe_plugin(p)
-            ));
-        }
-    }
-    for fc in model.filter_chains.iter().filter(|fc| fc.enabled) {
-        if scope_rank(&fc.scope, route, service).is_some() {
-            reasons.push(format!(
-                "filter chain {}with filters [{}] ({}:{} {})",
-                fc.name
-                    .as_deref()
-                    .map(|n| format!("'{n}' "))
-                    .unwrap_or_default(),
-                fc.filters.join(", "),
-                fc.origin.file,
-                fc.origin.line,
-                fc.origin.path
-            ));
-        }
-    }
-    (Chain::new(plugins), reasons)
-}
-
-fn consumer_label(c: &crate::config::model::Consumer) -> &str {
-    c.username
-        .as_deref()
-        .or(c.custom_id.as_deref())
-        .unwrap_or(&c.id)
-}
