@@ -1,5 +1,7 @@
-//! `bot-detection` (PRIORITY 2500). Not served yet: its config is checked against Kong's
-//! schema, and the routes it applies to are closed.
+//! `bot-detection` (PRIORITY 2500, access): refuses (403) requests whose `User-Agent` is a
+//! known bot's (Kong's built-in list of crawler patterns) or matches one of the `deny`
+//! regexes, unless it matches one of the `allow` regexes. Not served yet: its config is
+//! checked against Kong's schema, and the routes it applies to are closed.
 
 use std::sync::Arc;
 
@@ -8,11 +10,38 @@ use serde::Deserialize;
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/bot-detection/schema.lua`).
-#[derive(Debug, Deserialize)]
-pub struct Config(serde::de::IgnoredAny);
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Config {
+    /// `User-Agent` regexes let through.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// `User-Agent` regexes refused.
+    #[serde(default)]
+    pub deny: Vec<String>,
+}
 
 impl Validate for Config {
-    fn validate(&self, _checks: &mut Checks) {}
+    fn validate(&self, c: &mut Checks) {
+        for (field, list) in [("allow", &self.allow), ("deny", &self.deny)] {
+            for (i, re) in list.iter().enumerate() {
+                let field = format!("{field}[{i}]");
+                if re.is_empty() {
+                    c.error(&field, "length must be at least 1");
+                } else {
+                    pcre_regex(c, &field, re);
+                }
+            }
+        }
+    }
+}
+
+/// Kong's `is_regex` compiles with PCRE: what PCRE has and Rust's `regex` does not
+/// (look-around, backreferences) is accepted, the rest must compile.
+fn pcre_regex(c: &mut Checks, field: &str, re: &str) {
+    match regex::Regex::new(re) {
+        Err(e) if !e.to_string().contains("not supported") => c.regex(field, re),
+        _ => {}
+    }
 }
 
 /// `bot-detection` (PRIORITY 2500).
@@ -22,9 +51,54 @@ impl PluginSpec for BotDetection {
     const NAME: &'static str = "bot-detection";
     const PRIORITY: i32 = 2500;
     const KIND: Kind = Kind::Acts;
+    const NO_CONSUMER: bool = true;
     type Config = Config;
 
     fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::schema::parse;
+
+    #[test]
+    fn defaults() {
+        let c: Config = parse("{}").unwrap();
+        assert!(c.allow.is_empty() && c.deny.is_empty());
+    }
+
+    #[test]
+    fn every_field() {
+        let c: Config =
+            parse("allow: ['(Googlebot)']\ndeny: ['(libwww-perl)', '(?<!good)bot']").unwrap();
+        assert_eq!(c.allow, ["(Googlebot)"]);
+        assert_eq!(c.deny.len(), 2);
+    }
+
+    #[test]
+    fn rules() {
+        let errs = parse::<Config>("deny: ['(unclosed', '']").unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(
+            errs[0].starts_with("deny[0]: not a valid regex: "),
+            "{errs:?}"
+        );
+        assert_eq!(errs[1], "deny[1]: length must be at least 1");
+        assert_eq!(
+            parse::<Config>("blacklist: [curl]").unwrap_err(),
+            ["blacklist: unknown field `blacklist`"]
+        );
+        assert_eq!(
+            parse::<Config>("deny: curl").unwrap_err(),
+            ["deny: expected a list, found a scalar"]
+        );
+    }
+
+    #[test]
+    fn real_configs() {
+        parse::<Config>("deny: ['(libwww-perl)', '(Python-urllib)']").unwrap();
     }
 }
