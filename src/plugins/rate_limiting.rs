@@ -1,18 +1,225 @@
-//! `rate-limiting` (PRIORITY 910). Not served yet: its config is checked against Kong's
-//! schema, and the routes it applies to are closed.
+//! `rate-limiting` (PRIORITY 910, access): limits how many requests a client can make per
+//! second, minute, hour, day, month or year, counted per consumer, credential, IP, service,
+//! header or path, locally or in Redis, and answers 429 (or the configured code and message)
+//! past the limit. Not served yet: its config is checked against Kong's schema, and the
+//! routes it applies to are closed.
+//!
+//! This file also holds the shared Redis record (`kong/tools/redis/schema.lua`) with its
+//! deprecated flat `redis_*` shorthands, used by `response-ratelimiting` too, and the Kong
+//! typedefs these schemas check (`host`, `sni`, `path`).
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::schema::defaults::yes;
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/rate-limiting/schema.lua`).
-#[derive(Debug, Deserialize)]
-pub struct Config(serde::de::IgnoredAny);
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Config {
+    pub second: Option<f64>,
+    pub minute: Option<f64>,
+    pub hour: Option<f64>,
+    pub day: Option<f64>,
+    pub month: Option<f64>,
+    pub year: Option<f64>,
+    #[serde(default)]
+    pub limit_by: LimitBy,
+    pub header_name: Option<String>,
+    pub path: Option<String>,
+    /// Kong offers `cluster` only with a database; the schema accepts it here and building
+    /// refuses it.
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default = "yes")]
+    pub fault_tolerant: bool,
+    #[serde(default)]
+    pub redis: Redis,
+    #[serde(default)]
+    pub hide_client_headers: bool,
+    #[serde(default = "default_error_code")]
+    pub error_code: f64,
+    #[serde(default = "default_error_message")]
+    pub error_message: String,
+    #[serde(default = "default_sync_rate")]
+    pub sync_rate: f64,
+
+    // Kong's deprecated shorthands (to be removed in Kong 4.0), written into `redis`.
+    pub redis_host: Option<String>,
+    pub redis_port: Option<i64>,
+    pub redis_password: Option<String>,
+    pub redis_username: Option<String>,
+    pub redis_ssl: Option<bool>,
+    pub redis_ssl_verify: Option<bool>,
+    pub redis_server_name: Option<String>,
+    pub redis_timeout: Option<i64>,
+    pub redis_database: Option<i64>,
+}
+
+/// What the limits are counted by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LimitBy {
+    #[default]
+    Consumer,
+    Credential,
+    Ip,
+    Service,
+    Header,
+    Path,
+}
+
+/// Where the counters live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    #[default]
+    Local,
+    Cluster,
+    Redis,
+}
+
+fn default_error_code() -> f64 {
+    429.0
+}
+
+fn default_error_message() -> String {
+    "API rate limit exceeded".to_string()
+}
+
+/// Kong's `SYNC_RATE_REALTIME`.
+const SYNC_RATE_REALTIME: f64 = -1.0;
+
+fn default_sync_rate() -> f64 {
+    SYNC_RATE_REALTIME
+}
+
+/// The periods, shortest first (Kong's `ORDERED_PERIODS`).
+pub const PERIODS: [&str; 6] = ["second", "minute", "hour", "day", "month", "year"];
+
+impl Config {
+    /// The limits by period, shortest first.
+    pub fn periods(&self) -> [(&'static str, Option<f64>); 6] {
+        [
+            ("second", self.second),
+            ("minute", self.minute),
+            ("hour", self.hour),
+            ("day", self.day),
+            ("month", self.month),
+            ("year", self.year),
+        ]
+    }
+
+    /// The deprecated flat `redis_*` fields as written.
+    pub fn shorthands(&self) -> RedisShorthands {
+        RedisShorthands {
+            host: self.redis_host.clone(),
+            port: self.redis_port,
+            password: self.redis_password.clone(),
+            username: self.redis_username.clone(),
+            ssl: self.redis_ssl,
+            ssl_verify: self.redis_ssl_verify,
+            server_name: self.redis_server_name.clone(),
+            timeout: self.redis_timeout,
+            database: self.redis_database,
+        }
+    }
+
+    /// The Redis settings in effect: `redis` with the shorthands written into it.
+    pub fn effective_redis(&self) -> Redis {
+        self.redis.with_shorthands(&self.shorthands())
+    }
+}
 
 impl Validate for Config {
-    fn validate(&self, _checks: &mut Checks) {}
+    fn validate(&self, c: &mut Checks) {
+        let periods = self.periods();
+        let mut periods_valid = true;
+        for (name, v) in periods {
+            if let Some(v) = v {
+                periods_valid &= v > 0.0;
+                c.greater_than(name, v, 0.0);
+            }
+        }
+        c.at_least_one_of(&periods.map(|(name, v)| (name, v.is_some())));
+        c.greater_than("error_code", self.error_code, 0.0);
+        if let Some(h) = &self.header_name {
+            c.header_name("header_name", h);
+        }
+        if let Some(p) = &self.path {
+            check_path(c, "path", p);
+        }
+        let redis = check_redis(&self.redis, &self.shorthands(), c);
+
+        // Kong's `validate_periods_order` (the record's custom validator: its first problem,
+        // once the fields themselves are valid).
+        if periods_valid {
+            if let Some((field, message)) = periods_order(&periods, "The") {
+                c.error(field, message);
+            } else if self.policy != Policy::Redis && self.sync_rate != SYNC_RATE_REALTIME {
+                c.error(
+                    "sync_rate",
+                    "sync_rate can only be used with the redis policy",
+                );
+            } else if self.policy == Policy::Redis
+                && self.sync_rate != SYNC_RATE_REALTIME
+                && self.sync_rate < 0.02
+            {
+                c.error(
+                    "sync_rate",
+                    "sync_rate must be greater than 0.02, or -1 to disable",
+                );
+            }
+        }
+
+        // The entity checks. `redis.port` and `redis.timeout` are required with the redis
+        // policy too, but they have defaults (and `null` leaves them at it), so are always set.
+        let is_redis = self.policy == Policy::Redis;
+        c.required_if(
+            "redis.host",
+            redis.host.is_some(),
+            is_redis,
+            "policy is redis",
+        );
+        c.required_if(
+            "header_name",
+            self.header_name.is_some(),
+            self.limit_by == LimitBy::Header,
+            "limit_by is header",
+        );
+        c.required_if(
+            "path",
+            self.path.is_some(),
+            self.limit_by == LimitBy::Path,
+            "limit_by is path",
+        );
+    }
+}
+
+/// Kong's `validate_periods_order`: a longer period may not have a lower limit than a
+/// shorter one. The first offending pair, on the longer period's field. `the` is how the
+/// plugin's message starts (`The` here, `the` in response-ratelimiting).
+pub(super) fn periods_order(
+    periods: &[(&'static str, Option<f64>); 6],
+    the: &str,
+) -> Option<(&'static str, String)> {
+    for (i, (lower, v1)) in periods.iter().enumerate() {
+        let Some(v1) = v1 else { continue };
+        for (upper, v2) in &periods[i + 1..] {
+            if let Some(v2) = v2
+                && v2 < v1
+            {
+                return Some((
+                    upper,
+                    format!(
+                        "{the} limit for {upper}({v2:.1}) cannot be lower than the limit for {lower}({v1:.1})"
+                    ),
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// `rate-limiting` (PRIORITY 910).
@@ -26,5 +233,670 @@ impl PluginSpec for RateLimiting {
 
     fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
         Ok(None)
+    }
+}
+
+// === The shared Redis record ===
+
+/// Kong's shared Redis record (`kong/tools/redis/schema.lua`), as `config.redis` of
+/// `rate-limiting` and `response-ratelimiting`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Redis {
+    pub host: Option<String>,
+    #[serde(default = "default_redis_port")]
+    pub port: i64,
+    #[serde(default = "default_redis_timeout")]
+    pub timeout: i64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub database: i64,
+    #[serde(default)]
+    pub ssl: bool,
+    #[serde(default)]
+    pub ssl_verify: bool,
+    pub server_name: Option<String>,
+}
+
+fn default_redis_port() -> i64 {
+    6379
+}
+
+fn default_redis_timeout() -> i64 {
+    2000
+}
+
+impl Default for Redis {
+    fn default() -> Self {
+        Redis {
+            host: None,
+            port: default_redis_port(),
+            timeout: default_redis_timeout(),
+            username: None,
+            password: None,
+            database: 0,
+            ssl: false,
+            ssl_verify: false,
+            server_name: None,
+        }
+    }
+}
+
+/// The deprecated flat fields (`redis_host`, `redis_port`, ...) that Kong still reads into
+/// `redis` (its `shorthand_fields`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RedisShorthands {
+    pub host: Option<String>,
+    pub port: Option<i64>,
+    pub password: Option<String>,
+    pub username: Option<String>,
+    pub ssl: Option<bool>,
+    pub ssl_verify: Option<bool>,
+    pub server_name: Option<String>,
+    pub timeout: Option<i64>,
+    pub database: Option<i64>,
+}
+
+/// Where one effective Redis value was written.
+struct Source {
+    /// Taken from the shorthand (the nested field was not set).
+    from_shorthand: bool,
+    /// Both set, to different values.
+    mismatch: bool,
+}
+
+impl Source {
+    /// A field with no default: set or not.
+    fn optional<T: PartialEq>(nested: &Option<T>, short: &Option<T>) -> Source {
+        Source {
+            from_shorthand: nested.is_none() && short.is_some(),
+            mismatch: matches!((nested, short), (Some(n), Some(s)) if n != s),
+        }
+    }
+
+    /// A field with a default: serde cannot tell a value written equal to the default from
+    /// one left out, so a nested value at its default counts as not set.
+    fn defaulted<T: PartialEq>(nested: &T, default: T, short: &Option<T>) -> Source {
+        let set = *nested != default;
+        Source {
+            from_shorthand: !set && short.is_some(),
+            mismatch: set && short.as_ref().is_some_and(|s| s != nested),
+        }
+    }
+
+    fn path(&self, shorthand: &'static str, nested: &'static str) -> &'static str {
+        if self.from_shorthand {
+            shorthand
+        } else {
+            nested
+        }
+    }
+}
+
+impl Redis {
+    /// Kong's rule for deprecated shorthands: the nested field wins where it is set, the
+    /// shorthand fills it where it is not.
+    pub fn with_shorthands(&self, sh: &RedisShorthands) -> Redis {
+        fn pick<T: Clone>(nested: &Option<T>, short: &Option<T>) -> Option<T> {
+            nested.clone().or_else(|| short.clone())
+        }
+        fn pick_defaulted<T: PartialEq + Clone>(nested: &T, default: T, short: &Option<T>) -> T {
+            match short {
+                Some(s) if *nested == default => s.clone(),
+                _ => nested.clone(),
+            }
+        }
+        Redis {
+            host: pick(&self.host, &sh.host),
+            port: pick_defaulted(&self.port, default_redis_port(), &sh.port),
+            timeout: pick_defaulted(&self.timeout, default_redis_timeout(), &sh.timeout),
+            username: pick(&self.username, &sh.username),
+            password: pick(&self.password, &sh.password),
+            database: pick_defaulted(&self.database, 0, &sh.database),
+            ssl: pick_defaulted(&self.ssl, false, &sh.ssl),
+            ssl_verify: pick_defaulted(&self.ssl_verify, false, &sh.ssl_verify),
+            server_name: pick(&self.server_name, &sh.server_name),
+        }
+    }
+}
+
+/// Checks `redis` and its shorthands (each problem where the value was written) and gives
+/// the settings in effect.
+pub(super) fn check_redis(redis: &Redis, sh: &RedisShorthands, c: &mut Checks) -> Redis {
+    let eff = redis.with_shorthands(sh);
+    let mismatch = |c: &mut Checks, short: &str, nested: &str, values: Option<(String, String)>| {
+        let message = match values {
+            Some((s, n)) => format!(
+                "both deprecated and new field are used but their values mismatch: {short} = {s} vs {nested} = {n}"
+            ),
+            None => format!(
+                "both deprecated and new field are used but their values mismatch: {short} vs {nested}"
+            ),
+        };
+        c.error(short, message);
+    };
+    let show =
+        |a: &dyn std::fmt::Display, b: &dyn std::fmt::Display| Some((a.to_string(), b.to_string()));
+
+    let host = Source::optional(&redis.host, &sh.host);
+    if host.mismatch {
+        let (s, n) = (sh.host.as_deref(), redis.host.as_deref());
+        mismatch(
+            c,
+            "redis_host",
+            "redis.host",
+            show(&s.unwrap_or_default(), &n.unwrap_or_default()),
+        );
+    }
+    if let Some(h) = &eff.host {
+        check_host(c, host.path("redis_host", "redis.host"), h);
+    }
+
+    let port = Source::defaulted(&redis.port, default_redis_port(), &sh.port);
+    if port.mismatch {
+        mismatch(
+            c,
+            "redis_port",
+            "redis.port",
+            show(&sh.port.unwrap_or_default(), &redis.port),
+        );
+    }
+    c.between(port.path("redis_port", "redis.port"), eff.port, 0, 65535);
+
+    let timeout = Source::defaulted(&redis.timeout, default_redis_timeout(), &sh.timeout);
+    if timeout.mismatch {
+        mismatch(
+            c,
+            "redis_timeout",
+            "redis.timeout",
+            show(&sh.timeout.unwrap_or_default(), &redis.timeout),
+        );
+    }
+    c.between(
+        timeout.path("redis_timeout", "redis.timeout"),
+        eff.timeout,
+        0,
+        MAX_TIMEOUT,
+    );
+
+    if Source::optional(&redis.username, &sh.username).mismatch {
+        let (s, n) = (sh.username.as_deref(), redis.username.as_deref());
+        mismatch(
+            c,
+            "redis_username",
+            "redis.username",
+            show(&s.unwrap_or_default(), &n.unwrap_or_default()),
+        );
+    }
+    // Kong prints both values; a password is not repeated in a message.
+    if Source::optional(&redis.password, &sh.password).mismatch {
+        mismatch(c, "redis_password", "redis.password", None);
+    }
+    if Source::defaulted(&redis.database, 0, &sh.database).mismatch {
+        mismatch(
+            c,
+            "redis_database",
+            "redis.database",
+            show(&sh.database.unwrap_or_default(), &redis.database),
+        );
+    }
+    if Source::defaulted(&redis.ssl, false, &sh.ssl).mismatch {
+        mismatch(
+            c,
+            "redis_ssl",
+            "redis.ssl",
+            show(&sh.ssl.unwrap_or_default(), &redis.ssl),
+        );
+    }
+    if Source::defaulted(&redis.ssl_verify, false, &sh.ssl_verify).mismatch {
+        mismatch(
+            c,
+            "redis_ssl_verify",
+            "redis.ssl_verify",
+            show(&sh.ssl_verify.unwrap_or_default(), &redis.ssl_verify),
+        );
+    }
+
+    let server_name = Source::optional(&redis.server_name, &sh.server_name);
+    if server_name.mismatch {
+        let (s, n) = (sh.server_name.as_deref(), redis.server_name.as_deref());
+        mismatch(
+            c,
+            "redis_server_name",
+            "redis.server_name",
+            show(&s.unwrap_or_default(), &n.unwrap_or_default()),
+        );
+    }
+    if let Some(sni) = &eff.server_name {
+        check_sni(
+            c,
+            server_name.path("redis_server_name", "redis.server_name"),
+            sni,
+        );
+    }
+    eff
+}
+
+// === Kong typedefs (`kong/db/schema/typedefs.lua`) used by these schemas ===
+
+/// `typedefs.timeout`: between 0 and 2^31 - 2.
+pub(super) const MAX_TIMEOUT: i64 = (1 << 31) - 2;
+
+/// What `kong.tools.ip.normalize_ip` makes of a host.
+#[derive(Debug, PartialEq, Eq)]
+enum HostType {
+    Ipv4,
+    Ipv6,
+    Name,
+}
+
+/// Kong's `normalize_ip`: an IPv4 address, an IPv6 address (bare, or in brackets with an
+/// optional port) or a host name, with an optional port. `Err` carries Kong's reason
+/// (`"invalid port number"` singled out).
+fn normalize_ip(address: &str) -> Result<(HostType, Option<u32>), &'static str> {
+    let port_of = |p: &str| -> Result<Option<u32>, &'static str> {
+        match p.parse::<u64>() {
+            Ok(n) if n > 65535 => Err("invalid port number"),
+            Ok(n) => Ok(Some(n as u32)),
+            Err(_) => Err("invalid address"),
+        }
+    };
+    let colons = address.matches(':').count();
+    if colons > 1 {
+        // IPv6: `addr`, `[addr]` or `[addr]:port`.
+        let (addr, port) = match address.strip_prefix('[') {
+            Some(rest) => {
+                let (addr, after) = rest.split_once(']').ok_or("invalid ipv6 address")?;
+                let port = match after {
+                    "" => None,
+                    p => match p.strip_prefix(':') {
+                        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty() => {
+                            port_of(p)?
+                        }
+                        _ => return Err("invalid ipv6 address"),
+                    },
+                };
+                (addr, port)
+            }
+            None => (address, None),
+        };
+        addr.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| "invalid ipv6 address")?;
+        return Ok((HostType::Ipv6, port));
+    }
+    if address
+        .bytes()
+        .filter(|&b| b != b':')
+        .all(|b| b.is_ascii_digit() || b == b'.')
+    {
+        let (addr, port) = match address.split_once(':') {
+            Some((a, p)) if !p.is_empty() => (a, port_of(p)?),
+            Some(_) => return Err("invalid ipv4 address"),
+            None => (address, None),
+        };
+        let parts: Vec<&str> = addr.split('.').collect();
+        let ok = parts.len() == 4
+            && parts.iter().all(|p| {
+                (1..=3).contains(&p.len())
+                    && p.bytes().all(|b| b.is_ascii_digit())
+                    && p.parse::<u16>().is_ok_and(|n| n <= 255)
+            });
+        return if ok {
+            Ok((HostType::Ipv4, port))
+        } else {
+            Err("invalid ipv4 address")
+        };
+    }
+    // A name, with an optional `:digits` port.
+    let (name, port) = match address.rsplit_once(':') {
+        Some((n, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (n, port_of(p)?),
+        _ => (address, None),
+    };
+    let chars_ok = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    let segments: Vec<&str> = name.split('.').collect();
+    let last = segments.len() - 1;
+    let segments_ok = segments
+        .iter()
+        .enumerate()
+        .all(|(i, s)| !s.ends_with('-') && (!s.is_empty() || i == last));
+    if chars_ok && segments_ok {
+        Ok((HostType::Name, port))
+    } else {
+        Err("invalid hostname")
+    }
+}
+
+/// `typedefs.host`: a host name or IP address, without a port.
+pub(super) fn check_host(c: &mut Checks, field: &str, host: &str) {
+    match normalize_ip(host) {
+        Err("invalid port number") | Ok((_, Some(_))) => c.error(field, "must not have a port"),
+        Err(_) => c.error(field, format!("invalid value: {host}")),
+        Ok(_) => {}
+    }
+}
+
+/// `typedefs.sni`: a host name (not an IP address), without a port.
+pub(super) fn check_sni(c: &mut Checks, field: &str, sni: &str) {
+    match normalize_ip(sni) {
+        Err("invalid port number") => c.error(field, "must not have a port"),
+        Err(_) => c.error(field, format!("invalid value: {sni}")),
+        Ok((t, _)) if t != HostType::Name => c.error(field, "must not be an IP"),
+        Ok((_, Some(_))) => c.error(field, "must not have a port"),
+        Ok(_) => {}
+    }
+}
+
+/// `typedefs.path`: starts with `/`, no empty segments, only RFC 3986 characters, and
+/// percent-encoding well formed.
+pub(super) fn check_path(c: &mut Checks, field: &str, path: &str) {
+    if !path.starts_with('/') {
+        return c.error(field, "should start with: /");
+    }
+    if path.contains("//") {
+        return c.error(field, "must not have empty segments");
+    }
+    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"._-~/%:@!$&'()*+,;=".contains(&b);
+    if !path.bytes().all(allowed) {
+        return c.error(
+            field,
+            format!(
+                "invalid path: '{path}' (characters outside of the reserved list of RFC 3986 found)"
+            ),
+        );
+    }
+    let b = path.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let well_formed =
+                b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
+            if !well_formed {
+                let bad: String = path[i..].chars().take(3).collect();
+                return c.error(field, format!("invalid url-encoded value: '{bad}'"));
+            }
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::schema::parse;
+
+    fn errors(yaml: &str) -> Vec<String> {
+        parse::<Config>(yaml).unwrap_err()
+    }
+
+    fn has(errs: &[String], want: &str) -> bool {
+        errs.iter().any(|e| e == want)
+    }
+
+    #[test]
+    fn defaults() {
+        let c: Config = parse("minute: 5").unwrap();
+        assert_eq!(c.minute, Some(5.0));
+        assert_eq!(c.second, None);
+        assert_eq!(c.limit_by, LimitBy::Consumer);
+        assert_eq!(c.policy, Policy::Local);
+        assert!(c.fault_tolerant);
+        assert!(!c.hide_client_headers);
+        assert_eq!(c.error_code, 429.0);
+        assert_eq!(c.error_message, "API rate limit exceeded");
+        assert_eq!(c.sync_rate, -1.0);
+        assert_eq!(c.redis, Redis::default());
+        assert_eq!(
+            (c.redis.port, c.redis.timeout, c.redis.database),
+            (6379, 2000, 0)
+        );
+        assert!(!c.redis.ssl && !c.redis.ssl_verify);
+    }
+
+    #[test]
+    fn most_fields() {
+        let c: Config = parse(
+            "second: 5\nminute: 100\nhour: 1000\nday: 10000\nmonth: 100000\nyear: 1000000\n\
+             limit_by: header\nheader_name: X-Tenant\npath: /api/v1\npolicy: redis\n\
+             fault_tolerant: false\nhide_client_headers: true\nerror_code: 503\n\
+             error_message: slow down\nsync_rate: 0.5\n\
+             redis:\n  host: redis.internal\n  port: 6380\n  timeout: 500\n  username: u\n  \
+             password: p\n  database: 2\n  ssl: true\n  ssl_verify: true\n  server_name: redis.example.com\n",
+        )
+        .unwrap();
+        assert_eq!(c.limit_by, LimitBy::Header);
+        assert_eq!(c.policy, Policy::Redis);
+        assert_eq!(c.redis.host.as_deref(), Some("redis.internal"));
+        assert_eq!(c.redis.port, 6380);
+        assert_eq!(c.sync_rate, 0.5);
+        assert_eq!(c.error_code, 503.0);
+        // Kong's `cluster` is accepted by the schema (building refuses it later).
+        assert_eq!(
+            parse::<Config>("minute: 1\npolicy: cluster")
+                .unwrap()
+                .policy,
+            Policy::Cluster
+        );
+    }
+
+    #[test]
+    fn at_least_one_limit() {
+        let errs = errors("policy: local");
+        assert_eq!(
+            errs,
+            [
+                ": at least one of these fields must be non-empty: 'config.second', 'config.minute', \
+                 'config.hour', 'config.day', 'config.month', 'config.year'"
+            ]
+        );
+    }
+
+    #[test]
+    fn limits_are_positive() {
+        let errs = errors("minute: -1");
+        assert_eq!(errs, ["minute: value must be greater than 0"]);
+        let errs = errors("second: 0\nhour: 0.5\nerror_code: 0");
+        assert!(
+            has(&errs, "second: value must be greater than 0"),
+            "{errs:?}"
+        );
+        assert!(
+            has(&errs, "error_code: value must be greater than 0"),
+            "{errs:?}"
+        );
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        let errs = errors("minute: lots");
+        assert!(errs[0].starts_with("minute: expected a number"), "{errs:?}");
+    }
+
+    #[test]
+    fn periods_in_order() {
+        assert_eq!(
+            errors("minute: 10\nhour: 5"),
+            ["hour: The limit for hour(5.0) cannot be lower than the limit for minute(10.0)"]
+        );
+        assert_eq!(
+            errors("second: 10\nminute: 20\nyear: 15"),
+            ["year: The limit for year(15.0) cannot be lower than the limit for minute(20.0)"]
+        );
+        assert!(parse::<Config>("second: 1\nminute: 1\nhour: 60").is_ok());
+    }
+
+    #[test]
+    fn sync_rate() {
+        assert_eq!(
+            errors("minute: 1\nsync_rate: 1"),
+            ["sync_rate: sync_rate can only be used with the redis policy"]
+        );
+        assert_eq!(
+            errors("minute: 1\nsync_rate: 0.01\npolicy: redis\nredis: {host: r}"),
+            ["sync_rate: sync_rate must be greater than 0.02, or -1 to disable"]
+        );
+        assert!(
+            parse::<Config>("minute: 1\nsync_rate: 0.02\npolicy: redis\nredis: {host: r}").is_ok()
+        );
+    }
+
+    #[test]
+    fn enums_and_conditionals() {
+        let errs = errors("minute: 1\nlimit_by: tenant\npolicy: memory");
+        assert!(
+            has(
+                &errs,
+                "limit_by: `tenant` is not one of: consumer, credential, ip, service, header, path"
+            ),
+            "{errs:?}"
+        );
+        assert_eq!(
+            errors("minute: 1\npolicy: memory"),
+            ["policy: `memory` is not one of: local, cluster, redis"]
+        );
+        assert_eq!(
+            errors("minute: 1\npolicy: redis"),
+            ["redis.host: required field missing (policy is redis)"]
+        );
+        assert_eq!(
+            errors("minute: 1\nlimit_by: header"),
+            ["header_name: required field missing (limit_by is header)"]
+        );
+        assert_eq!(
+            errors("minute: 1\nlimit_by: path"),
+            ["path: required field missing (limit_by is path)"]
+        );
+    }
+
+    #[test]
+    fn typedefs() {
+        assert_eq!(
+            errors("minute: 1\nheader_name: 'x tenant'"),
+            [
+                "header_name: bad header name 'x tenant', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
+            ]
+        );
+        assert_eq!(
+            errors("minute: 1\npath: api"),
+            ["path: should start with: /"]
+        );
+        assert_eq!(
+            errors("minute: 1\npath: /a//b"),
+            ["path: must not have empty segments"]
+        );
+        assert_eq!(
+            errors("minute: 1\npath: '/a b'"),
+            [
+                "path: invalid path: '/a b' (characters outside of the reserved list of RFC 3986 found)"
+            ]
+        );
+        assert_eq!(
+            errors("minute: 1\npath: /a%2"),
+            ["path: invalid url-encoded value: '%2'"]
+        );
+        assert!(parse::<Config>("minute: 1\npath: /a%2Fb/~c").is_ok());
+        assert_eq!(
+            errors(
+                "minute: 1\nredis: {host: 'redis:6379', port: 70000, timeout: -1, server_name: 10.0.0.1}"
+            ),
+            [
+                "redis.host: must not have a port",
+                "redis.port: value should be between 0 and 65535",
+                "redis.timeout: value should be between 0 and 2147483646",
+                "redis.server_name: must not be an IP",
+            ]
+        );
+        assert_eq!(
+            errors("minute: 1\nredis: {host: 'bad host'}"),
+            ["redis.host: invalid value: bad host"]
+        );
+        for ok in [
+            "redis",
+            "10.0.0.1",
+            "::1",
+            "[::1]",
+            "redis-0.redis.svc.cluster.local.",
+        ] {
+            let yaml = format!("minute: 1\nredis: {{host: '{ok}'}}");
+            assert!(parse::<Config>(&yaml).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn unknown_field() {
+        let errs = errors("minute: 1\nminutes: 2");
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(
+            errs[0].starts_with("minutes: unknown field `minutes`"),
+            "{errs:?}"
+        );
+        assert!(errs[0].contains("did you mean `minute`"), "{errs:?}");
+        let errs = errors("minute: 1\nredis: {hots: r}");
+        assert!(errs[0].starts_with("redis.hots: unknown field"), "{errs:?}");
+    }
+
+    #[test]
+    fn shorthands() {
+        let c: Config = parse(
+            "minute: 1\npolicy: redis\nredis_host: redis\nredis_port: 6380\nredis_password: pw\n\
+             redis_username: u\nredis_ssl: true\nredis_ssl_verify: true\n\
+             redis_server_name: redis.example.com\nredis_timeout: 100\nredis_database: 3",
+        )
+        .unwrap();
+        let r = c.effective_redis();
+        assert_eq!(r.host.as_deref(), Some("redis"));
+        assert_eq!((r.port, r.timeout, r.database), (6380, 100, 3));
+        assert_eq!(r.password.as_deref(), Some("pw"));
+        assert_eq!(r.username.as_deref(), Some("u"));
+        assert!(r.ssl && r.ssl_verify);
+        assert_eq!(r.server_name.as_deref(), Some("redis.example.com"));
+
+        // The nested field wins where set; the same value twice is fine, two differ is not.
+        let c: Config =
+            parse("minute: 1\nredis_port: 6379\nredis_host: a\nredis: {host: a, port: 6379}")
+                .unwrap();
+        assert_eq!(c.effective_redis().host.as_deref(), Some("a"));
+        let errs = errors("minute: 1\nredis_host: a\nredis_port: 1\nredis: {host: b, port: 2}");
+        assert_eq!(
+            errs,
+            [
+                "redis_host: both deprecated and new field are used but their values mismatch: redis_host = a vs redis.host = b",
+                "redis_port: both deprecated and new field are used but their values mismatch: redis_port = 1 vs redis.port = 2",
+            ]
+        );
+        // A shorthand's value is checked where it is written.
+        assert_eq!(
+            errors("minute: 1\nredis_port: 99999"),
+            ["redis_port: value should be between 0 and 65535"]
+        );
+    }
+
+    /// Configs from real users' files and the conformance cases.
+    #[test]
+    fn real_configs() {
+        for yaml in [
+            "minute: 100\nhour: 10000\npolicy: local",
+            "second: 50\nminute: 1200\nhour: 50000\npolicy: local",
+            "minute: 60\npolicy: local\nfault_tolerant: true",
+            "second: 50\nminute: 2000\npolicy: redis\nredis_host: redis\nredis_port: 6379",
+            // A decK dump: every unset field spelled `null`, the flat redis fields of Kong < 3.6.
+            "day: null\nfault_tolerant: true\nheader_name: null\nhide_client_headers: false\n\
+             hour: null\nlimit_by: consumer\nminute: 30\nmonth: null\npath: null\npolicy: local\n\
+             redis_database: 0\nredis_host: null\nredis_password: null\nredis_port: 6379\n\
+             redis_server_name: null\nredis_ssl: false\nredis_ssl_verify: false\nredis_timeout: 2000\n\
+             redis_username: null\nsecond: null\nyear: null",
+            "hour: 10000\nsecond: 10\nminute: null\nredis_port: 6379\nredis_timeout: 2000",
+            "minute: 2\nhide_client_headers: true",
+            "minute: 2\nlimit_by: header\nheader_name: X-Tenant",
+            "minute: 2\nhour: 5",
+            "hour: 1\nerror_code: 404\nerror_message: Fake Not Found",
+            "minute: 2\npolicy: redis\nredis:\n  host: 127.0.0.1\n  port: 6380",
+            "minute: 1\nlimit_by: path\npath: /rl/a",
+        ] {
+            if let Err(e) = parse::<Config>(yaml) {
+                panic!("{yaml}\n{e:?}");
+            }
+        }
     }
 }

@@ -1,5 +1,7 @@
-//! `redirect` (PRIORITY 779). Not served yet: its config is checked against Kong's
-//! schema, and the routes it applies to are closed.
+//! `redirect` (PRIORITY 779, access): answers every request with a redirect (301 by default)
+//! to `location`, optionally carrying over the request's path and query string. Not served
+//! yet: its config is checked against Kong's schema, and the routes it applies to are
+//! closed.
 
 use std::sync::Arc;
 
@@ -8,11 +10,64 @@ use serde::Deserialize;
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/redirect/schema.lua`).
-#[derive(Debug, Deserialize)]
-pub struct Config(serde::de::IgnoredAny);
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Config {
+    #[serde(default = "default_status_code")]
+    pub status_code: i64,
+    /// A URL with a scheme and a host (Kong's `typedefs.url`).
+    pub location: String,
+    #[serde(default)]
+    pub keep_incoming_path: bool,
+}
+
+fn default_status_code() -> i64 {
+    301
+}
 
 impl Validate for Config {
-    fn validate(&self, _checks: &mut Checks) {}
+    fn validate(&self, c: &mut Checks) {
+        c.between("status_code", self.status_code, 100, 599);
+        if let Err(e) = check_url(&self.location) {
+            c.error("location", e);
+        }
+    }
+}
+
+/// Kong's `typedefs.url`: what LuaSocket's `socket.url.parse` reads as having a host and a
+/// scheme (`scheme:` then `//[userinfo@]host[:port]`). Kong's messages.
+pub(super) fn check_url(url: &str) -> Result<(), String> {
+    if url.is_empty() {
+        return Err("could not parse url. invalid url".to_string());
+    }
+    let mut rest = url;
+    // `^([%w][%w%+%-%.]*)%:`
+    let mut scheme = false;
+    if let Some((s, after)) = rest.split_once(':')
+        && s.starts_with(|ch: char| ch.is_ascii_alphanumeric())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        scheme = true;
+        rest = after;
+    }
+    // `^//([^/]*)`, less `^([^@]*)@` and `:([^:%]]*)$`.
+    let mut host = false;
+    if let Some(after) = rest.strip_prefix("//") {
+        let authority = &after[..after.find('/').unwrap_or(after.len())];
+        let authority = authority.split_once('@').map_or(authority, |(_, h)| h);
+        let authority = match authority.rfind(':') {
+            Some(i) if !authority[i + 1..].contains(']') => &authority[..i],
+            _ => authority,
+        };
+        host = !authority.is_empty();
+    }
+    if !host {
+        Err("missing host in url".to_string())
+    } else if !scheme {
+        Err("missing scheme in url".to_string())
+    } else {
+        Ok(())
+    }
 }
 
 /// `redirect` (PRIORITY 779).
@@ -26,5 +81,60 @@ impl PluginSpec for Redirect {
 
     fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
         Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugins::schema::parse;
+
+    fn errors(yaml: &str) -> Vec<String> {
+        parse::<Config>(yaml).unwrap_err()
+    }
+
+    #[test]
+    fn defaults() {
+        let c: Config = parse("location: https://example.com").unwrap();
+        assert_eq!(c.status_code, 301);
+        assert_eq!(c.location, "https://example.com");
+        assert!(!c.keep_incoming_path);
+        assert_eq!(errors("{}"), [": missing field `location`"]);
+    }
+
+    #[test]
+    fn all_fields() {
+        let c: Config = parse(
+            "status_code: 308\nlocation: 'http://user@[::1]:8080/new?x=1'\nkeep_incoming_path: true",
+        )
+        .unwrap();
+        assert_eq!(c.status_code, 308);
+        assert!(c.keep_incoming_path);
+    }
+
+    #[test]
+    fn rules() {
+        assert_eq!(
+            errors("status_code: 600\nlocation: https://example.com"),
+            ["status_code: value should be between 100 and 599"]
+        );
+        assert_eq!(
+            errors("location: /elsewhere"),
+            ["location: missing host in url"]
+        );
+        assert_eq!(
+            errors("location: example.com:8080"),
+            ["location: missing host in url"]
+        );
+        assert_eq!(
+            errors("location: //example.com/x"),
+            ["location: missing scheme in url"]
+        );
+        let errs = errors("location: https://example.com\nstatus: 302");
+        assert!(
+            errs[0].starts_with("status: unknown field `status`"),
+            "{errs:?}"
+        );
+        assert!(errs[0].contains("did you mean `status_code`"), "{errs:?}");
     }
 }
