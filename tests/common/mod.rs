@@ -363,10 +363,15 @@ impl Running {
     /// Starts `switchyard run` on `dir` with extra `args` and waits until both listeners
     /// answer.
     pub fn start(dir: &Path, args: &[&str]) -> Running {
+        Self::start_bin(&binary(), dir, args)
+    }
+
+    /// Like `start`, with another build of the gateway (an example with custom plugins).
+    pub fn start_bin(bin: &Path, dir: &Path, args: &[&str]) -> Running {
         use std::process::{Command, Stdio};
         let addr: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
-        let mut child = Command::new(binary())
+        let mut child = Command::new(bin)
             .arg("run")
             .arg("--config-dir")
             .arg(dir)
