@@ -8,11 +8,10 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
-use std::sync::Arc;
-
 use crate::config::diag::{Diagnostic, Severity};
 use crate::config::loader;
-use crate::gateway::{Gateway, compile_dir};
+use crate::gateway::compile_dir;
+use crate::ip::RealIp;
 use crate::plugins::Registry;
 use crate::router::{Miss, Request as RouteRequest};
 use crate::snapshot::Snapshot;
@@ -38,6 +37,26 @@ pub struct ConfigDir {
     /// does (default: ASPNETCORE_ENVIRONMENT).
     #[arg(long, env = "SWITCHYARD_ENVIRONMENT", value_name = "NAME")]
     pub environment: Option<String>,
+}
+
+/// Kong's `trusted_ips`, `real_ip_header` and `real_ip_recursive`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RealIpArgs {
+    /// Proxies trusted to name the client (addresses, ranges or CIDRs, comma-separated);
+    /// default none: the client is the connection's peer.
+    #[arg(
+        long,
+        env = "SWITCHYARD_TRUSTED_IPS",
+        value_delimiter = ',',
+        value_name = "CIDR"
+    )]
+    pub trusted_ips: Vec<String>,
+    /// The header a trusted proxy names the client in.
+    #[arg(long, env = "SWITCHYARD_REAL_IP_HEADER", default_value = "X-Real-IP")]
+    pub real_ip_header: String,
+    /// With X-Forwarded-For: the client is the last address that is not trusted, not the last.
+    #[arg(long, env = "SWITCHYARD_REAL_IP_RECURSIVE")]
+    pub real_ip_recursive: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,6 +90,8 @@ pub enum Command {
         /// Do not reload on file changes (SIGHUP and POST /reload still reload).
         #[arg(long, env = "SWITCHYARD_NO_WATCH")]
         no_watch: bool,
+        #[command(flatten)]
+        real_ip: RealIpArgs,
     },
     /// Validate the configuration; print every error as file:line:column: path: message.
     Check {
@@ -101,8 +122,8 @@ pub fn main() -> ExitCode {
     crate::gateway::Builder::new().main()
 }
 
-/// The command line of a gateway built with `registry`'s plugins.
-pub fn main_with(registry: Arc<Registry>) -> ExitCode {
+/// The command line of a gateway with `builder`'s plugins.
+pub fn main_with(mut builder: crate::gateway::Builder) -> ExitCode {
     let cli = Cli::parse();
     let (Command::Run { dir, .. }
     | Command::Check { dir }
@@ -117,7 +138,21 @@ pub fn main_with(registry: Arc<Registry>) -> ExitCode {
             workers,
             watch_poll,
             no_watch,
+            real_ip,
         } => {
+            if !real_ip.trusted_ips.is_empty() {
+                match RealIp::parse(
+                    &real_ip.trusted_ips,
+                    &real_ip.real_ip_header,
+                    real_ip.real_ip_recursive,
+                ) {
+                    Ok(r) => builder = builder.real_ip(r),
+                    Err(e) => {
+                        eprintln!("switchyard: --trusted-ips: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             let watch = if no_watch {
                 Watch::Off
             } else {
@@ -131,16 +166,16 @@ pub fn main_with(registry: Arc<Registry>) -> ExitCode {
                 workers,
                 watch,
             };
-            run(dir.config_dir, registry, settings)
+            run(dir.config_dir, builder, settings)
         }
-        Command::Check { dir } => check(&dir.config_dir, &registry),
-        Command::Config { dir } => print_config(&dir.config_dir, &registry),
+        Command::Check { dir } => check(&dir.config_dir, builder.registry()),
+        Command::Config { dir } => print_config(&dir.config_dir, builder.registry()),
         Command::Explain {
             dir,
             method,
             url,
             headers,
-        } => explain(&dir.config_dir, &registry, &method, &url, &headers),
+        } => explain(&dir.config_dir, builder.registry(), &method, &url, &headers),
     }
 }
 
@@ -176,7 +211,7 @@ struct Settings {
     watch: Watch,
 }
 
-fn run(dir: PathBuf, registry: Arc<Registry>, settings: Settings) -> ExitCode {
+fn run(dir: PathBuf, builder: crate::gateway::Builder, settings: Settings) -> ExitCode {
     let Settings {
         listen,
         admin,
@@ -185,7 +220,7 @@ fn run(dir: PathBuf, registry: Arc<Registry>, settings: Settings) -> ExitCode {
     } = settings;
     init_logging();
     let t = Instant::now();
-    let (gw, warnings) = match Gateway::start(dir.clone(), registry) {
+    let (gw, warnings) = match builder.start(dir.clone()) {
         Ok(x) => x,
         Err(e) => {
             print_diagnostics(&e.0);

@@ -20,6 +20,7 @@ use arc_swap::ArcSwap;
 use crate::config::diag::{Diagnostic, SourceFile};
 use crate::config::loader::{self, Loaded};
 use crate::config::model::Model;
+use crate::ip::RealIp;
 use crate::plugins::{PluginSpec, Registry};
 use crate::snapshot::{Snapshot, State};
 
@@ -34,6 +35,7 @@ use crate::snapshot::{Snapshot, State};
 /// ```
 pub struct Builder {
     registry: Registry,
+    real_ip: Option<RealIp>,
 }
 
 impl Default for Builder {
@@ -47,6 +49,7 @@ impl Builder {
     pub fn new() -> Self {
         Builder {
             registry: Registry::bundled(),
+            real_ip: None,
         }
     }
 
@@ -56,18 +59,28 @@ impl Builder {
         self
     }
 
+    /// Which client address plugins see: trusted proxies may name it in a header (Kong's
+    /// `trusted_ips` and `real_ip_header`).
+    pub fn real_ip(mut self, real_ip: RealIp) -> Self {
+        self.real_ip = Some(real_ip);
+        self
+    }
+
     pub fn registry(&self) -> &Registry {
         &self.registry
     }
 
     /// Runs the command line (`run`, `check`, `config`, `explain`) with these plugins.
     pub fn main(self) -> std::process::ExitCode {
-        crate::cli::main_with(Arc::new(self.registry))
+        crate::cli::main_with(self)
     }
 
     /// Loads `dir` and makes the gateway that serves it.
     pub fn start(self, dir: PathBuf) -> Result<(Arc<Gateway>, Vec<Diagnostic>), LoadFailed> {
-        Gateway::start(dir, Arc::new(self.registry))
+        let (gw, warnings) = Gateway::start(dir, Arc::new(self.registry))?;
+        let mut gw = Arc::into_inner(gw).expect("no other handle yet");
+        gw.real_ip = self.real_ip.map(Arc::new);
+        Ok((Arc::new(gw), warnings))
     }
 }
 
@@ -128,6 +141,8 @@ pub struct Gateway {
     snapshot: ArcSwap<Snapshot>,
     pub state: State,
     pub registry: Arc<Registry>,
+    /// Trusted proxies and the header they name the client in (`Builder::real_ip`).
+    pub real_ip: Option<Arc<RealIp>>,
     versions: AtomicU64,
     pub last_reload: Mutex<Option<ReloadReport>>,
     /// Held for a whole reload, so two triggers never race to store; it keeps the thread
@@ -197,6 +212,7 @@ impl Gateway {
             snapshot: ArcSwap::from_pointee(snap),
             state,
             registry,
+            real_ip: None,
             versions: AtomicU64::new(1),
             last_reload: Mutex::new(None),
             reloading: Mutex::new(None),

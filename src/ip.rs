@@ -85,3 +85,63 @@ impl IpRule {
         (self.start..=self.end).contains(&v)
     }
 }
+
+/// Which client address plugins see (Kong's `trusted_ips` and `real_ip_header`, nginx's
+/// realip module): a connection from a trusted address may name the client it forwards for
+/// in a header; from any other address, the connection's own address is the client's.
+#[derive(Debug, Clone)]
+pub struct RealIp {
+    pub trusted: Vec<IpRule>,
+    /// `X-Real-IP` unless set; with `X-Forwarded-For` the client is the last address, or
+    /// with `recursive` the last one that is not trusted.
+    pub header: http::HeaderName,
+    pub recursive: bool,
+}
+
+impl RealIp {
+    /// `--trusted-ips` values: addresses, ranges, CIDRs (an `unrecognised` one is an error).
+    pub fn parse(trusted: &[String], header: &str, recursive: bool) -> Result<RealIp, String> {
+        let trusted = trusted
+            .iter()
+            .map(|t| {
+                IpRule::parse(t).ok_or_else(|| format!("`{t}` is not an address, range or CIDR"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let header = http::HeaderName::from_bytes(header.as_bytes())
+            .map_err(|_| format!("`{header}` is not a header name"))?;
+        Ok(RealIp {
+            trusted,
+            header,
+            recursive,
+        })
+    }
+
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let v = to_u128(ip);
+        self.trusted.iter().any(|r| r.contains(v))
+    }
+
+    /// The client a trusted connection forwards for, from its request headers.
+    pub fn client(&self, headers: &http::HeaderMap) -> Option<IpAddr> {
+        let mut addresses = headers
+            .get_all(&self.header)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .rev();
+        if self.recursive {
+            let mut last = None;
+            for a in addresses {
+                let ip: IpAddr = a.parse().ok()?;
+                last = Some(ip);
+                if !self.trusts(ip) {
+                    break;
+                }
+            }
+            last
+        } else {
+            addresses.next()?.parse().ok()
+        }
+    }
+}

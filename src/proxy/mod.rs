@@ -27,7 +27,11 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Poll, ready};
 
+use std::sync::Arc;
+
 use http::HeaderValue;
+
+use crate::ip::RealIp;
 use tokio::io::AsyncWrite;
 use tokio::time::{Instant, Sleep};
 
@@ -125,7 +129,7 @@ impl Deadline {
     }
 }
 
-/// A connection as the handler needs to know it.
+/// A connection as the pipeline needs to know it.
 pub struct Conn {
     pub peer: SocketAddr,
     pub local: SocketAddr,
@@ -133,10 +137,18 @@ pub struct Conn {
     /// Built once per connection, reused by every request on it.
     pub local_port_header: HeaderValue,
     peer_ip: HeaderValue,
+    /// Set when the peer is a trusted proxy: it may name the client it forwards for.
+    pub real_ip: Option<Arc<RealIp>>,
 }
 
 impl Conn {
-    pub fn new(peer: SocketAddr, local: SocketAddr, tls: bool) -> Self {
+    /// `real_ip` is kept only when it trusts `peer`.
+    pub fn new(
+        peer: SocketAddr,
+        local: SocketAddr,
+        tls: bool,
+        real_ip: Option<&Arc<RealIp>>,
+    ) -> Self {
         Conn {
             peer,
             local,
@@ -144,6 +156,15 @@ impl Conn {
             local_port_header: HeaderValue::from(local.port()),
             peer_ip: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),
+            real_ip: real_ip.filter(|r| r.trusts(peer.ip())).cloned(),
+        }
+    }
+
+    /// The client's address as plugins see it: the peer's, or the one a trusted peer names.
+    pub fn client(&self, headers: &http::HeaderMap) -> SocketAddr {
+        match self.real_ip.as_ref().and_then(|r| r.client(headers)) {
+            Some(ip) => SocketAddr::new(ip, 0),
+            None => self.peer,
         }
     }
     pub fn scheme(&self) -> &'static str {

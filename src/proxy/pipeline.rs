@@ -403,7 +403,8 @@ pub struct Run<'a> {
 
 impl<'a> Run<'a> {
     pub fn new(env: Env<'a>, chain: Resolved<'a>, parts: &http::request::Parts) -> Box<Self> {
-        let mut ctx = Ctx::new(env.id.clone(), env.conn.peer, env.conn.local);
+        let client = env.conn.client(&parts.headers);
+        let mut ctx = Ctx::new(env.id.clone(), client, env.conn.local);
         ctx.started = env.started;
         let logs = chain.has(Phases::LOG);
         Box::new(Run {

@@ -33,6 +33,7 @@ use super::http1::{self, Decoder, Framing, RequestError, Step};
 use super::pipeline::{Exchange, Response, into_proxy};
 use crate::exchange::{RequestId, respond};
 use crate::gateway::Gateway;
+use crate::ip::RealIp;
 
 /// How long a kept-alive connection may sit idle, and how long a client may take to send
 /// a request head or to take a response (Kong's nginx: 60 s each).
@@ -96,7 +97,8 @@ pub fn spawn_workers(
                         let mut tasks = Vec::new();
                         for l in ls {
                             let l = tokio::net::TcpListener::from_std(l).expect("listener");
-                            tasks.push(tokio::spawn(accept_loop(gw.clone(), l)));
+                            let real_ip = gw.real_ip.clone();
+                            tasks.push(tokio::spawn(accept_loop(gw.clone(), l, real_ip)));
                         }
                         for t in tasks {
                             let _ = t.await;
@@ -108,7 +110,11 @@ pub fn spawn_workers(
         .collect()
 }
 
-async fn accept_loop(gw: Arc<Gateway>, listener: tokio::net::TcpListener) {
+async fn accept_loop(
+    gw: Arc<Gateway>,
+    listener: tokio::net::TcpListener,
+    real_ip: Option<Arc<RealIp>>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -121,7 +127,8 @@ async fn accept_loop(gw: Arc<Gateway>, listener: tokio::net::TcpListener) {
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(peer);
-        tokio::spawn(serve(gw.clone(), stream, Conn::new(peer, local, false)));
+        let conn = Conn::new(peer, local, false, real_ip.as_ref());
+        tokio::spawn(serve(gw.clone(), stream, conn));
     }
 }
 

@@ -22,12 +22,15 @@ use http::{Method, StatusCode};
 use crate::config::de::Captured;
 use crate::config::diag::{Diagnostic, Path, Severity};
 use crate::config::model::{
-    Model, OcelotRoute, Origin, PathHandling, Plugin as PluginEntity, Protocol, Secret,
+    Model, OcelotRoute, Origin, PathHandling, Plugin as PluginEntity, Protocol,
 };
 use crate::config::ocelot::aggregate::{Aggregator, JsonPath};
 use crate::config::ocelot::template::DownstreamTemplate;
 use crate::exchange::{Consumer, Identity};
 mod chains;
+mod consumers;
+
+pub use consumers::{Consumers, Found, JwtKey};
 
 use crate::plugins::registry::{BuildCx, Kind, Registry};
 use crate::plugins::{Chain, Plugin};
@@ -184,12 +187,6 @@ pub struct ServiceRt {
     pub write_timeout: Duration,
 }
 
-/// The consumers authentication can identify, by position in the config.
-#[derive(Default)]
-pub struct Consumers {
-    pub list: Vec<Arc<Consumer>>,
-}
-
 /// What one compile collects besides the snapshot: errors and warnings, each with its
 /// position.
 #[derive(Default)]
@@ -249,7 +246,7 @@ impl Snapshot {
         state.begin();
         let mut report = Report::default();
         let services = compile_services(&model, state);
-        let consumers = Arc::new(compile_consumers(&model));
+        let consumers = Arc::new(Consumers::compile(&model));
         let route_ids: Vec<Identity> = model
             .routes
             .iter()
@@ -456,33 +453,6 @@ fn compile_services(model: &Model, state: &State) -> Vec<ServiceRt> {
             }
         })
         .collect()
-}
-
-fn compile_consumers(model: &Model) -> Consumers {
-    let list = model
-        .consumers
-        .iter()
-        .enumerate()
-        .map(|(index, c)| {
-            let acl_groups = c
-                .credentials
-                .iter()
-                .filter_map(|cred| match &cred.secret {
-                    Secret::Acl { group } => Some(Arc::from(group.as_str())),
-                    _ => None,
-                })
-                .collect();
-            Arc::new(Consumer {
-                index,
-                id: c.id.as_str().into(),
-                username: c.username.as_deref().map(Arc::from),
-                custom_id: c.custom_id.as_deref().map(Arc::from),
-                acl_groups,
-                consumer_groups: c.groups.clone(),
-            })
-        })
-        .collect();
-    Consumers { list }
 }
 
 /// What building plugins needs from the compile.
