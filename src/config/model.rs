@@ -354,6 +354,9 @@ pub struct Model {
     pub consumers: Vec<Consumer>,
     pub consumer_groups: Vec<ConsumerGroup>,
     pub filter_chains: Vec<FilterChain>,
+    /// The vaults secret references may name (Kong's `env`, and `vaults` entities).
+    #[serde(skip)]
+    pub vaults: super::vault::Vaults,
     /// Entities that parse and are checked but not served yet, and change nothing that passes
     /// (or close what they apply to by other means), by kind, for warnings.
     #[serde(skip)]

@@ -26,6 +26,7 @@ pub mod schema;
 pub mod acl;
 pub mod acme;
 pub mod ai;
+pub mod auth;
 pub mod aws_lambda;
 pub mod azure_functions;
 pub mod basic_auth;

@@ -53,15 +53,19 @@ impl Stamp {
 }
 
 /// The names the gateway sets on what it forwards, in any case: X-Forwarded-*, X-Real-IP
-/// and Via on requests, Via and its own `x-switchyard-*` on both. A head that carries none
-/// needs no lookup of them.
+/// and Via on requests, Via and its own `x-switchyard-*` on both, and the identity headers
+/// authentication sets (`X-Consumer-*`, `X-Credential-Identifier`, `X-Anonymous-Consumer`).
+/// A head that carries none needs no lookup of them.
 pub fn is_gateway_set(name: &[u8]) -> bool {
     let starts = |p: &[u8]| name.len() > p.len() && name[..p.len()].eq_ignore_ascii_case(p);
     matches!(name.first(), Some(b'x' | b'X' | b'v' | b'V'))
         && (starts(b"x-forwarded-")
             || starts(b"x-switchyard-")
+            || starts(b"x-consumer-")
             || name.eq_ignore_ascii_case(b"via")
-            || name.eq_ignore_ascii_case(b"x-real-ip"))
+            || name.eq_ignore_ascii_case(b"x-real-ip")
+            || name.eq_ignore_ascii_case(b"x-credential-identifier")
+            || name.eq_ignore_ascii_case(b"x-anonymous-consumer"))
 }
 
 /// An upstream's headers of these names do not reach the client: the gateway's own stand

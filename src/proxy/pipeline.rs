@@ -33,7 +33,7 @@ use crate::config::ocelot::template::decoded_path;
 use crate::exchange::{
     self, Answered, BodyFlow, Chunk, Ctx, Flow, LogEntry, Request, RequestId, respond,
 };
-use crate::plugins::{Chain, Phases, Plugin};
+use crate::plugins::{Chain, Phases, Plugin, auth};
 use crate::router::Request as RouteRequest;
 use crate::snapshot::{Closed, RouteKind, RouteRt, Snapshot};
 use crate::uri::normalize_path;
@@ -158,6 +158,10 @@ impl<'a> Exchange<'a> {
             return self.gateway_answer(resp);
         };
         let route = &snap.routes[m.route];
+        if wire.gateway_set {
+            // Who the consumer is, only authentication says.
+            auth::strip_identity(&mut parts.headers);
+        }
         if let Some(closed) = &route.closed {
             let resp = closed_response(&env, route, closed);
             return self.gateway_answer(resp);

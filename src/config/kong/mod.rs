@@ -264,7 +264,9 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
     }
     cx.unserved_list(&raw.snis, &root, "snis");
     cx.unserved_list(&raw.ca_certificates, &root, "ca_certificates");
-    cx.unserved_list(&raw.vaults, &root, "vaults");
+    for (i, v) in raw.vaults.iter() {
+        cx.vault(v, &root.key("vaults").index(i));
+    }
     cx.unserved_list(&raw.key_sets, &root, "key_sets");
     cx.unserved_list(&raw.keys, &root, "keys");
 }
@@ -564,6 +566,29 @@ impl<'r> Cx<'_, 'r> {
             filters,
             origin,
         });
+    }
+
+    /// A `vaults` entity: references name it by its `prefix`. Only `env` vaults can be read;
+    /// references to others fail when they are resolved.
+    fn vault(&mut self, v: &RawVault, path: &Path) {
+        let (Some(kind), Some(prefix)) = (&v.name, &v.prefix) else {
+            self.diags.error(
+                self.file,
+                path,
+                "required field missing: a vault needs `name` (its kind: env, aws, gcp, hcv, azure) and `prefix` (the name references use)",
+            );
+            return;
+        };
+        let env_prefix = v
+            .config
+            .as_ref()
+            .and_then(|c| c.node.get("prefix", false))
+            .and_then(|n| n.as_str())
+            .map(str::to_string);
+        if kind != "env" {
+            self.mark_unserved(&format!("vault `{prefix}` of kind `{kind}` (only env vaults are read)"), path);
+        }
+        self.model.vaults.add(kind, prefix, env_prefix);
     }
 
     /// A consumer group: plugins scoped to it apply to its member consumers.
