@@ -14,6 +14,9 @@ use std::collections::HashMap;
 
 use base64::Engine;
 
+use super::diag::Path;
+use super::node::{Node, Value};
+
 /// One vault a reference may name: Kong's `env`, or a `vaults` entity of that kind.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EnvVault {
@@ -68,6 +71,45 @@ impl Vaults {
             return Ok(None);
         }
         self.read(&s[1..s.len() - 1], |name| std::env::var(name)).map(Some)
+    }
+
+    /// `node` with every reference among its strings replaced by its value; `None` when it
+    /// holds no reference (nothing to copy). Each reference that cannot be read is a
+    /// problem at its path below `at`, naming the variable.
+    pub fn resolve_tree(&self, node: &Node) -> Result<Option<Node>, Vec<(Path, String)>> {
+        if !holds_reference(node) {
+            return Ok(None);
+        }
+        let mut out = node.clone();
+        let mut problems = Vec::new();
+        self.resolve_in(&mut out, Path::root(), &mut problems);
+        if problems.is_empty() {
+            Ok(Some(out))
+        } else {
+            Err(problems)
+        }
+    }
+
+    fn resolve_in(&self, node: &mut Node, at: Path, problems: &mut Vec<(Path, String)>) {
+        match &mut node.value {
+            Value::Scalar(s) if !s.plain => match self.resolve(&s.text) {
+                Ok(Some(v)) => s.text = v.into(),
+                Ok(None) => {}
+                Err(e) => problems.push((at, format!("cannot resolve {}: {e}", s.text))),
+            },
+            Value::Scalar(_) => {}
+            Value::Seq(items) => {
+                for (i, n) in items.iter_mut().enumerate() {
+                    self.resolve_in(n, at.index(i), problems);
+                }
+            }
+            Value::Map(entries) => {
+                for (k, v) in entries.iter_mut() {
+                    let key = k.as_str().unwrap_or_default().to_string();
+                    self.resolve_in(v, at.key(key), problems);
+                }
+            }
+        }
     }
 
     /// Reads `vault://...` with `getenv`.
@@ -135,6 +177,14 @@ impl Vaults {
                 .map_err(|_| format!("environment variable {variable} is not UTF-8 once decoded"))?;
         }
         Ok(value)
+    }
+}
+
+fn holds_reference(node: &Node) -> bool {
+    match &node.value {
+        Value::Scalar(s) => !s.plain && is_reference(&s.text),
+        Value::Seq(items) => items.iter().any(holds_reference),
+        Value::Map(entries) => entries.iter().any(|(_, v)| holds_reference(v)),
     }
 }
 

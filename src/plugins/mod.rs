@@ -24,6 +24,7 @@ pub mod registry;
 pub mod schema;
 
 pub mod acl;
+pub mod args;
 pub mod acme;
 pub mod ai;
 pub mod auth;

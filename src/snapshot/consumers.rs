@@ -5,7 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::model::{Model, Secret};
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey};
+
+use crate::config::model::{Model, Origin, Secret};
+use crate::config::vault::Vaults;
 use crate::exchange::{Consumer, Credential};
 
 /// A credential and the consumer it identifies.
@@ -15,13 +19,69 @@ pub struct Found {
     pub credential: Arc<Credential>,
 }
 
-/// What a jwt credential verifies with.
-#[derive(Debug, Clone)]
+/// What a jwt credential verifies with, parsed once per snapshot.
+#[derive(Clone)]
 pub struct JwtKey {
-    pub secret: Box<str>,
-    pub algorithm: Box<str>,
-    pub rsa_public_key: Option<Box<str>>,
+    pub algorithm: Algorithm,
+    /// The secret (HS*) or the public key.
+    pub key: DecodingKey,
+    /// HS* only: the secret read as base64url, for plugins with `secret_is_base64` (`None`
+    /// when it is not base64).
+    pub base64_key: Option<DecodingKey>,
 }
+
+impl JwtKey {
+    /// Kong's `jwt_secrets` algorithms, but ES512 (no maintained verifier in the crypto
+    /// backend this build uses).
+    fn compile(algorithm: &str, secret: &str, public_key: Option<&str>) -> Result<JwtKey, String> {
+        use Algorithm::*;
+        let algorithm = match algorithm {
+            "HS256" => HS256,
+            "HS384" => HS384,
+            "HS512" => HS512,
+            "RS256" => RS256,
+            "RS384" => RS384,
+            "RS512" => RS512,
+            "PS256" => PS256,
+            "PS384" => PS384,
+            "PS512" => PS512,
+            "ES256" => ES256,
+            "ES384" => ES384,
+            "EdDSA" => EdDSA,
+            other => return Err(format!("algorithm {other} is not supported (use HS256/384/512, RS256/384/512, PS256/384/512, ES256/384 or EdDSA)")),
+        };
+        if matches!(algorithm, HS256 | HS384 | HS512) {
+            let base64_key = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(secret.trim_end_matches('='))
+                .ok()
+                .and_then(|b| DecodingKey::from_secret(&b).ok());
+            let key = DecodingKey::from_secret(secret.as_bytes())
+                .map_err(|e| format!("secret: not usable for {algorithm:?}: {e}"))?;
+            return Ok(JwtKey {
+                algorithm,
+                key,
+                base64_key,
+            });
+        }
+        let pem = public_key
+            .ok_or("rsa_public_key: required field missing for an asymmetric algorithm")?
+            .as_bytes();
+        let key = match algorithm {
+            ES256 | ES384 => DecodingKey::from_ec_pem(pem),
+            EdDSA => DecodingKey::from_ed_pem(pem),
+            _ => DecodingKey::from_rsa_pem(pem),
+        }
+        .map_err(|e| format!("rsa_public_key: not a usable public key for {algorithm:?}: {e}"))?;
+        Ok(JwtKey {
+            algorithm,
+            key,
+            base64_key: None,
+        })
+    }
+}
+
+/// A problem found while compiling credentials: where the credential was written, and what.
+pub type CredentialProblem = (Origin, String);
 
 /// Every consumer, by position in the config, and the lookups over their credentials.
 #[derive(Default)]
@@ -36,8 +96,12 @@ pub struct Consumers {
 }
 
 impl Consumers {
-    pub fn compile(model: &Model) -> Consumers {
+    /// Compiles the consumers and their credentials, reading secret references through
+    /// `vaults`. A credential that cannot be used (a reference that cannot be read, a key that
+    /// does not parse, a key another credential resolved to) is a problem, and left out.
+    pub fn compile(model: &Model, vaults: &Vaults) -> (Consumers, Vec<CredentialProblem>) {
         let mut out = Consumers::default();
+        let mut problems = Vec::new();
         for (index, c) in model.consumers.iter().enumerate() {
             let acl_groups = c
                 .credentials
@@ -60,6 +124,13 @@ impl Consumers {
                 out.refs.insert(u.as_str().into(), index);
             }
             for cred in &c.credentials {
+                let resolved = match resolve_secret(&cred.secret, vaults) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        problems.push((cred.origin.clone(), e));
+                        continue;
+                    }
+                };
                 let found = |identifier: &str| Found {
                     consumer: consumer.clone(),
                     credential: Arc::new(Credential {
@@ -68,41 +139,47 @@ impl Consumers {
                         identifier: identifier.into(),
                     }),
                 };
-                match &cred.secret {
+                let duplicate = match resolved {
                     Secret::KeyAuth { key } => {
-                        out.key_auth.insert(key.as_str().into(), found(&cred.id));
+                        insert(&mut out.key_auth, &key, found(&cred.id))
                     }
-                    Secret::BasicAuth { username, password } => {
-                        out.basic_auth.insert(
-                            username.as_str().into(),
-                            (found(username), password.as_str().into()),
-                        );
-                    }
-                    Secret::HmacAuth { username, secret } => {
-                        out.hmac_auth.insert(
-                            username.as_str().into(),
-                            (found(username), secret.as_str().into()),
-                        );
-                    }
+                    Secret::BasicAuth { username, password } => insert(
+                        &mut out.basic_auth,
+                        &username,
+                        (found(&username), password.into()),
+                    ),
+                    Secret::HmacAuth { username, secret } => insert(
+                        &mut out.hmac_auth,
+                        &username,
+                        (found(&username), secret.into()),
+                    ),
                     Secret::Jwt {
                         key,
                         secret,
                         algorithm,
                         rsa_public_key,
-                    } => {
-                        let verify = JwtKey {
-                            secret: secret.as_str().into(),
-                            algorithm: algorithm.as_str().into(),
-                            rsa_public_key: rsa_public_key.as_deref().map(Into::into),
-                        };
-                        out.jwt.insert(key.as_str().into(), (found(key), verify));
-                    }
-                    Secret::Acl { .. } | Secret::OAuth2(_) => {}
+                    } => match JwtKey::compile(&algorithm, &secret, rsa_public_key.as_deref()) {
+                        Ok(verify) => insert(&mut out.jwt, &key, (found(&key), verify)),
+                        Err(e) => {
+                            problems.push((cred.origin.clone(), format!("jwt_secrets: {e}")));
+                            false
+                        }
+                    },
+                    Secret::Acl { .. } | Secret::OAuth2(_) => false,
+                };
+                if duplicate {
+                    problems.push((
+                        cred.origin.clone(),
+                        format!(
+                            "uniqueness violation: another '{}' entity resolves to the same value",
+                            cred.secret.kind()
+                        ),
+                    ));
                 }
             }
             out.list.push(consumer);
         }
-        out
+        (out, problems)
     }
 
     /// The key-auth credential with this key.
@@ -129,4 +206,52 @@ impl Consumers {
     pub fn by_ref(&self, id_or_username: &str) -> Option<&Arc<Consumer>> {
         self.refs.get(id_or_username).map(|&i| &self.list[i])
     }
+}
+
+/// Adds `value` under `key`; `true` when the key was taken (the first stays).
+fn insert<V>(map: &mut HashMap<Box<str>, V>, key: &str, value: V) -> bool {
+    if map.contains_key(key) {
+        return true;
+    }
+    map.insert(key.into(), value);
+    false
+}
+
+/// The credential with its secret references read.
+fn resolve_secret(secret: &Secret, vaults: &Vaults) -> Result<Secret, String> {
+    let read = |field: &str, v: &String| -> Result<String, String> {
+        match vaults.resolve(v) {
+            Ok(Some(value)) => Ok(value),
+            Ok(None) => Ok(v.clone()),
+            Err(e) => Err(format!("{field}: cannot resolve {v}: {e}")),
+        }
+    };
+    Ok(match secret {
+        Secret::KeyAuth { key } => Secret::KeyAuth {
+            key: read("key", key)?,
+        },
+        Secret::BasicAuth { username, password } => Secret::BasicAuth {
+            username: read("username", username)?,
+            password: read("password", password)?,
+        },
+        Secret::HmacAuth { username, secret } => Secret::HmacAuth {
+            username: read("username", username)?,
+            secret: read("secret", secret)?,
+        },
+        Secret::Jwt {
+            key,
+            secret,
+            algorithm,
+            rsa_public_key,
+        } => Secret::Jwt {
+            key: read("key", key)?,
+            secret: read("secret", secret)?,
+            algorithm: algorithm.clone(),
+            rsa_public_key: rsa_public_key
+                .as_ref()
+                .map(|k| read("rsa_public_key", k))
+                .transpose()?,
+        },
+        other => other.clone(),
+    })
 }

@@ -246,7 +246,11 @@ impl Snapshot {
         state.begin();
         let mut report = Report::default();
         let services = compile_services(&model, state);
-        let consumers = Arc::new(Consumers::compile(&model));
+        let (consumers, problems) = Consumers::compile(&model, &model.vaults);
+        for (origin, message) in problems {
+            report.push(Severity::Error, &origin, message);
+        }
+        let consumers = Arc::new(consumers);
         let route_ids: Vec<Identity> = model
             .routes
             .iter()
@@ -260,6 +264,7 @@ impl Snapshot {
             state,
             consumers: &consumers,
             services: &services,
+            vaults: &model.vaults,
         };
         let built = env.kong_plugins(&model, &route_ids, &mut report);
         let resolver = chains::Resolver::new(&model, &built, registry);
@@ -461,6 +466,7 @@ struct BuildEnv<'a> {
     state: &'a State,
     consumers: &'a Arc<Consumers>,
     services: &'a [ServiceRt],
+    vaults: &'a crate::config::vault::Vaults,
 }
 
 impl BuildEnv<'_> {
@@ -495,6 +501,7 @@ impl BuildEnv<'_> {
                     service: p.scope.service.map(|s| &self.services[s].identity),
                     state: self.state,
                     consumers: self.consumers,
+                    vaults: self.vaults,
                 };
                 match self.registry.build(name, &p.config, &mut cx) {
                     Err(problems) => {
@@ -580,6 +587,7 @@ impl BuildEnv<'_> {
                 service: service.map(|s| &s.identity),
                 state: self.state,
                 consumers: self.consumers,
+                vaults: self.vaults,
             };
             match self.registry.build(name, &config, &mut cx) {
                 Ok(p) => plugins.extend(p),
