@@ -1,14 +1,18 @@
 //! `acl` (PRIORITY 950, access): lets a request through only if the authenticated consumer
 //! (or, with `always_use_authenticated_groups`, the authenticated groups) belongs to one of
 //! the `allow` groups, or to none of the `deny` groups, from the consumers' `acls`; sends the
-//! groups upstream in `X-Consumer-Groups` unless `hide_groups_header`. Not served yet: its
-//! config is checked against Kong's schema, and the routes it applies to are closed.
+//! groups upstream in `X-Consumer-Groups` unless `hide_groups_header`
+//! (`kong/plugins/acl/handler.lua`). switchyard has no authentication that yields groups
+//! without a consumer (LDAP, OpenID Connect), so only the consumer's `acls` count.
 
 use std::sync::Arc;
 
+use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 
-use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
+use super::auth::X_CONSUMER_GROUPS;
+use super::{BuildCx, Checks, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate};
+use crate::exchange::respond;
 
 /// The plugin's `config` (Kong's `kong/plugins/acl/schema.lua`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -52,8 +56,65 @@ impl PluginSpec for Acl {
     const NO_CONSUMER: bool = true;
     type Config = Config;
 
-    fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
-        Ok(None)
+    fn build(config: Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        // Kong: a non-empty `deny` makes it a deny list, else `allow` is the allow list.
+        let (deny, groups) = match config.deny.filter(|d| !d.is_empty()) {
+            Some(d) => (true, d),
+            None => (false, config.allow.unwrap_or_default()),
+        };
+        Ok(Some(Arc::new(Handler {
+            deny,
+            groups: groups.into_iter().map(Arc::from).collect(),
+            hide_groups_header: config.hide_groups_header,
+        })))
+    }
+}
+
+struct Handler {
+    deny: bool,
+    groups: Vec<Arc<str>>,
+    hide_groups_header: bool,
+}
+
+fn cannot_consume() -> Flow {
+    Flow::Respond(respond::message(
+        StatusCode::FORBIDDEN,
+        "You cannot consume this service",
+    ))
+}
+
+impl Plugin for Handler {
+    fn name(&self) -> &str {
+        Acl::NAME
+    }
+    fn priority(&self) -> i32 {
+        Acl::PRIORITY
+    }
+    fn phases(&self) -> Phases {
+        Phases::ACCESS
+    }
+    fn access(&self, ctx: &mut Ctx<'_>, req: &mut Request<'_>) -> Flow {
+        let Some(consumer) = &ctx.consumer else {
+            return Flow::Respond(respond::message(StatusCode::UNAUTHORIZED, "Unauthorized"));
+        };
+        let groups = &consumer.acl_groups;
+        if groups.is_empty() && !self.deny {
+            if ctx.credential.is_some() {
+                return cannot_consume();
+            }
+            return Flow::Respond(respond::message(StatusCode::UNAUTHORIZED, "Unauthorized"));
+        }
+        let in_group = groups.iter().any(|g| self.groups.contains(g));
+        if in_group == self.deny {
+            return cannot_consume();
+        }
+        if !self.hide_groups_header {
+            let joined = groups.join(", ");
+            if let Ok(v) = HeaderValue::from_str(&joined) {
+                req.headers_mut().insert(X_CONSUMER_GROUPS.clone(), v);
+            }
+        }
+        Flow::Continue
     }
 }
 

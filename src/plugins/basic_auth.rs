@@ -1,14 +1,19 @@
 //! `basic-auth` (PRIORITY 1100, access): identifies the consumer by the username and
 //! password of an `Authorization: Basic` (or `Proxy-Authorization`) header, against the
 //! consumers' `basicauth_credentials`; optionally strips the header before proxying, or lets
-//! the request through as an `anonymous` consumer. Not served yet: its config is checked
-//! against Kong's schema, and the routes it applies to are closed.
+//! the request through as an `anonymous` consumer (`kong/plugins/basic-auth/access.lua`).
+//! Passwords are compared in constant time.
 
 use std::sync::Arc;
 
+use base64::Engine;
+use http::{HeaderName, HeaderValue, header};
 use serde::Deserialize;
 
-use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
+use super::auth::{self, Attempt};
+use super::{BuildCx, Checks, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate};
+use crate::exchange::Consumer;
+use crate::snapshot::Consumers;
 
 /// The plugin's `config` (Kong's `kong/plugins/basic-auth/schema.lua`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -57,14 +62,109 @@ impl PluginSpec for BasicAuth {
     const NO_CONSUMER: bool = true;
     type Config = Config;
 
-    fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
-        Ok(None)
+    fn build(config: Config, cx: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        Ok(Some(Arc::new(Handler {
+            anonymous: auth::anonymous(cx.consumers, config.anonymous.as_deref())?,
+            challenge: auth::challenge("Basic", Some(&config.realm)),
+            hide_credentials: config.hide_credentials,
+            consumers: cx.consumers.clone(),
+        })))
+    }
+}
+
+struct Handler {
+    anonymous: Option<Arc<Consumer>>,
+    challenge: HeaderValue,
+    hide_credentials: bool,
+    consumers: Arc<Consumers>,
+}
+
+impl Handler {
+    /// Kong's `do_authentication`: `Proxy-Authorization` first, then `Authorization`.
+    fn attempt(&self, req: &mut Request<'_>) -> Attempt {
+        let fail = || Attempt::Failed(auth::unauthorized("Unauthorized", &self.challenge));
+        let headers = req.headers();
+        if !headers.contains_key(header::AUTHORIZATION)
+            && !headers.contains_key(header::PROXY_AUTHORIZATION)
+        {
+            return fail();
+        }
+        let mut found = None;
+        if let Some((user, password)) = self.retrieve(req, &header::PROXY_AUTHORIZATION) {
+            found = self.consumers.by_basic_username(&user).map(|f| (f, password));
+        }
+        if found.is_none() {
+            let Some((user, password)) = self.retrieve(req, &header::AUTHORIZATION) else {
+                return fail();
+            };
+            found = self.consumers.by_basic_username(&user).map(|f| (f, password));
+        }
+        match found {
+            Some(((f, configured), given))
+                if auth::secrets_match(given.as_bytes(), configured.as_bytes()) =>
+            {
+                Attempt::Authenticated(f.clone())
+            }
+            _ => fail(),
+        }
+    }
+
+    /// The username and password in header `name` (`[Bb]asic base64(user:password)`); the
+    /// header leaves the request with `hide_credentials`, readable or not.
+    fn retrieve(&self, req: &mut Request<'_>, name: &HeaderName) -> Option<(String, String)> {
+        let found = req.header(name.as_str()).and_then(parse_basic);
+        if self.hide_credentials {
+            req.headers_mut().remove(name);
+        }
+        found
+    }
+}
+
+/// Kong's `\s*[Bb]asic\s*(.+)` then `([^:]+):(.*)` over the decoded text.
+fn parse_basic(value: &str) -> Option<(String, String)> {
+    let at = value.find("asic").filter(|&i| i > 0 && matches!(&value[i - 1..i], "B" | "b"))?;
+    let encoded = value[at + 4..].trim_start();
+    if encoded.is_empty() {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim_end()).ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (user, password) = text.trim_start_matches(':').split_once(':')?;
+    Some((user.to_string(), password.to_string()))
+}
+
+impl Plugin for Handler {
+    fn name(&self) -> &str {
+        BasicAuth::NAME
+    }
+    fn priority(&self) -> i32 {
+        BasicAuth::PRIORITY
+    }
+    fn phases(&self) -> Phases {
+        Phases::ACCESS
+    }
+    fn access(&self, ctx: &mut Ctx<'_>, req: &mut Request<'_>) -> Flow {
+        auth::access(ctx, req, true, self.anonymous.as_ref(), |_, req| {
+            self.attempt(req)
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn basic_header_read_as_kong_reads_it() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let p = |v: String| parse_basic(&v);
+        assert_eq!(p(format!("Basic {}", b64("bob:kong"))), Some(("bob".into(), "kong".into())));
+        assert_eq!(p(format!("basic {}", b64("u:pass:word"))), Some(("u".into(), "pass:word".into())));
+        assert_eq!(p(format!("Basic {}", b64("u:"))), Some(("u".into(), "".into())));
+        assert_eq!(p(format!("Basic {}", b64("nocolon"))), None);
+        assert_eq!(p("Basic !!!".into()), None);
+        assert_eq!(p(format!("Bearer {}", b64("bob:kong"))), None);
+    }
     use crate::plugins::schema::parse;
 
     #[test]

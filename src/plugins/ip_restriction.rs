@@ -1,15 +1,20 @@
 //! `ip-restriction` (PRIORITY 990, access; also TCP/TLS streams): lets a request through
 //! only if the client address is in one of the `allow` ranges, or in none of the `deny`
 //! ranges (IP addresses or CIDR blocks, IPv4 or IPv6); a refused request gets `status`
-//! (403) and `message`. Not served yet: its config is checked against Kong's schema, and the
-//! routes it applies to are closed.
+//! (403) and `message` (`kong/plugins/ip-restriction/handler.lua`). The client address is
+//! Kong's `remote_addr`: the connection's, or the one a trusted proxy names
+//! (`--trusted-ips`, `--real-ip-header`).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
+use http::StatusCode;
+
+use super::{BuildCx, Checks, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate};
+use crate::exchange::respond;
+use crate::ip::{IpRule, to_u128};
 
 /// The plugin's `config` (Kong's `kong/plugins/ip-restriction/schema.lua`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -70,8 +75,56 @@ impl PluginSpec for IpRestriction {
     const KIND: Kind = Kind::Acts;
     type Config = Config;
 
-    fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
-        Ok(None)
+    fn build(config: Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        let rules = |list: Option<Vec<String>>| -> Vec<IpRule> {
+            list.unwrap_or_default()
+                .iter()
+                .filter_map(|s| IpRule::parse(s))
+                .collect()
+        };
+        let status = match config.status {
+            Some(s) => StatusCode::from_u16(s as u16).map_err(|_| format!("status: {s} is not an HTTP status"))?,
+            None => StatusCode::FORBIDDEN,
+        };
+        Ok(Some(Arc::new(Handler {
+            deny: rules(config.deny),
+            allow: rules(config.allow),
+            status,
+            message: config.message,
+        })))
+    }
+}
+
+struct Handler {
+    deny: Vec<IpRule>,
+    allow: Vec<IpRule>,
+    status: StatusCode,
+    message: Option<String>,
+}
+
+impl Plugin for Handler {
+    fn name(&self) -> &str {
+        IpRestriction::NAME
+    }
+    fn priority(&self) -> i32 {
+        IpRestriction::PRIORITY
+    }
+    fn phases(&self) -> Phases {
+        Phases::ACCESS
+    }
+    fn access(&self, ctx: &mut Ctx<'_>, _: &mut Request<'_>) -> Flow {
+        let ip = ctx.client.ip().to_canonical();
+        let v = to_u128(ip);
+        let denied = self.deny.iter().any(|r| r.contains(v))
+            || (!self.allow.is_empty() && !self.allow.iter().any(|r| r.contains(v)));
+        if !denied {
+            return Flow::Continue;
+        }
+        let message = match &self.message {
+            Some(m) => std::borrow::Cow::Borrowed(m.as_str()),
+            None => format!("IP address not allowed: {ip}").into(),
+        };
+        Flow::Respond(respond::message(self.status, &message))
     }
 }
 
