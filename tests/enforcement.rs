@@ -92,12 +92,12 @@ services:
 - name: up
   url: http://{u}
   routes:
-  - {{name: keyauth, paths: [/ka], plugins: [{{name: key-auth, config: {{key_names: [apikey]}}}}]}}
-  - {{name: iprestrict, paths: [/ip], plugins: [{{name: ip-restriction, config: {{deny: [127.0.0.1, 127.0.0.0/8]}}}}]}}
-  - {{name: basic, paths: [/ba], plugins: [{{name: basic-auth}}]}}
-  - {{name: jwt, paths: [/jwt], plugins: [{{name: jwt}}]}}
-  - {{name: hmac, paths: [/hmac], plugins: [{{name: hmac-auth}}]}}
-  - {{name: acl, paths: [/acl], plugins: [{{name: acl, config: {{allow: [admins]}}}}]}}
+  - {{name: limited, paths: [/rl], plugins: [{{name: rate-limiting, config: {{minute: 5}}}}]}}
+  - {{name: cached, paths: [/cache], plugins: [{{name: proxy-cache, config: {{strategy: memory}}}}]}}
+  - {{name: sized, paths: [/size], plugins: [{{name: request-size-limiting}}]}}
+  - {{name: resp, paths: [/resp], plugins: [{{name: response-transformer}}]}}
+  - {{name: req, paths: [/req], plugins: [{{name: request-transformer}}]}}
+  - {{name: corr, paths: [/corr], plugins: [{{name: correlation-id}}]}}
   - {{name: observed, paths: [/prom], plugins: [{{name: prometheus}}, {{name: http-log, config: {{http_endpoint: "http://127.0.0.1:9/log"}}}}]}}
   - {{name: off, paths: [/off], plugins: [{{name: key-auth, enabled: false}}]}}
   - {{name: teapot, paths: [/tea], plugins: [{{name: request-termination, config: {{status_code: 418, message: tea}}}}]}}
@@ -117,15 +117,15 @@ consumers: [{{username: alice, keyauth_credentials: [{{key: alice-secret}}]}}]
 
     for (target, route, plugin) in [
         (
-            "/ka/",
-            "keyauth",
-            "plugin 'key-auth' (kong.yaml:6 services[0].routes[0].plugins[0])",
+            "/rl/",
+            "limited",
+            "plugin 'rate-limiting' (kong.yaml:6 services[0].routes[0].plugins[0])",
         ),
-        ("/ip/", "iprestrict", "plugin 'ip-restriction' (kong.yaml:7"),
-        ("/ba", "basic", "plugin 'basic-auth'"),
-        ("/jwt", "jwt", "plugin 'jwt'"),
-        ("/hmac", "hmac", "plugin 'hmac-auth'"),
-        ("/acl", "acl", "plugin 'acl'"),
+        ("/cache/", "cached", "plugin 'proxy-cache' (kong.yaml:7"),
+        ("/size", "sized", "plugin 'request-size-limiting'"),
+        ("/resp", "resp", "plugin 'response-transformer'"),
+        ("/req", "req", "plugin 'request-transformer'"),
+        ("/corr", "corr", "plugin 'correlation-id'"),
         (
             "/c1",
             "c1",
@@ -151,7 +151,7 @@ consumers: [{{username: alice, keyauth_credentials: [{{key: alice-secret}}]}}]
         .collect();
     assert_eq!(closed.len(), 8, "{closed:?}");
     assert!(
-        closed[0].starts_with("route keyauth (kong.yaml:6)"),
+        closed[0].starts_with("route limited (kong.yaml:6)"),
         "{closed:?}"
     );
     let unserved = status["unserved"].to_string();
@@ -163,7 +163,7 @@ consumers: [{{username: alice, keyauth_credentials: [{{key: alice-secret}}]}}]
         unserved.contains("plugin 'http-log' (observes only"),
         "{unserved}"
     );
-    assert!(gw.logged(&["closed: route keyauth (kong.yaml:6): answers 503"]));
+    assert!(gw.logged(&["closed: route limited (kong.yaml:6): answers 503"]));
 
     // `check` compiles as `run` does: it accepts the file and lists the closed routes apart.
     let (code, out, err) = switchyard(&["check"], dir.path());
@@ -251,10 +251,7 @@ plugins:
         &up,
         "/authed",
         "authed",
-        &[
-            "plugin 'key-auth'",
-            "plugin 'request-transformer' (kong.yaml:14 consumers[0].plugins[0]) for consumer 'alice', who can be identified on this route",
-        ],
+        &["plugin 'request-transformer' (kong.yaml:14 consumers[0].plugins[0]) for consumer 'alice', who can be identified on this route"],
     );
     // The group's request-termination is served: it is resolved for the group's members
     // once they authenticate, and closes nothing. No consumer can be identified where
@@ -478,12 +475,12 @@ fn a_reload_that_adds_an_unserved_plugin_closes_the_route() {
     assert_open(&gw, &up, "/r");
     std::fs::write(
         dir.path().join("kong.yaml"),
-        format!("{base}    plugins: [{{name: key-auth}}]\n"),
+        format!("{base}    plugins: [{{name: rate-limiting, config: {{minute: 5}}}}]\n"),
     )
     .unwrap();
     let r = gw.admin("POST", "/reload");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_closed(&gw, &up, "/r", "r", &["plugin 'key-auth'"]);
+    assert_closed(&gw, &up, "/r", "r", &["plugin 'rate-limiting'"]);
     assert_eq!(
         gw.admin("GET", "/status").json()["closed_routes"][0]["route"],
         "route r (kong.yaml:6)"

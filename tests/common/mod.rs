@@ -368,6 +368,15 @@ impl Running {
 
     /// Like `start`, with another build of the gateway (an example with custom plugins).
     pub fn start_bin(bin: &Path, dir: &Path, args: &[&str]) -> Running {
+        Self::spawn(bin, dir, args, &[])
+    }
+
+    /// Like `start`, with these environment variables set for the gateway.
+    pub fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        Self::spawn(&binary(), dir, args, env)
+    }
+
+    fn spawn(bin: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
         use std::process::{Command, Stdio};
         let addr: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
@@ -382,6 +391,7 @@ impl Running {
             .env("SWITCHYARD_LOG", "info")
             .env_remove("SWITCHYARD_ENVIRONMENT")
             .env_remove("ASPNETCORE_ENVIRONMENT")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
