@@ -28,13 +28,24 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
+# cargo's target directory, as cargo itself finds it
+TARGET = os.path.join(REPO, os.environ.get("CARGO_TARGET_DIR") or "target")
 
 PORT_UP, PORT_NGINX, PORT_HAPROXY, PORT_SY, PORT_SY_ADMIN = 9001, 9002, 9003, 9004, 9005
-ALL_PORTS = [PORT_UP, PORT_NGINX, PORT_HAPROXY, PORT_SY, PORT_SY_ADMIN]
-ALL_SECTIONS = ["rps", "latency", "bodies", "memory", "scaling", "reload", "instructions"]
+# --baseline-switchyard (old main) and the plugins section's two bench_gateway processes
+PORT_BASE, PORT_BASE_ADMIN = 9006, 9007
+PORT_PF, PORT_PF_ADMIN = 9008, 9009          # bench_gateway, plugin-free route
+PORT_PL, PORT_PL_ADMIN = 9010, 9011          # bench_gateway, route with the no-op plugins
+ALL_PORTS = [PORT_UP, PORT_NGINX, PORT_HAPROXY, PORT_SY, PORT_SY_ADMIN, PORT_BASE, PORT_BASE_ADMIN,
+             PORT_PF, PORT_PF_ADMIN, PORT_PL, PORT_PL_ADMIN]
+ALL_SECTIONS = ["rps", "latency", "bodies", "memory", "scaling", "reload", "plugins", "instructions"]
 # execution order: memory first, so that "idle" is measured on fresh processes
-EXEC_ORDER = ["memory", "rps", "latency", "bodies", "scaling", "reload", "instructions"]
+EXEC_ORDER = ["memory", "rps", "latency", "bodies", "scaling", "reload", "plugins", "instructions"]
 ALL_PROXIES = ["nginx", "haproxy", "switchyard"]
+# the row of --baseline-switchyard in the sections that interleave it with switchyard
+BASELINE = "switchyard baseline"
+# the no-op plugins of examples/bench_gateway.rs, put on the plugins section's route
+NOOP_PLUGINS = ["bench-noop-1", "bench-noop-2", "bench-noop-3"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROXY_CPU = "1"
@@ -231,6 +242,23 @@ def callgrind_totals(path):
     return dict(zip(events, totals))
 
 
+def cpu_times(cpu=None):
+    """The /proc/stat line of one CPU (or of all): (total ticks, steal ticks)."""
+    key = "cpu" if cpu is None else "cpu%s" % cpu
+    with open("/proc/stat") as f:
+        for line in f:
+            p = line.split()
+            if p and p[0] == key:
+                v = [int(x) for x in p[1:9]]
+                return sum(v), v[7]
+    return 0, 0
+
+
+def steal_ticks():
+    """Steal ticks so far: (all CPUs, the proxies' CPU)."""
+    return cpu_times()[1], cpu_times(PROXY_CPU)[1]
+
+
 def wait_until(fn, timeout, interval=0.02):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -403,14 +431,22 @@ def kong_yaml(routes, per_service=10):
     return "".join(out)
 
 
-def kong_main_yaml(n_prefix):
+def kong_main_yaml(n_prefix, plugins=()):
     """n_prefix decoy prefix routes /k0.. then the catch-all '/' route that the
-    benchmark requests match (the lowest-priority prefix: checked last)."""
+    benchmark requests match (the lowest-priority prefix: checked last), carrying
+    `plugins` (names of plugins with an empty config) when given."""
     routes = [("k%d" % i, "/k%d" % i) for i in range(n_prefix)]
     out = kong_yaml(routes)
     out += ("- name: origin\n  url: http://127.0.0.1:%d\n  routes:\n"
             '  - name: r-last\n    paths: ["/"]\n    strip_path: false\n' % PORT_UP)
+    if plugins:
+        out += "    plugins:\n" + "".join("    - name: %s\n" % p for p in plugins)
     return out
+
+
+def main_config(plugins=()):
+    """switchyard's main config: 100 Kong routes + 100 Ocelot routes (see bench/README.md)."""
+    return {"kong.yaml": kong_main_yaml(99, plugins), "ocelot.json": ocelot_json(100)}
 
 
 def ocelot_json(n):
@@ -534,33 +570,35 @@ class HAProxy(Server):
 
 
 class Switchyard(Server):
-    def __init__(self, name, port, binary):
+    def __init__(self, name, port, binary, admin_port=PORT_SY_ADMIN, tag="sy"):
         super().__init__(name, port)
         self.binary = binary
+        self.admin_port = admin_port
+        self.tag = tag      # names its config dirs and logs in the scratch directory
 
     def start(self, variant, files, probe="/", timeout=120):
         """files: {filename: text} written to a fresh config dir."""
         if self.running() and self.variant == variant:
             return True
         self.stop()
-        cdir = os.path.join(BENCH, "sy-" + variant)
+        cdir = os.path.join(BENCH, "%s-%s" % (self.tag, variant))
         shutil.rmtree(cdir, ignore_errors=True)
         os.makedirs(cdir)
         for fn, text in files.items():
             write_file(os.path.join(cdir, fn), text)
         self.config_dir = cdir
-        logpath = os.path.join(BENCH, "switchyard-%s.log" % variant)
+        logpath = os.path.join(BENCH, "%s-%s.log" % (self.tag, variant))
         self.logpath = logpath
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "warn")
         self.proc = spawn([self.binary, "run", "--config-dir", cdir,
-                           "--listen", "127.0.0.1:%d" % PORT_SY,
-                           "--admin-listen", "127.0.0.1:%d" % PORT_SY_ADMIN,
+                           "--listen", "127.0.0.1:%d" % self.port,
+                           "--admin-listen", "127.0.0.1:%d" % self.admin_port,
                            "--workers", "1"], logpath, cpu=PROXY_CPU, env=env)
         self.variant = variant
 
         def ready():
-            return (http_get(PORT_SY_ADMIN, "/status/ready", 1)[0] == 200
+            return (http_get(self.admin_port, "/status/ready", 1)[0] == 200
                     and http_get(self.port, probe, 2)[0] == 200)
         if not self._wait_ready(timeout, ready, logpath):
             self.variant = None
@@ -670,17 +708,20 @@ def wait_quiet(limit=10.0):
 def wrk(port, path, conns, duration, cpu_pids, up_pids=(), during=None, during_interval=0.5):
     url = "http://127.0.0.1:%d%s" % (port, path)
     busy = wait_quiet()
+    st0 = steal_ticks()
     t0, k0 = cpu_split(cpu_pids)
     u0 = cpu_ticks(up_pids)
     out, wall, gen = run_client(["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration, "--latency",
                                  "--timeout", "10s", url], duration + 30, during=during,
                                 during_interval=during_interval)
     t1, k1 = cpu_split(cpu_pids)
+    st1 = steal_ticks()
     dt, dk = t1 - t0, k1 - k0
     du = cpu_ticks(up_pids) - u0
     r = parse_wrk(out)
     r["gen_cpu"] = gen
     r["bg_busy"] = busy
+    r["steal"], r["steal_proxy_cpu"] = st1[0] - st0[0], st1[1] - st0[1]
     n = r.get("requests", 0)
     if n:
         r["cpu_us"] = dt * 1e6 / CLK_TCK / n
@@ -785,6 +826,14 @@ class Harness:
         self.haproxy = HAProxy("haproxy", PORT_HAPROXY)
         self.sy = Switchyard("switchyard", PORT_SY, args.switchyard)
         self.sy_status = None    # None = usable, else a reason string
+        # --baseline-switchyard: a second build (old main), interleaved with switchyard
+        self.base = None
+        self.base_status = None
+        if args.baseline_switchyard and "switchyard" in args.proxies:
+            self.base = Switchyard(BASELINE, PORT_BASE, args.baseline_switchyard, PORT_BASE_ADMIN, "base")
+        # the plugins section's gateway (examples/bench_gateway.rs)
+        self.gw_status = None
+        self.binaries = {}       # role -> {"src", "path", "sha", "mtime"}
         self.sy_main_note = None
         self.results = {}
         self.notes = []
@@ -803,53 +852,76 @@ class Harness:
         if not self.up.start("main", sub(UPSTREAM_CONF)):
             raise SystemExit("upstream nginx did not start: %s" % self.up.error)
 
+    def find_binary(self, b, default, cargo_args, what):
+        """A binary to measure: `b` if it exists; built with `cargo build --release
+        cargo_args` when `b` is the default path and missing. Returns None when it is
+        usable, else why not."""
+        if os.path.isfile(b) and os.access(b, os.X_OK):
+            return None
+        cargo_toml = os.path.join(REPO, "Cargo.toml")
+        if os.path.abspath(b) != os.path.abspath(default):
+            return "not built (%s not found)" % b
+        if self.args.no_build:
+            return "not built (%s missing; --no-build given)" % b
+        if not os.path.isfile(cargo_toml):
+            return "not built (%s missing and no Cargo.toml in %s)" % (b, REPO)
+        if not shutil.which("cargo"):
+            return "not built (%s missing and cargo not found)" % b
+        cmd = ["cargo", "build", "--release"] + cargo_args
+        blog = os.path.join(BENCH, "cargo-build-%s.log" % what)
+        log("%s missing: running %s in %s (log: %s)" % (b, " ".join(cmd), REPO, blog))
+        try:
+            with open(blog, "wb") as lf:
+                rc = subprocess.run(cmd, cwd=REPO, stdout=lf, stderr=subprocess.STDOUT,
+                                    timeout=1800).returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+        if rc != 0 or not os.path.isfile(b):
+            return "not built (%s failed: %s)" % (" ".join(cmd), one_line(tail(blog, 3), 150))
+        return None
+
     def check_switchyard_binary(self):
+        a = self.args
         if "switchyard" not in self.proxies:
             return
-        b = self.args.switchyard
-        if os.path.isfile(b) and os.access(b, os.X_OK):
-            self.snapshot_binary(b)
-            return
-        cargo_toml = os.path.join(REPO, "Cargo.toml")
-        default = os.path.join(REPO, "target", "release", "switchyard")
-        if os.path.abspath(b) != default:
-            self.sy_status = "not built (%s not found)" % b
-        elif self.args.no_build:
-            self.sy_status = "not built (%s missing; --no-build given)" % b
-        elif not os.path.isfile(cargo_toml):
-            self.sy_status = "not built (%s missing and no Cargo.toml in %s)" % (b, REPO)
-        elif not shutil.which("cargo"):
-            self.sy_status = "not built (%s missing and cargo not found)" % b
-        else:
-            log("switchyard binary missing: running cargo build --release in %s (log: %s/cargo-build.log)"
-                % (REPO, BENCH))
-            try:
-                with open(os.path.join(BENCH, "cargo-build.log"), "wb") as lf:
-                    rc = subprocess.run(["cargo", "build", "--release"], cwd=REPO, stdout=lf,
-                                        stderr=subprocess.STDOUT, timeout=1800).returncode
-            except subprocess.TimeoutExpired:
-                rc = "timeout"
-            if rc != 0 or not os.path.isfile(b):
-                self.sy_status = "not built (cargo build --release failed: %s)" % one_line(
-                    tail(os.path.join(BENCH, "cargo-build.log"), 3), 150)
+        self.sy_status = self.find_binary(a.switchyard, os.path.join(TARGET, "release", "switchyard"),
+                                          [], "switchyard")
         if self.sy_status:
             log("switchyard: " + self.sy_status)
         else:
-            self.snapshot_binary(b)
+            self.sy.binary = self.snapshot_binary(a.switchyard, "switchyard")
+        if self.base:
+            b = a.baseline_switchyard
+            if os.path.isfile(b) and os.access(b, os.X_OK):
+                self.base.binary = self.snapshot_binary(b, "baseline")
+            else:
+                self.base_status = "not found (%s)" % b
+                log("%s: %s" % (BASELINE, self.base_status))
+        if "plugins" in a.sections:
+            self.gw_status = self.find_binary(
+                a.plugin_switchyard, os.path.join(TARGET, "release", "examples", "bench_gateway"),
+                ["--example", "bench_gateway"], "bench_gateway")
+            if self.gw_status:
+                log("bench_gateway: " + self.gw_status)
+            else:
+                self.gw_binary = self.snapshot_binary(a.plugin_switchyard, "bench_gateway")
 
-    def snapshot_binary(self, b):
+    def snapshot_binary(self, b, role):
         """Run a private copy, so that a rebuild during the benchmark cannot
-        mix two builds in one table."""
+        mix two builds in one table. Returns the copy's path."""
         import hashlib
-        dst = os.path.join(BENCH, "switchyard")
+        dst = os.path.join(BENCH, "bin-" + role)
         shutil.copy2(b, dst)
         with open(dst, "rb") as f:
-            self.sy_sha = hashlib.sha256(f.read()).hexdigest()[:12]
-        self.sy_mtime = os.path.getmtime(dst)
-        self.sy.binary = dst
+            sha = hashlib.sha256(f.read()).hexdigest()[:12]
+        self.binaries[role] = {"src": b, "path": dst, "sha": sha, "mtime": os.path.getmtime(dst)}
+        return dst
 
     def sy_usable(self):
         return "switchyard" in self.proxies and self.sy_status is None
+
+    def base_usable(self):
+        return self.base is not None and self.base_status is None
 
     # ---- proxy states
     def ensure_main(self, names):
@@ -870,7 +942,21 @@ class Harness:
             elif name == "switchyard" and self.sy_usable():
                 if self.start_sy_main():
                     out.append(("switchyard", PORT_SY, self.sy))
+                if self.base_usable():
+                    if self.start_base_main():
+                        out.append((BASELINE, PORT_BASE, self.base))
         return out
+
+    def start_base_main(self):
+        """The baseline build in the same main configuration as switchyard."""
+        if self.sy_main_note == "kong-only":
+            ok = self.base.start("main-kong", {"kong.yaml": kong_main_yaml(199)})
+        else:
+            ok = self.base.start("main", main_config())
+        if not ok:
+            self.base_status = self.base.error
+            log("%s: %s" % (BASELINE, self.base.error))
+        return ok
 
     def start_sy_main(self):
         if self.sy.running() and self.sy.variant in ("main", "main-kong"):
@@ -878,7 +964,7 @@ class Harness:
         if self.sy_main_note == "failed":
             return False
         if self.sy_main_note is None or self.sy_main_note == "kong+ocelot":
-            ok = self.sy.start("main", {"kong.yaml": kong_main_yaml(99), "ocelot.json": ocelot_json(100)})
+            ok = self.sy.start("main", main_config())
             if ok:
                 # does it serve the Ocelot routes, or only accept the file?
                 try:
@@ -931,6 +1017,8 @@ class Harness:
                 self.notes.append("%s failed the sanity check (%s) and was skipped in that section." % (t[0], bad))
                 if t[0] == "switchyard" and fatal:
                     self.sy_status = "failed sanity check: " + bad
+                if t[0] == BASELINE and fatal:
+                    self.base_status = "failed sanity check: " + bad
             else:
                 good.append(t)
         return good
@@ -940,11 +1028,19 @@ class Harness:
             run_client(["wrk", "-t1", "-c%d" % conns, "-d%ds" % seconds, "http://127.0.0.1:%d%s" % (port, path)],
                        seconds + 20)
 
-    def missing_rows(self):
+    def stop_extra(self):
+        """Stop the baseline build (the scaling and reload sections measure switchyard alone)."""
+        if self.base is not None:
+            self.base.stop()
+
+    def missing_rows(self, baseline=True):
         """Rows for proxies that were requested but could not be measured."""
+        rows = []
         if "switchyard" in self.proxies and self.sy_status:
-            return [("switchyard", self.sy_status)]
-        return []
+            rows.append(("switchyard", self.sy_status))
+        if baseline and self.base is not None and self.base_status:
+            rows.append((BASELINE, self.base_status))
+        return rows
 
     # ---- sections
     def sec_rps(self):
@@ -1090,6 +1186,7 @@ class Harness:
             return
         # free memory and CPU 1 of proxies not used here
         self.haproxy.stop()
+        self.stop_extra()
         res = {}
         for n in a.route_counts:
             first, last = scale_path(0), scale_path(n - 1)
@@ -1133,6 +1230,7 @@ class Harness:
         self.haproxy.stop()
         last = scale_path(n - 1)
         how_write = "rewritten in place" if a.reload_inplace else "replaced (rename)"
+        self.stop_extra()
         if self.sy_usable():
             log("reload: switchyard with %d routes" % n)
             routes = [("r%04d" % i, scale_path(i)) for i in range(n)]
@@ -1193,6 +1291,96 @@ class Harness:
                 rows.append({"proxy": "nginx", "how": "", "error": self.nginx.error})
         self.results["reload"] = rows
 
+    def sec_plugins(self):
+        """What a plugin chain costs: the bench_gateway build (examples/bench_gateway.rs: the
+        switchyard command line plus three no-op plugins) in the main configuration twice, (a)
+        as it is and (b) with the three plugins on the route the requests match, and the
+        baseline build (--baseline-switchyard, old main) on the plugin-free route. All three stay
+        up side by side and are interleaved (old, new, new + plugins, old, ...) for `--runs`
+        runs of wrk -c50; then each runs alone under callgrind (h2load -c10)."""
+        a = self.args
+        res = self.results["plugins"] = {"rows": [], "notes": []}
+        if self.gw_status:
+            res["error"] = "bench_gateway " + self.gw_status
+            return
+        self.haproxy.stop()
+        st0, busy0, t0 = steal_ticks(), QUIET["busy_runs"], time.time()
+        pf = Switchyard("new, plugin-free route", PORT_PF, self.gw_binary, PORT_PF_ADMIN, "gw-free")
+        pl = Switchyard("new, %d no-op plugins" % len(NOOP_PLUGINS), PORT_PL, self.gw_binary,
+                        PORT_PL_ADMIN, "gw-noop")
+        specs = []     # (key, server, files)
+        if self.base is not None:
+            if self.base_usable():
+                specs.append(("old", self.base, main_config()))
+            else:
+                res["notes"].append("old main: %s" % self.base_status)
+        else:
+            res["notes"].append("no --baseline-switchyard given: no old-main row.")
+        specs += [("new", pf, main_config()), ("new_plugins", pl, main_config(NOOP_PLUGINS))]
+        targets = []
+        for key, srv, files in specs:
+            if srv.start("main" if key == "old" else "plugins", files):
+                targets.append((key, srv))
+                res["rows"].append({"key": key, "label": srv.name})
+            else:
+                res["rows"].append({"key": key, "label": srv.name, "error": srv.error})
+                log("plugins: %s: %s" % (srv.name, srv.error))
+        # the chains really are what the rows say: `config` prints the loaded model with every
+        # plugin and its route, and `check` that no route is closed (every plugin is served)
+        for key, srv in targets:
+            if key == "old":
+                continue
+            row = next(r for r in res["rows"] if r["key"] == key)
+            try:
+                cfg = subprocess.run([srv.binary, "config", "--config-dir", srv.config_dir],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=60).stdout
+                found = [p["name"] for p in json.loads(cfg)["kong"]["plugins"] if p.get("route") == "r-last"]
+                chk = subprocess.run([srv.binary, "check", "--config-dir", srv.config_dir],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     timeout=60).stdout.decode(errors="replace")
+            except Exception as e:
+                row["error"] = "could not read the loaded config: %s" % e
+                continue
+            want = NOOP_PLUGINS if key == "new_plugins" else []
+            row["route_plugins"] = found
+            if sorted(found) != want:
+                row["error"] = "`config` shows plugins %s on the route, expected %s" % (found, want)
+            elif " 0 closed route(s)" not in chk:
+                row["error"] = "`check`: %s" % one_line(chk, 200)
+        good = [t for t in targets if "error" not in next(r for r in res["rows"] if r["key"] == t[0])]
+        good = [(k, srv) for (k, srv) in good
+                if self.verify([(srv.name, srv.port, srv)], ["/"], fatal=False)]
+        for k, srv in good:
+            run_client(["wrk", "-t1", "-c50", "-d2s", "http://127.0.0.1:%d/" % srv.port], 22)
+        raw = {}
+        for r in range(a.runs):
+            for key, srv in good:
+                log("plugins run %d/%d: %s" % (r + 1, a.runs, srv.name))
+                x = wrk(srv.port, "/", 50, a.duration, srv.pids(), self.up.pids())
+                raw.setdefault(key, []).append(x)
+        for row in res["rows"]:
+            runs = raw.get(row["key"])
+            if runs:
+                row["wrk"] = summarize(runs)
+                row["runs"] = runs
+        # callgrind, one at a time, on the same config dirs (the wrk processes are stopped first)
+        if self.have_callgrind():
+            for key, srv in good:
+                srv.stop()
+            for key, srv in good:
+                row = next(r for r in res["rows"] if r["key"] == key)
+                cg = self.callgrind_row(srv.name, "callgrind-plugins-%s" % key,
+                                        self.sy_argv(srv.binary, srv.config_dir, srv.port, srv.admin_port),
+                                        srv.port, (10,))
+                row["callgrind"] = cg
+        for key, srv in targets:
+            if srv is not self.base:
+                srv.stop()
+        st1 = steal_ticks()
+        res["steal"], res["steal_proxy_cpu"] = st1[0] - st0[0], st1[1] - st0[1]
+        res["minutes"] = (time.time() - t0) / 60
+        res["busy_runs"] = QUIET["busy_runs"] - busy0
+
     def sec_instructions(self):
         """User-space instructions and simulated data-cache misses per proxied request, counted
         by callgrind: nginx (main config, one process) and switchyard (main config) each run under
@@ -1201,20 +1389,18 @@ class Harness:
         takes this CPU's L1d and, as the last level, its per-core L2 (`cache_model`): the L3 is
         shared with whatever else runs on the host. Unlike CPU time, these counts do not move
         with the neighbours."""
-        a = self.args
         rows = self.results.setdefault("instructions", [])
-        if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
-            self.notes.append("instructions: valgrind is not installed (bench/run.sh installs it).")
+        if not self.have_callgrind():
             return
-        n = a.instr_requests
-        for name in [p for p in ("nginx", "switchyard") if p in self.proxies]:
+        names = [p for p in ("nginx", "switchyard") if p in self.proxies]
+        if "switchyard" in names and self.base_usable():
+            names.append(BASELINE)
+        for name in names:
             if name == "switchyard" and not self.sy_usable():
                 continue
             self.nginx.stop()
             self.sy.stop()
-            out = os.path.join(BENCH, "callgrind-%s.out" % name)
-            vg = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, "--instr-atstart=no",
-                  "--cache-sim=yes"] + cache_model()
+            self.stop_extra()
             if name == "nginx":
                 conf = os.path.join(BENCH, "nginxproxy-callgrind.conf")
                 d = os.path.join(BENCH, "nginxproxy")
@@ -1222,61 +1408,86 @@ class Harness:
                 # One process: the worker is the one valgrind watches.
                 write_file(conf, nginx_main_conf().replace(
                     "worker_processes 1;", "worker_processes 1;\nmaster_process off;", 1))
-                argv = vg + ["nginx", "-e", os.path.join(d, "logs", "startup.log"), "-c", conf]
-                port, ready = PORT_NGINX, lambda: http_get(PORT_NGINX, "/", 2)[0] == 200
+                argv = ["nginx", "-e", os.path.join(d, "logs", "startup.log"), "-c", conf]
+                port = PORT_NGINX
             else:
-                cdir = os.path.join(BENCH, "sy-callgrind")
+                srv = self.sy if name == "switchyard" else self.base
+                cdir = os.path.join(BENCH, "%s-callgrind" % srv.tag)
                 shutil.rmtree(cdir, ignore_errors=True)
                 os.makedirs(cdir)
-                write_file(os.path.join(cdir, "kong.yaml"), kong_main_yaml(99))
-                write_file(os.path.join(cdir, "ocelot.json"), ocelot_json(100))
-                argv = vg + [self.sy.binary, "run", "--config-dir", cdir, "--no-watch",
-                             "--listen", "127.0.0.1:%d" % PORT_SY,
-                             "--admin-listen", "127.0.0.1:%d" % PORT_SY_ADMIN, "--workers", "1"]
-                port, ready = PORT_SY, lambda: http_get(PORT_SY, "/", 2)[0] == 200
-            log("instructions: %s under callgrind" % name)
-            logpath = os.path.join(BENCH, "callgrind-%s.log" % name)
-            proc = spawn(argv, logpath, cpu=PROXY_CPU)
-            row = {"proxy": name, "requests": n}
-            try:
-                if not wait_until(lambda: proc.poll() is not None or ready(), 120, 0.5) \
-                        or proc.poll() is not None:
-                    row["error"] = "did not start under valgrind: %s" % one_line(tail(logpath, 4))
-                    continue
-                url = "http://127.0.0.1:%d/" % port
-                ctl = lambda *x: subprocess.run(["callgrind_control"] + list(x) + [str(proc.pid)],
-                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                                timeout=60)
-                for conns in (10, 256):
-                    h2 = ["taskset", "-c", GEN_CPU, "h2load", "--h1", "-c", str(conns)]
-                    subprocess.run(h2 + ["-n", str(max(2000, 4 * conns)), url],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
-                    ctl("-z")
-                    ctl("-i", "on")
-                    r = subprocess.run(h2 + ["-n", str(n), url], stdout=subprocess.PIPE,
-                                       stderr=subprocess.STDOUT, timeout=900).stdout.decode(errors="replace")
-                    ctl("-i", "off")
-                    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", r)
-                    if not m or int(m.group(2)) != n:
-                        row["error"] = "h2load -c%d: %s" % (conns, one_line(r[-300:]))
-                        break
-                    before = set(glob.glob(out + ".*"))
-                    ctl("-d")
-                    new_dump = lambda: sorted(set(glob.glob(out + ".*")) - before)
-                    # Read once the dump is whole: its totals line comes last.
-                    wait_until(lambda: new_dump() and callgrind_totals(new_dump()[-1]), 30, 0.2)
-                    counts = callgrind_totals(new_dump()[-1]) if new_dump() else None
-                    if not counts:
-                        row["error"] = "no callgrind dump"
-                        break
-                    per = lambda *ev: sum(counts.get(e, 0) for e in ev) / n
-                    row["c%d" % conns] = {"instr": per("Ir"), "l1d_miss": per("D1mr", "D1mw"),
-                                          "ll_miss": per("DLmr", "DLmw")}
-            finally:
-                kill_proc(proc, group=True)
-                rows.append(row)
-                log("instructions: %s: %s" % (name, row.get("error") or
-                                               {c: row.get(c) for c in ("c10", "c256")}))
+                for fn, text in main_config().items():
+                    write_file(os.path.join(cdir, fn), text)
+                argv = self.sy_argv(srv.binary, cdir, srv.port, srv.admin_port)
+                port = srv.port
+            rows.append(self.callgrind_row(name, "callgrind-%s" % name.replace(" ", "-"), argv, port,
+                                           (10, 256)))
+
+    def have_callgrind(self):
+        if shutil.which("valgrind") and shutil.which("callgrind_control"):
+            return True
+        msg = "instructions: valgrind is not installed (bench/run.sh installs it)."
+        if msg not in self.notes:
+            self.notes.append(msg)
+        return False
+
+    @staticmethod
+    def sy_argv(binary, cdir, port, admin_port):
+        return [binary, "run", "--config-dir", cdir, "--no-watch",
+                "--listen", "127.0.0.1:%d" % port,
+                "--admin-listen", "127.0.0.1:%d" % admin_port, "--workers", "1"]
+
+    def callgrind_row(self, name, tag, argv, port, conns_list, path="/"):
+        """Runs `argv` (a proxy listening on `port`) under callgrind; for each connection count,
+        a warm-up, then N requests counted. Returns {"proxy", "requests", "c10": {...}, ...} or
+        with "error"; the dumps stay in the scratch directory as `tag`.out.*."""
+        n = self.args.instr_requests
+        out = os.path.join(BENCH, tag + ".out")
+        vg = ["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out, "--instr-atstart=no",
+              "--cache-sim=yes"] + cache_model()
+        log("instructions: %s under callgrind" % name)
+        logpath = os.path.join(BENCH, tag + ".log")
+        proc = spawn(vg + argv, logpath, cpu=PROXY_CPU)
+        row = {"proxy": name, "requests": n, "dump": out}
+        ready = lambda: http_get(port, path, 2)[0] == 200
+        try:
+            if not wait_until(lambda: proc.poll() is not None or ready(), 120, 0.5) \
+                    or proc.poll() is not None:
+                row["error"] = "did not start under valgrind: %s" % one_line(tail(logpath, 4))
+                return row
+            url = "http://127.0.0.1:%d%s" % (port, path)
+            ctl = lambda *x: subprocess.run(["callgrind_control"] + list(x) + [str(proc.pid)],
+                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                            timeout=60)
+            for conns in conns_list:
+                h2 = ["taskset", "-c", GEN_CPU, "h2load", "--h1", "-c", str(conns)]
+                subprocess.run(h2 + ["-n", str(max(2000, 4 * conns)), url],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+                ctl("-z")
+                ctl("-i", "on")
+                r = subprocess.run(h2 + ["-n", str(n), url], stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, timeout=900).stdout.decode(errors="replace")
+                ctl("-i", "off")
+                m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", r)
+                if not m or int(m.group(2)) != n:
+                    row["error"] = "h2load -c%d: %s" % (conns, one_line(r[-300:]))
+                    break
+                before = set(glob.glob(out + ".*"))
+                ctl("-d")
+                new_dump = lambda: sorted(set(glob.glob(out + ".*")) - before)
+                # Read once the dump is whole: its totals line comes last.
+                wait_until(lambda: new_dump() and callgrind_totals(new_dump()[-1]), 30, 0.2)
+                counts = callgrind_totals(new_dump()[-1]) if new_dump() else None
+                if not counts:
+                    row["error"] = "no callgrind dump"
+                    break
+                per = lambda *ev: sum(counts.get(e, 0) for e in ev) / n
+                row["c%d" % conns] = {"instr": per("Ir"), "l1d_miss": per("D1mr", "D1mw"),
+                                      "ll_miss": per("DLmr", "DLmw"), "dump": new_dump()[-1]}
+        finally:
+            kill_proc(proc, group=True)
+            log("instructions: %s: %s" % (name, row.get("error") or
+                                           {c: row.get(c, {}).get("instr") for c in ("c10", "c256")}))
+        return row
 
     def reload_run(self, port, srv, path, new_path, do_write):
         a = self.args
@@ -1559,7 +1770,7 @@ def render(h, meta):
                     cell(l.get("p99_us"), rf_l.get("p99_us"), fmt_lat, isref),
                     mem,
                     "%.2f s" % s["ready_s"] if s.get("ready_s") is not None else "—", e))
-        for label, why in missing:
+        for label, why in h.missing_rows(baseline=False):
             L.append("| %s | — | %s | | | | | | | |" % (label, why))
         L.append("")
 
@@ -1590,7 +1801,7 @@ def render(h, meta):
                 label, s.get("how", ""), rcell,
                 cell(w.get("rps"), rf.get("wrk", {}).get("rps"), fmt_rps, isref),
                 w.get("non2xx", "—"), w.get("socket_errors", "—")))
-        for label, why in missing:
+        for label, why in h.missing_rows(baseline=False):
             L.append("| %s | | %s | | | |" % (label, why))
         L.append("")
 
@@ -1621,6 +1832,12 @@ def render(h, meta):
                 L.append("| %s | %s | %s |" % (s["proxy"], c[1:], " | ".join(cells)))
         L.append("")
 
+    if "plugins" in R:
+        L.extend(render_plugins(h))
+
+    if h.base is not None:
+        L.extend(render_baseline(h))
+
     notes = list(meta["notes"]) + h.notes
     L.append("## Notes")
     L.append("")
@@ -1630,7 +1847,173 @@ def render(h, meta):
     return "\n".join(L)
 
 
-def machine_meta(h):
+def spread(vals):
+    """Run-to-run spread: (max − min) ÷ median."""
+    vals = [v for v in vals if v is not None]
+    if len(vals) < 2:
+        return None
+    return (max(vals) - min(vals)) / statistics.median(vals)
+
+
+def plugin_verdicts(rows):
+    """The plugins section's targets: [(target, figure, met or None)]."""
+    by = {r["key"]: r for r in rows}
+    old, new, npl = by.get("old", {}), by.get("new", {}), by.get("new_plugins", {})
+
+    def instr(r):
+        return r.get("callgrind", {}).get("c10", {}).get("instr")
+    out = []
+    io, i_n, ip = instr(old), instr(new), instr(npl)
+    if io and i_n:
+        q = i_n / io
+        out.append(("plugin-free route: instructions per request within 3 % of old main",
+                    "%s vs %s: %.3f× (%+.1f %%)" % ("{:,.0f}".format(i_n), "{:,.0f}".format(io), q,
+                                                    (q - 1) * 100), q <= 1.03))
+    ro, rn = [x.get("rps") for x in old.get("runs", [])], [x.get("rps") for x in new.get("runs", [])]
+    mo, mn = old.get("wrk", {}).get("rps"), new.get("wrk", {}).get("rps")
+    if mo and mn:
+        q = mn / mo
+        noise = max(x for x in (spread(ro), spread(rn)) if x is not None) \
+            if spread(ro) is not None or spread(rn) is not None else None
+        pairs = [b / a for a, b in zip(ro, rn) if a and b]
+        fig = "median %s vs %s req/s: %.3f× (%+.1f %%)" % (fmt_rps(mn), fmt_rps(mo), q, (q - 1) * 100)
+        if noise is not None:
+            fig += "; run-to-run spread (max − min) ÷ median: %.1f %% (the larger of the two builds')" % (
+                noise * 100)
+        if pairs:
+            fig += "; per-round ratio new ÷ old %.3f–%.3f" % (min(pairs), max(pairs))
+        out.append(("plugin-free route: throughput within run-to-run noise of old main", fig,
+                    None if noise is None else abs(q - 1) <= noise))
+        co, cn = old.get("wrk", {}).get("cpu_us"), new.get("wrk", {}).get("cpu_us")
+        if co and cn:
+            out.append(("(plugin-free route: CPU per request, for information)",
+                        "%.2f vs %.2f µs: %.3f×; spread %s / %s" % (
+                            cn, co, cn / co,
+                            *("%.1f %%" % (x * 100) if x is not None else "—" for x in (
+                                spread([r.get("cpu_us") for r in new.get("runs", [])]),
+                                spread([r.get("cpu_us") for r in old.get("runs", [])])))), None))
+    if i_n and ip:
+        q = ip / i_n
+        out.append(("%d no-op plugins: instructions per request within 5 %% of the plugin-free route"
+                    % len(NOOP_PLUGINS),
+                    "%s vs %s: %.3f× (%+.1f %%, %+.0f per request)" % (
+                        "{:,.0f}".format(ip), "{:,.0f}".format(i_n), q, (q - 1) * 100, ip - i_n),
+                    q <= 1.05))
+    return out
+
+
+def render_plugins(h):
+    a = h.args
+    P = h.results["plugins"]
+    L = ["## Plugin chains — the bench_gateway build on the main config's catch-all route, plain and "
+         "with %d no-op plugins (access + response_head); the baseline build (%s) on the plain route"
+         % (len(NOOP_PLUGINS), a.baseline_label), ""]
+    if P.get("error"):
+        L += ["Not measured: %s" % P["error"], ""]
+        return L
+    def row_label(r):
+        return "%s, plugin-free route" % a.baseline_label if r["key"] == "old" else r["label"]
+    L.append("wrk -t1 -c50 -d%ds on `/`, %d runs interleaved (%s), medians; instructions and L1d misses "
+             "from callgrind at h2load --h1 -c10, %s requests after a warm-up. The route carries `%s`."
+             % (a.duration, a.runs, " → ".join(row_label(r) for r in P["rows"] if "wrk" in r),
+                "{:,}".format(a.instr_requests), "`, `".join(NOOP_PLUGINS)))
+    L.append("")
+    L.append("| build, route | requests/s | CPU µs/req (of it kernel) | instructions / request (c10) "
+             "| L1d misses / request | req/s per run (min–max) | steal ticks, proxies' CPU | errors |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    by = {r["key"]: r for r in P["rows"]}
+
+    def val(r, k):
+        if k in ("instr", "l1d_miss"):
+            return r.get("callgrind", {}).get("c10", {}).get(k)
+        return r.get("wrk", {}).get(k)
+
+    def rcell(r, k, f):
+        v = val(r, k)
+        s = f(v)
+        refs = {"new": [("old", "old")], "new_plugins": [("new", "plugin-free"), ("old", "old")]}
+        rs = []
+        for rk, name in refs.get(r["key"], []):
+            ref = val(by.get(rk, {}), k)
+            if v is not None and ref:
+                rs.append("%.3f× %s" % (v / ref, name))
+        return s + (" (%s)" % ", ".join(rs) if rs else "")
+    for r in P["rows"]:
+        label = row_label(r)
+        if "error" in r and "wrk" not in r:
+            L.append("| %s | %s | | | | | | |" % (label, r["error"]))
+            continue
+        w = r.get("wrk", {})
+        runs = [x.get("rps") for x in r.get("runs", []) if x.get("rps")]
+        cg = r.get("callgrind", {})
+        errs = errs_cell(w) if w else "—"
+        if cg.get("error"):
+            errs += "; callgrind: " + one_line(cg["error"], 100)
+        if r.get("error"):
+            errs += "; " + r["error"]
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            label, rcell(r, "rps", fmt_rps),
+            rcell(r, "cpu_us", lambda v: fmt_num(v, 2)) + (" (%s)" % fmt_num(w.get("kernel_us"), 2)
+                                                          if w.get("kernel_us") is not None else ""),
+            rcell(r, "instr", lambda v: fmt_num(v, 0)),
+            rcell(r, "l1d_miss", fmt_num),
+            "%s–%s" % (fmt_rps(min(runs)), fmt_rps(max(runs))) if runs else "—",
+            sum(x.get("steal_proxy_cpu", 0) for x in r.get("runs", [])),
+            errs))
+    L.append("")
+    L.append("Targets:")
+    L.append("")
+    for what, fig, met in plugin_verdicts(P["rows"]):
+        L.append("- %s — %s: %s" % (what, fig, "—" if met is None else ("**met**" if met else "**missed**")))
+    L.append("")
+    dist = ("%d of its measured runs started on a machine more than 10 %% busy with other work" % P["busy_runs"]
+            if P.get("busy_runs") else "every measured run started on an otherwise idle machine")
+    L.append("This section took %.1f min; steal: %d ticks on all CPUs, %d on the proxies' CPU; %s. "
+             "Instruction counts are not moved by either." % (
+                 P.get("minutes", 0), P.get("steal", 0), P.get("steal_proxy_cpu", 0), dist))
+    for n in P.get("notes", []):
+        L.append("")
+        L.append("Note: " + n)
+    L.append("")
+    return L
+
+
+def render_baseline(h):
+    """switchyard against --baseline-switchyard, figure by figure, from the same run."""
+    R, a = h.results, h.args
+    rows = []
+
+    def add(fig, new, old, f, lower_better=True):
+        if new is None or old is None or not old:
+            return
+        rows.append("| %s | %s | %s | %.3f× |" % (fig, f(new), f(old), new / old))
+    for t in ("c50", "c256"):
+        n, o = R.get("rps", {}).get("switchyard", {}).get(t, {}), R.get("rps", {}).get(BASELINE, {}).get(t, {})
+        add("requests/s, %s" % t, n.get("rps"), o.get("rps"), fmt_rps)
+        add("CPU µs/req, %s" % t, n.get("cpu_us"), o.get("cpu_us"), lambda v: fmt_num(v, 2))
+    for rate in a.rates:
+        n = R.get("latency", {}).get("switchyard", {}).get(str(rate), {})
+        o = R.get("latency", {}).get(BASELINE, {}).get(str(rate), {})
+        add("p99 at %s req/s" % fmt_rps(rate), n.get("p99_us"), o.get("p99_us"), fmt_lat)
+    for b in ("1k", "1m"):
+        n, o = R.get("bodies", {}).get("switchyard", {}).get(b, {}), R.get("bodies", {}).get(BASELINE, {}).get(b, {})
+        add("%s bodies, requests/s" % b, n.get("rps"), o.get("rps"), fmt_rps)
+    n, o = R.get("memory", {}).get("switchyard", {}), R.get("memory", {}).get(BASELINE, {})
+    add("idle RSS", n.get("idle_rss"), o.get("idle_rss"), fmt_mib)
+    add("per idle connection (RSS)", n.get("per_conn_rss"), o.get("per_conn_rss"), fmt_kib)
+    ins = {x["proxy"]: x for x in R.get("instructions", []) if "error" not in x}
+    for c in ("c10", "c256"):
+        n, o = ins.get("switchyard", {}).get(c, {}), ins.get(BASELINE, {}).get(c, {})
+        add("instructions/req, %s" % c, n.get("instr"), o.get("instr"), lambda v: fmt_num(v, 0))
+        add("L1d misses/req, %s" % c, n.get("l1d_miss"), o.get("l1d_miss"), fmt_num)
+    if not rows:
+        return []
+    return ["## switchyard against the baseline build (%s), same run, interleaved" % a.baseline_label, "",
+            "| figure | switchyard | baseline | switchyard ÷ baseline |", "|---|---|---|---|"] + rows + [""]
+
+
+def machine_meta(h, steal=None):
+    """steal: (ticks on all CPUs, ticks on the proxies' CPU, minutes) over the benchmark."""
     def cmd(argv):
         try:
             p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=10)
@@ -1655,20 +2038,25 @@ def machine_meta(h):
         cmd(["h2load", "--version"]),
         "Python " + sys.version.split()[0],
     ] if x)
+    rev = cmd(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
+    if not re.fullmatch(r"[0-9a-f]{4,40}", rev or ""):
+        rev = "no commit"
+    dirty = cmd(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"])
+
+    def describe(role, with_repo=True):
+        b = h.binaries[role]
+        mt = datetime.datetime.fromtimestamp(b["mtime"]).strftime("%Y-%m-%d %H:%M")
+        src = os.path.relpath(b["src"], REPO) if os.path.abspath(b["src"]).startswith(REPO + "/") else b["src"]
+        return "`%s` (built %s, sha256 %s…%s)" % (
+            src, mt, b["sha"], "; repo HEAD %s%s" % (rev, ", uncommitted changes in the work tree"
+                                                     if dirty else "") if with_repo else "")
     sy = "not measured"
     if "switchyard" in h.proxies:
-        if h.sy_status:
-            sy = h.sy_status
-        else:
-            b = h.args.switchyard
-            mt = datetime.datetime.fromtimestamp(h.sy_mtime).strftime("%Y-%m-%d %H:%M")
-            rev = cmd(["git", "-C", REPO, "rev-parse", "--short", "HEAD"])
-            if not re.fullmatch(r"[0-9a-f]{4,40}", rev or ""):
-                rev = "no commit"
-            dirty = cmd(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"])
-            sy = "`%s` (built %s, sha256 %s…; repo HEAD %s%s)" % (
-                os.path.relpath(b, REPO) if b.startswith(REPO) else b, mt, h.sy_sha, rev,
-                ", uncommitted changes in the work tree" if dirty else "")
+        sy = h.sy_status or describe("switchyard")
+        if h.base is not None:
+            sy += "; baseline (%s): %s" % (h.args.baseline_label, h.base_status or describe("baseline", False))
+    if "plugins" in h.args.sections:
+        sy += "; plugins section: bench_gateway %s" % (h.gw_status or describe("bench_gateway"))
     notes = []
     if h.sy_main_note == "kong+ocelot":
         notes.append("switchyard's main figures (throughput, latency, bodies, memory) use a realistic table of "
@@ -1705,6 +2093,10 @@ def machine_meta(h):
         notes.append("Reload: the poller opens a new connection every 5 ms on the load generator's CPU, so wrk's "
                      "RPS in that table is lower while the poll lasts; wrk's socket errors for nginx are the old "
                      "worker closing its keep-alive connections on graceful shutdown.")
+    if steal:
+        notes.append("Steal (CPU time the hypervisor gave to other guests, from /proc/stat) over the whole "
+                     "benchmark: %d ticks on all CPUs, %d on the proxies' CPU %s, in %.1f min (1 tick = 1/%d s)."
+                     % (steal[0], steal[1], PROXY_CPU, steal[2], CLK_TCK))
     if QUIET["busy_runs"]:
         notes.append("**Disturbed:** %d of %d measured runs started while other processes kept the machine "
                      ">10%% busy (up to %.0f%%), even after waiting; those figures may be off. Re-run on a quiet "
@@ -1753,8 +2145,18 @@ def parse_args(argv):
                     help="comma-separated subset of %s (default: all)" % ",".join(ALL_SECTIONS))
     ap.add_argument("--proxies", default=",".join(ALL_PROXIES),
                     help="comma-separated subset of %s (default: all)" % ",".join(ALL_PROXIES))
-    ap.add_argument("--switchyard", default=os.path.join(REPO, "target", "release", "switchyard"),
-                    help="switchyard binary (default: target/release/switchyard)")
+    ap.add_argument("--switchyard", default=os.path.join(TARGET, "release", "switchyard"),
+                    help="switchyard binary (default: $CARGO_TARGET_DIR or target, /release/switchyard)")
+    ap.add_argument("--baseline-switchyard", metavar="PATH",
+                    help="a second switchyard build (e.g. old main) run beside --switchyard in the same "
+                         "configuration and interleaved with it (rps, latency, bodies, memory, plugins, "
+                         "instructions)")
+    ap.add_argument("--baseline-label", default="baseline",
+                    help="what the baseline build is, for the report (e.g. 'old main 2d5d92a')")
+    ap.add_argument("--plugin-switchyard", metavar="PATH",
+                    default=os.path.join(TARGET, "release", "examples", "bench_gateway"),
+                    help="the plugins section's gateway, examples/bench_gateway.rs (default: "
+                         "target/release/examples/bench_gateway, built when missing)")
     ap.add_argument("--no-build", action="store_true",
                     help="do not run cargo build --release when the switchyard binary is missing")
     ap.add_argument("--route-counts", default="10,1000,10000", help="route counts for the scaling section")
@@ -1839,6 +2241,7 @@ def main(argv):
         pass
     check_ports()
     t_start = time.time()
+    steal0 = steal_ticks()
     date = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     h = Harness(a)
     log("scratch dir %s; sections %s; proxies %s; %d run(s) × %d s" % (
@@ -1861,7 +2264,8 @@ def main(argv):
                 h.notes.append("section %s failed: %s: %s" % (sec, type(e).__name__, e))
     finally:
         cleanup()
-    meta = machine_meta(h)
+    steal1 = steal_ticks()
+    meta = machine_meta(h, (steal1[0] - steal0[0], steal1[1] - steal0[1], (time.time() - t_start) / 60))
     meta["date"] = date
     shown, skip = [], False
     for x in argv:
@@ -1871,7 +2275,8 @@ def main(argv):
             skip = True
         elif not x.startswith("--scratch="):
             shown.append(x)
-    meta["cmd"] = " ".join(["bench/run.sh"] + shown)
+    import shlex
+    meta["cmd"] = " ".join(["bench/run.sh"] + [shlex.quote(x) for x in shown])
     h.notes.append("Total benchmark time: %.1f min." % ((time.time() - t_start) / 60))
     # The raw results first: a run of a quarter of an hour is not lost to a rendering error.
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
