@@ -251,7 +251,9 @@ plugins:
         &up,
         "/authed",
         "authed",
-        &["plugin 'request-transformer' (kong.yaml:14 consumers[0].plugins[0]) for consumer 'alice', who can be identified on this route"],
+        &[
+            "plugin 'request-transformer' (kong.yaml:14 consumers[0].plugins[0]) for consumer 'alice', who can be identified on this route",
+        ],
     );
     // The group's request-termination is served: it is resolved for the group's members
     // once they authenticate, and closes nothing. No consumer can be identified where

@@ -58,14 +58,28 @@ impl Stamp {
 /// A head that carries none needs no lookup of them.
 pub fn is_gateway_set(name: &[u8]) -> bool {
     let starts = |p: &[u8]| name.len() > p.len() && name[..p.len()].eq_ignore_ascii_case(p);
+    is_forwarding(name)
+        || (matches!(name.first(), Some(b'x' | b'X'))
+            && (starts(b"x-consumer-")
+                || name.eq_ignore_ascii_case(b"x-credential-identifier")
+                || name.eq_ignore_ascii_case(b"x-anonymous-consumer")))
+}
+
+/// The names of the forwarding headers the gateway adds to every upstream request
+/// (X-Forwarded-*, X-Real-IP, Via, `x-switchyard-*`), which replace any of the same names.
+pub fn is_forwarding(name: &[u8]) -> bool {
+    let starts = |p: &[u8]| name.len() > p.len() && name[..p.len()].eq_ignore_ascii_case(p);
     matches!(name.first(), Some(b'x' | b'X' | b'v' | b'V'))
         && (starts(b"x-forwarded-")
             || starts(b"x-switchyard-")
-            || starts(b"x-consumer-")
             || name.eq_ignore_ascii_case(b"via")
-            || name.eq_ignore_ascii_case(b"x-real-ip")
-            || name.eq_ignore_ascii_case(b"x-credential-identifier")
-            || name.eq_ignore_ascii_case(b"x-anonymous-consumer"))
+            || name.eq_ignore_ascii_case(b"x-real-ip"))
+}
+
+/// Some header of `h` is a forwarding header: one pass over the names (a plugin may have
+/// set one), cheaper than removing each forwarding name by lookup.
+pub fn has_forwarding(h: &HeaderMap) -> bool {
+    h.keys().any(|k| is_forwarding(k.as_str().as_bytes()))
 }
 
 /// An upstream's headers of these names do not reach the client: the gateway's own stand

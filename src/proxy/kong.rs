@@ -92,7 +92,7 @@ impl<'a> Forward<'a, '_> {
             let client_host = {
                 let client_version = parts.version;
                 let h = &mut parts.headers;
-                let replace = wire.gateway_set || run.is_some();
+                let replace = wire.gateway_set || (run.is_some() && headers::has_forwarding(h));
                 let conn = env.conn;
                 let client_ip = conn.peer_ip_header();
                 let prev_xff = if replace {
@@ -157,6 +157,12 @@ impl<'a> Forward<'a, '_> {
             let result = match run.as_deref_mut() {
                 Some(r) if r.chain.has(Phases::REQUEST_BODY | Phases::UPSTREAM_REQUEST) => {
                     r.upstream_request(parts);
+                    if headers::has_forwarding(&parts.headers) {
+                        // Set by the hook: the gateway's own replace them.
+                        for (name, _) in &added {
+                            parts.headers.remove(*name);
+                        }
+                    }
                     let mut filtered = FilteredRequest::new(body, r);
                     let target = &mut filtered;
                     Box::pin(send_with_retries(

@@ -450,8 +450,10 @@ impl<'a> Run<'a> {
         body: &mut ProxyBody,
     ) -> Option<exchange::Response> {
         let mut i = 0;
+        // A copy of the reference (or one count of the consumer's chain), taken again only
+        // when authentication resolves another chain.
+        let mut chain = self.chain.clone();
         loop {
-            let chain = self.chain.clone();
             let Some(p) = chain.plugins().get(i) else {
                 break;
             };
@@ -469,6 +471,7 @@ impl<'a> Run<'a> {
                 && let Some(resumed) = self.resolve_for_consumer(p.priority())
             {
                 i = resumed;
+                chain = self.chain.clone();
             }
         }
         if let Some(b) = &self.body {
