@@ -248,6 +248,18 @@ fn block_yaml_fast_path_agrees_with_the_full_parser() {
     assert!(slow.is_empty(), "left to the full parser: {slow:?}");
 }
 
+/// The authentication and access-control plugins: every route of a real file that carries one
+/// runs it.
+const AUTH_AND_ACCESS: [&str; 7] = [
+    "key-auth",
+    "basic-auth",
+    "jwt",
+    "hmac-auth",
+    "acl",
+    "ip-restriction",
+    "bot-detection",
+];
+
 /// Every plugin of a real Kong file that applies to a route is served, only observes, or
 /// closes that route: none is skipped. The outcome per file is printed for the closing note.
 #[test]
@@ -280,6 +292,7 @@ fn real_kong_plugins_are_enforced_or_close_their_routes() {
         };
         let m = &snap.model;
         let mut closed_here = 0;
+        let mut served_auth: std::collections::BTreeMap<&str, usize> = Default::default();
         for (i, r) in m.routes.iter().enumerate() {
             let rt = &snap.routes[i];
             let applies = m.plugins.iter().filter(|p| {
@@ -304,8 +317,19 @@ fn real_kong_plugins_are_enforced_or_close_their_routes() {
                     r.display_name(),
                     p.name
                 );
+                if let Some(auth) = AUTH_AND_ACCESS.iter().find(|a| **a == p.name) {
+                    assert!(
+                        served,
+                        "{name}: route {}: {auth} is not enforced",
+                        r.display_name()
+                    );
+                    *served_auth.entry(auth).or_default() += 1;
+                }
             }
             closed_here += usize::from(rt.closed.is_some());
+        }
+        if !served_auth.is_empty() {
+            eprintln!("{name}: enforced on its routes: {served_auth:?}");
         }
         if closed_here > 0 {
             files_with_closed += 1;
@@ -320,4 +344,46 @@ fn real_kong_plugins_are_enforced_or_close_their_routes() {
         "real-world Kong files: {files_with_closed} with closed routes, {closed_total} routes closed"
     );
     assert!(files_with_closed > 0);
+}
+
+/// The corpus file with `{vault://env/...}` references: each unset variable is an error
+/// naming the field and the variable; once they are set, only its Enterprise plugins remain
+/// (which switchyard refuses, as Kong OSS does).
+#[test]
+fn real_vault_references_resolve_once_their_variables_are_set() {
+    let Some(root) = corpus() else {
+        return eprintln!("no ../shared/realworld: skipped");
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root.join("kong/erichsend__api.erichsen.dev__deck_kong.yaml"),
+        dir.path().join("kong.yaml"),
+    )
+    .unwrap();
+    let vars = ["ZEROSSL_EAB_HMAC_KEY", "ZEROSSL_EAB_KID", "REDIS_PASSWORD"];
+    let run = |set: bool| {
+        let mut cmd = Command::new(common::binary());
+        cmd.arg("check").arg("--config-dir").arg(dir.path());
+        for v in vars {
+            if set {
+                cmd.env(v, format!("value-of-{v}"));
+            } else {
+                cmd.env_remove(v);
+            }
+        }
+        String::from_utf8_lossy(&cmd.output().unwrap().stderr).into_owned()
+    };
+    let unset = run(false);
+    assert!(
+        unset.contains("kong.yaml:12:21: plugins[0].config.eab_hmac_key: plugin 'acme': cannot resolve {vault://env/ZEROSSL_EAB_HMAC_KEY}: environment variable ZEROSSL_EAB_HMAC_KEY is not set"),
+        "{unset}"
+    );
+    assert!(unset.contains("7 error(s)"), "{unset}");
+    let set = run(true);
+    assert!(!set.contains("vault://"), "{set}");
+    assert!(!set.contains("value-of-"), "a secret was printed:\n{set}");
+    assert!(
+        set.contains("3 error(s)") && set.contains("'rate-limiting-advanced' not enabled"),
+        "{set}"
+    );
 }
