@@ -24,9 +24,9 @@ pub mod registry;
 pub mod schema;
 
 pub mod acl;
-pub mod args;
 pub mod acme;
 pub mod ai;
+pub mod args;
 pub mod auth;
 pub mod aws_lambda;
 pub mod azure_functions;
