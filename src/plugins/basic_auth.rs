@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::schema::typedefs::non_empty_fields;
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/basic-auth/schema.lua`).
@@ -28,22 +29,14 @@ fn default_realm() -> String {
 
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
-        non_empty(
+        non_empty_fields(
             c,
+            "",
             &[
                 ("anonymous", self.anonymous.as_deref()),
                 ("realm", Some(&self.realm)),
             ],
         );
-    }
-}
-
-/// Kong's strings are non-empty unless the schema says otherwise (an implicit `len_min = 1`).
-fn non_empty(c: &mut Checks, fields: &[(&str, Option<&str>)]) {
-    for (field, value) in fields {
-        if *value == Some("") {
-            c.error(field, "length must be at least 1");
-        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::schema::defaults::yes;
+use super::schema::typedefs::{non_empty_fields, non_empty_items};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/jwt/schema.lua`).
@@ -80,8 +81,9 @@ impl Validate for Config {
                  'config.maximum_expiration')",
             );
         }
-        non_empty(
+        non_empty_fields(
             c,
+            "",
             &[
                 ("key_claim_name", Some(&self.key_claim_name)),
                 ("anonymous", self.anonymous.as_deref()),
@@ -93,20 +95,7 @@ impl Validate for Config {
             ("cookie_names", &self.cookie_names),
             ("header_names", &self.header_names),
         ] {
-            for (i, v) in list.iter().enumerate() {
-                if v.is_empty() {
-                    c.error(&format!("{field}[{i}]"), "length must be at least 1");
-                }
-            }
-        }
-    }
-}
-
-/// Kong's strings are non-empty unless the schema says otherwise (an implicit `len_min = 1`).
-fn non_empty(c: &mut Checks, fields: &[(&str, Option<&str>)]) {
-    for (field, value) in fields {
-        if *value == Some("") {
-            c.error(field, "length must be at least 1");
+            non_empty_items(c, field, list);
         }
     }
 }

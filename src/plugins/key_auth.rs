@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::args::{Arg, BodyKind, query_arg, without_query_arg};
 use super::auth::{self, Attempt};
 use super::schema::defaults::yes;
+use super::schema::typedefs::{check_items, header_name_problem, non_empty_fields};
 use super::{BuildCx, Checks, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate};
 use crate::exchange::Consumer;
 use crate::snapshot::Consumers;
@@ -43,30 +44,15 @@ fn default_key_names() -> Vec<String> {
 
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
-        for (i, name) in self.key_names.iter().enumerate() {
-            let field = format!("key_names[{i}]");
-            if name.is_empty() {
-                c.error(&field, "length must be at least 1");
-            } else {
-                c.header_name(&field, name);
-            }
-        }
-        non_empty(
+        check_items(c, "key_names", &self.key_names, header_name_problem);
+        non_empty_fields(
             c,
+            "",
             &[
                 ("anonymous", self.anonymous.as_deref()),
                 ("realm", self.realm.as_deref()),
             ],
         );
-    }
-}
-
-/// Kong's strings are non-empty unless the schema says otherwise (an implicit `len_min = 1`).
-fn non_empty(c: &mut Checks, fields: &[(&str, Option<&str>)]) {
-    for (field, value) in fields {
-        if *value == Some("") {
-            c.error(field, "length must be at least 1");
-        }
     }
 }
 
@@ -111,7 +97,9 @@ struct KeyName {
 }
 
 fn header_names(name: &str) -> Vec<HeaderName> {
-    let mut out: Vec<HeaderName> = HeaderName::from_bytes(name.as_bytes()).into_iter().collect();
+    let mut out: Vec<HeaderName> = HeaderName::from_bytes(name.as_bytes())
+        .into_iter()
+        .collect();
     if name.contains('_') {
         out.extend(HeaderName::from_bytes(name.replace('_', "-").as_bytes()));
     }
@@ -134,7 +122,11 @@ impl Handler {
     /// Kong's `do_authentication`: each name in turn in the headers, the query, the body.
     fn attempt(&self, req: &mut Request<'_>) -> Attempt {
         let c = &self.config;
-        let body_kind = if c.key_in_body { BodyKind::of(req.headers()) } else { None };
+        let body_kind = if c.key_in_body {
+            BodyKind::of(req.headers())
+        } else {
+            None
+        };
         if c.hide_credentials && body_kind.is_some() && req.body.is_none() {
             // Kong takes the key out of the body wherever it was found.
             return Attempt::NeedsBody { limit: BODY_LIMIT };
