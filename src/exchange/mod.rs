@@ -57,6 +57,11 @@ pub struct Consumer {
     pub acl_groups: Vec<Arc<str>>,
     /// The consumer groups it belongs to, by position among the snapshot's consumer groups.
     pub consumer_groups: Vec<usize>,
+    /// `id`, `custom_id` and `username` as header values, made once per snapshot: they go
+    /// upstream on every authenticated request.
+    pub id_header: HeaderValue,
+    pub custom_id_header: Option<HeaderValue>,
+    pub username_header: Option<HeaderValue>,
 }
 
 /// The credential a consumer authenticated with.
@@ -68,6 +73,8 @@ pub struct Credential {
     /// What `X-Credential-Identifier` carries: the credential id (key-auth), the username
     /// (basic-auth, hmac-auth) or the key (jwt).
     pub identifier: Arc<str>,
+    /// `identifier` as a header value, made once per snapshot.
+    pub identifier_header: Option<HeaderValue>,
 }
 
 /// What the TLS handshake told, on a TLS connection.

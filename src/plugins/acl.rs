@@ -11,6 +11,7 @@ use http::{HeaderValue, StatusCode};
 use serde::Deserialize;
 
 use super::auth::X_CONSUMER_GROUPS;
+use super::schema::typedefs::non_empty_items;
 use super::{BuildCx, Checks, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate};
 use crate::exchange::respond;
 
@@ -30,11 +31,7 @@ pub struct Config {
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
         for (field, list) in [("allow", &self.allow), ("deny", &self.deny)] {
-            for (i, group) in list.iter().flatten().enumerate() {
-                if group.is_empty() {
-                    c.error(&format!("{field}[{i}]"), "length must be at least 1");
-                }
-            }
+            non_empty_items(c, field, list.as_deref().unwrap_or_default());
         }
         // Kong's entity checks; an empty list counts as not set.
         let fields = [
@@ -146,13 +143,13 @@ mod tests {
         // Conformance case plugin-schema-acl-allow-and-deny.
         assert_eq!(
             parse::<Config>("allow: [a]\ndeny: [b]").unwrap_err(),
-            [
-                "allow: only one of these fields must be non-empty: 'config.allow', 'config.deny'",
-                "deny: only one of these fields must be non-empty: 'config.allow', 'config.deny'",
-            ]
+            [": exactly one of these fields must be non-empty: 'config.allow', 'config.deny'"]
         );
-        let none =
-            [": at least one of these fields must be non-empty: 'config.allow', 'config.deny'"];
+        // Neither: both of Kong's entity checks fail.
+        let none = [
+            ": exactly one of these fields must be non-empty: 'config.allow', 'config.deny'",
+            ": at least one of these fields must be non-empty: 'config.allow', 'config.deny'",
+        ];
         assert_eq!(parse::<Config>("{}").unwrap_err(), none);
         assert_eq!(parse::<Config>("allow: []\ndeny: null").unwrap_err(), none);
         // An empty list is not set: with the other one set, it is fine.

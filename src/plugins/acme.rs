@@ -3,17 +3,19 @@
 //! HTTP-01 challenges on `/.well-known/acme-challenge/` and keeping account keys and
 //! certificates in `storage` (shm, Redis, Consul or Vault). Not served yet: its config is
 //! checked against Kong's schema, and the routes it applies to are closed.
-//!
-//! Also Kong's address typedefs (`host`, `port`, `sni`, `url`, `hosts`), for the plugins
-//! that use them.
 
-use std::net::Ipv6Addr;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::schema::defaults::yes;
+use super::schema::redis::{Redis, Shorthand, mismatch, pick, pick_defaulted};
+use super::schema::typedefs::{
+    check_host, check_port, check_sni, check_url, check_wildcard_host, is_reference, non_empty,
+};
+use super::schema::{Record, concat_fields, deserialize_record};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/acme/schema.lua`).
@@ -113,22 +115,13 @@ impl Default for ShmStorage {
     }
 }
 
-/// Kong's shared Redis settings (`kong/tools/redis/schema.lua`) plus acme's `extra_options`,
-/// and the names acme used before 3.6 (shorthands: a deprecated name and its new one may both
-/// be given only with the same value; the new one wins).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(default)]
+/// acme's Redis settings: Kong's shared Redis record (`kong/tools/redis/schema.lua`, which
+/// they deref to) plus acme's `extra_options`, and the names acme used before 3.6 (Kong's
+/// `LEGACY_SCHEMA_TRANSLATIONS`: a deprecated name and its new one may both be given only
+/// with the same value; the new one wins), all in one mapping.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RedisStorage {
-    pub host: Option<String>,
-    pub port: i64,
-    /// Milliseconds.
-    pub timeout: i64,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub database: i64,
-    pub ssl: bool,
-    pub ssl_verify: bool,
-    pub server_name: Option<String>,
+    pub shared: Redis,
     pub extra_options: RedisExtraOptions,
     /// Deprecated: `password`.
     pub auth: Option<String>,
@@ -140,24 +133,53 @@ pub struct RedisStorage {
     pub scan_count: Option<i64>,
 }
 
-impl Default for RedisStorage {
-    fn default() -> Self {
-        RedisStorage {
-            host: None,
-            port: 6379,
-            timeout: 2000,
-            username: None,
-            password: None,
-            database: 0,
-            ssl: false,
-            ssl_verify: false,
-            server_name: None,
-            extra_options: RedisExtraOptions::default(),
-            auth: None,
-            ssl_server_name: None,
-            namespace: None,
-            scan_count: None,
+impl Deref for RedisStorage {
+    type Target = Redis;
+
+    fn deref(&self) -> &Redis {
+        &self.shared
+    }
+}
+
+impl DerefMut for RedisStorage {
+    fn deref_mut(&mut self) -> &mut Redis {
+        &mut self.shared
+    }
+}
+
+impl Record for RedisStorage {
+    const NAME: &'static str = "RedisStorage";
+    const FIELDS: &'static [&'static str] = &concat_fields::<9, 5, 14>(
+        Redis::FIELD_NAMES,
+        [
+            "extra_options",
+            "auth",
+            "ssl_server_name",
+            "namespace",
+            "scan_count",
+        ],
+    );
+
+    fn read_field<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "extra_options" => self.extra_options = map.next_value()?,
+            "auth" => self.auth = map.next_value()?,
+            "ssl_server_name" => self.ssl_server_name = map.next_value()?,
+            "namespace" => self.namespace = map.next_value()?,
+            "scan_count" => self.scan_count = map.next_value()?,
+            _ => return self.shared.read_field(key, map),
         }
+        Ok(true)
+    }
+}
+
+impl<'de> Deserialize<'de> for RedisStorage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        deserialize_record(d)
     }
 }
 
@@ -183,23 +205,17 @@ impl RedisStorage {
     /// The settings with the deprecated names moved to their new places, as Kong reads them:
     /// a new name that is set wins (for `extra_options`, "set" is "not the default").
     pub fn resolved(mut self) -> Self {
-        if let Some(auth) = self.auth.take() {
-            self.password.get_or_insert(auth);
-        }
-        if let Some(sni) = self.ssl_server_name.take() {
-            self.server_name.get_or_insert(sni);
-        }
+        self.shared.password = pick(&self.shared.password, &self.auth.take());
+        self.shared.server_name = pick(&self.shared.server_name, &self.ssl_server_name.take());
         let defaults = RedisExtraOptions::default();
-        if let Some(ns) = self.namespace.take()
-            && self.extra_options.namespace == defaults.namespace
-        {
-            self.extra_options.namespace = ns;
-        }
-        if let Some(n) = self.scan_count.take()
-            && self.extra_options.scan_count == defaults.scan_count
-        {
-            self.extra_options.scan_count = n as f64;
-        }
+        let extra = &mut self.extra_options;
+        extra.namespace = pick_defaulted(&extra.namespace, defaults.namespace, &self.namespace);
+        extra.scan_count = pick_defaulted(
+            &extra.scan_count,
+            defaults.scan_count,
+            &self.scan_count.map(|n| n as f64),
+        );
+        (self.namespace, self.scan_count) = (None, None);
         self
     }
 }
@@ -388,15 +404,7 @@ impl StorageConfig {
 
         let r = &self.redis;
         let p = "storage_config.redis";
-        if let Some(host) = &r.host {
-            check_host(c, &format!("{p}.host"), host);
-        }
-        check_port(c, &format!("{p}.port"), r.port);
-        c.between(&format!("{p}.timeout"), r.timeout, 0, 2_147_483_646);
-        non_empty(c, &format!("{p}.username"), r.username.as_deref());
-        if let Some(sni) = &r.server_name {
-            check_sni(c, &format!("{p}.server_name"), sni);
-        }
+        r.check(c, |field| format!("{p}.{field}"));
         check_namespace(
             c,
             &format!("{p}.extra_options.namespace"),
@@ -417,60 +425,43 @@ impl StorageConfig {
         {
             check_sni(c, &format!("{p}.ssl_server_name"), sni);
         }
+        let extra = &r.extra_options;
         let defaults = RedisExtraOptions::default();
-        let mismatch = [
+        let legacy = [
             (
                 "auth",
-                r.auth.is_some() && r.password.is_some() && r.auth != r.password,
+                Shorthand::optional(&r.password, &r.auth),
                 "password",
                 None,
             ),
             (
                 "ssl_server_name",
-                r.ssl_server_name.is_some()
-                    && r.server_name.is_some()
-                    && r.ssl_server_name != r.server_name,
+                Shorthand::optional(&r.server_name, &r.ssl_server_name),
                 "server_name",
                 r.ssl_server_name.clone().zip(r.server_name.clone()),
             ),
             (
                 "namespace",
-                r.namespace.as_ref().is_some_and(|ns| {
-                    *ns != r.extra_options.namespace
-                        && r.extra_options.namespace != defaults.namespace
-                }),
+                Shorthand::defaulted(&extra.namespace, defaults.namespace, &r.namespace),
                 "extra_options.namespace",
-                r.namespace
-                    .clone()
-                    .map(|ns| (ns, r.extra_options.namespace.clone())),
+                r.namespace.clone().map(|ns| (ns, extra.namespace.clone())),
             ),
             (
                 "scan_count",
-                r.scan_count.is_some_and(|n| {
-                    n as f64 != r.extra_options.scan_count
-                        && r.extra_options.scan_count != defaults.scan_count
-                }),
+                Shorthand::defaulted(
+                    &extra.scan_count,
+                    defaults.scan_count,
+                    &r.scan_count.map(|n| n as f64),
+                ),
                 "extra_options.scan_count",
                 r.scan_count
-                    .map(|n| (n.to_string(), r.extra_options.scan_count.to_string())),
+                    .map(|n| (n.to_string(), extra.scan_count.to_string())),
             ),
         ];
-        for (old, differ, new, values) in mismatch {
-            if !differ {
-                continue;
+        for (old, source, new, values) in legacy {
+            if source.mismatch {
+                c.error(&format!("{p}.{old}"), mismatch(old, new, values));
             }
-            // Kong shows both values; a password is not shown.
-            let message = match values {
-                Some((a, b)) => format!(
-                    "both deprecated and new field are used but their values mismatch: \
-                     {old} = {a} vs {new} = {b}"
-                ),
-                None => format!(
-                    "both deprecated and new field are used but their values mismatch: \
-                     {old} vs {new}"
-                ),
-            };
-            c.error(&format!("{p}.{old}"), message);
         }
 
         for (p, host, port, kv_path, token) in [
@@ -521,195 +512,6 @@ fn check_namespace(c: &mut Checks, field: &str, namespace: &str) {
             field,
             format!("namespace can't be prefixed with reserved word: {word}"),
         );
-    }
-}
-
-/// Kong's strings are non-empty unless the schema says otherwise (an implicit `len_min = 1`).
-fn non_empty(c: &mut Checks, field: &str, value: Option<&str>) {
-    if value == Some("") {
-        c.error(field, "length must be at least 1");
-    }
-}
-
-/// A vault reference (`{vault://env/NAME}`): referenceable fields skip their checks for it.
-pub(crate) fn is_reference(s: &str) -> bool {
-    s.starts_with("{vault://") && s.ends_with('}')
-}
-
-// === Kong's address typedefs (`kong/db/schema/typedefs.lua`, `kong/tools/ip.lua`) ===
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum HostKind {
-    Ipv4,
-    Ipv6,
-    Name,
-}
-
-/// Why `normalize_ip` refused an address: Kong tells a bad port apart from the rest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum AddrError {
-    BadPort,
-    Invalid(String),
-}
-
-impl std::fmt::Display for AddrError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            AddrError::BadPort => f.write_str("invalid port number"),
-            AddrError::Invalid(m) => f.write_str(m),
-        }
-    }
-}
-
-/// Kong's `tools.ip.normalize_ip`: the kind of an address and its port, if it has one.
-fn normalize_ip(address: &str) -> Result<(HostKind, Option<u32>), AddrError> {
-    let colons = address.matches(':').count();
-    let remainder: String = address.chars().filter(|c| *c != ':').collect();
-    let kind = if colons > 1 {
-        HostKind::Ipv6
-    } else if !remainder.is_empty() && remainder.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        HostKind::Ipv4
-    } else {
-        HostKind::Name
-    };
-    let port_of = |p: &str| -> Result<Option<u32>, AddrError> {
-        match p.parse::<u64>() {
-            Ok(n) if n <= 65535 => Ok(Some(n as u32)),
-            _ => Err(AddrError::BadPort),
-        }
-    };
-    match kind {
-        HostKind::Ipv4 => {
-            let bad = || AddrError::Invalid(format!("invalid ipv4 address: {address}"));
-            let (ip, port) = match address.split_once(':') {
-                Some((ip, port)) if !port.is_empty() => (ip, Some(port)),
-                Some(_) => return Err(bad()),
-                None => (address, None),
-            };
-            let octets: Vec<&str> = ip.split('.').collect();
-            let valid = octets.len() == 4
-                && octets.iter().all(|o| {
-                    (1..=3).contains(&o.len()) && o.parse::<u16>().is_ok_and(|n| n <= 255)
-                });
-            if !valid {
-                return Err(bad());
-            }
-            Ok((kind, port.map(port_of).transpose()?.flatten()))
-        }
-        HostKind::Ipv6 => {
-            let bad = || AddrError::Invalid(format!("invalid ipv6 address: {address}"));
-            let (ip, port) = match address.strip_prefix('[').and_then(|a| a.split_once(']')) {
-                Some((ip, "")) => (ip, None),
-                Some((ip, rest)) => match rest.strip_prefix(':') {
-                    Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                        (ip, port_of(p)?)
-                    }
-                    _ => return Err(AddrError::Invalid("invalid ipv6 address".to_string())),
-                },
-                None => (address, None),
-            };
-            ip.parse::<Ipv6Addr>().map_err(|_| bad())?;
-            Ok((kind, port))
-        }
-        HostKind::Name => {
-            let bad = || AddrError::Invalid(format!("invalid hostname: {address}"));
-            let (name, port) = match address.rsplit_once(':') {
-                Some((name, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
-                    (name, port_of(p)?)
-                }
-                _ => (address, None),
-            };
-            let chars_ok = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b));
-            if !chars_ok {
-                return Err(bad());
-            }
-            let labels: Vec<&str> = name.split('.').collect();
-            let last = labels.len() - 1;
-            if labels
-                .iter()
-                .enumerate()
-                .any(|(i, l)| l.ends_with('-') || (l.is_empty() && i != last))
-            {
-                return Err(bad());
-            }
-            Ok((kind, port))
-        }
-    }
-}
-
-/// Kong's `typedefs.host`: a host name or IP address, without a port.
-pub(crate) fn check_host(c: &mut Checks, field: &str, host: &str) {
-    if host.is_empty() {
-        c.error(field, "length must be at least 1");
-        return;
-    }
-    match normalize_ip(host) {
-        Err(AddrError::Invalid(_)) => c.error(field, format!("invalid value: {host}")),
-        Err(AddrError::BadPort) | Ok((_, Some(_))) => c.error(field, "must not have a port"),
-        Ok(_) => {}
-    }
-}
-
-/// Kong's `typedefs.sni`: a host name (not an IP address), without a port.
-pub(crate) fn check_sni(c: &mut Checks, field: &str, sni: &str) {
-    if sni.is_empty() {
-        c.error(field, "length must be at least 1");
-        return;
-    }
-    match normalize_ip(sni) {
-        Err(AddrError::Invalid(_)) => c.error(field, format!("invalid value: {sni}")),
-        Ok((kind, _)) if kind != HostKind::Name => c.error(field, "must not be an IP"),
-        Err(AddrError::BadPort) | Ok((_, Some(_))) => c.error(field, "must not have a port"),
-        Ok(_) => {}
-    }
-}
-
-/// Kong's `typedefs.port`.
-pub(crate) fn check_port(c: &mut Checks, field: &str, port: i64) {
-    c.between(field, port, 0, 65535);
-}
-
-/// An element of Kong's `typedefs.hosts`: a host with an optional port and at most one
-/// wildcard, as the leftmost or rightmost label.
-pub(crate) fn check_wildcard_host(c: &mut Checks, field: &str, host: &str) {
-    if host.is_empty() {
-        c.error(field, "length must be at least 1");
-    } else if host.matches('*').count() > 1 {
-        c.error(field, "invalid wildcard: must have at most one wildcard");
-    } else if host.contains('*') && !host.starts_with("*.") && !host.ends_with(".*") {
-        c.error(
-            field,
-            "invalid wildcard: must be placed at leftmost or rightmost label",
-        );
-    } else if let Err(e) = normalize_ip(&host.replace('*', "abc")) {
-        c.error(field, e.to_string());
-    }
-}
-
-/// Kong's `typedefs.url` (LuaSocket's `url.parse`): a URL with a scheme and a host.
-pub(crate) fn check_url(c: &mut Checks, field: &str, url: &str) {
-    if url.is_empty() {
-        c.error(field, "length must be at least 1");
-        return;
-    }
-    let url = url.split('#').next().unwrap_or_default();
-    let (scheme, rest) = match url.split_once(':') {
-        Some((s, rest))
-            if s.starts_with(|ch: char| ch.is_ascii_alphanumeric())
-                && s.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b)) =>
-        {
-            (Some(s), rest)
-        }
-        _ => (None, url),
-    };
-    if !rest.starts_with("//") {
-        c.error(field, "missing host in url");
-    } else if scheme.is_none() {
-        c.error(field, "missing scheme in url");
     }
 }
 

@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::http_log::{check_host, check_port, check_url, join, mutually_required_in, not_empty};
 use super::schema::defaults::yes;
+use super::schema::join;
+use super::schema::typedefs::{check_host, check_port, check_url, non_empty_fields};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 // === The LLM record (`kong/llm/schemas/init.lua`) ===
@@ -183,7 +184,7 @@ impl Llm {
 
 impl Auth {
     fn check(&self, c: &mut Checks, at: &str) {
-        not_empty(
+        non_empty_fields(
             c,
             at,
             &[
@@ -225,7 +226,7 @@ impl ModelOptions {
         if let Some(k) = self.top_k {
             c.between(&f("top_k"), k, 0, 500);
         }
-        not_empty(
+        non_empty_fields(
             c,
             at,
             &[
@@ -245,11 +246,11 @@ impl ModelOptions {
                 ("project_id", g.project_id.as_deref()),
                 ("location_id", g.location_id.as_deref()),
             ];
-            not_empty(c, &f("gemini"), &fields);
-            mutually_required_in(c, &f("gemini"), &fields);
+            non_empty_fields(c, &f("gemini"), &fields);
+            c.mutually_required_in(&f("gemini"), &fields);
         }
         if let Some(b) = &self.bedrock {
-            not_empty(c, &f("bedrock"), &[("aws_region", b.aws_region.as_deref())]);
+            non_empty_fields(c, &f("bedrock"), &[("aws_region", b.aws_region.as_deref())]);
         }
     }
 }
@@ -269,7 +270,7 @@ fn check_llm(
     if let Some(auth) = auth {
         auth.check(c, &f("auth"));
     }
-    not_empty(c, &f("model"), &[("name", model.name.as_deref())]);
+    non_empty_fields(c, &f("model"), &[("name", model.name.as_deref())]);
     if let Some(options) = &model.options {
         options.check(c, &f("model.options"));
     }
@@ -285,16 +286,14 @@ fn check_llm(
         );
     }
     let a = auth.cloned().unwrap_or_default();
-    mutually_required_in(
-        c,
+    c.mutually_required_in(
         at,
         &[
             ("auth.header_name", a.header_name.as_deref()),
             ("auth.header_value", a.header_value.as_deref()),
         ],
     );
-    mutually_required_in(
-        c,
+    c.mutually_required_in(
         at,
         &[
             ("auth.param_name", a.param_name.as_deref()),
@@ -634,7 +633,7 @@ pub struct Template {
 impl Validate for TemplateConfig {
     fn validate(&self, c: &mut Checks) {
         for (i, t) in self.templates.iter().enumerate() {
-            not_empty(
+            non_empty_fields(
                 c,
                 &format!("templates[{i}]"),
                 &[("name", Some(&t.name)), ("template", Some(&t.template))],
@@ -720,7 +719,7 @@ struct Transformer<'a> {
 
 impl Transformer<'_> {
     fn check(&self, c: &mut Checks) {
-        not_empty(
+        non_empty_fields(
             c,
             "",
             &[
@@ -748,55 +747,41 @@ impl Transformer<'_> {
     }
 }
 
-impl Validate for RequestTransformerConfig {
-    fn validate(&self, c: &mut Checks) {
+/// The `Transformer` of either transformer config: both name these fields alike.
+macro_rules! transformer {
+    ($config:expr) => {
         Transformer {
-            prompt: &self.prompt,
-            pattern: self.transformation_extract_pattern.as_deref(),
-            max_request_body_size: self.max_request_body_size,
+            prompt: &$config.prompt,
+            pattern: $config.transformation_extract_pattern.as_deref(),
+            max_request_body_size: $config.max_request_body_size,
             proxies: [
                 (
                     "http_proxy_host",
-                    self.http_proxy_host.as_deref(),
+                    $config.http_proxy_host.as_deref(),
                     "http_proxy_port",
-                    self.http_proxy_port,
+                    $config.http_proxy_port,
                 ),
                 (
                     "https_proxy_host",
-                    self.https_proxy_host.as_deref(),
+                    $config.https_proxy_host.as_deref(),
                     "https_proxy_port",
-                    self.https_proxy_port,
+                    $config.https_proxy_port,
                 ),
             ],
-            llm: &self.llm,
+            llm: &$config.llm,
         }
-        .check(c);
+    };
+}
+
+impl Validate for RequestTransformerConfig {
+    fn validate(&self, c: &mut Checks) {
+        transformer!(self).check(c);
     }
 }
 
 impl Validate for ResponseTransformerConfig {
     fn validate(&self, c: &mut Checks) {
-        Transformer {
-            prompt: &self.prompt,
-            pattern: self.transformation_extract_pattern.as_deref(),
-            max_request_body_size: self.max_request_body_size,
-            proxies: [
-                (
-                    "http_proxy_host",
-                    self.http_proxy_host.as_deref(),
-                    "http_proxy_port",
-                    self.http_proxy_port,
-                ),
-                (
-                    "https_proxy_host",
-                    self.https_proxy_host.as_deref(),
-                    "https_proxy_port",
-                    self.https_proxy_port,
-                ),
-            ],
-            llm: &self.llm,
-        }
-        .check(c);
+        transformer!(self).check(c);
     }
 }
 

@@ -10,9 +10,9 @@ use http::HeaderMap;
 
 /// An argument's value(s) under one name.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Arg {
+pub enum Arg<'a> {
     Missing,
-    One(String),
+    One(Cow<'a, str>),
     /// Given more than once, or (JSON) not a string: Kong's `table` value.
     Many,
     /// JSON: present, but a number, boolean or null.
@@ -20,16 +20,16 @@ pub enum Arg {
 }
 
 /// The query parameter `name` (decoded as `application/x-www-form-urlencoded`).
-pub fn query_arg(query: Option<&str>, name: &str) -> Arg {
+pub fn query_arg<'a>(query: Option<&'a str>, name: &str) -> Arg<'a> {
     form_arg(query.unwrap_or("").as_bytes(), name)
 }
 
-fn form_arg(form: &[u8], name: &str) -> Arg {
+fn form_arg<'a>(form: &'a [u8], name: &str) -> Arg<'a> {
     let mut found = Arg::Missing;
     for (k, v) in form_urlencoded::parse(form) {
         if k == name {
             found = match found {
-                Arg::Missing => Arg::One(v.into_owned()),
+                Arg::Missing => Arg::One(v),
                 _ => return Arg::Many,
             };
         }
@@ -79,13 +79,13 @@ impl BodyKind {
     }
 
     /// The field `name` of `body`.
-    pub fn arg(&self, body: &[u8], name: &str) -> Arg {
+    pub fn arg<'b>(&self, body: &'b [u8], name: &str) -> Arg<'b> {
         match self {
             BodyKind::Form => form_arg(body, name),
             BodyKind::Json => match serde_json::from_slice::<serde_json::Value>(body) {
                 Ok(serde_json::Value::Object(map)) => match map.get(name) {
                     None => Arg::Missing,
-                    Some(serde_json::Value::String(s)) => Arg::One(s.clone()),
+                    Some(serde_json::Value::String(s)) => Arg::One(s.clone().into()),
                     Some(serde_json::Value::Array(_) | serde_json::Value::Object(_)) => Arg::Many,
                     Some(_) => Arg::NotText,
                 },
@@ -96,7 +96,7 @@ impl BodyKind {
                 for part in multipart_parts(body, boundary) {
                     if part.name.as_deref() == Some(name) {
                         found = match found {
-                            Arg::Missing => Arg::One(String::from_utf8_lossy(part.value).into()),
+                            Arg::Missing => Arg::One(String::from_utf8_lossy(part.value)),
                             _ => return Arg::Many,
                         };
                     }

@@ -106,23 +106,28 @@ pub fn set_consumer(
     consumer: &Arc<Consumer>,
     credential: Option<&Arc<Credential>>,
 ) {
-    let mut set = |name: &HeaderName, value: Option<&str>| match value
-        .and_then(|v| HeaderValue::from_str(v).ok())
-    {
+    // The client's copies were dropped on the way in: only an earlier authentication of
+    // this request (an OR of plugins) can have left values to clear.
+    let earlier = ctx.consumer.is_some();
+    let mut set = |name: &HeaderName, value: Option<&HeaderValue>| match value {
         Some(v) => {
-            headers.insert(name.clone(), v);
+            headers.insert(name.clone(), v.clone());
         }
-        None => {
+        None if earlier => {
             headers.remove(name);
         }
+        None => {}
     };
-    set(&X_CONSUMER_ID, Some(&consumer.id));
-    set(&X_CONSUMER_CUSTOM_ID, consumer.custom_id.as_deref());
-    set(&X_CONSUMER_USERNAME, consumer.username.as_deref());
-    set(&X_CREDENTIAL_IDENTIFIER, credential.map(|c| &*c.identifier));
+    set(&X_CONSUMER_ID, Some(&consumer.id_header));
+    set(&X_CONSUMER_CUSTOM_ID, consumer.custom_id_header.as_ref());
+    set(&X_CONSUMER_USERNAME, consumer.username_header.as_ref());
+    set(
+        &X_CREDENTIAL_IDENTIFIER,
+        credential.and_then(|c| c.identifier_header.as_ref()),
+    );
     match credential {
         Some(c) => {
-            headers.remove(&X_ANONYMOUS_CONSUMER);
+            set(&X_ANONYMOUS_CONSUMER, None);
             ctx.authenticate(consumer.clone(), Some(c.clone()));
         }
         None => {

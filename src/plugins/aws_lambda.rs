@@ -7,9 +7,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::rate_limiting::check_host;
-use super::redirect::check_url;
 use super::schema::defaults::yes;
+use super::schema::typedefs::{check_host, check_port, check_url, non_empty_fields, url_problem};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/aws-lambda/schema.lua`).
@@ -113,10 +112,20 @@ fn default_port() -> i64 {
 
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
-        if let Some(u) = &self.aws_sts_endpoint_url
-            && let Err(e) = check_url(u)
-        {
-            c.error("aws_sts_endpoint_url", e);
+        non_empty_fields(
+            c,
+            "",
+            &[
+                ("aws_key", self.aws_key.as_deref()),
+                ("aws_secret", self.aws_secret.as_deref()),
+                ("aws_assume_role_arn", self.aws_assume_role_arn.as_deref()),
+                ("aws_role_session_name", Some(&self.aws_role_session_name)),
+                ("function_name", self.function_name.as_deref()),
+                ("qualifier", self.qualifier.as_deref()),
+            ],
+        );
+        if let Some(u) = &self.aws_sts_endpoint_url {
+            check_url(c, "aws_sts_endpoint_url", u);
         }
         if let Some(r) = &self.aws_region {
             check_host(c, "aws_region", r);
@@ -124,12 +133,12 @@ impl Validate for Config {
         if let Some(h) = &self.host {
             check_host(c, "host", h);
         }
-        c.between("port", self.port, 0, 65535);
+        check_port(c, "port", self.port);
         if let Some(s) = self.unhandled_status {
             c.between("unhandled_status", s, 100, 999);
         }
         if let Some(u) = &self.proxy_url {
-            match check_url(u) {
+            match url_problem(u) {
                 Err(e) => c.error("proxy_url", e),
                 // Kong's custom entity check.
                 Ok(()) => {
@@ -213,6 +222,14 @@ mod tests {
             errors("aws_key: k"),
             [
                 "aws_secret: all or none of these fields must be set: 'config.aws_key', 'config.aws_secret'"
+            ]
+        );
+        assert_eq!(
+            errors("aws_key: ''\naws_secret: s\nfunction_name: ''\nqualifier: ''"),
+            [
+                "aws_key: length must be at least 1",
+                "function_name: length must be at least 1",
+                "qualifier: length must be at least 1",
             ]
         );
         assert_eq!(

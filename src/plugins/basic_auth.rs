@@ -11,6 +11,7 @@ use http::{HeaderName, HeaderValue, header};
 use serde::Deserialize;
 
 use super::auth::{self, Attempt};
+use super::schema::typedefs::non_empty_fields;
 use super::{BuildCx, Checks, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate};
 use crate::exchange::Consumer;
 use crate::snapshot::Consumers;
@@ -33,22 +34,14 @@ fn default_realm() -> String {
 
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
-        non_empty(
+        non_empty_fields(
             c,
+            "",
             &[
                 ("anonymous", self.anonymous.as_deref()),
                 ("realm", Some(&self.realm)),
             ],
         );
-    }
-}
-
-/// Kong's strings are non-empty unless the schema says otherwise (an implicit `len_min = 1`).
-fn non_empty(c: &mut Checks, fields: &[(&str, Option<&str>)]) {
-    for (field, value) in fields {
-        if *value == Some("") {
-            c.error(field, "length must be at least 1");
-        }
     }
 }
 

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::schema::defaults::yes;
+use super::schema::typedefs::{check_items, is_regex, non_empty_items};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/cors/schema.lua`).
@@ -85,33 +86,21 @@ fn default_methods() -> Vec<Method> {
 
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
-        for (i, origin) in self.origins.iter().flatten().enumerate() {
-            let field = format!("origins[{i}]");
-            if origin.is_empty() {
-                c.error(&field, "length must be at least 1");
-            } else if origin != "*" && !is_pcre_regex(origin) {
-                c.error(&field, format!("'{origin}' is not a valid regex"));
+        // Kong's `validate_asterisk_or_regex`.
+        let origins = self.origins.as_deref().unwrap_or_default();
+        check_items(c, "origins", origins, |origin| {
+            if origin == "*" || is_regex(origin) {
+                Ok(())
+            } else {
+                Err(format!("'{origin}' is not a valid regex"))
             }
-        }
+        });
         for (field, list) in [
             ("headers", &self.headers),
             ("exposed_headers", &self.exposed_headers),
         ] {
-            for (i, h) in list.iter().flatten().enumerate() {
-                if h.is_empty() {
-                    c.error(&format!("{field}[{i}]"), "length must be at least 1");
-                }
-            }
+            non_empty_items(c, field, list.as_deref().unwrap_or_default());
         }
-    }
-}
-
-/// Kong compiles origins with PCRE: what PCRE has and Rust's `regex` does not (look-around,
-/// backreferences) is accepted, the rest must compile.
-fn is_pcre_regex(re: &str) -> bool {
-    match regex::Regex::new(re) {
-        Ok(_) => true,
-        Err(e) => e.to_string().contains("not supported"),
     }
 }
 

@@ -7,7 +7,10 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::http_log::{EMPTY, Queue, check_host, check_port, not_empty};
+use super::schema::queue::Queue;
+use super::schema::typedefs::{
+    check_host, check_items, check_port, is_reference, non_empty_fields,
+};
 use super::statsd::ConsumerIdentifier;
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
@@ -121,9 +124,11 @@ fn default_metrics() -> Vec<Metric> {
 
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
-        check_host(c, "host", &self.host);
+        if !is_reference(&self.host) {
+            check_host(c, "host", &self.host);
+        }
         check_port(c, "port", self.port);
-        not_empty(
+        non_empty_fields(
             c,
             "",
             &[
@@ -136,26 +141,25 @@ impl Validate for Config {
         self.queue.check(c, "queue");
         for (i, m) in self.metrics.iter().enumerate() {
             // Kong's `match = "^.*[^:]$"`: not empty, not ending with `:`.
-            for (j, tag) in m.tags.iter().flatten().enumerate() {
-                let field = format!("metrics[{i}].tags[{j}]");
-                if tag.is_empty() {
-                    c.error(&field, EMPTY);
-                } else if tag.ends_with(':') {
-                    c.error(&field, format!("invalid value: {tag}"));
+            let tags = m.tags.as_deref().unwrap_or_default();
+            check_items(c, &format!("metrics[{i}].tags"), tags, |tag| {
+                if tag.ends_with(':') {
+                    Err(format!("invalid value: {tag}"))
+                } else {
+                    Ok(())
                 }
-            }
+            });
             let field = format!("metrics[{i}].sample_rate");
             if let Some(rate) = m.sample_rate {
                 c.between(&field, rate, 0.0, 1.0);
             }
             // Kong's conditional: counters and gauges need a sample rate.
-            if matches!(m.stat_type, StatType::Counter | StatType::Gauge) && m.sample_rate.is_none()
-            {
-                c.error(
-                    &field,
-                    "required field missing (failed conditional validation given value of field 'stat_type')",
-                );
-            }
+            c.required_if(
+                &field,
+                m.sample_rate.is_some(),
+                matches!(m.stat_type, StatType::Counter | StatType::Gauge),
+                "failed conditional validation given value of field 'stat_type'",
+            );
         }
     }
 }

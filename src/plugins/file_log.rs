@@ -7,7 +7,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::http_log::{EMPTY, check_lua_code};
+use super::schema::typedefs::{check_lua_code, check_string};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/file-log/schema.lua`).
@@ -33,11 +33,13 @@ fn valid_filename(path: &str) -> bool {
 
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
-        if self.path.is_empty() {
-            c.error("path", EMPTY);
-        } else if !valid_filename(&self.path) {
-            c.error("path", "not a valid filename");
-        }
+        check_string(c, "path", &self.path, |path| {
+            if valid_filename(path) {
+                Ok(())
+            } else {
+                Err("not a valid filename".to_string())
+            }
+        });
         check_lua_code(
             c,
             "custom_fields_by_lua",

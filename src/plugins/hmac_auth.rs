@@ -13,6 +13,7 @@ use ring::{digest, hmac};
 use serde::Deserialize;
 
 use super::auth::{self, Attempt};
+use super::schema::typedefs::{non_empty_fields, non_empty_items};
 use super::{BuildCx, Checks, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate};
 use crate::exchange::Consumer;
 use crate::snapshot::Consumers;
@@ -67,22 +68,15 @@ fn default_algorithms() -> Vec<Algorithm> {
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
         c.greater_than("clock_skew", self.clock_skew, 0.0);
-        for (field, value) in [
-            ("anonymous", self.anonymous.as_deref()),
-            ("realm", self.realm.as_deref()),
-        ] {
-            if value == Some("") {
-                c.error(field, "length must be at least 1");
-            }
-        }
-        for (i, h) in self.enforce_headers.iter().enumerate() {
-            if h.is_empty() {
-                c.error(
-                    &format!("enforce_headers[{i}]"),
-                    "length must be at least 1",
-                );
-            }
-        }
+        non_empty_fields(
+            c,
+            "",
+            &[
+                ("anonymous", self.anonymous.as_deref()),
+                ("realm", self.realm.as_deref()),
+            ],
+        );
+        non_empty_items(c, "enforce_headers", &self.enforce_headers);
     }
 }
 

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use http::StatusCode;
 
+use super::schema::typedefs::{check_items, non_empty};
 use super::{BuildCx, Checks, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate};
 use crate::exchange::respond;
 use crate::ip::{IpRule, to_u128};
@@ -32,18 +33,15 @@ pub struct Config {
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
         for (field, list) in [("allow", &self.allow), ("deny", &self.deny)] {
-            for (i, v) in list.iter().flatten().enumerate() {
-                let field = format!("{field}[{i}]");
-                if v.is_empty() {
-                    c.error(&field, "length must be at least 1");
-                } else if !is_ip_or_cidr(v) {
-                    c.error(&field, format!("invalid ip or cidr range: '{v}'"));
+            check_items(c, field, list.as_deref().unwrap_or_default(), |v| {
+                if is_ip_or_cidr(v) {
+                    Ok(())
+                } else {
+                    Err(format!("invalid ip or cidr range: '{v}'"))
                 }
-            }
+            });
         }
-        if self.message.as_deref() == Some("") {
-            c.error("message", "length must be at least 1");
-        }
+        non_empty(c, "message", self.message.as_deref());
         // Kong's entity check; an empty list counts as not set.
         c.at_least_one_of(&[
             ("allow", self.allow.as_ref().is_some_and(|l| !l.is_empty())),

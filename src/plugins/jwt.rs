@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 use super::auth::{self, Attempt};
 use super::schema::defaults::yes;
+use super::schema::typedefs::{non_empty_fields, non_empty_items};
 use super::{BuildCx, Checks, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate};
 use crate::exchange::{Consumer, respond};
 use crate::snapshot::Consumers;
@@ -89,8 +90,9 @@ impl Validate for Config {
                  'config.maximum_expiration')",
             );
         }
-        non_empty(
+        non_empty_fields(
             c,
+            "",
             &[
                 ("key_claim_name", Some(&self.key_claim_name)),
                 ("anonymous", self.anonymous.as_deref()),
@@ -102,20 +104,7 @@ impl Validate for Config {
             ("cookie_names", &self.cookie_names),
             ("header_names", &self.header_names),
         ] {
-            for (i, v) in list.iter().enumerate() {
-                if v.is_empty() {
-                    c.error(&format!("{field}[{i}]"), "length must be at least 1");
-                }
-            }
-        }
-    }
-}
-
-/// Kong's strings are non-empty unless the schema says otherwise (an implicit `len_min = 1`).
-fn non_empty(c: &mut Checks, fields: &[(&str, Option<&str>)]) {
-    for (field, value) in fields {
-        if *value == Some("") {
-            c.error(field, "length must be at least 1");
+            non_empty_items(c, field, list);
         }
     }
 }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use super::args::{Arg, BodyKind, query_arg, without_query_arg};
 use super::auth::{self, Attempt};
 use super::schema::defaults::yes;
+use super::schema::typedefs::{check_items, header_name_problem, non_empty_fields};
 use super::{BuildCx, Checks, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate};
 use crate::exchange::Consumer;
 use crate::snapshot::Consumers;
@@ -43,30 +44,15 @@ fn default_key_names() -> Vec<String> {
 
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
-        for (i, name) in self.key_names.iter().enumerate() {
-            let field = format!("key_names[{i}]");
-            if name.is_empty() {
-                c.error(&field, "length must be at least 1");
-            } else {
-                c.header_name(&field, name);
-            }
-        }
-        non_empty(
+        check_items(c, "key_names", &self.key_names, header_name_problem);
+        non_empty_fields(
             c,
+            "",
             &[
                 ("anonymous", self.anonymous.as_deref()),
                 ("realm", self.realm.as_deref()),
             ],
         );
-    }
-}
-
-/// Kong's strings are non-empty unless the schema says otherwise (an implicit `len_min = 1`).
-fn non_empty(c: &mut Checks, fields: &[(&str, Option<&str>)]) {
-    for (field, value) in fields {
-        if *value == Some("") {
-            c.error(field, "length must be at least 1");
-        }
     }
 }
 
@@ -146,31 +132,33 @@ impl Handler {
             return Attempt::NeedsBody { limit: BODY_LIMIT };
         }
         for key in &self.names {
-            let mut found = Arg::Missing;
-            if c.key_in_header {
-                found = header_arg(req, &key.header);
-            }
-            if found == Arg::Missing && c.key_in_query {
-                found = query_arg(req.query(), &key.name);
-            }
-            if found == Arg::Missing
-                && let Some(kind) = &body_kind
-            {
-                let Some(body) = req.body.as_ref() else {
-                    return Attempt::NeedsBody { limit: BODY_LIMIT };
-                };
-                found = kind.arg(body, &key.name);
-            }
-            match found {
-                Arg::One(k) => {
-                    if c.hide_credentials {
-                        self.hide(req, key, body_kind.as_ref());
-                    }
-                    return self.lookup(&k);
+            // The key is looked up where it was found, uncopied; the request changes after.
+            let attempt = {
+                let mut found = Arg::Missing;
+                if c.key_in_header {
+                    found = header_arg(req, &key.header);
                 }
-                Arg::Many => return self.fail("Duplicate API key found"),
-                Arg::Missing | Arg::NotText => {}
+                if found == Arg::Missing && c.key_in_query {
+                    found = query_arg(req.query(), &key.name);
+                }
+                if found == Arg::Missing
+                    && let Some(kind) = &body_kind
+                {
+                    let Some(body) = req.body.as_ref() else {
+                        return Attempt::NeedsBody { limit: BODY_LIMIT };
+                    };
+                    found = kind.arg(body, &key.name);
+                }
+                match found {
+                    Arg::One(k) => self.lookup(&k),
+                    Arg::Many => return self.fail("Duplicate API key found"),
+                    Arg::Missing | Arg::NotText => continue,
+                }
+            };
+            if c.hide_credentials {
+                self.hide(req, key, body_kind.as_ref());
             }
+            return attempt;
         }
         self.fail("No API key found in request")
     }
@@ -204,7 +192,7 @@ impl Handler {
     }
 }
 
-fn header_arg(req: &Request<'_>, names: &[HeaderName]) -> Arg {
+fn header_arg<'r>(req: &'r Request<'_>, names: &[HeaderName]) -> Arg<'r> {
     for name in names {
         let mut values = req.headers().get_all(name).iter();
         if let Some(v) = values.next() {
@@ -212,7 +200,7 @@ fn header_arg(req: &Request<'_>, names: &[HeaderName]) -> Arg {
                 return Arg::Many;
             }
             return match v.to_str() {
-                Ok(s) => Arg::One(s.to_string()),
+                Ok(s) => Arg::One(s.into()),
                 Err(_) => Arg::NotText,
             };
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::acme::{check_host, check_port};
+use super::schema::typedefs::{check_host, check_port, non_empty_fields};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/ldap-auth/schema.lua`).
@@ -73,17 +73,17 @@ impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
         check_host(c, "ldap_host", &self.ldap_host);
         check_port(c, "ldap_port", self.ldap_port);
-        for (field, value) in [
-            ("base_dn", Some(self.base_dn.as_str())),
-            ("attribute", Some(&self.attribute)),
-            ("anonymous", self.anonymous.as_deref()),
-            ("header_type", Some(&self.header_type)),
-            ("realm", self.realm.as_deref()),
-        ] {
-            if value == Some("") {
-                c.error(field, "length must be at least 1");
-            }
-        }
+        non_empty_fields(
+            c,
+            "",
+            &[
+                ("base_dn", Some(&self.base_dn)),
+                ("attribute", Some(&self.attribute)),
+                ("anonymous", self.anonymous.as_deref()),
+                ("header_type", Some(&self.header_type)),
+                ("realm", self.realm.as_deref()),
+            ],
+        );
         if self.ldaps && self.start_tls {
             c.error(
                 "start_tls",

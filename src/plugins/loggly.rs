@@ -8,7 +8,9 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::http_log::{check_host, check_lua_code, check_port, not_empty, not_empty_items};
+use super::schema::typedefs::{
+    check_host, check_lua_code, check_port, non_empty_fields, non_empty_items,
+};
 use super::syslog::Severity;
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
@@ -55,8 +57,8 @@ impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
         check_host(c, "host", &self.host);
         check_port(c, "port", self.port);
-        not_empty(c, "", &[("key", Some(&self.key))]);
-        not_empty_items(c, "tags", Some(&self.tags));
+        non_empty_fields(c, "", &[("key", Some(&self.key))]);
+        non_empty_items(c, "tags", &self.tags);
         check_lua_code(
             c,
             "custom_fields_by_lua",

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::schema::typedefs::{non_empty_fields, non_empty_items};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/oauth2/schema.lua`).
@@ -88,21 +89,17 @@ impl Validate for Config {
             0.0,
             100_000_000.0,
         );
-        for (field, value) in [
-            ("provision_key", self.provision_key.as_deref()),
-            ("anonymous", self.anonymous.as_deref()),
-            ("auth_header_name", Some(&self.auth_header_name)),
-            ("realm", self.realm.as_deref()),
-        ] {
-            if value == Some("") {
-                c.error(field, "length must be at least 1");
-            }
-        }
-        for (i, s) in self.scopes.iter().flatten().enumerate() {
-            if s.is_empty() {
-                c.error(&format!("scopes[{i}]"), "length must be at least 1");
-            }
-        }
+        non_empty_fields(
+            c,
+            "",
+            &[
+                ("provision_key", self.provision_key.as_deref()),
+                ("anonymous", self.anonymous.as_deref()),
+                ("auth_header_name", Some(&self.auth_header_name)),
+                ("realm", self.realm.as_deref()),
+            ],
+        );
+        non_empty_items(c, "scopes", self.scopes.as_deref().unwrap_or_default());
         c.required_if(
             "scopes",
             self.scopes.is_some(),

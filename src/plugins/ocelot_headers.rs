@@ -213,7 +213,7 @@ impl Validate for TransformsConfig {
             ("downstream", &self.downstream),
         ] {
             for (i, (name, _)) in list.iter().enumerate() {
-                c.header_name(&format!("{field}[{i}]"), name);
+                http_header_name(c, &format!("{field}[{i}]"), name);
             }
         }
     }
@@ -317,7 +317,18 @@ pub struct RequestIdConfig {
 
 impl Validate for RequestIdConfig {
     fn validate(&self, c: &mut Checks) {
-        c.header_name("key", &self.key);
+        http_header_name(c, "key", &self.key);
+    }
+}
+
+/// Ocelot (ASP.NET Core) takes any HTTP header name (an RFC 9110 token), not only Kong's
+/// stricter `typedefs.header_name`.
+fn http_header_name(c: &mut Checks, field: &str, name: &str) {
+    if HeaderName::from_bytes(name.as_bytes()).is_err() {
+        c.error(
+            field,
+            format!("bad header name '{name}': not an HTTP header name"),
+        );
     }
 }
 

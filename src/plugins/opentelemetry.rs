@@ -4,18 +4,17 @@
 //! trace context to the upstream in the configured header formats. Not served yet: its config
 //! is checked against Kong's schema, and the routes it applies to are warned about (it only
 //! observes).
-//!
-//! The trace-context propagation record (`typedefs.propagation`) and the legacy
-//! `header_type` are shared with `zipkin` and live here.
 
 use std::sync::Arc;
 
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::http_log::{
-    EMPTY, Queue, check_headers, check_timeout, check_url, join, not_empty, not_empty_values,
-    quoted_list,
+use super::schema::propagation::{Format, HeaderType, Propagation};
+use super::schema::queue::Queue;
+use super::schema::quoted_list;
+use super::schema::typedefs::{
+    check_headers, check_timeout, check_url, is_reference, non_empty_fields, non_empty_values,
 };
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
@@ -88,13 +87,15 @@ impl Validate for Config {
             ("logs_endpoint", &self.logs_endpoint),
             ("endpoint", &self.endpoint),
         ] {
-            if let Some(url) = url {
+            if let Some(url) = url
+                && !is_reference(url)
+            {
                 check_url(c, field, url);
             }
         }
         check_headers(c, "headers", self.headers.as_ref());
-        not_empty_values(c, "resource_attributes", self.resource_attributes.as_ref());
-        not_empty(
+        non_empty_values(c, "resource_attributes", self.resource_attributes.as_ref());
+        non_empty_fields(
             c,
             "",
             &[(
@@ -124,141 +125,6 @@ impl Validate for Config {
     }
 }
 
-/// A trace-context header format (`kong.observability.tracing.propagation.utils.FORMATS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Format {
-    #[serde(rename = "w3c")]
-    W3c,
-    #[serde(rename = "b3")]
-    B3,
-    #[serde(rename = "b3-single")]
-    B3Single,
-    #[serde(rename = "jaeger")]
-    Jaeger,
-    #[serde(rename = "ot")]
-    Ot,
-    #[serde(rename = "datadog")]
-    Datadog,
-    #[serde(rename = "aws")]
-    Aws,
-    #[serde(rename = "gcp")]
-    Gcp,
-    #[serde(rename = "instana")]
-    Instana,
-}
-
-/// A format to extract the trace context from (`b3` reads `b3-single` too).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Extract {
-    #[serde(rename = "w3c")]
-    W3c,
-    #[serde(rename = "b3")]
-    B3,
-    #[serde(rename = "jaeger")]
-    Jaeger,
-    #[serde(rename = "ot")]
-    Ot,
-    #[serde(rename = "datadog")]
-    Datadog,
-    #[serde(rename = "aws")]
-    Aws,
-    #[serde(rename = "gcp")]
-    Gcp,
-    #[serde(rename = "instana")]
-    Instana,
-}
-
-/// A format to inject the trace context in; `preserve` is the incoming request's own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Inject {
-    #[serde(rename = "preserve")]
-    Preserve,
-    #[serde(rename = "w3c")]
-    W3c,
-    #[serde(rename = "b3")]
-    B3,
-    #[serde(rename = "b3-single")]
-    B3Single,
-    #[serde(rename = "jaeger")]
-    Jaeger,
-    #[serde(rename = "ot")]
-    Ot,
-    #[serde(rename = "datadog")]
-    Datadog,
-    #[serde(rename = "aws")]
-    Aws,
-    #[serde(rename = "gcp")]
-    Gcp,
-    #[serde(rename = "instana")]
-    Instana,
-}
-
-/// The legacy tracing header setting (`opentelemetry` and `zipkin`; `propagation` replaces
-/// it): `preserve` keeps the incoming format, `ignore` ignores incoming headers.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-pub enum HeaderType {
-    #[default]
-    #[serde(rename = "preserve")]
-    Preserve,
-    #[serde(rename = "ignore")]
-    Ignore,
-    #[serde(rename = "b3")]
-    B3,
-    #[serde(rename = "b3-single")]
-    B3Single,
-    #[serde(rename = "w3c")]
-    W3c,
-    #[serde(rename = "jaeger")]
-    Jaeger,
-    #[serde(rename = "ot")]
-    Ot,
-    #[serde(rename = "aws")]
-    Aws,
-    #[serde(rename = "datadog")]
-    Datadog,
-    #[serde(rename = "gcp")]
-    Gcp,
-    #[serde(rename = "instana")]
-    Instana,
-}
-
-/// Kong's `typedefs.propagation` (`kong/observability/tracing/propagation/schema.lua`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Propagation {
-    /// Formats tried in order on incoming requests; none: no context is extracted.
-    pub extract: Option<Vec<Extract>>,
-    /// Header names removed after extraction.
-    pub clear: Option<Vec<String>>,
-    /// Formats written to the upstream request; none: no context is injected.
-    pub inject: Option<Vec<Inject>>,
-    /// The format `preserve` injects when no incoming format was found.
-    pub default_format: Format,
-}
-
-impl Propagation {
-    /// The record as a plugin's default writes it: only `default_format`.
-    pub fn with_default(default_format: Format) -> Self {
-        Propagation {
-            extract: None,
-            clear: None,
-            inject: None,
-            default_format,
-        }
-    }
-
-    /// The record's rules, with `at` its path inside `config`.
-    pub fn check(&self, c: &mut Checks, at: &str) {
-        for (i, name) in self.clear.iter().flatten().enumerate() {
-            let field = format!("{}[{i}]", join(at, "clear"));
-            if name.is_empty() {
-                c.error(&field, EMPTY);
-            } else {
-                c.header_name(&field, name);
-            }
-        }
-    }
-}
-
 /// `opentelemetry` (PRIORITY 14).
 pub struct OpenTelemetry;
 
@@ -277,6 +143,7 @@ impl PluginSpec for OpenTelemetry {
 mod tests {
     use super::*;
     use crate::plugins::schema::parse;
+    use crate::plugins::schema::propagation::{Extract, Inject};
 
     #[test]
     fn defaults() {

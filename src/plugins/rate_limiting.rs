@@ -3,16 +3,14 @@
 //! header or path, locally or in Redis, and answers 429 (or the configured code and message)
 //! past the limit. Not served yet: its config is checked against Kong's schema, and the
 //! routes it applies to are closed.
-//!
-//! This file also holds the shared Redis record (`kong/tools/redis/schema.lua`) with its
-//! deprecated flat `redis_*` shorthands, used by `response-ratelimiting` too, and the Kong
-//! typedefs these schemas check (`host`, `sni`, `path`).
 
 use std::sync::Arc;
 
 use serde::Deserialize;
 
 use super::schema::defaults::yes;
+use super::schema::redis::{Redis, RedisShorthands, redis_shorthands};
+use super::schema::typedefs::check_path;
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/rate-limiting/schema.lua`).
@@ -113,17 +111,7 @@ impl Config {
 
     /// The deprecated flat `redis_*` fields as written.
     pub fn shorthands(&self) -> RedisShorthands {
-        RedisShorthands {
-            host: self.redis_host.clone(),
-            port: self.redis_port,
-            password: self.redis_password.clone(),
-            username: self.redis_username.clone(),
-            ssl: self.redis_ssl,
-            ssl_verify: self.redis_ssl_verify,
-            server_name: self.redis_server_name.clone(),
-            timeout: self.redis_timeout,
-            database: self.redis_database,
-        }
+        redis_shorthands!(self)
     }
 
     /// The Redis settings in effect: `redis` with the shorthands written into it.
@@ -150,7 +138,7 @@ impl Validate for Config {
         if let Some(p) = &self.path {
             check_path(c, "path", p);
         }
-        let redis = check_redis(&self.redis, &self.shorthands(), c);
+        let redis = self.redis.check_with_shorthands(&self.shorthands(), c);
 
         // Kong's `validate_periods_order` (the record's custom validator: its first problem,
         // once the fields themselves are valid).
@@ -233,394 +221,6 @@ impl PluginSpec for RateLimiting {
 
     fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
         Ok(None)
-    }
-}
-
-// === The shared Redis record ===
-
-/// Kong's shared Redis record (`kong/tools/redis/schema.lua`), as `config.redis` of
-/// `rate-limiting` and `response-ratelimiting`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Redis {
-    pub host: Option<String>,
-    #[serde(default = "default_redis_port")]
-    pub port: i64,
-    #[serde(default = "default_redis_timeout")]
-    pub timeout: i64,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    #[serde(default)]
-    pub database: i64,
-    #[serde(default)]
-    pub ssl: bool,
-    #[serde(default)]
-    pub ssl_verify: bool,
-    pub server_name: Option<String>,
-}
-
-fn default_redis_port() -> i64 {
-    6379
-}
-
-fn default_redis_timeout() -> i64 {
-    2000
-}
-
-impl Default for Redis {
-    fn default() -> Self {
-        Redis {
-            host: None,
-            port: default_redis_port(),
-            timeout: default_redis_timeout(),
-            username: None,
-            password: None,
-            database: 0,
-            ssl: false,
-            ssl_verify: false,
-            server_name: None,
-        }
-    }
-}
-
-/// The deprecated flat fields (`redis_host`, `redis_port`, ...) that Kong still reads into
-/// `redis` (its `shorthand_fields`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct RedisShorthands {
-    pub host: Option<String>,
-    pub port: Option<i64>,
-    pub password: Option<String>,
-    pub username: Option<String>,
-    pub ssl: Option<bool>,
-    pub ssl_verify: Option<bool>,
-    pub server_name: Option<String>,
-    pub timeout: Option<i64>,
-    pub database: Option<i64>,
-}
-
-/// Where one effective Redis value was written.
-struct Source {
-    /// Taken from the shorthand (the nested field was not set).
-    from_shorthand: bool,
-    /// Both set, to different values.
-    mismatch: bool,
-}
-
-impl Source {
-    /// A field with no default: set or not.
-    fn optional<T: PartialEq>(nested: &Option<T>, short: &Option<T>) -> Source {
-        Source {
-            from_shorthand: nested.is_none() && short.is_some(),
-            mismatch: matches!((nested, short), (Some(n), Some(s)) if n != s),
-        }
-    }
-
-    /// A field with a default: serde cannot tell a value written equal to the default from
-    /// one left out, so a nested value at its default counts as not set.
-    fn defaulted<T: PartialEq>(nested: &T, default: T, short: &Option<T>) -> Source {
-        let set = *nested != default;
-        Source {
-            from_shorthand: !set && short.is_some(),
-            mismatch: set && short.as_ref().is_some_and(|s| s != nested),
-        }
-    }
-
-    fn path(&self, shorthand: &'static str, nested: &'static str) -> &'static str {
-        if self.from_shorthand {
-            shorthand
-        } else {
-            nested
-        }
-    }
-}
-
-impl Redis {
-    /// Kong's rule for deprecated shorthands: the nested field wins where it is set, the
-    /// shorthand fills it where it is not.
-    pub fn with_shorthands(&self, sh: &RedisShorthands) -> Redis {
-        fn pick<T: Clone>(nested: &Option<T>, short: &Option<T>) -> Option<T> {
-            nested.clone().or_else(|| short.clone())
-        }
-        fn pick_defaulted<T: PartialEq + Clone>(nested: &T, default: T, short: &Option<T>) -> T {
-            match short {
-                Some(s) if *nested == default => s.clone(),
-                _ => nested.clone(),
-            }
-        }
-        Redis {
-            host: pick(&self.host, &sh.host),
-            port: pick_defaulted(&self.port, default_redis_port(), &sh.port),
-            timeout: pick_defaulted(&self.timeout, default_redis_timeout(), &sh.timeout),
-            username: pick(&self.username, &sh.username),
-            password: pick(&self.password, &sh.password),
-            database: pick_defaulted(&self.database, 0, &sh.database),
-            ssl: pick_defaulted(&self.ssl, false, &sh.ssl),
-            ssl_verify: pick_defaulted(&self.ssl_verify, false, &sh.ssl_verify),
-            server_name: pick(&self.server_name, &sh.server_name),
-        }
-    }
-}
-
-/// Checks `redis` and its shorthands (each problem where the value was written) and gives
-/// the settings in effect.
-pub(super) fn check_redis(redis: &Redis, sh: &RedisShorthands, c: &mut Checks) -> Redis {
-    let eff = redis.with_shorthands(sh);
-    let mismatch = |c: &mut Checks, short: &str, nested: &str, values: Option<(String, String)>| {
-        let message = match values {
-            Some((s, n)) => format!(
-                "both deprecated and new field are used but their values mismatch: {short} = {s} vs {nested} = {n}"
-            ),
-            None => format!(
-                "both deprecated and new field are used but their values mismatch: {short} vs {nested}"
-            ),
-        };
-        c.error(short, message);
-    };
-    let show =
-        |a: &dyn std::fmt::Display, b: &dyn std::fmt::Display| Some((a.to_string(), b.to_string()));
-
-    let host = Source::optional(&redis.host, &sh.host);
-    if host.mismatch {
-        let (s, n) = (sh.host.as_deref(), redis.host.as_deref());
-        mismatch(
-            c,
-            "redis_host",
-            "redis.host",
-            show(&s.unwrap_or_default(), &n.unwrap_or_default()),
-        );
-    }
-    if let Some(h) = &eff.host {
-        check_host(c, host.path("redis_host", "redis.host"), h);
-    }
-
-    let port = Source::defaulted(&redis.port, default_redis_port(), &sh.port);
-    if port.mismatch {
-        mismatch(
-            c,
-            "redis_port",
-            "redis.port",
-            show(&sh.port.unwrap_or_default(), &redis.port),
-        );
-    }
-    c.between(port.path("redis_port", "redis.port"), eff.port, 0, 65535);
-
-    let timeout = Source::defaulted(&redis.timeout, default_redis_timeout(), &sh.timeout);
-    if timeout.mismatch {
-        mismatch(
-            c,
-            "redis_timeout",
-            "redis.timeout",
-            show(&sh.timeout.unwrap_or_default(), &redis.timeout),
-        );
-    }
-    c.between(
-        timeout.path("redis_timeout", "redis.timeout"),
-        eff.timeout,
-        0,
-        MAX_TIMEOUT,
-    );
-
-    if Source::optional(&redis.username, &sh.username).mismatch {
-        let (s, n) = (sh.username.as_deref(), redis.username.as_deref());
-        mismatch(
-            c,
-            "redis_username",
-            "redis.username",
-            show(&s.unwrap_or_default(), &n.unwrap_or_default()),
-        );
-    }
-    // Kong prints both values; a password is not repeated in a message.
-    if Source::optional(&redis.password, &sh.password).mismatch {
-        mismatch(c, "redis_password", "redis.password", None);
-    }
-    if Source::defaulted(&redis.database, 0, &sh.database).mismatch {
-        mismatch(
-            c,
-            "redis_database",
-            "redis.database",
-            show(&sh.database.unwrap_or_default(), &redis.database),
-        );
-    }
-    if Source::defaulted(&redis.ssl, false, &sh.ssl).mismatch {
-        mismatch(
-            c,
-            "redis_ssl",
-            "redis.ssl",
-            show(&sh.ssl.unwrap_or_default(), &redis.ssl),
-        );
-    }
-    if Source::defaulted(&redis.ssl_verify, false, &sh.ssl_verify).mismatch {
-        mismatch(
-            c,
-            "redis_ssl_verify",
-            "redis.ssl_verify",
-            show(&sh.ssl_verify.unwrap_or_default(), &redis.ssl_verify),
-        );
-    }
-
-    let server_name = Source::optional(&redis.server_name, &sh.server_name);
-    if server_name.mismatch {
-        let (s, n) = (sh.server_name.as_deref(), redis.server_name.as_deref());
-        mismatch(
-            c,
-            "redis_server_name",
-            "redis.server_name",
-            show(&s.unwrap_or_default(), &n.unwrap_or_default()),
-        );
-    }
-    if let Some(sni) = &eff.server_name {
-        check_sni(
-            c,
-            server_name.path("redis_server_name", "redis.server_name"),
-            sni,
-        );
-    }
-    eff
-}
-
-// === Kong typedefs (`kong/db/schema/typedefs.lua`) used by these schemas ===
-
-/// `typedefs.timeout`: between 0 and 2^31 - 2.
-pub(super) const MAX_TIMEOUT: i64 = (1 << 31) - 2;
-
-/// What `kong.tools.ip.normalize_ip` makes of a host.
-#[derive(Debug, PartialEq, Eq)]
-enum HostType {
-    Ipv4,
-    Ipv6,
-    Name,
-}
-
-/// Kong's `normalize_ip`: an IPv4 address, an IPv6 address (bare, or in brackets with an
-/// optional port) or a host name, with an optional port. `Err` carries Kong's reason
-/// (`"invalid port number"` singled out).
-fn normalize_ip(address: &str) -> Result<(HostType, Option<u32>), &'static str> {
-    let port_of = |p: &str| -> Result<Option<u32>, &'static str> {
-        match p.parse::<u64>() {
-            Ok(n) if n > 65535 => Err("invalid port number"),
-            Ok(n) => Ok(Some(n as u32)),
-            Err(_) => Err("invalid address"),
-        }
-    };
-    let colons = address.matches(':').count();
-    if colons > 1 {
-        // IPv6: `addr`, `[addr]` or `[addr]:port`.
-        let (addr, port) = match address.strip_prefix('[') {
-            Some(rest) => {
-                let (addr, after) = rest.split_once(']').ok_or("invalid ipv6 address")?;
-                let port = match after {
-                    "" => None,
-                    p => match p.strip_prefix(':') {
-                        Some(p) if p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty() => {
-                            port_of(p)?
-                        }
-                        _ => return Err("invalid ipv6 address"),
-                    },
-                };
-                (addr, port)
-            }
-            None => (address, None),
-        };
-        addr.parse::<std::net::Ipv6Addr>()
-            .map_err(|_| "invalid ipv6 address")?;
-        return Ok((HostType::Ipv6, port));
-    }
-    if address
-        .bytes()
-        .filter(|&b| b != b':')
-        .all(|b| b.is_ascii_digit() || b == b'.')
-    {
-        let (addr, port) = match address.split_once(':') {
-            Some((a, p)) if !p.is_empty() => (a, port_of(p)?),
-            Some(_) => return Err("invalid ipv4 address"),
-            None => (address, None),
-        };
-        let parts: Vec<&str> = addr.split('.').collect();
-        let ok = parts.len() == 4
-            && parts.iter().all(|p| {
-                (1..=3).contains(&p.len())
-                    && p.bytes().all(|b| b.is_ascii_digit())
-                    && p.parse::<u16>().is_ok_and(|n| n <= 255)
-            });
-        return if ok {
-            Ok((HostType::Ipv4, port))
-        } else {
-            Err("invalid ipv4 address")
-        };
-    }
-    // A name, with an optional `:digits` port.
-    let (name, port) = match address.rsplit_once(':') {
-        Some((n, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => (n, port_of(p)?),
-        _ => (address, None),
-    };
-    let chars_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    let segments: Vec<&str> = name.split('.').collect();
-    let last = segments.len() - 1;
-    let segments_ok = segments
-        .iter()
-        .enumerate()
-        .all(|(i, s)| !s.ends_with('-') && (!s.is_empty() || i == last));
-    if chars_ok && segments_ok {
-        Ok((HostType::Name, port))
-    } else {
-        Err("invalid hostname")
-    }
-}
-
-/// `typedefs.host`: a host name or IP address, without a port.
-pub(super) fn check_host(c: &mut Checks, field: &str, host: &str) {
-    match normalize_ip(host) {
-        Err("invalid port number") | Ok((_, Some(_))) => c.error(field, "must not have a port"),
-        Err(_) => c.error(field, format!("invalid value: {host}")),
-        Ok(_) => {}
-    }
-}
-
-/// `typedefs.sni`: a host name (not an IP address), without a port.
-pub(super) fn check_sni(c: &mut Checks, field: &str, sni: &str) {
-    match normalize_ip(sni) {
-        Err("invalid port number") => c.error(field, "must not have a port"),
-        Err(_) => c.error(field, format!("invalid value: {sni}")),
-        Ok((t, _)) if t != HostType::Name => c.error(field, "must not be an IP"),
-        Ok((_, Some(_))) => c.error(field, "must not have a port"),
-        Ok(_) => {}
-    }
-}
-
-/// `typedefs.path`: starts with `/`, no empty segments, only RFC 3986 characters, and
-/// percent-encoding well formed.
-pub(super) fn check_path(c: &mut Checks, field: &str, path: &str) {
-    if !path.starts_with('/') {
-        return c.error(field, "should start with: /");
-    }
-    if path.contains("//") {
-        return c.error(field, "must not have empty segments");
-    }
-    let allowed = |b: u8| b.is_ascii_alphanumeric() || b"._-~/%:@!$&'()*+,;=".contains(&b);
-    if !path.bytes().all(allowed) {
-        return c.error(
-            field,
-            format!(
-                "invalid path: '{path}' (characters outside of the reserved list of RFC 3986 found)"
-            ),
-        );
-    }
-    let b = path.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let well_formed =
-                b.len() > i + 2 && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit();
-            if !well_formed {
-                let bad: String = path[i..].chars().take(3).collect();
-                return c.error(field, format!("invalid url-encoded value: '{bad}'"));
-            }
-            i += 3;
-        } else {
-            i += 1;
-        }
     }
 }
 
@@ -776,6 +376,10 @@ mod tests {
             [
                 "header_name: bad header name 'x tenant', allowed characters are A-Z, a-z, 0-9, '_', and '-'"
             ]
+        );
+        assert_eq!(
+            errors("minute: 1\nheader_name: ''"),
+            ["header_name: length must be at least 1"]
         );
         assert_eq!(
             errors("minute: 1\npath: api"),

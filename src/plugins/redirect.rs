@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::schema::typedefs::check_url;
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/redirect/schema.lua`).
@@ -27,46 +28,7 @@ fn default_status_code() -> i64 {
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
         c.between("status_code", self.status_code, 100, 599);
-        if let Err(e) = check_url(&self.location) {
-            c.error("location", e);
-        }
-    }
-}
-
-/// Kong's `typedefs.url`: what LuaSocket's `socket.url.parse` reads as having a host and a
-/// scheme (`scheme:` then `//[userinfo@]host[:port]`). Kong's messages.
-pub(super) fn check_url(url: &str) -> Result<(), String> {
-    if url.is_empty() {
-        return Err("could not parse url. invalid url".to_string());
-    }
-    let mut rest = url;
-    // `^([%w][%w%+%-%.]*)%:`
-    let mut scheme = false;
-    if let Some((s, after)) = rest.split_once(':')
-        && s.starts_with(|ch: char| ch.is_ascii_alphanumeric())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-    {
-        scheme = true;
-        rest = after;
-    }
-    // `^//([^/]*)`, less `^([^@]*)@` and `:([^:%]]*)$`.
-    let mut host = false;
-    if let Some(after) = rest.strip_prefix("//") {
-        let authority = &after[..after.find('/').unwrap_or(after.len())];
-        let authority = authority.split_once('@').map_or(authority, |(_, h)| h);
-        let authority = match authority.rfind(':') {
-            Some(i) if !authority[i + 1..].contains(']') => &authority[..i],
-            _ => authority,
-        };
-        host = !authority.is_empty();
-    }
-    if !host {
-        Err("missing host in url".to_string())
-    } else if !scheme {
-        Err("missing scheme in url".to_string())
-    } else {
-        Ok(())
+        check_url(c, "location", &self.location);
     }
 }
 

@@ -8,6 +8,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
+use super::schema::typedefs::{
+    check_items, check_string, is_header_name, non_empty, non_empty_items,
+};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/request-transformer/schema.lua`). Each list
@@ -54,21 +57,28 @@ pub struct Replace {
 
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
-        if let Some(m) = &self.http_method
-            && (m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()))
-        {
-            c.error("http_method", format!("invalid value: {m}"));
+        // Kong's `typedefs.http_method`: `match = "^%u+$"`.
+        if let Some(m) = &self.http_method {
+            check_string(c, "http_method", m, |m| {
+                if m.bytes().all(|b| b.is_ascii_uppercase()) {
+                    Ok(())
+                } else {
+                    Err(format!("invalid value: {m}"))
+                }
+            });
         }
         // remove: names only; headers must be header names.
-        each(c, "remove.headers", &self.remove.headers, |v| {
+        non_empty_items(c, "remove.body", &self.remove.body);
+        check_items(c, "remove.headers", &self.remove.headers, |v| {
             check_header_pair(v, false)
         });
+        non_empty_items(c, "remove.querystring", &self.remove.querystring);
         // rename: `old:new`, both header names for headers.
-        each(c, "rename.body", &self.rename.body, check_for_value);
-        each(c, "rename.headers", &self.rename.headers, |v| {
+        check_items(c, "rename.body", &self.rename.body, check_for_value);
+        check_items(c, "rename.headers", &self.rename.headers, |v| {
             check_colon_pair(v).and_then(|_| check_header_pair(v, true))
         });
-        each(
+        check_items(
             c,
             "rename.querystring",
             &self.rename.querystring,
@@ -96,40 +106,19 @@ impl Validate for Config {
             ),
         ];
         for (record, body, headers, querystring) in records {
-            each(c, &format!("{record}.body"), body, check_for_value);
-            each(c, &format!("{record}.headers"), headers, |v| {
+            check_items(c, &format!("{record}.body"), body, check_for_value);
+            check_items(c, &format!("{record}.headers"), headers, |v| {
                 check_colon_pair(v).and_then(|_| check_header_pair(v, false))
             });
-            each(
+            check_items(
                 c,
                 &format!("{record}.querystring"),
                 querystring,
                 check_for_value,
             );
         }
+        non_empty(c, "replace.uri", self.replace.uri.as_deref());
     }
-}
-
-/// Runs `check` on every entry of a list, each problem at its index.
-pub(super) fn each(
-    c: &mut Checks,
-    field: &str,
-    values: &[String],
-    check: impl Fn(&str) -> Result<(), String>,
-) {
-    for (i, v) in values.iter().enumerate() {
-        if let Err(e) = check(v) {
-            c.error(&format!("{field}[{i}]"), e);
-        }
-    }
-}
-
-/// Kong's `validate_header_name` (`kong/tools/http.lua`): `^[a-zA-Z0-9-_]+$`.
-pub(super) fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Kong's `pair:match("^([^:]+):*(.-)$")`: the name before the first colon and the value
@@ -256,6 +245,23 @@ mod tests {
                 "rename.body[0]: key 'b' has no value",
                 "replace.querystring[0]: key 'q' has no value",
                 "append.body[0]: key 'a' has no value",
+            ]
+        );
+        // Kong's implicit `len_min = 1` comes before each entry's own rule.
+        assert_eq!(
+            errors(
+                "http_method: ''\nremove: {body: [''], headers: [''], querystring: ['']}\n\
+                 rename: {headers: ['']}\nadd: {body: [''], headers: ['']}\nreplace: {uri: ''}"
+            ),
+            [
+                "http_method: length must be at least 1",
+                "remove.body[0]: length must be at least 1",
+                "remove.headers[0]: length must be at least 1",
+                "remove.querystring[0]: length must be at least 1",
+                "rename.headers[0]: length must be at least 1",
+                "add.body[0]: length must be at least 1",
+                "add.headers[0]: length must be at least 1",
+                "replace.uri: length must be at least 1",
             ]
         );
         let errs = errors("add: {headers: x-a:1}");

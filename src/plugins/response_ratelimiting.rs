@@ -9,8 +9,9 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::rate_limiting::{Policy, Redis, RedisShorthands, check_redis, periods_order};
+use super::rate_limiting::{Policy, periods_order};
 use super::schema::defaults::yes;
+use super::schema::redis::{Redis, RedisShorthands, redis_shorthands};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/response-ratelimiting/schema.lua`).
@@ -89,17 +90,7 @@ fn default_header_name() -> String {
 impl Config {
     /// The deprecated flat `redis_*` fields as written.
     pub fn shorthands(&self) -> RedisShorthands {
-        RedisShorthands {
-            host: self.redis_host.clone(),
-            port: self.redis_port,
-            password: self.redis_password.clone(),
-            username: self.redis_username.clone(),
-            ssl: self.redis_ssl,
-            ssl_verify: self.redis_ssl_verify,
-            server_name: self.redis_server_name.clone(),
-            timeout: self.redis_timeout,
-            database: self.redis_database,
-        }
+        redis_shorthands!(self)
     }
 
     /// The Redis settings in effect: `redis` with the shorthands written into it.
@@ -134,7 +125,7 @@ impl Validate for Config {
                 c.error(&format!("{at}.{period}"), message);
             }
         }
-        let redis = check_redis(&self.redis, &self.shorthands(), c);
+        let redis = self.redis.check_with_shorthands(&self.shorthands(), c);
         // `redis.port` and `redis.timeout` are required with the redis policy too, but they
         // have defaults (and `null` leaves them at it), so are always set.
         c.required_if(

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::request_transformer::{check_colon_pair, check_header_pair, each};
+use super::request_transformer::{check_colon_pair, check_header_pair};
+use super::schema::typedefs::{check_items, non_empty_items};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/response-transformer/schema.lua`). Each list
@@ -68,8 +69,10 @@ pub enum JsonType {
 
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
-        each(c, "rename.json", &self.rename.json, check_colon_pair);
-        each(c, "rename.headers", &self.rename.headers, |v| {
+        non_empty_items(c, "remove.json", &self.remove.json);
+        non_empty_items(c, "remove.headers", &self.remove.headers);
+        check_items(c, "rename.json", &self.rename.json, check_colon_pair);
+        check_items(c, "rename.headers", &self.rename.headers, |v| {
             check_colon_pair(v).and_then(|_| check_header_pair(v, true))
         });
         for (record, fields) in [
@@ -77,8 +80,8 @@ impl Validate for Config {
             ("add", &self.add),
             ("append", &self.append),
         ] {
-            each(c, &format!("{record}.json"), &fields.json, check_colon_pair);
-            each(
+            check_items(c, &format!("{record}.json"), &fields.json, check_colon_pair);
+            check_items(
                 c,
                 &format!("{record}.headers"),
                 &fields.headers,
@@ -154,6 +157,14 @@ mod tests {
         assert_eq!(
             errors("append: {json_types: [object]}"),
             ["append.json_types[0]: `object` is not one of: boolean, number, string"]
+        );
+        assert_eq!(
+            errors("remove: {json: [''], headers: [x, '']}\nadd: {json: ['']}"),
+            [
+                "remove.json[0]: length must be at least 1",
+                "remove.headers[1]: length must be at least 1",
+                "add.json[0]: length must be at least 1",
+            ]
         );
         // Kong checks only the shape of added header entries, not the name.
         assert!(parse::<Config>("add: {headers: ['x y:1']}").is_ok());

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use serde::Deserialize;
 
 use super::schema::defaults::yes;
+use super::schema::typedefs::non_empty_fields;
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/session/schema.lua`).
@@ -268,21 +269,21 @@ impl Config {
 
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
-        for (field, value) in [
-            ("secret", Some(self.secret.as_str())),
-            ("audience", Some(&self.audience)),
-            ("cookie_name", Some(&self.cookie_name)),
-            ("cookie_path", Some(&self.cookie_path)),
-            ("cookie_domain", self.cookie_domain.as_deref()),
-            ("remember_cookie_name", Some(&self.remember_cookie_name)),
-            ("logout_query_arg", Some(&self.logout_query_arg)),
-            ("logout_post_arg", Some(&self.logout_post_arg)),
-            ("cookie_samesite", self.cookie_samesite.as_deref()),
-        ] {
-            if value == Some("") {
-                c.error(field, "length must be at least 1");
-            }
-        }
+        non_empty_fields(
+            c,
+            "",
+            &[
+                ("secret", Some(&self.secret)),
+                ("audience", Some(&self.audience)),
+                ("cookie_name", Some(&self.cookie_name)),
+                ("cookie_path", Some(&self.cookie_path)),
+                ("cookie_domain", self.cookie_domain.as_deref()),
+                ("remember_cookie_name", Some(&self.remember_cookie_name)),
+                ("logout_query_arg", Some(&self.logout_query_arg)),
+                ("logout_post_arg", Some(&self.logout_post_arg)),
+                ("cookie_samesite", self.cookie_samesite.as_deref()),
+            ],
+        );
         if let Some(v) = self.cookie_samesite.as_deref()
             && !v.is_empty()
             && v != "off"

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::http_log::not_empty;
+use super::schema::typedefs::non_empty_fields;
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/standard-webhooks/schema.lua`).
@@ -25,7 +25,7 @@ fn default_tolerance() -> i64 {
 
 impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
-        not_empty(c, "", &[("secret_v1", Some(&self.secret_v1))]);
+        non_empty_fields(c, "", &[("secret_v1", Some(&self.secret_v1))]);
         c.greater_than("tolerance_second", self.tolerance_second, -1);
     }
 }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::http_log::{EMPTY, Queue, check_host, check_port, not_empty};
+use super::schema::queue::Queue;
+use super::schema::typedefs::{check_host, check_items, check_port, non_empty_fields};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/statsd/schema.lua`).
@@ -189,31 +190,28 @@ impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
         check_host(c, "host", &self.host);
         check_port(c, "port", self.port);
-        not_empty(c, "", &[("prefix", Some(&self.prefix))]);
+        non_empty_fields(c, "", &[("prefix", Some(&self.prefix))]);
         for (i, m) in self.metrics.iter().enumerate() {
             let field = format!("metrics[{i}].sample_rate");
             if let Some(rate) = m.sample_rate {
                 c.greater_than(&field, rate, 0.0);
             }
             // Kong's conditional: counters and gauges need a sample rate.
-            if matches!(m.stat_type, StatType::Counter | StatType::Gauge) && m.sample_rate.is_none()
-            {
-                c.error(
-                    &field,
-                    "required field missing (failed conditional validation given value of field 'stat_type')",
-                );
-            }
+            c.required_if(
+                &field,
+                m.sample_rate.is_some(),
+                matches!(m.stat_type, StatType::Counter | StatType::Gauge),
+                "failed conditional validation given value of field 'stat_type'",
+            );
         }
-        for (i, range) in self.allow_status_codes.iter().flatten().enumerate() {
-            if range.is_empty() {
-                c.error(&format!("allow_status_codes[{i}]"), EMPTY);
-            } else if !status_code_range(range) {
-                c.error(
-                    &format!("allow_status_codes[{i}]"),
-                    format!("invalid value: {range}"),
-                );
+        let ranges = self.allow_status_codes.as_deref().unwrap_or_default();
+        check_items(c, "allow_status_codes", ranges, |range| {
+            if status_code_range(range) {
+                Ok(())
+            } else {
+                Err(format!("invalid value: {range}"))
             }
-        }
+        });
         c.between("udp_packet_size", self.udp_packet_size, 0.0, 65507.0);
         self.queue.check(c, "queue");
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::http_log::check_lua_code;
+use super::schema::typedefs::check_lua_code;
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/syslog/schema.lua`).

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::http_log::{check_host, check_lua_code, check_port, not_empty};
+use super::schema::typedefs::{check_host, check_lua_code, check_port, non_empty_fields};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/tcp-log/schema.lua`).
@@ -37,7 +37,7 @@ impl Validate for Config {
     fn validate(&self, c: &mut Checks) {
         check_host(c, "host", &self.host);
         check_port(c, "port", self.port);
-        not_empty(c, "", &[("tls_sni", self.tls_sni.as_deref())]);
+        non_empty_fields(c, "", &[("tls_sni", self.tls_sni.as_deref())]);
         check_lua_code(
             c,
             "custom_fields_by_lua",

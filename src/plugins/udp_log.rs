@@ -7,7 +7,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 use serde::Deserialize;
 
-use super::http_log::{check_host, check_lua_code, check_port};
+use super::schema::typedefs::{check_host, check_lua_code, check_port};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/udp-log/schema.lua`).

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-use super::http_log::{Queue, check_timeout, check_url, not_empty};
-use super::opentelemetry::{Format, HeaderType, Propagation};
+use super::schema::propagation::{Format, HeaderType, Propagation};
+use super::schema::queue::Queue;
+use super::schema::typedefs::{check_timeout, check_url, non_empty_fields};
 use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
 
 /// The plugin's `config` (Kong's `kong/plugins/zipkin/schema.lua`).
@@ -132,7 +133,7 @@ impl Validate for Config {
         if let Some(url) = &self.http_endpoint {
             check_url(c, "http_endpoint", url);
         }
-        not_empty(
+        non_empty_fields(
             c,
             "",
             &[
@@ -151,7 +152,7 @@ impl Validate for Config {
         }
         let mut seen = std::collections::HashSet::new();
         for (i, tag) in self.static_tags.iter().flatten().enumerate() {
-            not_empty(
+            non_empty_fields(
                 c,
                 &format!("static_tags[{i}]"),
                 &[("name", Some(&tag.name)), ("value", Some(&tag.value))],
@@ -194,8 +195,8 @@ impl PluginSpec for Zipkin {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugins::opentelemetry::{Extract, Inject};
     use crate::plugins::schema::parse;
+    use crate::plugins::schema::propagation::{Extract, Inject};
 
     #[test]
     fn defaults() {

@@ -115,6 +115,7 @@ impl Consumers {
                     _ => None,
                 })
                 .collect();
+            let header = |v: &str| http::HeaderValue::from_str(v).ok();
             let consumer = Arc::new(Consumer {
                 index,
                 id: c.id.as_str().into(),
@@ -122,6 +123,9 @@ impl Consumers {
                 custom_id: c.custom_id.as_deref().map(Arc::from),
                 acl_groups,
                 consumer_groups: c.groups.clone(),
+                id_header: header(&c.id).unwrap_or_else(|| http::HeaderValue::from_static("")),
+                custom_id_header: c.custom_id.as_deref().and_then(header),
+                username_header: c.username.as_deref().and_then(header),
             });
             out.refs.insert(c.id.as_str().into(), index);
             if let Some(u) = &c.username {
@@ -141,6 +145,7 @@ impl Consumers {
                         id: cred.id.as_str().into(),
                         kind: cred.secret.kind(),
                         identifier: identifier.into(),
+                        identifier_header: http::HeaderValue::from_str(identifier).ok(),
                     }),
                 };
                 let duplicate = match resolved {
