@@ -36,8 +36,9 @@ PORT_UP, PORT_NGINX, PORT_HAPROXY, PORT_SY, PORT_SY_ADMIN = 9001, 9002, 9003, 90
 PORT_BASE, PORT_BASE_ADMIN = 9006, 9007
 PORT_PF, PORT_PF_ADMIN = 9008, 9009          # bench_gateway, plugin-free route
 PORT_PL, PORT_PL_ADMIN = 9010, 9011          # bench_gateway, route with the no-op plugins
+PORT_KA, PORT_KA_ADMIN = 9012, 9013          # bench_gateway, route with key-auth
 ALL_PORTS = [PORT_UP, PORT_NGINX, PORT_HAPROXY, PORT_SY, PORT_SY_ADMIN, PORT_BASE, PORT_BASE_ADMIN,
-             PORT_PF, PORT_PF_ADMIN, PORT_PL, PORT_PL_ADMIN]
+             PORT_PF, PORT_PF_ADMIN, PORT_PL, PORT_PL_ADMIN, PORT_KA, PORT_KA_ADMIN]
 ALL_SECTIONS = ["rps", "latency", "bodies", "memory", "scaling", "reload", "plugins", "instructions"]
 # execution order: memory first, so that "idle" is measured on fresh processes
 EXEC_ORDER = ["memory", "rps", "latency", "bodies", "scaling", "reload", "plugins", "instructions"]
@@ -46,6 +47,11 @@ ALL_PROXIES = ["nginx", "haproxy", "switchyard"]
 BASELINE = "switchyard baseline"
 # the no-op plugins of examples/bench_gateway.rs, put on the plugins section's route
 NOOP_PLUGINS = ["bench-noop-1", "bench-noop-2", "bench-noop-3"]
+# the plugins section's key-auth route: the bundled plugin, Kong's default config
+# (key_names [apikey]), one consumer with one key, which every request sends
+KEYAUTH_PLUGIN = ("key-auth", "key_names: [apikey]")
+KEYAUTH_CONSUMERS = ("consumers:\n- username: bench\n  keyauth_credentials:\n  - key: bench-key\n")
+KEYAUTH_HEADER = ("apikey", "bench-key")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROXY_CPU = "1"
@@ -271,10 +277,10 @@ def wait_until(fn, timeout, interval=0.02):
     return False
 
 
-def http_get(port, path, timeout=3.0, method="GET"):
+def http_get(port, path, timeout=3.0, method="GET", headers=None):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
-        c.request(method, path)
+        c.request(method, path, headers=dict(headers or {}))
         r = c.getresponse()
         body = r.read()
         return r.status, body
@@ -431,22 +437,29 @@ def kong_yaml(routes, per_service=10):
     return "".join(out)
 
 
-def kong_main_yaml(n_prefix, plugins=()):
+def kong_main_yaml(n_prefix, plugins=(), extra=""):
     """n_prefix decoy prefix routes /k0.. then the catch-all '/' route that the
     benchmark requests match (the lowest-priority prefix: checked last), carrying
-    `plugins` (names of plugins with an empty config) when given."""
+    `plugins` when given: names of plugins with an empty config, or (name, config)
+    pairs with the config as one line of YAML flow-mapping content. `extra` is
+    appended as top-level YAML (consumers)."""
     routes = [("k%d" % i, "/k%d" % i) for i in range(n_prefix)]
     out = kong_yaml(routes)
     out += ("- name: origin\n  url: http://127.0.0.1:%d\n  routes:\n"
             '  - name: r-last\n    paths: ["/"]\n    strip_path: false\n' % PORT_UP)
     if plugins:
-        out += "    plugins:\n" + "".join("    - name: %s\n" % p for p in plugins)
-    return out
+        out += "    plugins:\n"
+        for p in plugins:
+            if isinstance(p, str):
+                out += "    - name: %s\n" % p
+            else:
+                out += "    - name: %s\n      config: {%s}\n" % p
+    return out + extra
 
 
-def main_config(plugins=()):
+def main_config(plugins=(), extra=""):
     """switchyard's main config: 100 Kong routes + 100 Ocelot routes (see bench/README.md)."""
-    return {"kong.yaml": kong_main_yaml(99, plugins), "ocelot.json": ocelot_json(100)}
+    return {"kong.yaml": kong_main_yaml(99, plugins, extra), "ocelot.json": ocelot_json(100)}
 
 
 def ocelot_json(n):
@@ -570,11 +583,13 @@ class HAProxy(Server):
 
 
 class Switchyard(Server):
-    def __init__(self, name, port, binary, admin_port=PORT_SY_ADMIN, tag="sy"):
+    def __init__(self, name, port, binary, admin_port=PORT_SY_ADMIN, tag="sy", headers=()):
         super().__init__(name, port)
         self.binary = binary
         self.admin_port = admin_port
         self.tag = tag      # names its config dirs and logs in the scratch directory
+        # (name, value) pairs every request to it carries (probes, wrk, h2load)
+        self.headers = list(headers)
 
     def start(self, variant, files, probe="/", timeout=120):
         """files: {filename: text} written to a fresh config dir."""
@@ -599,7 +614,7 @@ class Switchyard(Server):
 
         def ready():
             return (http_get(self.admin_port, "/status/ready", 1)[0] == 200
-                    and http_get(self.port, probe, 2)[0] == 200)
+                    and http_get(self.port, probe, 2, headers=self.headers)[0] == 200)
         if not self._wait_ready(timeout, ready, logpath):
             self.variant = None
             return False
@@ -705,14 +720,21 @@ def wait_quiet(limit=10.0):
     return busy
 
 
-def wrk(port, path, conns, duration, cpu_pids, up_pids=(), during=None, during_interval=0.5):
+def header_args(headers):
+    """-H NAME: VALUE for wrk and h2load."""
+    return [x for k, v in headers for x in ("-H", "%s: %s" % (k, v))]
+
+
+def wrk(port, path, conns, duration, cpu_pids, up_pids=(), during=None, during_interval=0.5,
+        headers=()):
     url = "http://127.0.0.1:%d%s" % (port, path)
     busy = wait_quiet()
     st0 = steal_ticks()
     t0, k0 = cpu_split(cpu_pids)
     u0 = cpu_ticks(up_pids)
     out, wall, gen = run_client(["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration, "--latency",
-                                 "--timeout", "10s", url], duration + 30, during=during,
+                                 "--timeout", "10s"] + header_args(headers) + [url],
+                                duration + 30, during=during,
                                 during_interval=during_interval)
     t1, k1 = cpu_split(cpu_pids)
     st1 = steal_ticks()
@@ -1002,7 +1024,7 @@ class Harness:
             bad = None
             for p in paths:
                 try:
-                    st, body = http_get(t[1], p, 5)
+                    st, body = http_get(t[1], p, 5, headers=getattr(t[2], "headers", None))
                 except Exception as e:
                     bad = "%s: %s" % (p, e)
                     break
@@ -1293,11 +1315,13 @@ class Harness:
 
     def sec_plugins(self):
         """What a plugin chain costs: the bench_gateway build (examples/bench_gateway.rs: the
-        switchyard command line plus three no-op plugins) in the main configuration twice, (a)
-        as it is and (b) with the three plugins on the route the requests match, and the
-        baseline build (--baseline-switchyard, old main) on the plugin-free route. All three stay
-        up side by side and are interleaved (old, new, new + plugins, old, ...) for `--runs`
-        runs of wrk -c50; then each runs alone under callgrind (h2load -c10)."""
+        switchyard command line plus three no-op plugins) in the main configuration three
+        times, (a) as it is, (b) with the three plugins on the route the requests match and (c)
+        with the bundled key-auth plugin on it and one consumer, whose key every request sends,
+        and the baseline build (--baseline-switchyard, old main) on the plugin-free route. All
+        four stay up side by side and are interleaved (old, new, new + plugins, new + key-auth,
+        old, ...) for `--runs` runs of wrk -c50; then each runs alone under callgrind (h2load
+        -c10)."""
         a = self.args
         res = self.results["plugins"] = {"rows": [], "notes": []}
         if self.gw_status:
@@ -1308,6 +1332,8 @@ class Harness:
         pf = Switchyard("new, plugin-free route", PORT_PF, self.gw_binary, PORT_PF_ADMIN, "gw-free")
         pl = Switchyard("new, %d no-op plugins" % len(NOOP_PLUGINS), PORT_PL, self.gw_binary,
                         PORT_PL_ADMIN, "gw-noop")
+        ka = Switchyard("new, key-auth (1 consumer)", PORT_KA, self.gw_binary, PORT_KA_ADMIN,
+                        "gw-keyauth", headers=[KEYAUTH_HEADER])
         specs = []     # (key, server, files)
         if self.base is not None:
             if self.base_usable():
@@ -1316,7 +1342,8 @@ class Harness:
                 res["notes"].append("old main: %s" % self.base_status)
         else:
             res["notes"].append("no --baseline-switchyard given: no old-main row.")
-        specs += [("new", pf, main_config()), ("new_plugins", pl, main_config(NOOP_PLUGINS))]
+        specs += [("new", pf, main_config()), ("new_plugins", pl, main_config(NOOP_PLUGINS)),
+                  ("new_keyauth", ka, main_config([KEYAUTH_PLUGIN], KEYAUTH_CONSUMERS))]
         targets = []
         for key, srv, files in specs:
             if srv.start("main" if key == "old" else "plugins", files):
@@ -1341,7 +1368,7 @@ class Harness:
             except Exception as e:
                 row["error"] = "could not read the loaded config: %s" % e
                 continue
-            want = NOOP_PLUGINS if key == "new_plugins" else []
+            want = {"new_plugins": NOOP_PLUGINS, "new_keyauth": [KEYAUTH_PLUGIN[0]]}.get(key, [])
             row["route_plugins"] = found
             if sorted(found) != want:
                 row["error"] = "`config` shows plugins %s on the route, expected %s" % (found, want)
@@ -1350,13 +1377,38 @@ class Harness:
         good = [t for t in targets if "error" not in next(r for r in res["rows"] if r["key"] == t[0])]
         good = [(k, srv) for (k, srv) in good
                 if self.verify([(srv.name, srv.port, srv)], ["/"], fatal=False)]
+        # key-auth really authenticates: 200 with the key (checked above), 401 without it or
+        # with a wrong one, as curl sees it
+        for k, srv in list(good):
+            if not srv.headers:
+                continue
+            row = next(r for r in res["rows"] if r["key"] == k)
+            hk, hv = srv.headers[0]
+            seen = {}
+            for what, hdr in (("with the key", ["-H", "%s: %s" % (hk, hv)]),
+                              ("without a key", []),
+                              ("with a wrong key", ["-H", "%s: wrong-%s" % (hk, hv)])):
+                try:
+                    seen[what] = subprocess.run(
+                        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"]
+                        + hdr + ["http://127.0.0.1:%d/" % srv.port],
+                        stdout=subprocess.PIPE, timeout=10).stdout.decode().strip()
+                except Exception as e:
+                    seen[what] = str(e)
+            row["auth_check"] = seen
+            log("plugins: %s: curl %s" % (srv.name, seen))
+            if seen != {"with the key": "200", "without a key": "401", "with a wrong key": "401"}:
+                row["error"] = "key-auth does not authenticate (curl: %s)" % ", ".join(
+                    "%s %s" % (s, w) for w, s in seen.items())
+                good.remove((k, srv))
         for k, srv in good:
-            run_client(["wrk", "-t1", "-c50", "-d2s", "http://127.0.0.1:%d/" % srv.port], 22)
+            run_client(["wrk", "-t1", "-c50", "-d2s"] + header_args(srv.headers)
+                       + ["http://127.0.0.1:%d/" % srv.port], 22)
         raw = {}
         for r in range(a.runs):
             for key, srv in good:
                 log("plugins run %d/%d: %s" % (r + 1, a.runs, srv.name))
-                x = wrk(srv.port, "/", 50, a.duration, srv.pids(), self.up.pids())
+                x = wrk(srv.port, "/", 50, a.duration, srv.pids(), self.up.pids(), headers=srv.headers)
                 raw.setdefault(key, []).append(x)
         for row in res["rows"]:
             runs = raw.get(row["key"])
@@ -1371,7 +1423,7 @@ class Harness:
                 row = next(r for r in res["rows"] if r["key"] == key)
                 cg = self.callgrind_row(srv.name, "callgrind-plugins-%s" % key,
                                         self.sy_argv(srv.binary, srv.config_dir, srv.port, srv.admin_port),
-                                        srv.port, (10,))
+                                        srv.port, (10,), headers=srv.headers)
                 row["callgrind"] = cg
         for key, srv in targets:
             if srv is not self.base:
@@ -1436,7 +1488,7 @@ class Harness:
                 "--listen", "127.0.0.1:%d" % port,
                 "--admin-listen", "127.0.0.1:%d" % admin_port, "--workers", "1"]
 
-    def callgrind_row(self, name, tag, argv, port, conns_list, path="/"):
+    def callgrind_row(self, name, tag, argv, port, conns_list, path="/", headers=()):
         """Runs `argv` (a proxy listening on `port`) under callgrind; for each connection count,
         a warm-up, then N requests counted. Returns {"proxy", "requests", "c10": {...}, ...} or
         with "error"; the dumps stay in the scratch directory as `tag`.out.*."""
@@ -1448,7 +1500,7 @@ class Harness:
         logpath = os.path.join(BENCH, tag + ".log")
         proc = spawn(vg + argv, logpath, cpu=PROXY_CPU)
         row = {"proxy": name, "requests": n, "dump": out}
-        ready = lambda: http_get(port, path, 2)[0] == 200
+        ready = lambda: http_get(port, path, 2, headers=headers)[0] == 200
         try:
             if not wait_until(lambda: proc.poll() is not None or ready(), 120, 0.5) \
                     or proc.poll() is not None:
@@ -1459,7 +1511,7 @@ class Harness:
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                             timeout=60)
             for conns in conns_list:
-                h2 = ["taskset", "-c", GEN_CPU, "h2load", "--h1", "-c", str(conns)]
+                h2 = ["taskset", "-c", GEN_CPU, "h2load", "--h1", "-c", str(conns)] + header_args(headers)
                 subprocess.run(h2 + ["-n", str(max(2000, 4 * conns)), url],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
                 ctl("-z")
@@ -1859,6 +1911,7 @@ def plugin_verdicts(rows):
     """The plugins section's targets: [(target, figure, met or None)]."""
     by = {r["key"]: r for r in rows}
     old, new, npl = by.get("old", {}), by.get("new", {}), by.get("new_plugins", {})
+    nka = by.get("new_keyauth", {})
 
     def instr(r):
         return r.get("callgrind", {}).get("c10", {}).get("instr")
@@ -1899,24 +1952,56 @@ def plugin_verdicts(rows):
                     "%s vs %s: %.3f× (%+.1f %%, %+.0f per request)" % (
                         "{:,.0f}".format(ip), "{:,.0f}".format(i_n), q, (q - 1) * 100, ip - i_n),
                     q <= 1.05))
+    # issue 19: key-auth costs at most 5 % more CPU per request than the same route without it
+    cn, ck = new.get("wrk", {}).get("cpu_us"), nka.get("wrk", {}).get("cpu_us")
+    if cn and ck:
+        q = ck / cn
+        rn = [r.get("cpu_us") for r in new.get("runs", [])]
+        rk = [r.get("cpu_us") for r in nka.get("runs", [])]
+        pairs = [b / a for a, b in zip(rn, rk) if a and b]
+        fig = "median %.2f vs %.2f µs: %.3f× (%+.1f %%)" % (ck, cn, q, (q - 1) * 100)
+        if pairs:
+            fig += "; per-round ratio %.3f–%.3f (median %.3f)" % (
+                min(pairs), max(pairs), statistics.median(pairs))
+        sp = [x for x in (spread(rn), spread(rk)) if x is not None]
+        if sp:
+            fig += "; run-to-run spread %.1f %%" % (max(sp) * 100)
+        out.append(("key-auth: CPU per request within 5 % of the plugin-free route (issue 19)", fig,
+                    q <= 1.05))
+    ik = instr(nka)
+    if i_n and ik:
+        q = ik / i_n
+        out.append(("key-auth: instructions per request within 5 % of the plugin-free route "
+                    "(the same target, counted where the neighbours cannot move it)",
+                    "%s vs %s: %.3f× (%+.1f %%, %+.0f per request)" % (
+                        "{:,.0f}".format(ik), "{:,.0f}".format(i_n), q, (q - 1) * 100, ik - i_n),
+                    q <= 1.05))
     return out
 
 
 def render_plugins(h):
     a = h.args
     P = h.results["plugins"]
-    L = ["## Plugin chains — the bench_gateway build on the main config's catch-all route, plain and "
-         "with %d no-op plugins (access + response_head); the baseline build (%s) on the plain route"
-         % (len(NOOP_PLUGINS), a.baseline_label), ""]
+    L = ["## Plugin chains — the bench_gateway build on the main config's catch-all route, plain, "
+         "with %d no-op plugins (access + response_head) and with key-auth; the baseline build (%s) "
+         "on the plain route" % (len(NOOP_PLUGINS), a.baseline_label), ""]
     if P.get("error"):
         L += ["Not measured: %s" % P["error"], ""]
         return L
     def row_label(r):
         return "%s, plugin-free route" % a.baseline_label if r["key"] == "old" else r["label"]
     L.append("wrk -t1 -c50 -d%ds on `/`, %d runs interleaved (%s), medians; instructions and L1d misses "
-             "from callgrind at h2load --h1 -c10, %s requests after a warm-up. The route carries `%s`."
+             "from callgrind at h2load --h1 -c10, %s requests after a warm-up. The no-op route carries "
+             "`%s`; the key-auth route carries `key-auth` (`%s`), one consumer has the key `%s`, and "
+             "every request to it sends `%s: %s` (wrk and h2load `-H`)."
              % (a.duration, a.runs, " → ".join(row_label(r) for r in P["rows"] if "wrk" in r),
-                "{:,}".format(a.instr_requests), "`, `".join(NOOP_PLUGINS)))
+                "{:,}".format(a.instr_requests), "`, `".join(NOOP_PLUGINS), KEYAUTH_PLUGIN[1],
+                KEYAUTH_HEADER[1], KEYAUTH_HEADER[0], KEYAUTH_HEADER[1]))
+    for r in P["rows"]:
+        if r.get("auth_check"):
+            L.append("")
+            L.append("Checked with curl before measuring, on the key-auth route: %s." % ", ".join(
+                "%s %s" % (w, st) for w, st in r["auth_check"].items()))
     L.append("")
     L.append("| build, route | requests/s | CPU µs/req (of it kernel) | instructions / request (c10) "
              "| L1d misses / request | req/s per run (min–max) | steal ticks, proxies' CPU | errors |")
@@ -1931,7 +2016,8 @@ def render_plugins(h):
     def rcell(r, k, f):
         v = val(r, k)
         s = f(v)
-        refs = {"new": [("old", "old")], "new_plugins": [("new", "plugin-free"), ("old", "old")]}
+        refs = {"new": [("old", "old")], "new_plugins": [("new", "plugin-free"), ("old", "old")],
+                "new_keyauth": [("new", "plugin-free"), ("old", "old")]}
         rs = []
         for rk, name in refs.get(r["key"], []):
             ref = val(by.get(rk, {}), k)
@@ -2214,7 +2300,7 @@ def main(argv):
         import tempfile
         BENCH = tempfile.mkdtemp(prefix="switchyard-bench.")
     os.chmod(BENCH, 0o755)   # nginx workers run as nobody and must read www/
-    for tool in ("nginx", "haproxy", "wrk", "h2load", "taskset"):
+    for tool in ("nginx", "haproxy", "wrk", "h2load", "taskset", "curl"):
         if not shutil.which(tool):
             raise SystemExit("error: %s not found (run bench/run.sh without --no-install)" % tool)
     global PROXY_CPU, GEN_CPU, NPROC

@@ -28,6 +28,7 @@ command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 command -v taskset >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v ss      >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v valgrind >/dev/null 2>&1 || need_pkgs+=(valgrind)
+command -v curl    >/dev/null 2>&1 || need_pkgs+=(curl)
 if [ "${#need_pkgs[@]}" -gt 0 ]; then
     if [ "$NO_INSTALL" = 1 ]; then
         echo "error: missing: ${need_pkgs[*]} (and --no-install was given)" >&2
