@@ -25,7 +25,6 @@ use super::{request_transformer, response_ratelimiting, response_transformer, se
 use super::{standard_webhooks, statsd, syslog, tcp_log, udp_log, zipkin};
 use crate::config::de::{Captured, DeError, Dialect};
 use crate::config::diag::Path;
-use crate::config::vault::Vaults;
 use crate::exchange::Identity;
 use crate::snapshot::{Consumers, State};
 
@@ -74,8 +73,6 @@ pub struct BuildCx<'a> {
     pub service: Option<&'a Identity>,
     pub state: &'a State,
     pub consumers: &'a Arc<Consumers>,
-    /// What `{vault://...}` references in configs read.
-    pub vaults: &'a Vaults,
 }
 
 /// What the registry knows of a plugin name.
@@ -202,17 +199,6 @@ impl Registry {
         config: &Captured,
         cx: &mut BuildCx<'_>,
     ) -> Result<Option<Arc<dyn Plugin>>, Vec<Problem>> {
-        // Secret references are read now, on every compile, into a copy only this build sees:
-        // the model keeps the reference, so nothing that prints the config prints a secret.
-        let resolved = match cx.vaults.resolve_tree(&config.node) {
-            Ok(None) => None,
-            Ok(Some(node)) => Some(Captured {
-                node,
-                path: config.path.clone(),
-            }),
-            Err(problems) => return Err(problems),
-        };
-        let config = resolved.as_ref().unwrap_or(config);
         match self.entries.get(name) {
             Some(e) => (e.build)(config, cx),
             None => Err(vec![(

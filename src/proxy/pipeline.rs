@@ -453,10 +453,7 @@ impl<'a> Run<'a> {
         // A copy of the reference (or one count of the consumer's chain), taken again only
         // when authentication resolves another chain.
         let mut chain = self.chain.clone();
-        loop {
-            let Some(p) = chain.plugins().get(i) else {
-                break;
-            };
+        while let Some(p) = chain.plugins().get(i) {
             i += 1;
             if !p.phases().any(which) {
                 continue;

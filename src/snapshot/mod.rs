@@ -501,9 +501,23 @@ impl BuildEnv<'_> {
                     service: p.scope.service.map(|s| &self.services[s].identity),
                     state: self.state,
                     consumers: self.consumers,
-                    vaults: self.vaults,
                 };
-                match self.registry.build(name, &p.config, &mut cx) {
+                // Secret references are read now, on every compile, into a copy only this
+                // build sees: the model keeps the reference, so nothing that prints the
+                // config prints a secret.
+                let resolved = match self.vaults.resolve_tree(&p.config.node) {
+                    Ok(node) => node.map(|node| Captured {
+                        node,
+                        path: p.config.path.clone(),
+                    }),
+                    Err(problems) => {
+                        for (sub, msg) in problems {
+                            report.config_problem(p, &sub, &msg);
+                        }
+                        return None;
+                    }
+                };
+                match self.registry.build(name, resolved.as_ref().unwrap_or(&p.config), &mut cx) {
                     Err(problems) => {
                         for (sub, msg) in problems {
                             report.config_problem(p, &sub, &msg);
@@ -587,7 +601,6 @@ impl BuildEnv<'_> {
                 service: service.map(|s| &s.identity),
                 state: self.state,
                 consumers: self.consumers,
-                vaults: self.vaults,
             };
             match self.registry.build(name, &config, &mut cx) {
                 Ok(p) => plugins.extend(p),
