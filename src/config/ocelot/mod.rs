@@ -103,222 +103,141 @@ pub fn load(
     if files.is_empty() {
         return;
     }
-    let lower: Vec<String> = files.iter().map(|f| f.name.to_ascii_lowercase()).collect();
-    let main = lower.iter().position(|n| n == "ocelot.json");
-    let global_file = lower.iter().position(|n| n == "ocelot.global.json");
-    let env_name = environment.map(|e| format!("ocelot.{}.json", e.to_ascii_lowercase()));
-    let env_file = env_name
-        .as_ref()
-        .and_then(|e| lower.iter().position(|n| n == e))
-        .filter(|i| Some(*i) != main && Some(*i) != global_file);
-    let mut parts: Vec<usize> = (0..files.len())
-        .filter(|i| Some(*i) != main && Some(*i) != env_file)
-        .collect();
-    parts.sort_by(|a, b| lower[*a].cmp(&lower[*b]));
-
+    let mut layout = Layout::of(files, environment);
     let tops: Vec<TopLevel> = files.iter().map(|f| top_level(f, diags)).collect();
-    for (i, t) in tops.iter().enumerate() {
-        if t.swagger {
-            diags.warn(&files[i], &Path::root(), "SwaggerEndPoints/SwaggerKey belong to MMLib.SwaggerForOcelot; switchyard does not serve Swagger documents and ignores them");
-        }
-    }
-
-    // A stale generated ocelot.json: every route it has stands in a part file.
-    let mut skip_main = false;
-    if let Some(m) = main {
-        let route_parts: Vec<usize> = parts
-            .iter()
-            .copied()
-            .filter(|p| !tops[*p].routes.is_empty())
-            .collect();
-        if !tops[m].routes.is_empty() && !route_parts.is_empty() {
-            let in_parts: Vec<String> = route_parts
-                .iter()
-                .flat_map(|p| tops[*p].routes.iter().map(|(_, n)| identity(n)))
-                .collect();
-            if tops[m]
-                .routes
-                .iter()
-                .all(|(_, n)| in_parts.contains(&identity(n)))
-            {
-                skip_main = true;
-                let names: Vec<&str> = route_parts
-                    .iter()
-                    .map(|p| files[*p].name.as_str())
-                    .collect();
-                diags.warn(
-                    &files[m],
-                    &Path::root(),
-                    format!(
-                        "every route of {} also stands in {}: this looks like the merged file Ocelot writes into ocelot.json, so it is skipped (delete it, or keep routes in one place)",
-                        files[m].name,
-                        names.join(", ")
-                    ),
-                );
-            }
-        }
-    }
-
-    let order: Vec<usize> = main
-        .filter(|_| !skip_main)
-        .into_iter()
-        .chain(parts.iter().copied())
-        .collect();
-    let mut routes: Vec<Entity> = Vec::new();
-    let mut aggregates: Vec<Entity> = Vec::new();
-    let mut dynamic: Vec<Entity> = Vec::new();
-    for &f in &order {
-        for (p, n) in &tops[f].routes {
-            routes.push(Entity {
-                node: n.clone(),
-                layers: vec![(f, p.clone())],
-            });
-        }
-        for (p, n) in &tops[f].aggregates {
-            aggregates.push(Entity {
-                node: n.clone(),
-                layers: vec![(f, p.clone())],
-            });
-        }
-        for (p, n) in &tops[f].dynamic {
-            dynamic.push(Entity {
-                node: n.clone(),
-                layers: vec![(f, p.clone())],
-            });
-        }
-    }
-
-    // GlobalConfiguration: ocelot.global.json, else ocelot.json; elsewhere an error.
-    let source = global_file
-        .filter(|g| tops[*g].global.is_some())
-        .or(main.filter(|m| tops[*m].global.is_some()));
-    let mut global: Option<Entity> = source.and_then(|s| {
-        tops[s].global.as_ref().map(|(p, n)| Entity {
-            node: n.clone(),
-            layers: vec![(s, p.clone())],
-        })
-    });
-    for &f in &parts {
-        if Some(f) == global_file {
-            continue;
-        }
-        if let Some((p, n)) = &tops[f].global {
-            let expected = source
-                .map(|s| files[s].name.clone())
-                .unwrap_or_else(|| "ocelot.global.json".into());
-            let empty = matches!(&n.value, Value::Map(e) if e.is_empty()) || n.is_null();
-            let same = source
-                .and_then(|s| tops[s].global.as_ref())
-                .is_some_and(|(_, g)| folded_json(g) == folded_json(n));
-            let env_hint = files[f]
-                .name
-                .strip_prefix("ocelot.")
-                .and_then(|n| n.strip_suffix(".json"))
-                .filter(|n| ENVIRONMENT_NAMES.iter().any(|e| e.eq_ignore_ascii_case(n)))
-                .map(|n| format!(" (if it is an environment file, run with --environment {n})"))
-                .unwrap_or_default();
-            let msg = format!(
-                "GlobalConfiguration is read from ocelot.global.json (else ocelot.json), never from a part file like {}: move it to {expected}{env_hint}",
-                files[f].name
-            );
-            if empty {
-                diags.warn(
-                    &files[f],
-                    p,
-                    format!("{msg} (it is empty, so nothing is lost)"),
-                );
-            } else if same {
-                diags.warn(
-                    &files[f],
-                    p,
-                    format!("{msg} (it repeats the one in {expected}, so nothing is lost)"),
-                );
-            } else {
-                diags.error(&files[f], p, msg);
-            }
-        }
-    }
-    if let (Some(g), Some(m)) = (global_file, main)
-        && !skip_main
-        && tops[g].global.is_some()
-        && let Some((p, n)) = &tops[m].global
-        && matches!(&n.value, Value::Map(e) if !e.is_empty())
-    {
-        diags.warn(
-            &files[m],
-            p,
-            format!(
-                "this GlobalConfiguration is ignored: the one in {} is used",
-                files[g].name
-            ),
-        );
-    }
-
-    // The environment file, layered over the merged result.
-    if let Some(e) = env_file {
-        overlay_list(&mut routes, &tops[e].routes, e);
-        overlay_list(&mut aggregates, &tops[e].aggregates, e);
-        overlay_list(&mut dynamic, &tops[e].dynamic, e);
-        if let Some((p, n)) = &tops[e].global {
-            global = Some(match global {
-                Some(mut g) => {
-                    g.node = overlay(&g.node, n);
-                    g.layers.push((e, p.clone()));
-                    g
-                }
-                None => Entity {
-                    node: n.clone(),
-                    layers: vec![(e, p.clone())],
-                },
-            });
-        }
-    }
-
     let mut cx = Cx {
         files,
         diags,
         model,
         unenforced: Vec::new(),
     };
-    let raw_global = global
-        .as_ref()
-        .and_then(|g| cx.deserialize::<RawGlobal>(g))
-        .unwrap_or_default();
-    let gcx = cx.global(&raw_global, global.as_ref());
+    cx.swagger(&tops);
+    layout.skip_main = cx.stale_main(&layout, &tops);
+    let mut merged = layout.merge(&tops);
+    cx.misplaced_globals(&layout, &tops);
+    merged.overlay_environment(&layout, &tops);
+    cx.check_merged(&merged);
+    cx.model.ocelot_merged = Some(merged_json(
+        &merged.routes,
+        &merged.aggregates,
+        &merged.dynamic,
+        merged.global.as_ref(),
+    ));
+}
 
-    let mut route_raws: Vec<Option<RawRoute>> = Vec::with_capacity(routes.len());
-    for ent in &routes {
-        route_raws.push(cx.deserialize::<RawRoute>(ent));
-    }
-    // Route index in `routes` ─▶ index in model.ocelot_routes.
-    let mut built: Vec<Option<usize>> = Vec::with_capacity(routes.len());
-    for (ent, raw) in routes.iter().zip(&route_raws) {
-        built.push(raw.as_ref().and_then(|r| cx.route(ent, r, &gcx)));
-    }
-    cx.duplicates(&routes, &route_raws);
+/// Which file plays which part in the merge (indices into the directory's files).
+struct Layout {
+    /// `ocelot.json`.
+    main: Option<usize>,
+    /// `ocelot.global.json`.
+    global_file: Option<usize>,
+    /// `ocelot.NAME.json` of the environment NAME, layered over the merged result.
+    env_file: Option<usize>,
+    /// Every other file (`ocelot.global.json` included), in merge order.
+    parts: Vec<usize>,
+    /// `ocelot.json` is taken for a stale copy of Ocelot's own merge, and left out.
+    skip_main: bool,
+}
 
-    let agg_raws: Vec<Option<RawAggregate>> = aggregates
-        .iter()
-        .map(|a| cx.deserialize::<RawAggregate>(a))
-        .collect();
-    for (ent, raw) in aggregates.iter().zip(&agg_raws) {
-        if let Some(raw) = raw {
-            cx.aggregate(ent, raw, &routes, &route_raws, &built);
+/// The merged entities, before they are checked.
+struct Merged {
+    routes: Vec<Entity>,
+    aggregates: Vec<Entity>,
+    dynamic: Vec<Entity>,
+    global: Option<Entity>,
+}
+
+impl Entity {
+    /// An entity of one file.
+    fn new(file: usize, path: &Path, node: &Node) -> Entity {
+        Entity {
+            node: node.clone(),
+            layers: vec![(file, path.clone())],
         }
     }
-    cx.aggregate_duplicates(&aggregates, &agg_raws, &routes, &route_raws);
+}
 
-    for ent in &dynamic {
-        if cx.deserialize::<RawDynamicRoute>(ent).is_some() {
-            cx.unserved(
-                ent,
-                &Path::root(),
-                "DynamicRoutes (dynamic routing through service discovery)",
-            );
+impl Layout {
+    /// The roles of `files`, by name (case-insensitively); part files sorted by name.
+    fn of(files: &[SourceFile], environment: Option<&str>) -> Layout {
+        let lower: Vec<String> = files.iter().map(|f| f.name.to_ascii_lowercase()).collect();
+        let main = lower.iter().position(|n| n == "ocelot.json");
+        let global_file = lower.iter().position(|n| n == "ocelot.global.json");
+        let env_name = environment.map(|e| format!("ocelot.{}.json", e.to_ascii_lowercase()));
+        let env_file = env_name
+            .as_ref()
+            .and_then(|e| lower.iter().position(|n| n == e))
+            .filter(|i| Some(*i) != main && Some(*i) != global_file);
+        let mut parts: Vec<usize> = (0..files.len())
+            .filter(|i| Some(*i) != main && Some(*i) != env_file)
+            .collect();
+        parts.sort_by(|a, b| lower[*a].cmp(&lower[*b]));
+        Layout {
+            main,
+            global_file,
+            env_file,
+            parts,
+            skip_main: false,
         }
     }
 
-    cx.model.ocelot_merged = Some(merged_json(&routes, &aggregates, &dynamic, global.as_ref()));
+    /// Each file's Routes, Aggregates and DynamicRoutes appended in merge order (ocelot.json,
+    /// unless skipped, then the part files), and the GlobalConfiguration.
+    fn merge(&self, tops: &[TopLevel]) -> Merged {
+        let order: Vec<usize> = self
+            .main
+            .filter(|_| !self.skip_main)
+            .into_iter()
+            .chain(self.parts.iter().copied())
+            .collect();
+        let mut merged = Merged {
+            routes: Vec::new(),
+            aggregates: Vec::new(),
+            dynamic: Vec::new(),
+            global: None,
+        };
+        for &f in &order {
+            let entities = |list: &[(Path, Node)]| -> Vec<Entity> {
+                list.iter().map(|(p, n)| Entity::new(f, p, n)).collect()
+            };
+            merged.routes.extend(entities(&tops[f].routes));
+            merged.aggregates.extend(entities(&tops[f].aggregates));
+            merged.dynamic.extend(entities(&tops[f].dynamic));
+        }
+        merged.global = self
+            .global_source(tops)
+            .and_then(|s| tops[s].global.as_ref().map(|(p, n)| Entity::new(s, p, n)));
+        merged
+    }
+
+    /// The file GlobalConfiguration is read from: ocelot.global.json, else ocelot.json.
+    fn global_source(&self, tops: &[TopLevel]) -> Option<usize> {
+        self.global_file
+            .filter(|g| tops[*g].global.is_some())
+            .or(self.main.filter(|m| tops[*m].global.is_some()))
+    }
+}
+
+impl Merged {
+    /// The environment file, layered over the merged result.
+    fn overlay_environment(&mut self, layout: &Layout, tops: &[TopLevel]) {
+        let Some(e) = layout.env_file else {
+            return;
+        };
+        overlay_list(&mut self.routes, &tops[e].routes, e);
+        overlay_list(&mut self.aggregates, &tops[e].aggregates, e);
+        overlay_list(&mut self.dynamic, &tops[e].dynamic, e);
+        if let Some((p, n)) = &tops[e].global {
+            self.global = Some(match self.global.take() {
+                Some(mut g) => {
+                    g.node = overlay(&g.node, n);
+                    g.layers.push((e, p.clone()));
+                    g
+                }
+                None => Entity::new(e, p, n),
+            });
+        }
+    }
 }
 
 // === Files and layering ===
@@ -450,10 +369,7 @@ fn overlay_list(list: &mut Vec<Entity>, env: &[(Path, Node)], file: usize) {
                 ent.node = overlay(&ent.node, n);
                 ent.layers.push((file, p.clone()));
             }
-            None => list.push(Entity {
-                node: n.clone(),
-                layers: vec![(file, p.clone())],
-            }),
+            None => list.push(Entity::new(file, p, n)),
         }
     }
 }
@@ -533,6 +449,83 @@ struct GlobalCx {
     raw: RawGlobal,
     base_url: String,
     scheme: Option<String>,
+}
+
+/// The upstream side as routes and aggregates both write it.
+struct UpstreamFields<'a> {
+    template: &'a Option<String>,
+    methods: &'a Option<Vec<String>>,
+    host: &'a Option<String>,
+    headers: &'a Option<IndexMap<String, String>>,
+    /// `RouteIsCaseSensitive` and its pre-16 spelling `ReRouteIsCaseSensitive`.
+    case_sensitive: (Option<bool>, Option<bool>),
+    priority: Option<i32>,
+}
+
+/// The `UpstreamFields` of a raw route or aggregate (both name the fields alike).
+macro_rules! upstream_fields {
+    ($raw:expr) => {
+        UpstreamFields {
+            template: &$raw.upstream_path_template,
+            methods: &$raw.upstream_http_method,
+            host: &$raw.upstream_host,
+            headers: &$raw.upstream_header_templates,
+            case_sensitive: ($raw.route_is_case_sensitive, $raw.reroute_is_case_sensitive),
+            priority: $raw.priority,
+        }
+    };
+}
+
+/// An aggregate's RouteKeys, and the name it wrote them under (RouteKeys or ReRouteKeys).
+struct RouteKeys {
+    names: Vec<String>,
+    field: &'static str,
+}
+
+/// The routes aggregates refer to: each merged route, what it deserialized to, and its
+/// index in model.ocelot_routes once built.
+struct RouteSet<'r> {
+    entities: &'r [Entity],
+    raws: &'r [Option<RawRoute>],
+    built: &'r [Option<usize>],
+}
+
+/// Where a route sends its requests.
+struct Destination {
+    protocol: Protocol,
+    /// Service discovery's name for the hosts (not served: the route is closed).
+    service_name: Option<String>,
+    hosts: Vec<(String, u16)>,
+    /// Several hosts are balanced round-robin, else the first one is used.
+    round_robin: bool,
+}
+
+/// A route's header transforms with the global ones merged in, and its request id header.
+struct HeaderTransforms {
+    upstream: Vec<(String, String)>,
+    downstream: Vec<(String, String)>,
+    request_id_key: Option<String>,
+}
+
+/// The claims transforms a route can carry.
+struct Claims {
+    add_headers: Vec<(String, String)>,
+    add_queries: Vec<(String, String)>,
+}
+
+/// A route's pairs, then the global ones it does not name (names compared
+/// case-insensitively, as HTTP header names are).
+fn merge_pairs(
+    route: &Option<IndexMap<String, Option<String>>>,
+    global: &Option<IndexMap<String, Option<String>>>,
+) -> Vec<(String, String)> {
+    let mut out = pairs(route);
+    for (k, v) in pairs(global) {
+        if !out.iter().any(|(rk, _)| rk.eq_ignore_ascii_case(&k)) {
+            out.push((k, v));
+        }
+    }
+    out
 }
 
 /// A global option group applies to a route when its RouteKeys is missing, empty, or lists
@@ -684,6 +677,180 @@ impl Cx<'_> {
             );
         }
         value
+    }
+
+    /// SwaggerEndPoints: MMLib.SwaggerForOcelot's, not Ocelot's; ignored with a warning.
+    fn swagger(&mut self, tops: &[TopLevel]) {
+        for (i, t) in tops.iter().enumerate() {
+            if t.swagger {
+                self.diags.warn(&self.files[i], &Path::root(), "SwaggerEndPoints/SwaggerKey belong to MMLib.SwaggerForOcelot; switchyard does not serve Swagger documents and ignores them");
+            }
+        }
+    }
+
+    /// A stale generated ocelot.json: every route it has stands in a part file. Warned
+    /// about; true when it is to be skipped.
+    fn stale_main(&mut self, layout: &Layout, tops: &[TopLevel]) -> bool {
+        let Some(m) = layout.main else {
+            return false;
+        };
+        let route_parts: Vec<usize> = layout
+            .parts
+            .iter()
+            .copied()
+            .filter(|p| !tops[*p].routes.is_empty())
+            .collect();
+        if tops[m].routes.is_empty() || route_parts.is_empty() {
+            return false;
+        }
+        let in_parts: Vec<String> = route_parts
+            .iter()
+            .flat_map(|p| tops[*p].routes.iter().map(|(_, n)| identity(n)))
+            .collect();
+        if !tops[m]
+            .routes
+            .iter()
+            .all(|(_, n)| in_parts.contains(&identity(n)))
+        {
+            return false;
+        }
+        let files = self.files;
+        let names: Vec<&str> = route_parts
+            .iter()
+            .map(|p| files[*p].name.as_str())
+            .collect();
+        self.diags.warn(
+            &files[m],
+            &Path::root(),
+            format!(
+                "every route of {} also stands in {}: this looks like the merged file Ocelot writes into ocelot.json, so it is skipped (delete it, or keep routes in one place)",
+                files[m].name,
+                names.join(", ")
+            ),
+        );
+        true
+    }
+
+    /// GlobalConfiguration comes from ocelot.global.json, else ocelot.json: one in a part
+    /// file is an error (a warning when nothing is lost), and ocelot.json's is ignored when
+    /// ocelot.global.json has one.
+    fn misplaced_globals(&mut self, layout: &Layout, tops: &[TopLevel]) {
+        let source = layout.global_source(tops);
+        for &f in &layout.parts {
+            if Some(f) == layout.global_file {
+                continue;
+            }
+            self.global_in_part(f, tops, source);
+        }
+        let files = self.files;
+        if let (Some(g), Some(m)) = (layout.global_file, layout.main)
+            && !layout.skip_main
+            && tops[g].global.is_some()
+            && let Some((p, n)) = &tops[m].global
+            && matches!(&n.value, Value::Map(e) if !e.is_empty())
+        {
+            self.diags.warn(
+                &files[m],
+                p,
+                format!(
+                    "this GlobalConfiguration is ignored: the one in {} is used",
+                    files[g].name
+                ),
+            );
+        }
+    }
+
+    /// The GlobalConfiguration of the part file `f`, if it has one; `source` is the file
+    /// the one in use comes from.
+    fn global_in_part(&mut self, f: usize, tops: &[TopLevel], source: Option<usize>) {
+        let Some((p, n)) = &tops[f].global else {
+            return;
+        };
+        let files = self.files;
+        let expected = source
+            .map(|s| files[s].name.clone())
+            .unwrap_or_else(|| "ocelot.global.json".into());
+        let empty = matches!(&n.value, Value::Map(e) if e.is_empty()) || n.is_null();
+        let same = source
+            .and_then(|s| tops[s].global.as_ref())
+            .is_some_and(|(_, g)| folded_json(g) == folded_json(n));
+        let env_hint = files[f]
+            .name
+            .strip_prefix("ocelot.")
+            .and_then(|n| n.strip_suffix(".json"))
+            .filter(|n| ENVIRONMENT_NAMES.iter().any(|e| e.eq_ignore_ascii_case(n)))
+            .map(|n| format!(" (if it is an environment file, run with --environment {n})"))
+            .unwrap_or_default();
+        let msg = format!(
+            "GlobalConfiguration is read from ocelot.global.json (else ocelot.json), never from a part file like {}: move it to {expected}{env_hint}",
+            files[f].name
+        );
+        if empty {
+            self.diags.warn(
+                &files[f],
+                p,
+                format!("{msg} (it is empty, so nothing is lost)"),
+            );
+        } else if same {
+            self.diags.warn(
+                &files[f],
+                p,
+                format!("{msg} (it repeats the one in {expected}, so nothing is lost)"),
+            );
+        } else {
+            self.diags.error(&files[f], p, msg);
+        }
+    }
+
+    /// Checks every merged entity into the model: GlobalConfiguration, the routes (then
+    /// their duplicates), the aggregates (then theirs), the dynamic routes.
+    fn check_merged(&mut self, merged: &Merged) {
+        let raw_global = merged
+            .global
+            .as_ref()
+            .and_then(|g| self.deserialize::<RawGlobal>(g))
+            .unwrap_or_default();
+        let gcx = self.global(&raw_global, merged.global.as_ref());
+
+        let routes = &merged.routes;
+        let route_raws: Vec<Option<RawRoute>> = routes
+            .iter()
+            .map(|ent| self.deserialize::<RawRoute>(ent))
+            .collect();
+        // Route index in `routes` ─▶ index in model.ocelot_routes.
+        let built: Vec<Option<usize>> = routes
+            .iter()
+            .zip(&route_raws)
+            .map(|(ent, raw)| raw.as_ref().and_then(|r| self.route(ent, r, &gcx)))
+            .collect();
+        self.duplicates(routes, &route_raws);
+
+        let agg_raws: Vec<Option<RawAggregate>> = merged
+            .aggregates
+            .iter()
+            .map(|a| self.deserialize::<RawAggregate>(a))
+            .collect();
+        let route_set = RouteSet {
+            entities: routes,
+            raws: &route_raws,
+            built: &built,
+        };
+        for (ent, raw) in merged.aggregates.iter().zip(&agg_raws) {
+            if let Some(raw) = raw {
+                self.aggregate(ent, raw, &route_set);
+            }
+        }
+        self.aggregate_duplicates(&merged.aggregates, &agg_raws, routes, &route_raws);
+
+        for ent in &merged.dynamic {
+            if self.deserialize::<RawDynamicRoute>(ent).is_some() {
+                self.unserved(
+                    ent,
+                    &Path::root(),
+                    "DynamicRoutes (dynamic routing through service discovery)",
+                );
+            }
+        }
     }
 
     fn global(&mut self, g: &RawGlobal, ent: Option<&Entity>) -> GlobalCx {
@@ -901,20 +1068,10 @@ impl Cx<'_> {
     }
 
     /// Upstream side shared by routes and aggregates; `None` when it cannot be compiled.
-    #[allow(clippy::too_many_arguments)]
-    fn upstream(
-        &mut self,
-        ent: &Entity,
-        template: &Option<String>,
-        methods: &Option<Vec<String>>,
-        host: &Option<String>,
-        headers: &Option<IndexMap<String, String>>,
-        case_sensitive: (Option<bool>, Option<bool>),
-        priority: Option<i32>,
-    ) -> Option<OcelotUpstream> {
+    fn upstream(&mut self, ent: &Entity, u: &UpstreamFields) -> Option<OcelotUpstream> {
         let mut ok = true;
-        let template = self.check_template(ent, "UpstreamPathTemplate", template);
-        let case_sensitive = match case_sensitive {
+        let template = self.check_template(ent, "UpstreamPathTemplate", u.template);
+        let case_sensitive = match u.case_sensitive {
             (Some(_), Some(_)) => {
                 self.error(ent, &Path::root().key("ReRouteIsCaseSensitive"), "both `RouteIsCaseSensitive` and its pre-16 spelling `ReRouteIsCaseSensitive` are set: keep one");
                 ok = false;
@@ -932,11 +1089,34 @@ impl Cx<'_> {
                 format!("UpstreamPathTemplate '{t}' cannot be compiled: {e}"),
             );
         }
+        let verbs = self.upstream_methods(ent, u.methods, &mut ok);
+        let host = self.upstream_host(ent, u.host, &mut ok);
+        let header_templates = self.header_templates(ent, u.headers, case_sensitive, &mut ok);
+        if !ok {
+            return None;
+        }
+        Some(OcelotUpstream {
+            path_template: template?,
+            methods: verbs,
+            host,
+            header_templates,
+            case_sensitive,
+            priority: u.priority.unwrap_or(1),
+        })
+    }
+
+    /// UpstreamHttpMethod: upper-cased, without repeats.
+    fn upstream_methods(
+        &mut self,
+        ent: &Entity,
+        methods: &Option<Vec<String>>,
+        ok: &mut bool,
+    ) -> Vec<String> {
         let mut verbs: Vec<String> = Vec::new();
         for (i, m) in methods.iter().flatten().enumerate() {
             let v = m.trim().to_ascii_uppercase();
             if !is_token(&v) {
-                ok = false;
+                *ok = false;
                 self.error(
                     ent,
                     &Path::root().key("UpstreamHttpMethod").index(i),
@@ -946,6 +1126,16 @@ impl Cx<'_> {
                 verbs.push(v);
             }
         }
+        verbs
+    }
+
+    /// UpstreamHost: a host with an optional port; blank is none.
+    fn upstream_host(
+        &mut self,
+        ent: &Entity,
+        host: &Option<String>,
+        ok: &mut bool,
+    ) -> Option<String> {
         let host = host
             .as_ref()
             .filter(|h| !h.trim().is_empty())
@@ -958,7 +1148,7 @@ impl Cx<'_> {
                         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
             });
             if !valid {
-                ok = false;
+                *ok = false;
                 self.error(
                     ent,
                     &Path::root().key("UpstreamHost"),
@@ -966,12 +1156,23 @@ impl Cx<'_> {
                 );
             }
         }
+        host
+    }
+
+    /// UpstreamHeaderTemplates, each compiled once here so that a bad one is a load error.
+    fn header_templates(
+        &mut self,
+        ent: &Entity,
+        headers: &Option<IndexMap<String, String>>,
+        case_sensitive: bool,
+        ok: &mut bool,
+    ) -> Vec<(String, String)> {
         let mut header_templates = Vec::new();
         for (name, value) in headers.iter().flatten() {
             match HeaderTemplate::compile(name, value, case_sensitive) {
                 Ok(_) => header_templates.push((name.to_ascii_lowercase(), value.clone())),
                 Err(e) => {
-                    ok = false;
+                    *ok = false;
                     self.error(
                         ent,
                         &Path::root()
@@ -982,39 +1183,91 @@ impl Cx<'_> {
                 }
             }
         }
-        if !ok {
-            return None;
-        }
-        Some(OcelotUpstream {
-            path_template: template?,
-            methods: verbs,
-            host,
-            header_templates,
-            case_sensitive,
-            priority: priority.unwrap_or(1),
-        })
+        header_templates
     }
 
+    /// A route: every problem of it is reported (in the order of its fields' concerns), and
+    /// only a route without errors is added to the model.
     fn route(&mut self, ent: &Entity, r: &RawRoute, g: &GlobalCx) -> Option<usize> {
         // A route that failed to build leaves nothing for the next one.
         self.unenforced.clear();
-        let root = Path::root();
         let mut ok = true;
-        let upstream = self.upstream(
-            ent,
-            &r.upstream_path_template,
-            &r.upstream_http_method,
-            &r.upstream_host,
-            &r.upstream_header_templates,
-            (r.route_is_case_sensitive, r.reroute_is_case_sensitive),
-            r.priority,
-        );
+        let upstream = self.upstream(ent, &upstream_fields!(r));
         ok &= upstream.is_some();
         let downstream =
             self.check_template(ent, "DownstreamPathTemplate", &r.downstream_path_template);
         ok &= downstream.is_some();
+        let mut destination = self.destination(ent, r, g, &mut ok);
+        let (downstream_method, downstream_version) = self.downstream_request(ent, r, g, &mut ok);
+        let headers = self.header_transforms(ent, r, g, &mut ok);
+        let claims = self.claims_transforms(ent, r);
+        self.authentication(ent, r, g, &claims);
+        // Options served by later issues: checked, then named in a startup warning.
+        self.qos_and_caching(ent, r, g);
+        destination.round_robin = self.load_balancer(ent, r, g, &destination);
+        self.delegating_handlers(ent, r);
+        let (allow_auto_redirect, use_cookie_container) = self.http_handler(ent, r, g);
+        let security = self.security(ent, r, g, &mut ok);
+        // The template as written: the Limit error names the route even when its template
+        // is itself invalid.
+        let template = r.upstream_path_template.as_deref().unwrap_or_default();
+        let rate_limit = self.rate_limit(ent, r, g, template, &mut ok);
+        if !ok {
+            return None;
+        }
+        let upstream = upstream?;
+        let downstream = downstream?;
 
-        // Destination.
+        let origin = self.origin(ent, &Path::root());
+        let methods_key = upstream.methods.join(",");
+        let id = derived_id(
+            "ocelot-routes",
+            &format!(
+                "{}|{}|{}|{:?}|{:?}",
+                origin.file,
+                upstream.path_template,
+                methods_key,
+                upstream.host,
+                upstream.header_templates
+            ),
+        );
+        let service = self.route_service(r, g, &destination, &id, &origin);
+        let idx = self.model.ocelot_routes.len();
+        self.model.ocelot_routes.push(OcelotRoute {
+            id,
+            service,
+            key: r.key.clone().filter(|k| !k.is_empty()),
+            upstream,
+            downstream_path_template: downstream,
+            downstream_method,
+            downstream_version,
+            upstream_header_transform: headers.upstream,
+            downstream_header_transform: headers.downstream,
+            add_headers_to_request: claims.add_headers,
+            add_queries_to_request: claims.add_queries,
+            request_id_key: headers.request_id_key,
+            security,
+            rate_limit,
+            allow_auto_redirect,
+            use_cookie_container,
+            base_url: g.base_url.clone(),
+            unenforced: std::mem::take(&mut self.unenforced),
+            service_name: destination.service_name,
+            origin,
+        });
+        Some(idx)
+    }
+
+    /// Where the route sends: DownstreamScheme (else the global one), then its hosts and
+    /// ports, or a ServiceName (service discovery, not served: the route is closed).
+    fn destination(
+        &mut self,
+        ent: &Entity,
+        r: &RawRoute,
+        g: &GlobalCx,
+        ok: &mut bool,
+    ) -> Destination {
+        let root = Path::root();
         let scheme_text = r
             .downstream_scheme
             .clone()
@@ -1024,7 +1277,7 @@ impl Cx<'_> {
             Some(s) => self.check_scheme(ent, &root.key("DownstreamScheme"), s),
             None => Some(Protocol::Http),
         };
-        ok &= protocol.is_some();
+        *ok &= protocol.is_some();
         let protocol = protocol.unwrap_or(Protocol::Http);
         if matches!(protocol, Protocol::Ws | Protocol::Wss) {
             self.unserved(
@@ -1038,79 +1291,132 @@ impl Cx<'_> {
             .clone()
             .filter(|s| !s.trim().is_empty())
             .filter(|_| r.use_service_discovery != Some(false));
-        let mut hosts: Vec<(String, u16)> = Vec::new();
-        let listed = r.downstream_host_and_ports.clone().unwrap_or_default();
-        if listed.is_empty() && (r.downstream_host.is_some() || r.downstream_port.is_some()) {
-            // Ocelot < 5.
-            self.warn(ent, &root.key("DownstreamHost"), "DownstreamHost/DownstreamPort are Ocelot < 5 keys; read as one DownstreamHostAndPorts entry (write DownstreamHostAndPorts: [{\"Host\": ..., \"Port\": ...}])");
-            match r
-                .downstream_host
-                .as_deref()
-                .filter(|h| !h.trim().is_empty())
-            {
-                Some(h) => hosts.push((
-                    h.trim().to_string(),
-                    self.port(
-                        ent,
-                        &root.key("DownstreamPort"),
-                        r.downstream_port,
-                        protocol,
-                        &mut ok,
-                    ),
-                )),
-                None if service_name.is_none() => {
-                    ok = false;
-                    self.error(ent, &root.key("DownstreamHost"), "When not using service discovery Host must be set on DownstreamHostAndPorts if you are not using Route.Host or Ocelot cannot find your service!");
-                }
-                None => {}
-            }
+        let mut destination = Destination {
+            protocol,
+            service_name,
+            hosts: Vec::new(),
+            round_robin: false,
+        };
+        let listed = r.downstream_host_and_ports.as_ref();
+        destination.hosts = if listed.is_none_or(|l| l.is_empty())
+            && (r.downstream_host.is_some() || r.downstream_port.is_some())
+        {
+            self.legacy_host(ent, r, &destination, ok)
         } else {
-            if r.downstream_host.is_some() {
-                self.warn(ent, &root.key("DownstreamHost"), "DownstreamHost is an Ocelot < 5 key and is ignored: DownstreamHostAndPorts is set");
-            }
-            for (i, hp) in listed.iter().enumerate() {
-                let p = root.key("DownstreamHostAndPorts").index(i);
-                match hp.host.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
-                    Some(h) => hosts.push((
-                        h.to_string(),
-                        self.port(ent, &p.key("Port"), hp.port, protocol, &mut ok),
-                    )),
-                    None if service_name.is_none() => {
-                        ok = false;
-                        self.error(ent, &p.key("Host"), "When not using service discovery Host must be set on DownstreamHostAndPorts if you are not using Route.Host or Ocelot cannot find your service!");
-                    }
-                    None => {}
-                }
-            }
-            if listed.is_empty() && service_name.is_none() {
-                ok = false;
-                let typo = match &ent.node.value {
-                    Value::Map(entries) => {
-                        entries.iter().filter_map(|(k, _)| k.as_str()).find(|k| {
-                            let l = k.to_ascii_lowercase();
-                            l != "downstreamhostandports"
-                                && (l.contains("hostandport") || l.contains("hostsandport"))
-                        })
-                    }
-                    _ => None,
-                };
-                let hint = typo
-                    .map(|t| {
-                        format!(" (`{t}` is not `DownstreamHostAndPorts`: Ocelot ignores it too)")
-                    })
-                    .unwrap_or_default();
-                self.error(ent, &root.key("DownstreamHostAndPorts"), format!("When not using service discovery DownstreamHostAndPorts must be set and not empty or Ocelot cannot find your service!{hint}"));
-            }
-        }
-        if service_name.is_some() {
+            self.listed_hosts(ent, r, &destination, ok)
+        };
+        if destination.service_name.is_some() {
             self.close(
                 ent,
                 &root.key("ServiceName"),
                 "ServiceName (service discovery)",
             );
         }
+        destination
+    }
 
-        // Downstream request.
+    /// DownstreamHost and DownstreamPort (Ocelot < 5), read as one DownstreamHostAndPorts
+    /// entry.
+    fn legacy_host(
+        &mut self,
+        ent: &Entity,
+        r: &RawRoute,
+        to: &Destination,
+        ok: &mut bool,
+    ) -> Vec<(String, u16)> {
+        let root = Path::root();
+        self.warn(ent, &root.key("DownstreamHost"), "DownstreamHost/DownstreamPort are Ocelot < 5 keys; read as one DownstreamHostAndPorts entry (write DownstreamHostAndPorts: [{\"Host\": ..., \"Port\": ...}])");
+        let mut hosts = Vec::new();
+        match r
+            .downstream_host
+            .as_deref()
+            .filter(|h| !h.trim().is_empty())
+        {
+            Some(h) => hosts.push((
+                h.trim().to_string(),
+                self.port(
+                    ent,
+                    &root.key("DownstreamPort"),
+                    r.downstream_port,
+                    to.protocol,
+                    ok,
+                ),
+            )),
+            None if to.service_name.is_none() => {
+                *ok = false;
+                self.error(ent, &root.key("DownstreamHost"), "When not using service discovery Host must be set on DownstreamHostAndPorts if you are not using Route.Host or Ocelot cannot find your service!");
+            }
+            None => {}
+        }
+        hosts
+    }
+
+    /// DownstreamHostAndPorts; without service discovery it must list at least one host.
+    fn listed_hosts(
+        &mut self,
+        ent: &Entity,
+        r: &RawRoute,
+        to: &Destination,
+        ok: &mut bool,
+    ) -> Vec<(String, u16)> {
+        let root = Path::root();
+        if r.downstream_host.is_some() {
+            self.warn(
+                ent,
+                &root.key("DownstreamHost"),
+                "DownstreamHost is an Ocelot < 5 key and is ignored: DownstreamHostAndPorts is set",
+            );
+        }
+        let listed = r.downstream_host_and_ports.as_deref().unwrap_or_default();
+        let mut hosts = Vec::new();
+        for (i, hp) in listed.iter().enumerate() {
+            let p = root.key("DownstreamHostAndPorts").index(i);
+            match hp.host.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
+                Some(h) => hosts.push((
+                    h.to_string(),
+                    self.port(ent, &p.key("Port"), hp.port, to.protocol, ok),
+                )),
+                None if to.service_name.is_none() => {
+                    *ok = false;
+                    self.error(ent, &p.key("Host"), "When not using service discovery Host must be set on DownstreamHostAndPorts if you are not using Route.Host or Ocelot cannot find your service!");
+                }
+                None => {}
+            }
+        }
+        if listed.is_empty() && to.service_name.is_none() {
+            *ok = false;
+            self.missing_hosts(ent);
+        }
+        hosts
+    }
+
+    /// No DownstreamHostAndPorts and no service discovery; a key that looks like a
+    /// misspelling of it is named, as Ocelot would silently ignore it too.
+    fn missing_hosts(&mut self, ent: &Entity) {
+        let typo = match &ent.node.value {
+            Value::Map(entries) => entries.iter().filter_map(|(k, _)| k.as_str()).find(|k| {
+                let l = k.to_ascii_lowercase();
+                l != "downstreamhostandports"
+                    && (l.contains("hostandport") || l.contains("hostsandport"))
+            }),
+            _ => None,
+        };
+        let hint = typo
+            .map(|t| format!(" (`{t}` is not `DownstreamHostAndPorts`: Ocelot ignores it too)"))
+            .unwrap_or_default();
+        self.error(ent, &Path::root().key("DownstreamHostAndPorts"), format!("When not using service discovery DownstreamHostAndPorts must be set and not empty or Ocelot cannot find your service!{hint}"));
+    }
+
+    /// The downstream request's method, and its HTTP version (the route's, else the global
+    /// one).
+    fn downstream_request(
+        &mut self,
+        ent: &Entity,
+        r: &RawRoute,
+        g: &GlobalCx,
+        ok: &mut bool,
+    ) -> (Option<String>, Option<String>) {
+        let root = Path::root();
         let downstream_method = match r
             .downstream_http_method
             .as_deref()
@@ -1119,7 +1425,7 @@ impl Cx<'_> {
         {
             Some(m) if is_token(m) => Some(m.to_ascii_uppercase()),
             Some(m) => {
-                ok = false;
+                *ok = false;
                 self.error(
                     ent,
                     &root.key("DownstreamHttpMethod"),
@@ -1129,31 +1435,16 @@ impl Cx<'_> {
             }
             None => None,
         };
-        let version = r
-            .downstream_http_version
-            .clone()
-            .filter(|v| !v.is_empty())
-            .or_else(|| {
-                g.raw
-                    .downstream_http_version
-                    .clone()
-                    .filter(|v| !v.is_empty())
-            });
-        let policy = r
-            .downstream_http_version_policy
-            .clone()
-            .filter(|v| !v.is_empty())
-            .or_else(|| {
-                g.raw
-                    .downstream_http_version_policy
-                    .clone()
-                    .filter(|v| !v.is_empty())
-            });
+        let non_empty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        let version = non_empty(&r.downstream_http_version)
+            .or_else(|| non_empty(&g.raw.downstream_http_version));
+        let policy = non_empty(&r.downstream_http_version_policy)
+            .or_else(|| non_empty(&g.raw.downstream_http_version_policy));
         if let Some(v) = &r.downstream_http_version {
-            ok &= self.check_version(ent, &root.key("DownstreamHttpVersion"), v);
+            *ok &= self.check_version(ent, &root.key("DownstreamHttpVersion"), v);
         }
         if let Some(p) = &r.downstream_http_version_policy {
-            ok &= self.check_version_policy(ent, &root.key("DownstreamHttpVersionPolicy"), p);
+            *ok &= self.check_version_policy(ent, &root.key("DownstreamHttpVersionPolicy"), p);
         }
         if let Some(v) = &version {
             let major = v.chars().next().unwrap_or('1');
@@ -1165,35 +1456,28 @@ impl Cx<'_> {
                 self.unserved(ent, &root.key("DownstreamHttpVersion"), "DownstreamHttpVersion 2.0+ with an exact or higher version policy (HTTP/1.1 is used)");
             }
         }
+        (downstream_method, version)
+    }
 
-        // Headers.
-        ok &= self.check_header_names(
+    /// UpstreamHeaderTransform and DownstreamHeaderTransform (the global ones added where
+    /// the route does not name the header), and RequestIdKey.
+    fn header_transforms(
+        &mut self,
+        ent: &Entity,
+        r: &RawRoute,
+        g: &GlobalCx,
+        ok: &mut bool,
+    ) -> HeaderTransforms {
+        let root = Path::root();
+        *ok &= self.check_header_names(
             ent,
             &root.key("UpstreamHeaderTransform"),
             &r.upstream_header_transform,
         );
-        ok &= self.check_header_names(
+        *ok &= self.check_header_names(
             ent,
             &root.key("DownstreamHeaderTransform"),
             &r.downstream_header_transform,
-        );
-        let merge = |route: &Option<IndexMap<String, Option<String>>>,
-                     global: &Option<IndexMap<String, Option<String>>>| {
-            let mut out = pairs(route);
-            for (k, v) in pairs(global) {
-                if !out.iter().any(|(rk, _)| rk.eq_ignore_ascii_case(&k)) {
-                    out.push((k, v));
-                }
-            }
-            out
-        };
-        let upstream_header_transform = merge(
-            &r.upstream_header_transform,
-            &g.raw.upstream_header_transform,
-        );
-        let downstream_header_transform = merge(
-            &r.downstream_header_transform,
-            &g.raw.downstream_header_transform,
         );
         let request_id_key = r
             .request_id_key
@@ -1204,39 +1488,65 @@ impl Cx<'_> {
             && !k.is_empty()
             && http::HeaderName::from_bytes(k.as_bytes()).is_err()
         {
-            ok = false;
+            *ok = false;
             self.error(
                 ent,
                 &root.key("RequestIdKey"),
                 format!("`{k}` is not a valid header name"),
             );
         }
+        HeaderTransforms {
+            upstream: merge_pairs(
+                &r.upstream_header_transform,
+                &g.raw.upstream_header_transform,
+            ),
+            downstream: merge_pairs(
+                &r.downstream_header_transform,
+                &g.raw.downstream_header_transform,
+            ),
+            request_id_key,
+        }
+    }
 
-        // Claims transforms: they only run for authenticated requests.
-        let claims = |cx: &mut Self,
-                      field: &'static str,
-                      map: &Option<IndexMap<String, Option<String>>>|
-         -> Vec<(String, String)> {
-            let mut out = Vec::new();
-            for (k, v) in pairs(map) {
-                if claims_expression(&v) {
-                    out.push((k, v));
-                } else {
-                    cx.warn(ent, &root.key(field).key(k.clone()), format!("`{v}` is not a claims expression (`Claims[type] > value[index] > delimiter`); Ocelot ignores it, and so does switchyard"));
-                }
-            }
-            out
-        };
-        let add_headers_to_request = claims(self, "AddHeadersToRequest", &r.add_headers_to_request);
-        let add_queries_to_request = claims(self, "AddQueriesToRequest", &r.add_queries_to_request);
-        let _ = claims(self, "AddClaimsToRequest", &r.add_claims_to_request);
-        let _ = claims(
-            self,
+    /// The claims transforms: they only run for authenticated requests. AddClaimsToRequest
+    /// and ChangeDownstreamPathTemplate are only checked: nothing carries them yet.
+    fn claims_transforms(&mut self, ent: &Entity, r: &RawRoute) -> Claims {
+        let add_headers = self.claims(ent, "AddHeadersToRequest", &r.add_headers_to_request);
+        let add_queries = self.claims(ent, "AddQueriesToRequest", &r.add_queries_to_request);
+        let _ = self.claims(ent, "AddClaimsToRequest", &r.add_claims_to_request);
+        let _ = self.claims(
+            ent,
             "ChangeDownstreamPathTemplate",
             &r.change_downstream_path_template,
         );
+        Claims {
+            add_headers,
+            add_queries,
+        }
+    }
 
-        // Authentication (not served yet: such routes fail closed).
+    /// The claims expressions of one transform; anything else is left out with a warning.
+    fn claims(
+        &mut self,
+        ent: &Entity,
+        field: &'static str,
+        map: &Option<IndexMap<String, Option<String>>>,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (k, v) in pairs(map) {
+            if claims_expression(&v) {
+                out.push((k, v));
+            } else {
+                self.warn(ent, &Path::root().key(field).key(k.clone()), format!("`{v}` is not a claims expression (`Claims[type] > value[index] > delimiter`); Ocelot ignores it, and so does switchyard"));
+            }
+        }
+        out
+    }
+
+    /// AuthenticationOptions (the route's, else the global group's), and what needs an
+    /// authenticated user. Authentication is not served yet: such routes fail closed.
+    fn authentication(&mut self, ent: &Entity, r: &RawRoute, g: &GlobalCx, claims: &Claims) {
+        let root = Path::root();
         let auth = r.authentication_options.clone().or_else(|| {
             g.raw
                 .authentication_options
@@ -1265,34 +1575,32 @@ impl Cx<'_> {
         }
         // Claims come from an authenticated user, which no route has until authentication
         // is served: whatever uses them cannot be honoured.
+        let written = |m: &Option<IndexMap<String, Option<String>>>| {
+            m.as_ref().is_some_and(|m| !m.is_empty())
+        };
         for (field, set) in [
             (
                 "RouteClaimsRequirement",
-                r.route_claims_requirement
-                    .as_ref()
-                    .is_some_and(|m| !m.is_empty()),
+                written(&r.route_claims_requirement),
             ),
-            (
-                "AddClaimsToRequest",
-                r.add_claims_to_request
-                    .as_ref()
-                    .is_some_and(|m| !m.is_empty()),
-            ),
+            ("AddClaimsToRequest", written(&r.add_claims_to_request)),
             (
                 "ChangeDownstreamPathTemplate",
-                r.change_downstream_path_template
-                    .as_ref()
-                    .is_some_and(|m| !m.is_empty()),
+                written(&r.change_downstream_path_template),
             ),
-            ("AddHeadersToRequest", !add_headers_to_request.is_empty()),
-            ("AddQueriesToRequest", !add_queries_to_request.is_empty()),
+            ("AddHeadersToRequest", !claims.add_headers.is_empty()),
+            ("AddQueriesToRequest", !claims.add_queries.is_empty()),
         ] {
             if set {
                 self.close(ent, &root.key(field), &format!("{field} (claims)"));
             }
         }
+    }
 
-        // Options served by later issues: checked, then named in a startup warning.
+    /// QoSOptions and CacheOptions (the route's, else the global group's): not served yet,
+    /// so a route that has them active is closed.
+    fn qos_and_caching(&mut self, ent: &Entity, r: &RawRoute, g: &GlobalCx) {
+        let root = Path::root();
         let qos = r.qos_options.clone().or_else(|| {
             g.raw
                 .qos_options
@@ -1331,6 +1639,18 @@ impl Cx<'_> {
                 "CacheOptions/FileCacheOptions (response caching)",
             );
         }
+    }
+
+    /// LoadBalancerOptions: whether several hosts are balanced round-robin. The other
+    /// balancers are not served yet and fall back to round-robin, with a warning where it
+    /// makes a difference.
+    fn load_balancer(
+        &mut self,
+        ent: &Entity,
+        r: &RawRoute,
+        g: &GlobalCx,
+        to: &Destination,
+    ) -> bool {
         let lb = r
             .load_balancer_options
             .as_ref()
@@ -1345,14 +1665,14 @@ impl Cx<'_> {
             })
             .filter(|t| !t.trim().is_empty())
             .unwrap_or_else(|| "NoLoadBalancer".into());
-        let round_robin = match lb.to_ascii_lowercase().as_str() {
+        match lb.to_ascii_lowercase().as_str() {
             "noloadbalancer" => false,
             "roundrobin" => true,
             _ => {
-                if hosts.len() > 1 || service_name.is_some() {
+                if to.hosts.len() > 1 || to.service_name.is_some() {
                     self.unserved(
                         ent,
-                        &root.key("LoadBalancerOptions"),
+                        &Path::root().key("LoadBalancerOptions"),
                         &format!(
                             "LoadBalancerOptions Type {lb} (round-robin is used until served)"
                         ),
@@ -1360,19 +1680,26 @@ impl Cx<'_> {
                 }
                 true
             }
-        };
+        }
+    }
+
+    /// DelegatingHandlers are C# classes: a route that names any is closed.
+    fn delegating_handlers(&mut self, ent: &Entity, r: &RawRoute) {
         if r.delegating_handlers
             .as_ref()
             .is_some_and(|d| !d.is_empty())
         {
             self.close(
                 ent,
-                &root.key("DelegatingHandlers"),
+                &Path::root().key("DelegatingHandlers"),
                 "DelegatingHandlers (handlers registered in C# code)",
             );
         }
+    }
 
-        // HttpHandlerOptions: route fields win over the global ones.
+    /// HttpHandlerOptions: route fields win over the global ones. (AllowAutoRedirect,
+    /// UseCookieContainer.)
+    fn http_handler(&mut self, ent: &Entity, r: &RawRoute, g: &GlobalCx) -> (bool, bool) {
         let gh = g
             .raw
             .http_handler_options
@@ -1394,15 +1721,24 @@ impl Cx<'_> {
         {
             self.unserved(
                 ent,
-                &root.key("HttpHandlerOptions").key("UseTracing"),
+                &Path::root().key("HttpHandlerOptions").key("UseTracing"),
                 "HttpHandlerOptions.UseTracing",
             );
         }
+        (allow_auto_redirect, use_cookie_container)
+    }
 
-        // SecurityOptions: the global lists only when the route has none.
+    /// SecurityOptions: the global lists only when the route has none.
+    fn security(
+        &mut self,
+        ent: &Entity,
+        r: &RawRoute,
+        g: &GlobalCx,
+        ok: &mut bool,
+    ) -> Option<OcelotSecurity> {
         let security = match &r.security_options {
             Some(s) => {
-                ok &= self.check_security(ent, &root.key("SecurityOptions"), s);
+                *ok &= self.check_security(ent, &Path::root().key("SecurityOptions"), s);
                 Some(s.clone())
             }
             None => None,
@@ -1416,7 +1752,7 @@ impl Cx<'_> {
         } else {
             security
         };
-        let security = security.and_then(|s| {
+        security.and_then(|s| {
             let allowed = s.ip_allowed_list.unwrap_or_default();
             let blocked = s.ip_blocked_list.unwrap_or_default();
             (!allowed.is_empty() || !blocked.is_empty()).then_some(OcelotSecurity {
@@ -1424,18 +1760,22 @@ impl Cx<'_> {
                 blocked,
                 exclude_allowed_from_blocked: s.exclude_allowed_from_blocked.unwrap_or(false),
             })
-        });
+        })
+    }
 
-        // The template as written: the Limit error names the route even when its template
-        // is itself invalid.
-        let rate_limit = self.rate_limit(
-            ent,
-            r,
-            g,
-            r.upstream_path_template.as_deref().unwrap_or_default(),
-            &mut ok,
-        );
-
+    /// The service a checked route sends to (none with service discovery, or no host); with
+    /// several hosts balanced round-robin, through an upstream of them.
+    fn route_service(
+        &mut self,
+        r: &RawRoute,
+        g: &GlobalCx,
+        to: &Destination,
+        id: &str,
+        origin: &Origin,
+    ) -> Option<usize> {
+        if to.service_name.is_some() || to.hosts.is_empty() {
+            return None;
+        }
         let timeout_s = r
             .timeout
             .filter(|t| *t > 0)
@@ -1443,104 +1783,65 @@ impl Cx<'_> {
             .unwrap_or(DEFAULT_TIMEOUT_S);
         // Longer than a day is a day: nothing downstream is waited on longer.
         let timeout_ms = (timeout_s.clamp(1, MAX_DURATION_S) as u64) * 1000;
-        if !ok {
-            return None;
-        }
-        let upstream = upstream?;
-        let downstream = downstream?;
-
-        let origin = self.origin(ent, &root);
-        let methods_key = upstream.methods.join(",");
-        let id = derived_id(
-            "ocelot-routes",
-            &format!(
-                "{}|{}|{}|{:?}|{:?}",
-                origin.file,
-                upstream.path_template,
-                methods_key,
-                upstream.host,
-                upstream.header_templates
-            ),
-        );
-        let name = format!("{}:{}", origin.file, origin.path);
-        let service = if service_name.is_some() || hosts.is_empty() {
-            None
+        let idx = self.model.services.len();
+        let (host, port) = if to.hosts.len() > 1 && to.round_robin {
+            (
+                self.round_robin_upstream(to, id, origin),
+                to.protocol.default_port(),
+            )
         } else {
-            let idx = self.model.services.len();
-            let (host, port) = if hosts.len() > 1 && round_robin {
-                let upstream_name = format!("ocelot-upstream-{id}");
-                self.model.upstreams.push(Upstream {
-                    id: derived_id("ocelot-upstreams", &id),
-                    name: upstream_name.clone(),
-                    algorithm: "round-robin".into(),
-                    hash_on: "none".into(),
-                    hash_fallback: "none".into(),
-                    slots: 10_000,
-                    host_header: None,
-                    targets: hosts
-                        .iter()
-                        .map(|(h, p)| Target {
-                            host: h.clone(),
-                            port: *p,
-                            weight: 100,
-                        })
-                        .collect(),
-                    healthchecks: None,
-                    origin: origin.clone(),
-                });
-                (upstream_name, protocol.default_port())
-            } else {
-                hosts[0].clone()
-            };
-            let verify = !r
-                .dangerous_accept_any_server_certificate_validator
-                .unwrap_or(false);
-            self.model.services.push(Service {
-                id: derived_id("ocelot-services", &id),
-                name: Some(name.clone()),
-                protocol: match protocol {
-                    Protocol::Ws => Protocol::Http,
-                    Protocol::Wss => Protocol::Https,
-                    p => p,
-                },
-                host,
-                port,
-                path: None,
-                retries: 0,
-                connect_timeout: CONNECT_TIMEOUT_MS.min(timeout_ms),
-                write_timeout: timeout_ms,
-                read_timeout: timeout_ms,
-                enabled: true,
-                tls_verify: Some(verify),
-                tags: vec!["ocelot".into()],
-                origin: origin.clone(),
-            });
-            Some(idx)
+            to.hosts[0].clone()
         };
-        let idx = self.model.ocelot_routes.len();
-        self.model.ocelot_routes.push(OcelotRoute {
-            id,
-            service,
-            key: r.key.clone().filter(|k| !k.is_empty()),
-            upstream,
-            downstream_path_template: downstream,
-            downstream_method,
-            downstream_version: version,
-            upstream_header_transform,
-            downstream_header_transform,
-            add_headers_to_request,
-            add_queries_to_request,
-            request_id_key,
-            security,
-            rate_limit,
-            allow_auto_redirect,
-            use_cookie_container,
-            base_url: g.base_url.clone(),
-            unenforced: std::mem::take(&mut self.unenforced),
-            service_name,
-            origin,
+        let verify = !r
+            .dangerous_accept_any_server_certificate_validator
+            .unwrap_or(false);
+        self.model.services.push(Service {
+            id: derived_id("ocelot-services", id),
+            name: Some(format!("{}:{}", origin.file, origin.path)),
+            protocol: match to.protocol {
+                Protocol::Ws => Protocol::Http,
+                Protocol::Wss => Protocol::Https,
+                p => p,
+            },
+            host,
+            port,
+            path: None,
+            retries: 0,
+            connect_timeout: CONNECT_TIMEOUT_MS.min(timeout_ms),
+            write_timeout: timeout_ms,
+            read_timeout: timeout_ms,
+            enabled: true,
+            tls_verify: Some(verify),
+            tags: vec!["ocelot".into()],
+            origin: origin.clone(),
         });
         Some(idx)
+    }
+
+    /// An upstream balancing the route's hosts round-robin; its name, for the service's host.
+    fn round_robin_upstream(&mut self, to: &Destination, id: &str, origin: &Origin) -> String {
+        let upstream_name = format!("ocelot-upstream-{id}");
+        self.model.upstreams.push(Upstream {
+            id: derived_id("ocelot-upstreams", id),
+            name: upstream_name.clone(),
+            algorithm: "round-robin".into(),
+            hash_on: "none".into(),
+            hash_fallback: "none".into(),
+            slots: 10_000,
+            host_header: None,
+            targets: to
+                .hosts
+                .iter()
+                .map(|(h, p)| Target {
+                    host: h.clone(),
+                    port: *p,
+                    weight: 100,
+                })
+                .collect(),
+            healthchecks: None,
+            origin: origin.clone(),
+        });
+        upstream_name
     }
 
     fn port(
@@ -1575,117 +1876,96 @@ impl Cx<'_> {
         template: &str,
         ok: &mut bool,
     ) -> Option<OcelotRateLimit> {
-        let path = Path::root().key("RateLimitOptions");
         let route = r.rate_limit_options.as_ref();
-        let global = g.raw.rate_limit_options.as_ref();
-        let is_global = global.is_some_and(|gl| in_group(&gl.route_keys, r.key.as_deref()));
+        let global = g
+            .raw
+            .rate_limit_options
+            .as_ref()
+            .filter(|gl| in_group(&gl.route_keys, r.key.as_deref()));
         if let Some(rl) = route
             && rl.enable_rate_limiting != Some(false)
             && rl.aspnet_policy().is_none()
         {
-            if rl.limit.is_some_and(|l| l <= 0) {
-                *ok = false;
-                self.error(
-                    ent,
-                    &path.key("Limit"),
-                    format!("RateLimitOptions.Limit is negative or zero for the route {template}"),
-                );
-            }
-            match rl
-                .period
-                .as_deref()
-                .map(str::trim)
-                .filter(|p| !p.is_empty())
-            {
-                None if !(is_global
-                    && global
-                        .and_then(|gl| gl.period.as_deref())
-                        .is_some_and(|p| !p.trim().is_empty())) =>
-                {
-                    *ok = false;
-                    self.error(ent, &path.key("Period"), "RateLimitOptions.Period is empty");
-                }
-                Some(p) if !valid_period(p) => {
-                    *ok = false;
-                    self.error(ent, &path.key("Period"), "RateLimitOptions.Period does not contain integer then ms (millisecond), s (second), m (minute), h (hour), d (day) e.g. 1m for 1 minute period");
-                }
-                _ => {}
-            }
-            if let Some(w) = rl.wait.as_deref().filter(|w| !w.trim().is_empty())
-                && parse_duration_ms(w).is_none()
-            {
-                *ok = false;
-                self.error(
-                    ent,
-                    &path.key("Wait"),
-                    format!("RateLimitOptions.Wait `{w}` is not a duration (e.g. 500ms, 1s, 1m)"),
-                );
-            }
+            self.check_rate_limit(ent, rl, global, template, ok);
         }
         if route.is_some_and(|rl| rl.enable_rate_limiting == Some(false))
-            || (is_global && global.is_some_and(|gl| gl.enable_rate_limiting == Some(false)))
+            || global.is_some_and(|gl| gl.enable_rate_limiting == Some(false))
         {
             return None;
         }
         let merged = match (route, global) {
-            (None, Some(gl)) if is_global => {
+            (None, Some(gl)) => {
                 if gl.limit.unwrap_or(0) <= 0 {
                     return None;
                 }
                 gl.clone()
             }
-            (None, _) => return None,
-            (Some(rl), Some(gl)) if is_global => {
-                let mut m = rl.clone();
-                m.client_id_header = m
-                    .client_id_header
-                    .filter(|s| !s.is_empty())
-                    .or(gl.client_id_header.clone());
-                if m.client_whitelist.as_ref().is_none_or(|l| l.is_empty()) {
-                    m.client_whitelist = gl.client_whitelist.clone();
-                }
-                m.disable_rate_limit_headers = m
-                    .disable_rate_limit_headers
-                    .or(gl.disable_rate_limit_headers);
-                m.enable_headers = m.enable_headers.or(gl.enable_headers);
-                m.http_status_code = m.http_status_code.or(gl.http_status_code);
-                m.status_code = m.status_code.or(gl.status_code);
-                m.quota_exceeded_message = m
-                    .quota_exceeded_message
-                    .filter(|s| !s.is_empty())
-                    .or(gl.quota_exceeded_message.clone());
-                m.quota_message = m
-                    .quota_message
-                    .filter(|s| !s.is_empty())
-                    .or(gl.quota_message.clone());
-                m.rate_limit_counter_prefix = m
-                    .rate_limit_counter_prefix
-                    .filter(|s| !s.is_empty())
-                    .or(gl.rate_limit_counter_prefix.clone());
-                m.key_prefix = m
-                    .key_prefix
-                    .filter(|s| !s.is_empty())
-                    .or(gl.key_prefix.clone());
-                m.period = m
-                    .period
-                    .filter(|s| !s.trim().is_empty())
-                    .or(gl.period.clone());
-                m.period_timespan = m.period_timespan.or(gl.period_timespan);
-                m.wait = m.wait.filter(|s| !s.trim().is_empty()).or(gl.wait.clone());
-                m.limit = m.limit.or(gl.limit);
-                m.policy = m.policy.filter(|s| !s.is_empty()).or(gl.policy.clone());
-                m.rate_limit_middleware_type = m
-                    .rate_limit_middleware_type
-                    .filter(|s| !s.is_empty())
-                    .or(gl.rate_limit_middleware_type.clone());
-                m.rate_limit_policy_name = m
-                    .rate_limit_policy_name
-                    .filter(|s| !s.is_empty())
-                    .or(gl.rate_limit_policy_name.clone());
-                m
-            }
-            (Some(rl), _) => rl.clone(),
+            (None, None) => return None,
+            (Some(rl), Some(gl)) => rl.clone().inherit(gl),
+            (Some(rl), None) => rl.clone(),
         };
+        self.rate_limit_rule(ent, &merged, ok)
+    }
+
+    /// The route's own RateLimitOptions as RouteFluentValidator checks them; its Period may
+    /// come from the global rule of its group.
+    fn check_rate_limit(
+        &mut self,
+        ent: &Entity,
+        rl: &RawRateLimit,
+        global: Option<&RawRateLimit>,
+        template: &str,
+        ok: &mut bool,
+    ) {
+        let path = Path::root().key("RateLimitOptions");
+        if rl.limit.is_some_and(|l| l <= 0) {
+            *ok = false;
+            self.error(
+                ent,
+                &path.key("Limit"),
+                format!("RateLimitOptions.Limit is negative or zero for the route {template}"),
+            );
+        }
+        match rl
+            .period
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            None if global
+                .and_then(|gl| gl.period.as_deref())
+                .is_none_or(|p| p.trim().is_empty()) =>
+            {
+                *ok = false;
+                self.error(ent, &path.key("Period"), "RateLimitOptions.Period is empty");
+            }
+            Some(p) if !valid_period(p) => {
+                *ok = false;
+                self.error(ent, &path.key("Period"), "RateLimitOptions.Period does not contain integer then ms (millisecond), s (second), m (minute), h (hour), d (day) e.g. 1m for 1 minute period");
+            }
+            _ => {}
+        }
+        if let Some(w) = rl.wait.as_deref().filter(|w| !w.trim().is_empty())
+            && parse_duration_ms(w).is_none()
+        {
+            *ok = false;
+            self.error(
+                ent,
+                &path.key("Wait"),
+                format!("RateLimitOptions.Wait `{w}` is not a duration (e.g. 500ms, 1s, 1m)"),
+            );
+        }
+    }
+
+    /// The rule a route's merged RateLimitOptions make, with Ocelot's defaults; `None` for
+    /// an ASP.NET Core rate limiter policy, which is not served (the route is closed).
+    fn rate_limit_rule(
+        &mut self,
+        ent: &Entity,
+        merged: &RawRateLimit,
+        ok: &mut bool,
+    ) -> Option<OcelotRateLimit> {
+        let path = Path::root().key("RateLimitOptions");
         if merged.aspnet_policy().is_some() {
             self.close(
                 ent,
@@ -1763,65 +2043,10 @@ impl Cx<'_> {
         })
     }
 
-    /// `route <tpl> has duplicate`: same template text, host and header templates, and
-    /// overlapping verbs (an empty verb list overlaps everything).
+    /// `route <tpl> has duplicate` on each route `duplicate_routes` finds, naming where the
+    /// others are.
     fn duplicates(&mut self, routes: &[Entity], raws: &[Option<RawRoute>]) {
-        type Group = (String, Option<String>, Vec<(String, String)>);
-        let mut groups: HashMap<Group, Vec<usize>> = HashMap::new();
-        for (i, r) in raws.iter().enumerate() {
-            let Some(r) = r else { continue };
-            let Some(t) = r.upstream_path_template.clone().filter(|t| !t.is_empty()) else {
-                continue;
-            };
-            let mut headers: Vec<(String, String)> = r
-                .upstream_header_templates
-                .iter()
-                .flatten()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            headers.sort();
-            groups
-                .entry((
-                    t,
-                    r.upstream_host.clone().filter(|h| !h.is_empty()),
-                    headers,
-                ))
-                .or_default()
-                .push(i);
-        }
-        let mut flagged: Vec<usize> = Vec::new();
-        for members in groups.values() {
-            if members.len() < 2 {
-                continue;
-            }
-            let verbs = |i: usize| -> Vec<String> {
-                raws[i]
-                    .as_ref()
-                    .and_then(|r| r.upstream_http_method.clone())
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|m| m.trim().to_ascii_lowercase())
-                    .collect()
-            };
-            for &a in members {
-                let va = verbs(a);
-                let clash = members.iter().any(|&b| {
-                    if a == b {
-                        return false;
-                    }
-                    let vb = verbs(b);
-                    va.is_empty()
-                        || vb.is_empty()
-                        || va.iter().any(|m| vb.contains(m))
-                        || has_repeat(&va)
-                }) || has_repeat(&va);
-                if clash {
-                    flagged.push(a);
-                }
-            }
-        }
-        flagged.sort_unstable();
-        for i in flagged {
+        for i in duplicate_routes(raws) {
             let t = raws[i]
                 .as_ref()
                 .and_then(|r| r.upstream_path_template.clone())
@@ -1869,42 +2094,19 @@ impl Cx<'_> {
         }
     }
 
-    fn aggregate(
-        &mut self,
-        ent: &Entity,
-        a: &RawAggregate,
-        routes: &[Entity],
-        raws: &[Option<RawRoute>],
-        built: &[Option<usize>],
-    ) {
+    /// An aggregate of checked routes: every problem of it is reported, and only an
+    /// aggregate without errors is added to the model.
+    fn aggregate(&mut self, ent: &Entity, a: &RawAggregate, routes: &RouteSet) {
         let root = Path::root();
-        let upstream = self.upstream(
-            ent,
-            &a.upstream_path_template,
-            &a.upstream_http_method,
-            &a.upstream_host,
-            &a.upstream_header_templates,
-            (a.route_is_case_sensitive, a.reroute_is_case_sensitive),
-            a.priority,
-        );
+        let upstream = self.upstream(ent, &upstream_fields!(a));
         let template = a.upstream_path_template.clone().unwrap_or_default();
-        let (keys, keys_field) = match (&a.route_keys, &a.reroute_keys) {
-            (Some(_), Some(_)) => {
-                self.error(
-                    ent,
-                    &root.key("ReRouteKeys"),
-                    "both `RouteKeys` and its pre-16 spelling `ReRouteKeys` are set: keep one",
-                );
-                return;
-            }
-            (Some(k), None) => (k.clone(), "RouteKeys"),
-            (None, Some(k)) => (k.clone(), "ReRouteKeys"),
-            (None, None) => (Vec::new(), "RouteKeys"),
+        let Some(keys) = self.aggregate_keys(ent, a) else {
+            return;
         };
         let mut ok = upstream.is_some();
-        if keys.is_empty() {
+        if keys.names.is_empty() {
             ok = false;
-            self.error(ent, &root.key(keys_field), format!("aggregateRoute {template} has no RouteKeys: list the Key of each route to aggregate"));
+            self.error(ent, &root.key(keys.field), format!("aggregateRoute {template} has no RouteKeys: list the Key of each route to aggregate"));
         }
         if a.upstream_http_method
             .as_ref()
@@ -1916,105 +2118,10 @@ impl Cx<'_> {
                 "aggregates answer GET only; other verbs are ignored",
             );
         }
-        let mut parts = Vec::new();
-        let mut missing = Vec::new();
-        for (i, k) in keys.iter().enumerate() {
-            match raws.iter().position(|r| {
-                r.as_ref()
-                    .is_some_and(|r| r.key.as_deref() == Some(k.as_str()))
-            }) {
-                Some(ri) => {
-                    if raws[ri]
-                        .as_ref()
-                        .and_then(|r| r.request_id_key.as_deref())
-                        .is_some_and(|k| !k.is_empty())
-                    {
-                        ok = false;
-                        let o = self.origin(&routes[ri], &root.key("RequestIdKey"));
-                        self.error(
-                            ent,
-                            &root.key(keys_field).index(i),
-                            format!("aggregateRoute {template} contains Route with specific RequestIdKey, this is not possible with Aggregates (route {k} at {}:{})", o.file, o.line),
-                        );
-                    }
-                    match built[ri] {
-                        Some(b) => parts.push(b),
-                        None => ok = false,
-                    }
-                }
-                None => {
-                    missing.push((i, k.clone()));
-                }
-            }
-        }
-        for (i, k) in &missing {
-            ok = false;
-            self.error(ent, &root.key(keys_field).index(*i), format!("Routes for aggregateRoute {template} either do not exist or do not have correct ServiceName property: no route has Key `{k}`"));
-        }
-        let (configs, cfg_field) = match (&a.route_keys_config, &a.reroute_keys_config) {
-            (Some(_), Some(_)) => {
-                self.error(ent, &root.key("ReRouteKeysConfig"), "both `RouteKeysConfig` and its pre-16 spelling `ReRouteKeysConfig` are set: keep one");
-                return;
-            }
-            (Some(c), None) => (c.clone(), "RouteKeysConfig"),
-            (None, Some(c)) => (c.clone(), "ReRouteKeysConfig"),
-            (None, None) => (Vec::new(), "RouteKeysConfig"),
+        let parts = self.aggregate_parts(ent, &template, &keys, routes, &mut ok);
+        let Some(route_keys_config) = self.route_keys_config(ent, a, &keys, &mut ok) else {
+            return;
         };
-        let mut route_keys_config = Vec::new();
-        for (i, c) in configs.iter().enumerate() {
-            let p = root.key(cfg_field).index(i);
-            let key = match (&c.route_key, &c.reroute_key) {
-                (Some(_), Some(_)) => {
-                    ok = false;
-                    self.error(
-                        ent,
-                        &p.key("ReRouteKey"),
-                        "both `RouteKey` and its pre-16 spelling `ReRouteKey` are set: keep one",
-                    );
-                    continue;
-                }
-                (Some(k), None) | (None, Some(k)) => k.clone(),
-                (None, None) => {
-                    ok = false;
-                    self.error(ent, &p, "RouteKey is required");
-                    continue;
-                }
-            };
-            if !keys.contains(&key) {
-                ok = false;
-                self.error(
-                    ent,
-                    &p.key("RouteKey"),
-                    format!("`{key}` is not one of this aggregate's RouteKeys"),
-                );
-            } else if keys.first() == Some(&key) {
-                ok = false;
-                self.error(ent, &p.key("RouteKey"), format!("`{key}` is the first RouteKey, whose response the JsonPath reads; configure a later key"));
-            }
-            let json_path = c.json_path.clone().unwrap_or_default();
-            if let Err(e) = aggregate::JsonPath::parse(&json_path) {
-                ok = false;
-                self.error(
-                    ent,
-                    &p.key("JsonPath"),
-                    format!("JsonPath `{json_path}`: {e}"),
-                );
-            }
-            let parameter = c.parameter.clone().unwrap_or_default();
-            if parameter.is_empty() {
-                ok = false;
-                self.error(
-                    ent,
-                    &p.key("Parameter"),
-                    "Parameter is required (the placeholder the JsonPath values fill)",
-                );
-            }
-            route_keys_config.push(OcelotRouteKeyConfig {
-                route_key: key,
-                json_path,
-                parameter,
-            });
-        }
         let aggregator = a.aggregator.clone().filter(|n| !n.trim().is_empty());
         if let Some(name) = &aggregator
             && aggregate::Aggregator::from_name(name).is_none()
@@ -2043,12 +2150,171 @@ impl Cx<'_> {
         self.model.ocelot_aggregates.push(OcelotAggregate {
             id,
             upstream,
-            route_keys: keys,
+            route_keys: keys.names,
             parts,
             route_keys_config,
             aggregator,
             origin,
         });
+    }
+
+    /// RouteKeys, or its pre-16 spelling ReRouteKeys; `None` (an error) when both are set.
+    fn aggregate_keys(&mut self, ent: &Entity, a: &RawAggregate) -> Option<RouteKeys> {
+        let (names, field) = match (&a.route_keys, &a.reroute_keys) {
+            (Some(_), Some(_)) => {
+                self.error(
+                    ent,
+                    &Path::root().key("ReRouteKeys"),
+                    "both `RouteKeys` and its pre-16 spelling `ReRouteKeys` are set: keep one",
+                );
+                return None;
+            }
+            (Some(k), None) => (k.clone(), "RouteKeys"),
+            (None, Some(k)) => (k.clone(), "ReRouteKeys"),
+            (None, None) => (Vec::new(), "RouteKeys"),
+        };
+        Some(RouteKeys { names, field })
+    }
+
+    /// The routes an aggregate names by Key, as indices in model.ocelot_routes. Each must
+    /// exist, have been built, and have no RequestIdKey of its own.
+    fn aggregate_parts(
+        &mut self,
+        ent: &Entity,
+        template: &str,
+        keys: &RouteKeys,
+        routes: &RouteSet,
+        ok: &mut bool,
+    ) -> Vec<usize> {
+        let root = Path::root();
+        let mut parts = Vec::new();
+        let mut missing = Vec::new();
+        for (i, k) in keys.names.iter().enumerate() {
+            match routes.raws.iter().position(|r| {
+                r.as_ref()
+                    .is_some_and(|r| r.key.as_deref() == Some(k.as_str()))
+            }) {
+                Some(ri) => {
+                    if routes.raws[ri]
+                        .as_ref()
+                        .and_then(|r| r.request_id_key.as_deref())
+                        .is_some_and(|k| !k.is_empty())
+                    {
+                        *ok = false;
+                        let o = self.origin(&routes.entities[ri], &root.key("RequestIdKey"));
+                        self.error(
+                            ent,
+                            &root.key(keys.field).index(i),
+                            format!("aggregateRoute {template} contains Route with specific RequestIdKey, this is not possible with Aggregates (route {k} at {}:{})", o.file, o.line),
+                        );
+                    }
+                    match routes.built[ri] {
+                        Some(b) => parts.push(b),
+                        None => *ok = false,
+                    }
+                }
+                None => {
+                    missing.push((i, k.clone()));
+                }
+            }
+        }
+        for (i, k) in &missing {
+            *ok = false;
+            self.error(ent, &root.key(keys.field).index(*i), format!("Routes for aggregateRoute {template} either do not exist or do not have correct ServiceName property: no route has Key `{k}`"));
+        }
+        parts
+    }
+
+    /// RouteKeysConfig (or ReRouteKeysConfig): the JsonPath each later part's response is
+    /// read with, and the placeholder it fills. `None` (an error) when both spellings are
+    /// set.
+    fn route_keys_config(
+        &mut self,
+        ent: &Entity,
+        a: &RawAggregate,
+        keys: &RouteKeys,
+        ok: &mut bool,
+    ) -> Option<Vec<OcelotRouteKeyConfig>> {
+        let root = Path::root();
+        let (configs, cfg_field) = match (&a.route_keys_config, &a.reroute_keys_config) {
+            (Some(_), Some(_)) => {
+                self.error(ent, &root.key("ReRouteKeysConfig"), "both `RouteKeysConfig` and its pre-16 spelling `ReRouteKeysConfig` are set: keep one");
+                return None;
+            }
+            (Some(c), None) => (c.clone(), "RouteKeysConfig"),
+            (None, Some(c)) => (c.clone(), "ReRouteKeysConfig"),
+            (None, None) => (Vec::new(), "RouteKeysConfig"),
+        };
+        let mut route_keys_config = Vec::new();
+        for (i, c) in configs.iter().enumerate() {
+            let p = root.key(cfg_field).index(i);
+            if let Some(config) = self.route_key_config(ent, &p, c, keys, ok) {
+                route_keys_config.push(config);
+            }
+        }
+        Some(route_keys_config)
+    }
+
+    /// One RouteKeysConfig entry, at `p`; `None` when it names no route key.
+    fn route_key_config(
+        &mut self,
+        ent: &Entity,
+        p: &Path,
+        c: &RawRouteKeyConfig,
+        keys: &RouteKeys,
+        ok: &mut bool,
+    ) -> Option<OcelotRouteKeyConfig> {
+        let key = match (&c.route_key, &c.reroute_key) {
+            (Some(_), Some(_)) => {
+                *ok = false;
+                self.error(
+                    ent,
+                    &p.key("ReRouteKey"),
+                    "both `RouteKey` and its pre-16 spelling `ReRouteKey` are set: keep one",
+                );
+                return None;
+            }
+            (Some(k), None) | (None, Some(k)) => k.clone(),
+            (None, None) => {
+                *ok = false;
+                self.error(ent, p, "RouteKey is required");
+                return None;
+            }
+        };
+        if !keys.names.contains(&key) {
+            *ok = false;
+            self.error(
+                ent,
+                &p.key("RouteKey"),
+                format!("`{key}` is not one of this aggregate's RouteKeys"),
+            );
+        } else if keys.names.first() == Some(&key) {
+            *ok = false;
+            self.error(ent, &p.key("RouteKey"), format!("`{key}` is the first RouteKey, whose response the JsonPath reads; configure a later key"));
+        }
+        let json_path = c.json_path.clone().unwrap_or_default();
+        if let Err(e) = aggregate::JsonPath::parse(&json_path) {
+            *ok = false;
+            self.error(
+                ent,
+                &p.key("JsonPath"),
+                format!("JsonPath `{json_path}`: {e}"),
+            );
+        }
+        let parameter = c.parameter.clone().unwrap_or_default();
+        if parameter.is_empty() {
+            *ok = false;
+            self.error(
+                ent,
+                &p.key("Parameter"),
+                "Parameter is required (the placeholder the JsonPath values fill)",
+            );
+        }
+        Some(OcelotRouteKeyConfig {
+            route_key: key,
+            json_path,
+            parameter,
+        })
     }
 
     fn aggregate_duplicates(
@@ -2087,6 +2353,68 @@ impl Cx<'_> {
             }
         }
     }
+}
+
+/// The routes (indices in `raws`) that clash with another: same template text, host and
+/// header templates, and overlapping verbs (an empty verb list overlaps everything); in
+/// file order.
+fn duplicate_routes(raws: &[Option<RawRoute>]) -> Vec<usize> {
+    type Group = (String, Option<String>, Vec<(String, String)>);
+    let mut groups: HashMap<Group, Vec<usize>> = HashMap::new();
+    for (i, r) in raws.iter().enumerate() {
+        let Some(r) = r else { continue };
+        let Some(t) = r.upstream_path_template.clone().filter(|t| !t.is_empty()) else {
+            continue;
+        };
+        let mut headers: Vec<(String, String)> = r
+            .upstream_header_templates
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        headers.sort();
+        groups
+            .entry((
+                t,
+                r.upstream_host.clone().filter(|h| !h.is_empty()),
+                headers,
+            ))
+            .or_default()
+            .push(i);
+    }
+    let mut flagged: Vec<usize> = Vec::new();
+    for members in groups.values() {
+        if members.len() < 2 {
+            continue;
+        }
+        let verbs = |i: usize| -> Vec<String> {
+            raws[i]
+                .as_ref()
+                .and_then(|r| r.upstream_http_method.clone())
+                .unwrap_or_default()
+                .iter()
+                .map(|m| m.trim().to_ascii_lowercase())
+                .collect()
+        };
+        for &a in members {
+            let va = verbs(a);
+            let clash = members.iter().any(|&b| {
+                if a == b {
+                    return false;
+                }
+                let vb = verbs(b);
+                va.is_empty()
+                    || vb.is_empty()
+                    || va.iter().any(|m| vb.contains(m))
+                    || has_repeat(&va)
+            }) || has_repeat(&va);
+            if clash {
+                flagged.push(a);
+            }
+        }
+    }
+    flagged.sort_unstable();
+    flagged
 }
 
 fn has_repeat(v: &[String]) -> bool {

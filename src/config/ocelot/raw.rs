@@ -262,6 +262,58 @@ pub struct RawRateLimit {
 }
 
 impl RawRateLimit {
+    /// The route's rule with what it leaves unset (or empty) taken from the global rule of
+    /// its group.
+    pub fn inherit(self, gl: &RawRateLimit) -> RawRateLimit {
+        let mut m = self;
+        m.client_id_header = m
+            .client_id_header
+            .filter(|s| !s.is_empty())
+            .or(gl.client_id_header.clone());
+        if m.client_whitelist.as_ref().is_none_or(|l| l.is_empty()) {
+            m.client_whitelist = gl.client_whitelist.clone();
+        }
+        m.disable_rate_limit_headers = m
+            .disable_rate_limit_headers
+            .or(gl.disable_rate_limit_headers);
+        m.enable_headers = m.enable_headers.or(gl.enable_headers);
+        m.http_status_code = m.http_status_code.or(gl.http_status_code);
+        m.status_code = m.status_code.or(gl.status_code);
+        m.quota_exceeded_message = m
+            .quota_exceeded_message
+            .filter(|s| !s.is_empty())
+            .or(gl.quota_exceeded_message.clone());
+        m.quota_message = m
+            .quota_message
+            .filter(|s| !s.is_empty())
+            .or(gl.quota_message.clone());
+        m.rate_limit_counter_prefix = m
+            .rate_limit_counter_prefix
+            .filter(|s| !s.is_empty())
+            .or(gl.rate_limit_counter_prefix.clone());
+        m.key_prefix = m
+            .key_prefix
+            .filter(|s| !s.is_empty())
+            .or(gl.key_prefix.clone());
+        m.period = m
+            .period
+            .filter(|s| !s.trim().is_empty())
+            .or(gl.period.clone());
+        m.period_timespan = m.period_timespan.or(gl.period_timespan);
+        m.wait = m.wait.filter(|s| !s.trim().is_empty()).or(gl.wait.clone());
+        m.limit = m.limit.or(gl.limit);
+        m.policy = m.policy.filter(|s| !s.is_empty()).or(gl.policy.clone());
+        m.rate_limit_middleware_type = m
+            .rate_limit_middleware_type
+            .filter(|s| !s.is_empty())
+            .or(gl.rate_limit_middleware_type.clone());
+        m.rate_limit_policy_name = m
+            .rate_limit_policy_name
+            .filter(|s| !s.is_empty())
+            .or(gl.rate_limit_policy_name.clone());
+        m
+    }
+
     /// The ASP.NET Core rate limiter policy this names, if any (`Policy`, or the earlier
     /// `RateLimitMiddlewareType: DotNet` + `RateLimitPolicyName`).
     pub fn aspnet_policy(&self) -> Option<&str> {
