@@ -26,8 +26,25 @@ const FORMAT_VERSIONS: [&str; 3] = ["1.1", "2.1", "3.0"];
 
 /// Loads one Kong file into `model`.
 pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut Diagnostics) {
+    let legacy_paths = check_format_version(file, &raw, diags);
+    let mut cx = Cx::new(file, &raw, model, diags, legacy_paths);
+    // Services (with nested routes and plugins) first, so that top-level entities can refer
+    // to them.
+    let nested_routes = cx.services(&raw);
+    cx.routes(&raw, nested_routes);
+    cx.upstreams(&raw);
+    cx.consumers(&raw);
+    // Plugins last: they may name any entity above.
+    cx.plugins(&raw);
+    cx.top_filter_chains(&raw);
+    cx.unserved_entities(&raw);
+}
+
+/// Checks `_format_version`: true for the 1.1 and 2.1 formats, whose regex paths are
+/// migrated on load.
+fn check_format_version(file: &SourceFile, raw: &RawKong, diags: &mut Diagnostics) -> bool {
     let root = Path::root();
-    let legacy_paths = match raw.format_version.as_deref() {
+    match raw.format_version.as_deref() {
         Some(v) if FORMAT_VERSIONS.contains(&v) => v != "3.0",
         Some(v) => {
             diags.error(
@@ -43,232 +60,7 @@ pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut
             diags.error(file, &root, "expected a declarative configuration with a `_format_version` key (\"3.0\" for Kong 3.x files)");
             false
         }
-    };
-    let route_count = raw.routes.len()
-        + raw
-            .services
-            .iter()
-            .map(|(_, s)| s.routes.len())
-            .sum::<usize>();
-    model.routes.reserve(route_count);
-    model.services.reserve(raw.services.len());
-    let mut cx = Cx {
-        file,
-        diags,
-        model,
-        legacy_paths,
-        services_by_key: HashMap::with_capacity(raw.services.len()),
-        routes_by_key: HashMap::with_capacity(route_count),
-        consumers_by_key: HashMap::new(),
-        consumer_groups_by_key: HashMap::new(),
-        upstreams_by_name: HashMap::new(),
-        credential_values: HashMap::new(),
-        plugins_by_scope: HashMap::new(),
-    };
-    for (i, p) in cx.model.plugins.iter().enumerate() {
-        cx.plugins_by_scope
-            .entry(scope_key(&p.scope))
-            .or_default()
-            .push(i);
     }
-
-    // Services (with nested routes and plugins) first, so that top-level entities can refer to them.
-    let mut nested_routes = Vec::new();
-    let mut nested_plugins = Vec::new();
-    for (i, s) in raw.services.iter() {
-        let path = root.key("services").index(i);
-        if let Some(idx) = cx.service(s, &path) {
-            nested_routes.push((idx, &s.routes, path.key("routes")));
-            if !s.plugins.is_empty() {
-                nested_plugins.push((
-                    PluginScope {
-                        service: Some(idx),
-                        ..Default::default()
-                    },
-                    &s.plugins,
-                    path.key("plugins"),
-                ));
-            }
-        }
-        if let Some(idx) = cx.model.services.len().checked_sub(1)
-            && !s.filter_chains.is_empty()
-        {
-            let scope = PluginScope {
-                service: Some(idx),
-                ..Default::default()
-            };
-            cx.filter_chains(&s.filter_chains, &scope, &path);
-        }
-    }
-    for (svc, routes, path) in nested_routes {
-        for (j, r) in routes.iter() {
-            let rpath = path.index(j);
-            if r.service.is_some() {
-                cx.diags.error(
-                    cx.file,
-                    &rpath.key("service"),
-                    "a route nested in a service takes that service; remove `service`",
-                );
-            }
-            cx.route_and_attachments(r, Some(svc), &rpath, &mut nested_plugins);
-        }
-    }
-    for (i, r) in raw.routes.iter() {
-        let path = root.key("routes").index(i);
-        let svc = r
-            .service
-            .as_ref()
-            .and_then(|s| cx.resolve("services", s, &path.key("service")));
-        cx.route_and_attachments(r, svc, &path, &mut nested_plugins);
-    }
-
-    for (i, u) in raw.upstreams.iter() {
-        cx.upstream(u, &root.key("upstreams").index(i));
-    }
-    for (i, t) in raw.targets.iter() {
-        let path = root.key("targets").index(i);
-        match t.upstream.as_ref() {
-            Some(r) => {
-                if let Some(u) = cx.resolve("upstreams", r, &path.key("upstream"))
-                    && let Some(target) = cx.target(t, &path)
-                {
-                    cx.model.upstreams[u].targets.push(target);
-                }
-            }
-            None => cx.diags.error(
-                cx.file,
-                &path,
-                "a top-level target needs `upstream` (the upstream's name or id)",
-            ),
-        }
-    }
-
-    for (i, g) in raw.consumer_groups.iter() {
-        let path = root.key("consumer_groups").index(i);
-        if let Some(idx) = cx.consumer_group(g, &path)
-            && !g.plugins.is_empty()
-        {
-            nested_plugins.push((
-                PluginScope {
-                    consumer_group: Some(idx),
-                    ..Default::default()
-                },
-                &g.plugins,
-                path.key("plugins"),
-            ));
-        }
-    }
-    for (i, c) in raw.consumers.iter() {
-        let path = root.key("consumers").index(i);
-        if let Some(idx) = cx.consumer(c, &path)
-            && !c.plugins.is_empty()
-        {
-            nested_plugins.push((
-                PluginScope {
-                    consumer: Some(idx),
-                    ..Default::default()
-                },
-                &c.plugins,
-                path.key("plugins"),
-            ));
-        }
-    }
-    let top = Credentials {
-        key_auth: &raw.keyauth_credentials,
-        basic_auth: &raw.basicauth_credentials,
-        hmac_auth: &raw.hmacauth_credentials,
-        jwt: &raw.jwt_secrets,
-        acls: &raw.acls,
-        oauth2: &raw.oauth2_credentials,
-    };
-    top.load(&mut cx, None, &root);
-    for (i, g) in raw.consumer_groups.iter() {
-        let path = root.key("consumer_groups").index(i).key("consumers");
-        for (j, member) in g.consumers.iter() {
-            let group = cx
-                .consumer_groups_by_key
-                .get(g.name.as_deref().unwrap_or_default())
-                .copied();
-            let consumer = cx.resolve("consumers", member, &path.index(j));
-            if let (Some(group), Some(consumer)) = (group, consumer) {
-                cx.join_group(consumer, group);
-            }
-        }
-    }
-
-    for (scope, list, path) in nested_plugins {
-        for (i, p) in list.iter() {
-            cx.plugin(p, scope.clone(), &path.index(i));
-        }
-    }
-    for (i, p) in raw.plugins.iter() {
-        let path = root.key("plugins").index(i);
-        let scope = PluginScope {
-            service: p
-                .service
-                .as_ref()
-                .and_then(|r| cx.resolve("services", r, &path.key("service"))),
-            route: p
-                .route
-                .as_ref()
-                .and_then(|r| cx.resolve("routes", r, &path.key("route"))),
-            consumer: p
-                .consumer
-                .as_ref()
-                .and_then(|r| cx.resolve("consumers", r, &path.key("consumer"))),
-            consumer_group: p
-                .consumer_group
-                .as_ref()
-                .and_then(|r| cx.resolve("consumer_groups", r, &path.key("consumer_group"))),
-        };
-        cx.plugin(p, scope, &path);
-    }
-    for (i, fc) in raw.filter_chains.iter() {
-        let path = root.key("filter_chains").index(i);
-        let service = fc
-            .service
-            .as_ref()
-            .and_then(|r| cx.resolve("services", r, &path.key("service")));
-        let route = fc
-            .route
-            .as_ref()
-            .and_then(|r| cx.resolve("routes", r, &path.key("route")));
-        match (fc.service.is_some(), fc.route.is_some()) {
-            (true, true) | (false, false) => cx.diags.error(
-                cx.file,
-                &path,
-                "a top-level filter chain needs exactly one of `service` or `route`",
-            ),
-            _ if service.is_some() || route.is_some() => {
-                let scope = PluginScope {
-                    service,
-                    route,
-                    ..Default::default()
-                };
-                cx.filter_chain(fc, scope, &path);
-            }
-            _ => {}
-        }
-    }
-
-    for (i, c) in raw.certificates.iter() {
-        let path = root.key("certificates").index(i);
-        if c.cert.is_none() || c.key.is_none() {
-            cx.diags.error(
-                cx.file,
-                &path,
-                "a certificate needs both `cert` and `key` (PEM)",
-            );
-        }
-        cx.mark_unserved("certificates", &path);
-    }
-    cx.unserved_list(&raw.snis, &root, "snis");
-    cx.unserved_list(&raw.ca_certificates, &root, "ca_certificates");
-    for (i, v) in raw.vaults.iter() {
-        cx.vault(v, &root.key("vaults").index(i));
-    }
-    cx.unserved_list(&raw.key_sets, &root, "key_sets");
-    cx.unserved_list(&raw.keys, &root, "keys");
 }
 
 /// A consumer's credential lists (nested in it), or the top-level ones.
@@ -471,22 +263,300 @@ struct Cx<'a, 'r> {
     /// Indices in `model.plugins` by scope (other files' plugins included), for Kong's
     /// uniqueness rule without comparing every pair of plugins.
     plugins_by_scope: HashMap<ScopeKey, Vec<usize>>,
+    /// Plugins nested in services, routes, consumers and consumer groups, with the scope
+    /// they get and their path: read once every entity a plugin may name is known.
+    nested_plugins: Vec<(PluginScope, &'r Entities<RawPlugin>, Path)>,
+}
+
+impl<'a, 'r> Cx<'a, 'r> {
+    /// The context of one file, its lookups sized for `raw`; `model` may already hold other
+    /// files' entities (their plugins count in Kong's uniqueness rule).
+    fn new(
+        file: &'a SourceFile,
+        raw: &RawKong,
+        model: &'a mut Model,
+        diags: &'a mut Diagnostics,
+        legacy_paths: bool,
+    ) -> Self {
+        let route_count = raw.routes.len()
+            + raw
+                .services
+                .iter()
+                .map(|(_, s)| s.routes.len())
+                .sum::<usize>();
+        model.routes.reserve(route_count);
+        model.services.reserve(raw.services.len());
+        let mut cx = Cx {
+            file,
+            diags,
+            model,
+            legacy_paths,
+            services_by_key: HashMap::with_capacity(raw.services.len()),
+            routes_by_key: HashMap::with_capacity(route_count),
+            consumers_by_key: HashMap::new(),
+            consumer_groups_by_key: HashMap::new(),
+            upstreams_by_name: HashMap::new(),
+            credential_values: HashMap::new(),
+            plugins_by_scope: HashMap::new(),
+            nested_plugins: Vec::new(),
+        };
+        for (i, p) in cx.model.plugins.iter().enumerate() {
+            cx.plugins_by_scope
+                .entry(scope_key(&p.scope))
+                .or_default()
+                .push(i);
+        }
+        cx
+    }
 }
 
 impl<'r> Cx<'_, 'r> {
-    /// A route, then what hangs off it: its plugins, kept in `plugins` to be read once every
-    /// entity they may name is known, and its filter chains (not served yet).
-    fn route_and_attachments(
+    /// The services, with their nested plugins (kept for later) and filter chains; gives
+    /// their nested routes, to be read once every service is known.
+    fn services(&mut self, raw: &'r RawKong) -> Vec<(usize, &'r Entities<RawRoute>, Path)> {
+        let mut nested_routes = Vec::new();
+        for (i, s) in raw.services.iter() {
+            let path = Path::root().key("services").index(i);
+            if let Some(idx) = self.service(s, &path) {
+                nested_routes.push((idx, &s.routes, path.key("routes")));
+                if !s.plugins.is_empty() {
+                    self.nested_plugins.push((
+                        PluginScope {
+                            service: Some(idx),
+                            ..Default::default()
+                        },
+                        &s.plugins,
+                        path.key("plugins"),
+                    ));
+                }
+            }
+            if let Some(idx) = self.model.services.len().checked_sub(1)
+                && !s.filter_chains.is_empty()
+            {
+                let scope = PluginScope {
+                    service: Some(idx),
+                    ..Default::default()
+                };
+                self.filter_chains(&s.filter_chains, &scope, &path);
+            }
+        }
+        nested_routes
+    }
+
+    /// The routes nested in services, then the top-level ones (which name their service).
+    fn routes(
         &mut self,
-        r: &'r RawRoute,
-        service: Option<usize>,
-        path: &Path,
-        plugins: &mut Vec<(PluginScope, &'r Entities<RawPlugin>, Path)>,
+        raw: &'r RawKong,
+        nested_routes: Vec<(usize, &'r Entities<RawRoute>, Path)>,
     ) {
+        for (svc, routes, path) in nested_routes {
+            for (j, r) in routes.iter() {
+                let rpath = path.index(j);
+                if r.service.is_some() {
+                    self.diags.error(
+                        self.file,
+                        &rpath.key("service"),
+                        "a route nested in a service takes that service; remove `service`",
+                    );
+                }
+                self.route_and_attachments(r, Some(svc), &rpath);
+            }
+        }
+        for (i, r) in raw.routes.iter() {
+            let path = Path::root().key("routes").index(i);
+            let svc = r
+                .service
+                .as_ref()
+                .and_then(|s| self.resolve("services", s, &path.key("service")));
+            self.route_and_attachments(r, svc, &path);
+        }
+    }
+
+    /// The upstreams, then the top-level targets (which name their upstream).
+    fn upstreams(&mut self, raw: &'r RawKong) {
+        let root = Path::root();
+        for (i, u) in raw.upstreams.iter() {
+            self.upstream(u, &root.key("upstreams").index(i));
+        }
+        for (i, t) in raw.targets.iter() {
+            let path = root.key("targets").index(i);
+            match t.upstream.as_ref() {
+                Some(r) => {
+                    if let Some(u) = self.resolve("upstreams", r, &path.key("upstream"))
+                        && let Some(target) = self.target(t, &path)
+                    {
+                        self.model.upstreams[u].targets.push(target);
+                    }
+                }
+                None => self.diags.error(
+                    self.file,
+                    &path,
+                    "a top-level target needs `upstream` (the upstream's name or id)",
+                ),
+            }
+        }
+    }
+
+    /// Consumer groups and consumers (with their nested plugins, kept for later), the
+    /// top-level credentials, then the groups' members.
+    fn consumers(&mut self, raw: &'r RawKong) {
+        let root = Path::root();
+        for (i, g) in raw.consumer_groups.iter() {
+            let path = root.key("consumer_groups").index(i);
+            if let Some(idx) = self.consumer_group(g, &path)
+                && !g.plugins.is_empty()
+            {
+                self.nested_plugins.push((
+                    PluginScope {
+                        consumer_group: Some(idx),
+                        ..Default::default()
+                    },
+                    &g.plugins,
+                    path.key("plugins"),
+                ));
+            }
+        }
+        for (i, c) in raw.consumers.iter() {
+            let path = root.key("consumers").index(i);
+            if let Some(idx) = self.consumer(c, &path)
+                && !c.plugins.is_empty()
+            {
+                self.nested_plugins.push((
+                    PluginScope {
+                        consumer: Some(idx),
+                        ..Default::default()
+                    },
+                    &c.plugins,
+                    path.key("plugins"),
+                ));
+            }
+        }
+        let top = Credentials {
+            key_auth: &raw.keyauth_credentials,
+            basic_auth: &raw.basicauth_credentials,
+            hmac_auth: &raw.hmacauth_credentials,
+            jwt: &raw.jwt_secrets,
+            acls: &raw.acls,
+            oauth2: &raw.oauth2_credentials,
+        };
+        top.load(self, None, &root);
+        self.group_members(raw);
+    }
+
+    /// The `consumers` lists of consumer groups: each names a consumer that joins it.
+    fn group_members(&mut self, raw: &'r RawKong) {
+        for (i, g) in raw.consumer_groups.iter() {
+            let path = Path::root()
+                .key("consumer_groups")
+                .index(i)
+                .key("consumers");
+            for (j, member) in g.consumers.iter() {
+                let group = self
+                    .consumer_groups_by_key
+                    .get(g.name.as_deref().unwrap_or_default())
+                    .copied();
+                let consumer = self.resolve("consumers", member, &path.index(j));
+                if let (Some(group), Some(consumer)) = (group, consumer) {
+                    self.join_group(consumer, group);
+                }
+            }
+        }
+    }
+
+    /// The plugins nested in other entities, then the top-level ones (scoped by the
+    /// entities they name).
+    fn plugins(&mut self, raw: &'r RawKong) {
+        for (scope, list, path) in std::mem::take(&mut self.nested_plugins) {
+            for (i, p) in list.iter() {
+                self.plugin(p, scope.clone(), &path.index(i));
+            }
+        }
+        for (i, p) in raw.plugins.iter() {
+            let path = Path::root().key("plugins").index(i);
+            let scope = PluginScope {
+                service: p
+                    .service
+                    .as_ref()
+                    .and_then(|r| self.resolve("services", r, &path.key("service"))),
+                route: p
+                    .route
+                    .as_ref()
+                    .and_then(|r| self.resolve("routes", r, &path.key("route"))),
+                consumer: p
+                    .consumer
+                    .as_ref()
+                    .and_then(|r| self.resolve("consumers", r, &path.key("consumer"))),
+                consumer_group: p
+                    .consumer_group
+                    .as_ref()
+                    .and_then(|r| self.resolve("consumer_groups", r, &path.key("consumer_group"))),
+            };
+            self.plugin(p, scope, &path);
+        }
+    }
+
+    /// Top-level filter chains: each names exactly one service or route.
+    fn top_filter_chains(&mut self, raw: &'r RawKong) {
+        for (i, fc) in raw.filter_chains.iter() {
+            let path = Path::root().key("filter_chains").index(i);
+            let service = fc
+                .service
+                .as_ref()
+                .and_then(|r| self.resolve("services", r, &path.key("service")));
+            let route = fc
+                .route
+                .as_ref()
+                .and_then(|r| self.resolve("routes", r, &path.key("route")));
+            match (fc.service.is_some(), fc.route.is_some()) {
+                (true, true) | (false, false) => self.diags.error(
+                    self.file,
+                    &path,
+                    "a top-level filter chain needs exactly one of `service` or `route`",
+                ),
+                _ if service.is_some() || route.is_some() => {
+                    let scope = PluginScope {
+                        service,
+                        route,
+                        ..Default::default()
+                    };
+                    self.filter_chain(fc, scope, &path);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Certificates, SNIs, CA certificates, key sets and keys (not served yet: recorded as
+    /// such), and vaults.
+    fn unserved_entities(&mut self, raw: &'r RawKong) {
+        let root = Path::root();
+        for (i, c) in raw.certificates.iter() {
+            let path = root.key("certificates").index(i);
+            if c.cert.is_none() || c.key.is_none() {
+                self.diags.error(
+                    self.file,
+                    &path,
+                    "a certificate needs both `cert` and `key` (PEM)",
+                );
+            }
+            self.mark_unserved("certificates", &path);
+        }
+        self.unserved_list(&raw.snis, &root, "snis");
+        self.unserved_list(&raw.ca_certificates, &root, "ca_certificates");
+        for (i, v) in raw.vaults.iter() {
+            self.vault(v, &root.key("vaults").index(i));
+        }
+        self.unserved_list(&raw.key_sets, &root, "key_sets");
+        self.unserved_list(&raw.keys, &root, "keys");
+    }
+
+    /// A route, then what hangs off it: its plugins, kept in `nested_plugins` to be read
+    /// once every entity they may name is known, and its filter chains (not served yet).
+    fn route_and_attachments(&mut self, r: &'r RawRoute, service: Option<usize>, path: &Path) {
         if let Some(ridx) = self.route(r, service, path)
             && !r.plugins.is_empty()
         {
-            plugins.push((
+            self.nested_plugins.push((
                 PluginScope {
                     route: Some(ridx),
                     ..Default::default()
