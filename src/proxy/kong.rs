@@ -3,12 +3,15 @@
 //! (X-Forwarded-*, X-Real-IP, Via, the request id), the Host the upstream gets, then the
 //! send, retried across targets on connection errors.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{StatusCode, Uri};
 
 use super::body::ProxyBody;
 use super::buffers;
+use super::client::{UpstreamBody, UpstreamError};
 use super::headers::{self, *};
 use super::http1::Wire;
 use super::pipeline::{Env, FilteredRequest, Response, Run, take_replaced, upstream_marks};
@@ -18,7 +21,10 @@ use crate::router::Match;
 use crate::snapshot::{RouteRt, ServiceRt};
 use crate::uri::escape_upstream;
 
-/// A matched Kong route on its way to its service.
+/// A matched Kong route on its way to its service. Copied into each step of `send`, so that
+/// no step borrows it: what the steps before the send read is not kept in the request's
+/// future.
+#[derive(Clone, Copy)]
 pub struct Forward<'a, 'p> {
     pub env: Env<'a>,
     pub route: &'a RouteRt,
@@ -32,9 +38,9 @@ pub struct Forward<'a, 'p> {
 
 impl<'a> Forward<'a, '_> {
     /// Sends the request upstream; `Err` is the gateway's answer when it could not (502,
-    /// 504). What is needed only until the upstream request is built lives in blocks that
-    /// end before it is sent, so that the request's future does not keep it. Inlined, as
-    /// the pipeline's `handle` is; not an `async fn`, for the same reason as `handle`.
+    /// 504). What is needed only until the upstream request is built is computed by steps
+    /// that end before it is sent, so that the request's future does not keep it. Inlined,
+    /// as the pipeline's `handle` is; not an `async fn`, for the same reason as `handle`.
     #[inline(always)]
     #[allow(clippy::manual_async_fn)]
     pub fn send<'c>(
@@ -50,103 +56,27 @@ impl<'a> Forward<'a, '_> {
         Self: 'c,
     {
         async move {
+            let Some(uri) = self.request_uri(&parts.uri, run.as_deref_mut()) else {
+                return Err(self.env.error(
+                    StatusCode::BAD_REQUEST,
+                    "the request path cannot be forwarded",
+                ));
+            };
+            // The gateway's headers go out after the client's. Declared here: a step that
+            // returned it would hand it out by a copy.
+            let mut added = Added::new();
+            // The client's headers of the gateway's names are read and dropped only when
+            // there can be any: the parser saw one, or a plugin may have set one.
+            let replace =
+                wire.gateway_set || (run.is_some() && headers::has_forwarding(&parts.headers));
+            let client_host = self.forwarding_headers(parts, wire, replace, &mut added);
+            parts.uri = uri;
             let Forward {
                 env,
                 route,
                 service,
-                path,
-                m,
-                host,
+                ..
             } = self;
-            let raw_path = parts.uri.path();
-            // Upstream request line.
-            let uri = {
-                let override_path = run.as_deref_mut().and_then(|r| r.upstream_path.take());
-                let upstream_path = match &override_path {
-                    Some(p) => std::borrow::Cow::Borrowed(p.as_str()),
-                    None => upstream_path(route, service, path, m),
-                };
-                let upstream_path = escape_upstream(&upstream_path);
-                if upstream_path == raw_path && parts.uri.scheme().is_none() {
-                    // Nothing to rewrite (no strip, no service path): the request line
-                    // travels as it came.
-                    parts.uri.clone()
-                } else {
-                    match upstream_uri(&upstream_path, &parts.uri) {
-                        Some(u) => u,
-                        None => {
-                            return Err(env.error(
-                                StatusCode::BAD_REQUEST,
-                                "the request path cannot be forwarded",
-                            ));
-                        }
-                    }
-                }
-            };
-
-            // Upstream headers. The gateway's own go out after the client's (`Added`); the
-            // client's of the same names are read and dropped only when there can be any:
-            // the parser saw one, or a plugin may have set one. Declared outside the block,
-            // which would hand it out by a copy.
-            let mut added = Added::new();
-            let client_host = {
-                let client_version = parts.version;
-                let h = &mut parts.headers;
-                let replace = wire.gateway_set || (run.is_some() && headers::has_forwarding(h));
-                let conn = env.conn;
-                let client_ip = conn.peer_ip_header();
-                let prev_xff = if replace {
-                    h.remove(&X_FORWARDED_FOR)
-                } else {
-                    None
-                };
-                let xff = match prev_xff.as_ref().and_then(|v| v.to_str().ok()) {
-                    Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip()))
-                        .unwrap_or(client_ip.clone()),
-                    None => client_ip.clone(),
-                };
-                added.push((&X_FORWARDED_FOR, xff));
-                added.push((&X_REAL_IP, client_ip));
-                added.push((&X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme())));
-                // The host as sent shares the head's bytes; only one with capitals is copied.
-                let forwarded_host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
-                    HeaderValue::from_str(&host.to_ascii_lowercase()).ok()
-                } else {
-                    HeaderValue::from_maybe_shared(shared(&wire.head, host)).ok()
-                };
-                if let Some(v) = forwarded_host {
-                    added.push((&X_FORWARDED_HOST, v));
-                }
-                added.push((&X_FORWARDED_PORT, conn.local_port_header.clone()));
-                if let Ok(v) = HeaderValue::from_maybe_shared(shared(&wire.head, raw_path)) {
-                    added.push((&X_FORWARDED_PATH, v));
-                }
-                if let Some(n) = m.prefix_len
-                    && route.strip_path
-                    && n > 0
-                    && &path[..n] != "/"
-                    && let Ok(v) = HeaderValue::from_str(&path[..n])
-                {
-                    added.push((&X_FORWARDED_PREFIX, v));
-                }
-                let prev_via = if replace { h.remove(header::VIA) } else { None };
-                added.push((&VIA, headers::via(prev_via.as_ref(), client_version)));
-                added.push((&REQUEST_ID, env.id.header()));
-                if replace {
-                    // Whatever the gateway sets replaces the client's, and a prefix it does
-                    // not set is not the client's to claim.
-                    for (name, _) in &added {
-                        h.remove(*name);
-                    }
-                    h.remove(&X_FORWARDED_PREFIX);
-                }
-                if route.preserve_host {
-                    h.get(header::HOST).cloned()
-                } else {
-                    None
-                }
-            };
-            parts.uri = uri;
 
             let proxy_done = std::time::Instant::now();
             // No plugin reads the response head: its lines go out as they came, and the
@@ -195,45 +125,158 @@ impl<'a> Forward<'a, '_> {
             if let Some(r) = run.as_deref_mut() {
                 r.upstream_latency = Some(upstream_latency);
             }
-            let resp = match result {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::warn!(request_id = env.id.as_str(), service = &*service.identity.name, error = %e, "upstream failed");
-                    let (status, msg) = if e.is_timeout() {
-                        (
-                            StatusCode::GATEWAY_TIMEOUT,
-                            "The upstream server is timing out",
-                        )
-                    } else {
-                        (
-                            StatusCode::BAD_GATEWAY,
-                            "An invalid response was received from the upstream server",
-                        )
-                    };
-                    return Err(env.error(status, msg));
+            match result {
+                Ok(resp) => {
+                    let proxy_latency = proxy_done - env.started;
+                    Ok(with_marks(
+                        resp,
+                        upstream_latency,
+                        proxy_latency,
+                        raw_head,
+                        stamp,
+                    ))
                 }
-            };
-
-            let (mut rparts, rbody) = resp.into_parts();
-            let rh = &mut rparts.headers;
-            let prev_via = match rbody.raw_head() {
-                Some(raw) => raw.via(),
-                None => take_replaced(rh, rbody.gateway_set()),
-            };
-            let marks = upstream_marks(prev_via, upstream_latency, proxy_done - env.started);
-            if raw_head {
-                stamp.upstream = Some(marks);
-            } else {
-                for (name, value) in marks.headers() {
-                    rh.insert(name, value);
-                }
+                Err(e) => Err(upstream_failed(env, service, &e)),
             }
-            Ok(http::Response::from_parts(
-                rparts,
-                ProxyBody::Upstream(rbody),
-            ))
         }
     }
+
+    /// The upstream request line: the path a plugin set, else the route's and service's
+    /// (`upstream_path`), escaped, with the client's query. `None`: it cannot be one.
+    #[inline]
+    fn request_uri(self, client: &Uri, run: Option<&mut Run<'_>>) -> Option<Uri> {
+        let override_path = run.and_then(|r| r.upstream_path.take());
+        let upstream_path = match &override_path {
+            Some(p) => std::borrow::Cow::Borrowed(p.as_str()),
+            None => upstream_path(self.route, self.service, self.path, self.m),
+        };
+        let upstream_path = escape_upstream(&upstream_path);
+        if upstream_path == client.path() && client.scheme().is_none() {
+            // Nothing to rewrite (no strip, no service path): the request line travels as it
+            // came.
+            return Some(client.clone());
+        }
+        upstream_uri(&upstream_path, client)
+    }
+
+    /// The forwarding headers (X-Forwarded-*, X-Real-IP, Via, the request id) into `added`;
+    /// with `replace`, the client's of the same names are dropped (their X-Forwarded-For
+    /// and Via are extended). Gives the client's Host when the route preserves it.
+    #[inline]
+    fn forwarding_headers(
+        self,
+        parts: &mut http::request::Parts,
+        wire: &Wire,
+        replace: bool,
+        added: &mut Added,
+    ) -> Option<HeaderValue> {
+        let Forward {
+            env,
+            route,
+            path,
+            m,
+            host,
+            ..
+        } = self;
+        let raw_path = parts.uri.path();
+        let client_version = parts.version;
+        let h = &mut parts.headers;
+        let conn = env.conn;
+        let client_ip = conn.peer_ip_header();
+        let prev_xff = if replace {
+            h.remove(&X_FORWARDED_FOR)
+        } else {
+            None
+        };
+        let xff = match prev_xff.as_ref().and_then(|v| v.to_str().ok()) {
+            Some(prev) => HeaderValue::from_str(&format!("{prev}, {}", conn.peer.ip()))
+                .unwrap_or(client_ip.clone()),
+            None => client_ip.clone(),
+        };
+        added.push((&X_FORWARDED_FOR, xff));
+        added.push((&X_REAL_IP, client_ip));
+        added.push((&X_FORWARDED_PROTO, HeaderValue::from_static(conn.scheme())));
+        // The host as sent shares the head's bytes; only one with capitals is copied.
+        let forwarded_host = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            HeaderValue::from_str(&host.to_ascii_lowercase()).ok()
+        } else {
+            HeaderValue::from_maybe_shared(shared(&wire.head, host)).ok()
+        };
+        if let Some(v) = forwarded_host {
+            added.push((&X_FORWARDED_HOST, v));
+        }
+        added.push((&X_FORWARDED_PORT, conn.local_port_header.clone()));
+        if let Ok(v) = HeaderValue::from_maybe_shared(shared(&wire.head, raw_path)) {
+            added.push((&X_FORWARDED_PATH, v));
+        }
+        if let Some(n) = m.prefix_len
+            && route.strip_path
+            && n > 0
+            && &path[..n] != "/"
+            && let Ok(v) = HeaderValue::from_str(&path[..n])
+        {
+            added.push((&X_FORWARDED_PREFIX, v));
+        }
+        let prev_via = if replace { h.remove(header::VIA) } else { None };
+        added.push((&VIA, headers::via(prev_via.as_ref(), client_version)));
+        added.push((&REQUEST_ID, env.id.header()));
+        if replace {
+            // Whatever the gateway sets replaces the client's, and a prefix it does not set
+            // is not the client's to claim.
+            for (name, _) in added.iter() {
+                h.remove(*name);
+            }
+            h.remove(&X_FORWARDED_PREFIX);
+        }
+        if route.preserve_host {
+            h.get(header::HOST).cloned()
+        } else {
+            None
+        }
+    }
+}
+
+/// The gateway's answer when the upstream could not be reached or did not answer in time.
+fn upstream_failed(env: Env<'_>, service: &ServiceRt, e: &UpstreamError) -> Response {
+    tracing::warn!(request_id = env.id.as_str(), service = &*service.identity.name, error = %e, "upstream failed");
+    let (status, msg) = if e.is_timeout() {
+        (
+            StatusCode::GATEWAY_TIMEOUT,
+            "The upstream server is timing out",
+        )
+    } else {
+        (
+            StatusCode::BAD_GATEWAY,
+            "An invalid response was received from the upstream server",
+        )
+    };
+    env.error(status, msg)
+}
+
+/// The upstream's response with the gateway's marks (its Via, the latencies): in its
+/// headers, or, when its head goes out as it came (`raw_head`), in `stamp` for the writer.
+fn with_marks(
+    resp: http::Response<UpstreamBody>,
+    upstream_latency: Duration,
+    proxy_latency: Duration,
+    raw_head: bool,
+    stamp: &mut Stamp,
+) -> Response {
+    let (mut rparts, rbody) = resp.into_parts();
+    let rh = &mut rparts.headers;
+    let prev_via = match rbody.raw_head() {
+        Some(raw) => raw.via(),
+        None => take_replaced(rh, rbody.gateway_set()),
+    };
+    let marks = upstream_marks(prev_via, upstream_latency, proxy_latency);
+    if raw_head {
+        stamp.upstream = Some(marks);
+    } else {
+        for (name, value) in marks.headers() {
+            rh.insert(name, value);
+        }
+    }
+    http::Response::from_parts(rparts, ProxyBody::Upstream(rbody))
 }
 
 /// `part` as a slice of `whole` when it lies within it (no copy), else a copy of it.
