@@ -162,40 +162,8 @@ impl<'r> Credentials<'r> {
             let Some(owner) = cx.owner(nested_in, c.consumer.as_ref(), &path, "jwt_secrets") else {
                 continue;
             };
-            let algorithm = c.algorithm.clone().unwrap_or_else(|| "HS256".into());
-            if !JWT_ALGORITHMS.contains(&algorithm.as_str()) {
-                cx.diags.error(
-                    cx.file,
-                    &path.key("algorithm"),
-                    format!("expected one of: {}", JWT_ALGORITHMS.join(", ")),
-                );
+            let Some(secret) = jwt_secret(cx, c, &path) else {
                 continue;
-            }
-            let asymmetric = !algorithm.starts_with("HS");
-            if asymmetric && c.rsa_public_key.is_none() {
-                cx.diags.error(cx.file, &path.key("rsa_public_key"), format!("required field missing: `rsa_public_key` (algorithm {algorithm} verifies with a public key)"));
-                continue;
-            }
-            if let Some(pem) = &c.rsa_public_key
-                && asymmetric
-                && !pem.contains("-----BEGIN PUBLIC KEY-----")
-            {
-                cx.diags.error(
-                    cx.file,
-                    &path.key("rsa_public_key"),
-                    "invalid key: expected a PEM public key (-----BEGIN PUBLIC KEY-----)",
-                );
-                continue;
-            }
-            let secret = Secret::Jwt {
-                key: c
-                    .key
-                    .clone()
-                    .filter(|k| !k.is_empty())
-                    .unwrap_or_else(generated),
-                secret: c.secret.clone().unwrap_or_else(generated),
-                algorithm,
-                rsa_public_key: c.rsa_public_key.clone(),
             };
             cx.add_credential(owner, c.id.as_deref(), secret, c.tags.as_ref(), &path);
         }
@@ -212,6 +180,11 @@ impl<'r> Credentials<'r> {
             };
             cx.add_credential(owner, c.id.as_deref(), secret, c.tags.as_ref(), &path);
         }
+        self.load_oauth2(cx, nested_in, parent);
+    }
+
+    /// oauth2 credentials: kept (in the model, not served: oauth2 needs a database).
+    fn load_oauth2(&self, cx: &mut Cx<'_, 'r>, nested_in: Option<usize>, parent: &Path) {
         for (i, c) in self.oauth2.iter() {
             let path = parent.key("oauth2_credentials").index(i);
             let named = c
@@ -237,6 +210,55 @@ impl<'r> Credentials<'r> {
             cx.mark_unserved("oauth2_credentials (oauth2 needs a database)", &path);
         }
     }
+}
+
+/// A jwt secret's `Secret`: its algorithm is one Kong knows, and an asymmetric one comes
+/// with a PEM public key. `None` when it is not (reported).
+fn jwt_secret(cx: &mut Cx<'_, '_>, c: &RawJwtSecret, path: &Path) -> Option<Secret> {
+    let algorithm = c.algorithm.clone().unwrap_or_else(|| "HS256".into());
+    if !JWT_ALGORITHMS.contains(&algorithm.as_str()) {
+        cx.diags.error(
+            cx.file,
+            &path.key("algorithm"),
+            format!("expected one of: {}", JWT_ALGORITHMS.join(", ")),
+        );
+        return None;
+    }
+    let asymmetric = !algorithm.starts_with("HS");
+    if asymmetric && c.rsa_public_key.is_none() {
+        cx.diags.error(cx.file, &path.key("rsa_public_key"), format!("required field missing: `rsa_public_key` (algorithm {algorithm} verifies with a public key)"));
+        return None;
+    }
+    if let Some(pem) = &c.rsa_public_key
+        && asymmetric
+        && !pem.contains("-----BEGIN PUBLIC KEY-----")
+    {
+        cx.diags.error(
+            cx.file,
+            &path.key("rsa_public_key"),
+            "invalid key: expected a PEM public key (-----BEGIN PUBLIC KEY-----)",
+        );
+        return None;
+    }
+    Some(Secret::Jwt {
+        key: c
+            .key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .unwrap_or_else(generated),
+        secret: c.secret.clone().unwrap_or_else(generated),
+        algorithm,
+        rsa_public_key: c.rsa_public_key.clone(),
+    })
+}
+
+/// What a route matches on, for Kong's entity checks.
+struct Matching<'m> {
+    protocols: &'m [Protocol],
+    methods: &'m [String],
+    hosts: &'m [String],
+    headers: &'m [(String, Vec<String>)],
+    snis: &'m [String],
 }
 
 /// A plugin's scope as a map key: service, route, consumer and consumer group.
@@ -878,21 +900,7 @@ impl<'r> Cx<'_, 'r> {
 
     fn route(&mut self, r: &'r RawRoute, service: Option<usize>, path: &Path) -> Option<usize> {
         let mut ok = true;
-        let protocols = match &r.protocols {
-            None => vec![Protocol::Http, Protocol::Https],
-            Some(list) => list
-                .iter()
-                .enumerate()
-                .filter_map(|(i, p)| {
-                    let parsed = parse_protocol(p);
-                    if parsed.is_none() {
-                        self.diags.error(self.file, &path.key("protocols").index(i), format!("expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp, ws, wss; found \"{p}\""));
-                        ok = false;
-                    }
-                    parsed
-                })
-                .collect(),
-        };
+        let protocols = self.route_protocols(r, path, &mut ok);
         let methods = r.methods.clone().unwrap_or_default();
         for (i, m) in methods.iter().enumerate() {
             if m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()) {
@@ -925,57 +933,16 @@ impl<'r> Cx<'_, 'r> {
                 }
             }
         }
-        let mut headers = Vec::new();
-        for (name, values) in r.headers.iter().flatten() {
-            let hpath = path.key("headers").key(name.clone());
-            if name.eq_ignore_ascii_case("host") {
-                self.diags.error(self.file, &hpath, "cannot contain 'host' header, which must be specified in the 'hosts' attribute");
-                ok = false;
-            }
-            let values = values.0.clone();
-            for v in &values {
-                if let Some(re) = v.strip_prefix("~*")
-                    && let Err(e) = Regex::new(re)
-                {
-                    self.diags
-                        .error(self.file, &hpath, format!("regex does not compile: {e}"));
-                    ok = false;
-                }
-            }
-            headers.push((name.to_ascii_lowercase(), values));
-        }
+        let headers = self.route_headers(r, path, &mut ok);
         let snis = r.snis.clone().unwrap_or_default();
-        let http_like = protocols.iter().any(|p| {
-            matches!(
-                p,
-                Protocol::Http
-                    | Protocol::Https
-                    | Protocol::Grpc
-                    | Protocol::Grpcs
-                    | Protocol::Ws
-                    | Protocol::Wss
-            )
-        });
-        let no_paths = r.paths.as_ref().is_none_or(|p| p.is_empty());
-        if http_like
-            && methods.is_empty()
-            && hosts.is_empty()
-            && no_paths
-            && headers.is_empty()
-            && snis.is_empty()
-        {
-            let list = protocols
-                .iter()
-                .map(|p| p.as_str())
-                .collect::<Vec<_>>()
-                .join(", ");
-            self.diags.error(self.file, path, format!("must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is '{list}'"));
-            ok = false;
-        }
-        if !snis.is_empty() && !protocols.iter().any(|p| p.is_tls()) {
-            self.diags.error(self.file, &path.key("snis"), "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'");
-            ok = false;
-        }
+        let matching = Matching {
+            protocols: &protocols,
+            methods: &methods,
+            hosts: &hosts,
+            headers: &headers,
+            snis: &snis,
+        };
+        ok &= self.check_matching(r, &matching, path);
         let code = r.https_redirect_status_code.unwrap_or(426);
         if ![426, 301, 302, 307, 308].contains(&code) {
             self.diags.error(
@@ -985,39 +952,19 @@ impl<'r> Cx<'_, 'r> {
             );
             ok = false;
         }
-        let path_handling = match r.path_handling.as_deref() {
-            None | Some("v0") => PathHandling::V0,
-            Some("v1") => PathHandling::V1,
-            Some(other) => {
-                self.diags.error(
-                    self.file,
-                    &path.key("path_handling"),
-                    format!("expected one of: v0, v1; found \"{other}\""),
-                );
-                ok = false;
-                PathHandling::V0
-            }
-        };
+        let path_handling = self.path_handling(r, path, &mut ok);
         if r.sources.is_some() || r.destinations.is_some() {
             self.mark_unserved("stream routes (sources/destinations)", path);
         }
         if !ok {
             return None;
         }
-        let idx = self.model.routes.len();
-        let id = r.id.clone().unwrap_or_else(|| match &r.name {
-            Some(name) => derived_id("routes", name),
-            None => derived_id("routes", &format!("{}#{}", self.file.name, path)),
-        });
-        if let Some(name) = &r.name {
-            self.check_name(name, path);
-            self.register("routes", "name", name, idx, path);
-        }
-        if let Some(id) = &r.id {
-            self.register("routes", "id", id, idx, path);
-        }
+        let idx = self.register_route(r, path);
         self.model.routes.push(Route {
-            id,
+            id: r.id.clone().unwrap_or_else(|| match &r.name {
+                Some(name) => derived_id("routes", name),
+                None => derived_id("routes", &format!("{}#{}", self.file.name, path)),
+            }),
             name: r.name.clone(),
             service,
             protocols,
@@ -1037,6 +984,126 @@ impl<'r> Cx<'_, 'r> {
             origin: self.origin(path),
         });
         Some(idx)
+    }
+
+    /// A route's `protocols` (http and https when not given); the unknown ones are left
+    /// out, each an error.
+    fn route_protocols(&mut self, r: &RawRoute, path: &Path, ok: &mut bool) -> Vec<Protocol> {
+        match &r.protocols {
+            None => vec![Protocol::Http, Protocol::Https],
+            Some(list) => list
+                .iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let parsed = parse_protocol(p);
+                    if parsed.is_none() {
+                        self.diags.error(self.file, &path.key("protocols").index(i), format!("expected one of: grpc, grpcs, http, https, tcp, tls, tls_passthrough, udp, ws, wss; found \"{p}\""));
+                        *ok = false;
+                    }
+                    parsed
+                })
+                .collect(),
+        }
+    }
+
+    /// A route's `headers`: names lower-cased; `host` is not one of them, and a `~*` value
+    /// is a regex that must compile.
+    fn route_headers(
+        &mut self,
+        r: &RawRoute,
+        path: &Path,
+        ok: &mut bool,
+    ) -> Vec<(String, Vec<String>)> {
+        let mut headers = Vec::new();
+        for (name, values) in r.headers.iter().flatten() {
+            let hpath = path.key("headers").key(name.clone());
+            if name.eq_ignore_ascii_case("host") {
+                self.diags.error(self.file, &hpath, "cannot contain 'host' header, which must be specified in the 'hosts' attribute");
+                *ok = false;
+            }
+            let values = values.0.clone();
+            for v in &values {
+                if let Some(re) = v.strip_prefix("~*")
+                    && let Err(e) = Regex::new(re)
+                {
+                    self.diags
+                        .error(self.file, &hpath, format!("regex does not compile: {e}"));
+                    *ok = false;
+                }
+            }
+            headers.push((name.to_ascii_lowercase(), values));
+        }
+        headers
+    }
+
+    /// Kong's route entity checks on what a route matches: an http-like route must match
+    /// on something, and `snis` needs a TLS protocol. False on an error.
+    fn check_matching(&mut self, r: &RawRoute, m: &Matching, path: &Path) -> bool {
+        let mut ok = true;
+        let http_like = m.protocols.iter().any(|p| {
+            matches!(
+                p,
+                Protocol::Http
+                    | Protocol::Https
+                    | Protocol::Grpc
+                    | Protocol::Grpcs
+                    | Protocol::Ws
+                    | Protocol::Wss
+            )
+        });
+        let no_paths = r.paths.as_ref().is_none_or(|p| p.is_empty());
+        if http_like
+            && m.methods.is_empty()
+            && m.hosts.is_empty()
+            && no_paths
+            && m.headers.is_empty()
+            && m.snis.is_empty()
+        {
+            let list = m
+                .protocols
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            self.diags.error(self.file, path, format!("must set one of 'methods', 'hosts', 'headers', 'paths', 'snis' when 'protocols' is '{list}'"));
+            ok = false;
+        }
+        if !m.snis.is_empty() && !m.protocols.iter().any(|p| p.is_tls()) {
+            self.diags.error(self.file, &path.key("snis"), "'snis' can only be set when 'protocols' is 'grpcs', 'https', 'tls' or 'tls_passthrough'");
+            ok = false;
+        }
+        ok
+    }
+
+    /// A route's `path_handling` (v0 when not given).
+    fn path_handling(&mut self, r: &RawRoute, path: &Path, ok: &mut bool) -> PathHandling {
+        match r.path_handling.as_deref() {
+            None | Some("v0") => PathHandling::V0,
+            Some("v1") => PathHandling::V1,
+            Some(other) => {
+                self.diags.error(
+                    self.file,
+                    &path.key("path_handling"),
+                    format!("expected one of: v0, v1; found \"{other}\""),
+                );
+                *ok = false;
+                PathHandling::V0
+            }
+        }
+    }
+
+    /// The index a checked route gets in the model, registered under its name and id
+    /// (which must be unique).
+    fn register_route(&mut self, r: &'r RawRoute, path: &Path) -> usize {
+        let idx = self.model.routes.len();
+        if let Some(name) = &r.name {
+            self.check_name(name, path);
+            self.register("routes", "name", name, idx, path);
+        }
+        if let Some(id) = &r.id {
+            self.register("routes", "id", id, idx, path);
+        }
+        idx
     }
 
     /// Kong's `router_path` rules; 1.1/2.1 files are migrated as Kong does on load.
