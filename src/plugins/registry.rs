@@ -25,9 +25,8 @@ use super::{request_transformer, response_ratelimiting, response_transformer, se
 use super::{standard_webhooks, statsd, syslog, tcp_log, udp_log, zipkin};
 use crate::config::de::{Captured, DeError, Dialect};
 use crate::config::diag::Path;
-use crate::config::vault::Vaults;
 use crate::exchange::Identity;
-use crate::snapshot::{Consumers, State};
+use crate::snapshot::{Consumers, State, Vaults};
 
 /// What a plugin is, for what happens while it is not served and for scoping rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -146,6 +146,11 @@ impl<'a> Forward<'a, '_> {
                     None
                 }
             };
+            // A plugin that set the Host the upstream gets (request-transformer) wins over
+            // preserve_host, as Kong's `upstream_host` does.
+            let host_override = run.as_deref_mut().and_then(|r| r.ctx.upstream_host.take());
+            let preserve_host = route.preserve_host || host_override.is_some();
+            let client_host = host_override.or(client_host);
             parts.uri = uri;
 
             let proxy_done = std::time::Instant::now();
@@ -167,7 +172,7 @@ impl<'a> Forward<'a, '_> {
                     let target = &mut filtered;
                     Box::pin(send_with_retries(
                         service,
-                        route.preserve_host,
+                        preserve_host,
                         parts,
                         &added,
                         target,
@@ -179,7 +184,7 @@ impl<'a> Forward<'a, '_> {
                 _ => {
                     send_with_retries(
                         service,
-                        route.preserve_host,
+                        preserve_host,
                         parts,
                         &added,
                         body,

@@ -30,6 +30,8 @@ use crate::exchange::{Consumer, Identity};
 mod chains;
 mod consumers;
 
+/// What `{vault://...}` references read, for the plugins built against a snapshot.
+pub use crate::config::vault::Vaults;
 pub use consumers::{Consumers, Found, JwtKey};
 
 use crate::plugins::registry::{BuildCx, Kind, Registry};
