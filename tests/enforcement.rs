@@ -96,7 +96,7 @@ services:
   - {{name: cached, paths: [/cache], plugins: [{{name: proxy-cache, config: {{strategy: memory}}}}]}}
   - {{name: sized, paths: [/size], plugins: [{{name: request-size-limiting}}]}}
   - {{name: resp, paths: [/resp], plugins: [{{name: response-transformer}}]}}
-  - {{name: req, paths: [/req], plugins: [{{name: request-transformer}}]}}
+  - {{name: gweb, paths: [/gweb], plugins: [{{name: grpc-web}}]}}
   - {{name: corr, paths: [/corr], plugins: [{{name: correlation-id}}]}}
   - {{name: observed, paths: [/prom], plugins: [{{name: prometheus}}, {{name: http-log, config: {{http_endpoint: "http://127.0.0.1:9/log"}}}}]}}
   - {{name: off, paths: [/off], plugins: [{{name: key-auth, enabled: false}}]}}
@@ -124,7 +124,7 @@ consumers: [{{username: alice, keyauth_credentials: [{{key: alice-secret}}]}}]
         ("/cache/", "cached", "plugin 'proxy-cache' (kong.yaml:7"),
         ("/size", "sized", "plugin 'request-size-limiting'"),
         ("/resp", "resp", "plugin 'response-transformer'"),
-        ("/req", "req", "plugin 'request-transformer'"),
+        ("/gweb", "gweb", "plugin 'grpc-web'"),
         ("/corr", "corr", "plugin 'correlation-id'"),
         (
             "/c1",
@@ -238,7 +238,7 @@ consumer_groups:
 consumers:
 - username: alice
   keyauth_credentials: [{{key: alice-key}}]
-  plugins: [{{name: request-transformer, config: {{add: {{headers: ["x-who:alice"]}}}}}}]
+  plugins: [{{name: response-transformer, config: {{add: {{headers: ["x-who:alice"]}}}}}}]
 plugins:
 - {{name: rate-limiting, consumer: alice, route: anonymous, config: {{minute: 1}}}}
 "#,
@@ -252,7 +252,7 @@ plugins:
         "/authed",
         "authed",
         &[
-            "plugin 'request-transformer' (kong.yaml:14 consumers[0].plugins[0]) for consumer 'alice', who can be identified on this route",
+            "plugin 'response-transformer' (kong.yaml:14 consumers[0].plugins[0]) for consumer 'alice', who can be identified on this route",
         ],
     );
     // The group's request-termination is served: it is resolved for the group's members

@@ -9,8 +9,9 @@
 //! ```
 //!
 //! - `Ctx`: what is known of the request beyond its head: its id, the client and local
-//!   addresses, TLS facts, the route, service, consumer and credential, headers hooks want
-//!   on the response, and typed extensions where plugins keep per-request state.
+//!   addresses, TLS facts, the route (and its regex path's captures), service, consumer and
+//!   credential, headers hooks want on the response, the Host a hook wants upstream, and
+//!   typed extensions where plugins keep per-request state.
 //! - `Request`: the request head as hooks may change it, with its body once a hook asked
 //!   for it (`Flow::ReadBody`).
 //! - `Flow`: what a request-side hook decided: go on, answer now, wait for I/O, or read the
@@ -108,6 +109,12 @@ pub struct Ctx<'s> {
     /// Headers a request-side hook wants on the response, whoever answers it (rate-limit
     /// counters, ...). Added after the response-head phase.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// Set by a hook to send the upstream this Host whatever the route's `preserve_host`
+    /// says (Kong's `kong.service.request.set_header("host", ...)`).
+    pub upstream_host: Option<HeaderValue>,
+    /// The captures of the route's regex path, when it has groups and one took part (Kong's
+    /// `router_matches.uri_captures`). Filled only for routes with plugins.
+    pub uri_captures: Option<UriCaptures<'s>>,
     /// Per-request state of plugins and filters, by type.
     pub extensions: http::Extensions,
 }
@@ -127,6 +134,8 @@ impl<'s> Ctx<'s> {
             credential: None,
             anonymous: false,
             response_headers: Vec::new(),
+            upstream_host: None,
+            uri_captures: None,
             extensions: http::Extensions::new(),
         }
     }
@@ -150,6 +159,33 @@ impl<'s> Ctx<'s> {
     /// The scheme the client used.
     pub fn scheme(&self) -> &'static str {
         if self.tls.is_some() { "https" } else { "http" }
+    }
+}
+
+/// What the route's regex path captured (Kong's `uri_captures`): `[0]` the whole match, then
+/// each group by position, and the named groups by name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UriCaptures<'s> {
+    /// The text the regex matched, from the start of the path.
+    pub text: Box<str>,
+    /// Each group's span in `text` by position (0: the whole match); `None` for a group that
+    /// took no part.
+    pub groups: Vec<Option<(usize, usize)>>,
+    /// The named groups and their positions.
+    pub names: Vec<(&'s str, usize)>,
+}
+
+impl UriCaptures<'_> {
+    /// The group at `index`, when it took part.
+    pub fn get(&self, index: usize) -> Option<&str> {
+        let (a, b) = (*self.groups.get(index)?)?;
+        self.text.get(a..b)
+    }
+
+    /// The group called `name`, when it took part.
+    pub fn named(&self, name: &str) -> Option<&str> {
+        let &(_, i) = self.names.iter().find(|(n, _)| *n == name)?;
+        self.get(i)
     }
 }
 

@@ -65,6 +65,7 @@ pub mod standard_webhooks;
 pub mod statsd;
 pub mod syslog;
 pub mod tcp_log;
+pub mod template;
 pub mod udp_log;
 pub mod zipkin;
 

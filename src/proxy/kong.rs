@@ -77,6 +77,11 @@ impl<'a> Forward<'a, '_> {
                 service,
                 ..
             } = self;
+            // A plugin that set the Host the upstream gets (request-transformer) wins over
+            // preserve_host, as Kong's `upstream_host` does.
+            let host_override = run.as_deref_mut().and_then(|r| r.ctx.upstream_host.take());
+            let preserve_host = route.preserve_host || host_override.is_some();
+            let client_host = host_override.or(client_host);
 
             let proxy_done = std::time::Instant::now();
             // No plugin reads the response head: its lines go out as they came, and the
@@ -97,7 +102,7 @@ impl<'a> Forward<'a, '_> {
                     let target = &mut filtered;
                     Box::pin(send_with_retries(
                         service,
-                        route.preserve_host,
+                        preserve_host,
                         parts,
                         &added,
                         target,
@@ -109,7 +114,7 @@ impl<'a> Forward<'a, '_> {
                 _ => {
                     send_with_retries(
                         service,
-                        route.preserve_host,
+                        preserve_host,
                         parts,
                         &added,
                         body,

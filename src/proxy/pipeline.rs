@@ -31,10 +31,10 @@ use super::{Conn, aggregate, kong, ocelot};
 use crate::config::kong::split_host_port;
 use crate::config::ocelot::template::decoded_path;
 use crate::exchange::{
-    self, Answered, BodyFlow, Chunk, Ctx, Flow, LogEntry, Request, RequestId, respond,
+    self, Answered, BodyFlow, Chunk, Ctx, Flow, LogEntry, Request, RequestId, UriCaptures, respond,
 };
 use crate::plugins::{Chain, Phases, Plugin, auth};
-use crate::router::Request as RouteRequest;
+use crate::router::{PathRule, Request as RouteRequest};
 use crate::snapshot::{Closed, RouteKind, RouteRt, Snapshot};
 use crate::uri::normalize_path;
 
@@ -173,6 +173,9 @@ impl<'a> Exchange<'a> {
         let service = route.service.map(|s| &snap.services[s]);
         if !route.chain.is_empty() {
             let run = self.enter(route, service, parts, host_value.clone());
+            if let PathRule::Regex(regexes) = &snap.router.matchers[m.matcher].paths {
+                run.ctx.uri_captures = uri_captures(regexes, &path);
+            }
             if let Some(resp) = run.phase(Phases::ACCESS, parts, body).await {
                 return self.plugin_answer(resp);
             }
@@ -341,6 +344,40 @@ impl<'a> Exchange<'a> {
 pub fn into_proxy(resp: exchange::Response) -> Response {
     let (parts, body) = resp.into_parts();
     http::Response::from_parts(parts, ProxyBody::from(body))
+}
+
+/// The captures of the first of a route's regexes that matches `path` (the one routing
+/// chose), when it has groups and one of them took part: Kong (traditional_compatible) hands
+/// plugins no captures otherwise.
+fn uri_captures<'s>(regexes: &'s [(regex::Regex, String)], path: &str) -> Option<UriCaptures<'s>> {
+    for (re, _) in regexes {
+        if re.captures_len() == 1 {
+            if re.is_match(path) {
+                return None;
+            }
+            continue;
+        }
+        let Some(c) = re.captures(path) else {
+            continue;
+        };
+        let groups: Vec<Option<(usize, usize)>> =
+            c.iter().map(|g| g.map(|g| (g.start(), g.end()))).collect();
+        if groups[1..].iter().all(Option::is_none) {
+            return None;
+        }
+        let names = re
+            .capture_names()
+            .enumerate()
+            .filter_map(|(i, n)| Some((n?, i)))
+            .collect();
+        let end = groups[0].map_or(0, |(_, e)| e);
+        return Some(UriCaptures {
+            text: path[..end].into(),
+            groups,
+            names,
+        });
+    }
+    None
 }
 
 /// A closed route's answer: 503, naming the route and what it carries that is not enforced.
