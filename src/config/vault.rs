@@ -53,12 +53,8 @@ impl Vaults {
     /// references give it.
     pub fn add(&mut self, kind: &str, prefix: &str, env_prefix: Option<String>) {
         if kind == "env" {
-            self.env.insert(
-                prefix.to_string(),
-                EnvVault {
-                    prefix: env_prefix,
-                },
-            );
+            self.env
+                .insert(prefix.to_string(), EnvVault { prefix: env_prefix });
         } else {
             self.other.insert(prefix.to_string(), kind.to_string());
         }
@@ -70,7 +66,8 @@ impl Vaults {
         if !is_reference(s) {
             return Ok(None);
         }
-        self.read(&s[1..s.len() - 1], |name| std::env::var(name)).map(Some)
+        self.read(&s[1..s.len() - 1], |name| std::env::var(name))
+            .map(Some)
     }
 
     /// `node` with every reference among its strings replaced by its value; `None` when it
@@ -122,7 +119,10 @@ impl Vaults {
         let (rest, version) = match rest.split_once('#') {
             Some((r, v)) => (
                 r,
-                Some(v.parse::<u32>().map_err(|_| format!("reference has an invalid version `#{v}`"))?),
+                Some(
+                    v.parse::<u32>()
+                        .map_err(|_| format!("reference has an invalid version `#{v}`"))?,
+                ),
             ),
             None => (rest, None),
         };
@@ -154,18 +154,25 @@ impl Vaults {
                 _ => {}
             }
         }
-        let mut variable = format!("{prefix}{resource}").replace('-', "_").to_uppercase();
+        let mut variable = format!("{prefix}{resource}")
+            .replace('-', "_")
+            .to_uppercase();
         if version == Some(2) {
             variable.push_str("_PREVIOUS");
         }
-        let mut value = getenv(&variable)
-            .map_err(|_| format!("environment variable {variable} is not set"))?;
+        let mut value =
+            getenv(&variable).map_err(|_| format!("environment variable {variable} is not set"))?;
         if let Some(key) = key {
-            let json: serde_json::Value = serde_json::from_str(&value)
-                .map_err(|_| format!("environment variable {variable} is not JSON, so it has no `{key}`"))?;
+            let json: serde_json::Value = serde_json::from_str(&value).map_err(|_| {
+                format!("environment variable {variable} is not JSON, so it has no `{key}`")
+            })?;
             value = match json.get(key) {
                 Some(serde_json::Value::String(s)) => s.clone(),
-                Some(_) => return Err(format!("`{key}` of environment variable {variable} is not a string")),
+                Some(_) => {
+                    return Err(format!(
+                        "`{key}` of environment variable {variable} is not a string"
+                    ));
+                }
                 None => return Err(format!("environment variable {variable} has no `{key}`")),
             };
         }
@@ -173,8 +180,9 @@ impl Vaults {
             let bytes = base64::engine::general_purpose::STANDARD
                 .decode(value.trim())
                 .map_err(|_| format!("environment variable {variable} is not base64"))?;
-            value = String::from_utf8(bytes)
-                .map_err(|_| format!("environment variable {variable} is not UTF-8 once decoded"))?;
+            value = String::from_utf8(bytes).map_err(|_| {
+                format!("environment variable {variable} is not UTF-8 once decoded")
+            })?;
         }
         Ok(value)
     }
@@ -212,14 +220,29 @@ mod tests {
         assert_eq!(read("{vault://env/my-secret#2}").unwrap(), "old");
         assert_eq!(read("{vault://env/cert/key?prefix=SSL_}").unwrap(), "k1");
         assert_eq!(read("{vault://my-env/cert/key}").unwrap(), "k1");
-        assert_eq!(read("{vault://env/b64?base64_decode=true}").unwrap(), "hello");
+        assert_eq!(
+            read("{vault://env/b64?base64_decode=true}").unwrap(),
+            "hello"
+        );
         assert_eq!(
             read("{vault://env/missing}").unwrap_err(),
             "environment variable MISSING is not set"
         );
-        assert!(read("{vault://env/cert/n?prefix=SSL_}").unwrap_err().contains("not a string"));
-        assert!(read("{vault://aws-prod/x}").unwrap_err().contains("`aws` vault"));
-        assert!(read("{vault://nope/x}").unwrap_err().contains("no vault named `nope`"));
+        assert!(
+            read("{vault://env/cert/n?prefix=SSL_}")
+                .unwrap_err()
+                .contains("not a string")
+        );
+        assert!(
+            read("{vault://aws-prod/x}")
+                .unwrap_err()
+                .contains("`aws` vault")
+        );
+        assert!(
+            read("{vault://nope/x}")
+                .unwrap_err()
+                .contains("no vault named `nope`")
+        );
         assert_eq!(Vaults::default().resolve("plain").unwrap(), None);
     }
 }

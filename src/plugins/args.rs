@@ -111,7 +111,9 @@ impl BodyKind {
         match self {
             BodyKind::Form => {
                 let text = std::str::from_utf8(body).ok()?;
-                Some(Bytes::from(without_query_arg(text, name).unwrap_or_default()))
+                Some(Bytes::from(
+                    without_query_arg(text, name).unwrap_or_default(),
+                ))
             }
             BodyKind::Json => {
                 let mut v: serde_json::Value = serde_json::from_slice(body).ok()?;
@@ -199,7 +201,10 @@ mod tests {
 
     #[test]
     fn query_args_count_repeats_and_decode() {
-        assert_eq!(query_arg(Some("a=1&apikey=k%20y"), "apikey"), Arg::One("k y".into()));
+        assert_eq!(
+            query_arg(Some("a=1&apikey=k%20y"), "apikey"),
+            Arg::One("k y".into())
+        );
         assert_eq!(query_arg(Some("apikey=1&apikey=2"), "apikey"), Arg::Many);
         assert_eq!(query_arg(None, "apikey"), Arg::Missing);
         assert_eq!(
@@ -212,10 +217,16 @@ mod tests {
     #[test]
     fn body_fields_of_each_kind() {
         let json = BodyKind::Json;
-        assert_eq!(json.arg(br#"{"apikey":"k","n":1}"#, "apikey"), Arg::One("k".into()));
+        assert_eq!(
+            json.arg(br#"{"apikey":"k","n":1}"#, "apikey"),
+            Arg::One("k".into())
+        );
         assert_eq!(json.arg(br#"{"apikey":["a"]}"#, "apikey"), Arg::Many);
         assert_eq!(json.arg(br#"{"apikey":1}"#, "apikey"), Arg::NotText);
-        assert_eq!(&json.without(br#"{"apikey":"k","n":1}"#, "apikey").unwrap()[..], br#"{"n":1}"#);
+        assert_eq!(
+            &json.without(br#"{"apikey":"k","n":1}"#, "apikey").unwrap()[..],
+            br#"{"n":1}"#
+        );
         let form = BodyKind::Form;
         assert_eq!(form.arg(b"x=1&apikey=k", "apikey"), Arg::One("k".into()));
         let mp = BodyKind::Multipart {
@@ -227,7 +238,10 @@ mod tests {
         assert_eq!(mp.arg(&stripped, "apikey"), Arg::Missing);
         assert_eq!(mp.arg(&stripped, "n"), Arg::One("1".into()));
         let mut h = HeaderMap::new();
-        h.insert("content-type", "multipart/form-data; boundary=\"XX\"".parse().unwrap());
+        h.insert(
+            "content-type",
+            "multipart/form-data; boundary=\"XX\"".parse().unwrap(),
+        );
         assert_eq!(BodyKind::of(&h), Some(mp));
     }
 }

@@ -23,8 +23,7 @@ use crate::snapshot::{Consumers, Found};
 pub static X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
 pub static X_CONSUMER_CUSTOM_ID: HeaderName = HeaderName::from_static("x-consumer-custom-id");
 pub static X_CONSUMER_USERNAME: HeaderName = HeaderName::from_static("x-consumer-username");
-pub static X_CREDENTIAL_IDENTIFIER: HeaderName =
-    HeaderName::from_static("x-credential-identifier");
+pub static X_CREDENTIAL_IDENTIFIER: HeaderName = HeaderName::from_static("x-credential-identifier");
 pub static X_ANONYMOUS_CONSUMER: HeaderName = HeaderName::from_static("x-anonymous-consumer");
 pub static X_CONSUMER_GROUPS: HeaderName = HeaderName::from_static("x-consumer-groups");
 
@@ -44,11 +43,16 @@ pub enum Attempt {
     /// Not authenticated: Kong's answer for it (401 and its `WWW-Authenticate`).
     Failed(Response),
     /// The attempt needs the request body (a key in the body).
-    NeedsBody { limit: usize },
+    NeedsBody {
+        limit: usize,
+    },
 }
 
 /// A plugin's `anonymous` setting, resolved when it is built.
-pub fn anonymous(consumers: &Consumers, name: Option<&str>) -> Result<Option<Arc<Consumer>>, String> {
+pub fn anonymous(
+    consumers: &Consumers,
+    name: Option<&str>,
+) -> Result<Option<Arc<Consumer>>, String> {
     match name {
         None => Ok(None),
         Some(n) => consumers
@@ -77,7 +81,12 @@ pub fn access(
     }
     match (attempt(ctx, req), anonymous) {
         (Attempt::Authenticated(found), _) => {
-            set_consumer(ctx, req.headers_mut(), &found.consumer, Some(&found.credential));
+            set_consumer(
+                ctx,
+                req.headers_mut(),
+                &found.consumer,
+                Some(&found.credential),
+            );
             Flow::Continue
         }
         (Attempt::NeedsBody { limit }, _) => Flow::ReadBody { limit },
@@ -117,7 +126,10 @@ pub fn set_consumer(
             ctx.authenticate(consumer.clone(), Some(c.clone()));
         }
         None => {
-            headers.insert(X_ANONYMOUS_CONSUMER.clone(), HeaderValue::from_static("true"));
+            headers.insert(
+                X_ANONYMOUS_CONSUMER.clone(),
+                HeaderValue::from_static("true"),
+            );
             ctx.authenticate_anonymous(consumer.clone());
         }
     }

@@ -91,13 +91,19 @@ impl Handler {
         }
         let mut found = None;
         if let Some((user, password)) = self.retrieve(req, &header::PROXY_AUTHORIZATION) {
-            found = self.consumers.by_basic_username(&user).map(|f| (f, password));
+            found = self
+                .consumers
+                .by_basic_username(&user)
+                .map(|f| (f, password));
         }
         if found.is_none() {
             let Some((user, password)) = self.retrieve(req, &header::AUTHORIZATION) else {
                 return fail();
             };
-            found = self.consumers.by_basic_username(&user).map(|f| (f, password));
+            found = self
+                .consumers
+                .by_basic_username(&user)
+                .map(|f| (f, password));
         }
         match found {
             Some(((f, configured), given))
@@ -122,12 +128,16 @@ impl Handler {
 
 /// Kong's `\s*[Bb]asic\s*(.+)` then `([^:]+):(.*)` over the decoded text.
 fn parse_basic(value: &str) -> Option<(String, String)> {
-    let at = value.find("asic").filter(|&i| i > 0 && matches!(&value[i - 1..i], "B" | "b"))?;
+    let at = value
+        .find("asic")
+        .filter(|&i| i > 0 && matches!(&value[i - 1..i], "B" | "b"))?;
     let encoded = value[at + 4..].trim_start();
     if encoded.is_empty() {
         return None;
     }
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim_end()).ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim_end())
+        .ok()?;
     let text = String::from_utf8(decoded).ok()?;
     let (user, password) = text.trim_start_matches(':').split_once(':')?;
     Some((user.to_string(), password.to_string()))
@@ -158,9 +168,18 @@ mod tests {
     fn basic_header_read_as_kong_reads_it() {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
         let p = |v: String| parse_basic(&v);
-        assert_eq!(p(format!("Basic {}", b64("bob:kong"))), Some(("bob".into(), "kong".into())));
-        assert_eq!(p(format!("basic {}", b64("u:pass:word"))), Some(("u".into(), "pass:word".into())));
-        assert_eq!(p(format!("Basic {}", b64("u:"))), Some(("u".into(), "".into())));
+        assert_eq!(
+            p(format!("Basic {}", b64("bob:kong"))),
+            Some(("bob".into(), "kong".into()))
+        );
+        assert_eq!(
+            p(format!("basic {}", b64("u:pass:word"))),
+            Some(("u".into(), "pass:word".into()))
+        );
+        assert_eq!(
+            p(format!("Basic {}", b64("u:"))),
+            Some(("u".into(), "".into()))
+        );
         assert_eq!(p(format!("Basic {}", b64("nocolon"))), None);
         assert_eq!(p("Basic !!!".into()), None);
         assert_eq!(p(format!("Bearer {}", b64("bob:kong"))), None);

@@ -135,7 +135,12 @@ mod tests {
 
     #[test]
     fn kongs_bot_list_compiles_and_catches_crawlers() {
-        for ua in ["Googlebot/2.1 (+http://www.google.com/bot.html)", "curl/7.1 bingbot/2.0", "python-requests Scrapy/2.0", "Go-http-client/1.1"] {
+        for ua in [
+            "Googlebot/2.1 (+http://www.google.com/bot.html)",
+            "curl/7.1 bingbot/2.0",
+            "python-requests Scrapy/2.0",
+            "Go-http-client/1.1",
+        ] {
             assert!(bots().is_match(ua), "{ua}");
         }
         assert!(!bots().is_match("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"));

@@ -210,7 +210,10 @@ impl Handler {
 
     /// The date in header `name` is within `clock_skew` of now.
     fn date_ok(&self, req: &Request<'_>, name: &str) -> bool {
-        let Some(t) = req.header(name).and_then(|d| httpdate::parse_http_date(d).ok()) else {
+        let Some(t) = req
+            .header(name)
+            .and_then(|d| httpdate::parse_http_date(d).ok())
+        else {
             return false;
         };
         let now = SystemTime::now();

@@ -83,7 +83,8 @@ impl PluginSpec for IpRestriction {
                 .collect()
         };
         let status = match config.status {
-            Some(s) => StatusCode::from_u16(s as u16).map_err(|_| format!("status: {s} is not an HTTP status"))?,
+            Some(s) => StatusCode::from_u16(s as u16)
+                .map_err(|_| format!("status: {s} is not an HTTP status"))?,
             None => StatusCode::FORBIDDEN,
         };
         Ok(Some(Arc::new(Handler {

@@ -138,7 +138,9 @@ impl PluginSpec for Jwt {
             ),
             None => ("Bearer".into(), "Bearer error=\"invalid_token\"".into()),
         };
-        let value = |s: String| HeaderValue::from_str(&s).map_err(|_| "realm: not a valid header value".to_string());
+        let value = |s: String| {
+            HeaderValue::from_str(&s).map_err(|_| "realm: not a valid header value".to_string())
+        };
         let mut claims = config.claims_to_verify.clone().unwrap_or_default();
         claims.dedup();
         Ok(Some(Arc::new(Handler {
@@ -181,9 +183,8 @@ struct Token<'t> {
 fn decode(token: &str) -> Result<Token<'_>, &'static str> {
     let mut parts = token.splitn(3, '.');
     let (h, c, sig) = (parts.next().unwrap_or(""), parts.next(), parts.next());
-    let b64 = |s: &str| {
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('='))
-    };
+    let b64 =
+        |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s.trim_end_matches('='));
     let json = |s: Option<&str>| -> Result<Value, &'static str> {
         let bytes = b64(s.ok_or("invalid JSON")?).map_err(|_| "invalid JSON")?;
         serde_json::from_slice(&bytes).map_err(|_| "invalid JSON")
@@ -193,7 +194,11 @@ fn decode(token: &str) -> Result<Token<'_>, &'static str> {
     let Value::Object(header) = header else {
         return Err("invalid alg");
     };
-    if !header.get("alg").and_then(Value::as_str).is_some_and(supported) {
+    if !header
+        .get("alg")
+        .and_then(Value::as_str)
+        .is_some_and(supported)
+    {
         return Err("invalid alg");
     }
     let Value::Object(claims) = claims else {
@@ -215,8 +220,19 @@ fn decode(token: &str) -> Result<Token<'_>, &'static str> {
 fn supported(alg: &str) -> bool {
     matches!(
         alg,
-        "HS256" | "HS384" | "HS512" | "RS256" | "RS384" | "RS512" | "ES256" | "ES384" | "ES512"
-            | "PS256" | "PS384" | "PS512" | "EdDSA"
+        "HS256"
+            | "HS384"
+            | "HS512"
+            | "RS256"
+            | "RS384"
+            | "RS512"
+            | "ES256"
+            | "ES384"
+            | "ES512"
+            | "PS256"
+            | "PS384"
+            | "PS512"
+            | "EdDSA"
     )
 }
 
@@ -299,7 +315,8 @@ impl Handler {
             return self.unauthorized("Invalid signature");
         }
         if let Some(errors) = self.claim_errors(&jwt.claims) {
-            let mut resp = respond::json(StatusCode::UNAUTHORIZED, Value::Object(errors).to_string());
+            let mut resp =
+                respond::json(StatusCode::UNAUTHORIZED, Value::Object(errors).to_string());
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, self.challenge_invalid.clone());
             return Attempt::Failed(resp);
@@ -358,7 +375,9 @@ fn alg_name(a: jsonwebtoken::Algorithm) -> &'static str {
 
 /// Kong's `\s*[Bb]earer\s+(.+)`: the token after the scheme.
 fn bearer(value: &str) -> Option<&str> {
-    let at = value.find("earer").filter(|&i| i > 0 && matches!(&value[i - 1..i], "B" | "b"))?;
+    let at = value
+        .find("earer")
+        .filter(|&i| i > 0 && matches!(&value[i - 1..i], "B" | "b"))?;
     let rest = &value[at + 5..];
     let token = rest.trim_start();
     (token.len() < rest.len() && !token.is_empty()).then_some(token)

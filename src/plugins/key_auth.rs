@@ -111,7 +111,9 @@ struct KeyName {
 }
 
 fn header_names(name: &str) -> Vec<HeaderName> {
-    let mut out: Vec<HeaderName> = HeaderName::from_bytes(name.as_bytes()).into_iter().collect();
+    let mut out: Vec<HeaderName> = HeaderName::from_bytes(name.as_bytes())
+        .into_iter()
+        .collect();
     if name.contains('_') {
         out.extend(HeaderName::from_bytes(name.replace('_', "-").as_bytes()));
     }
@@ -134,7 +136,11 @@ impl Handler {
     /// Kong's `do_authentication`: each name in turn in the headers, the query, the body.
     fn attempt(&self, req: &mut Request<'_>) -> Attempt {
         let c = &self.config;
-        let body_kind = if c.key_in_body { BodyKind::of(req.headers()) } else { None };
+        let body_kind = if c.key_in_body {
+            BodyKind::of(req.headers())
+        } else {
+            None
+        };
         if c.hide_credentials && body_kind.is_some() && req.body.is_none() {
             // Kong takes the key out of the body wherever it was found.
             return Attempt::NeedsBody { limit: BODY_LIMIT };

@@ -31,7 +31,7 @@ use super::{Conn, aggregate, kong, ocelot};
 use crate::config::kong::split_host_port;
 use crate::config::ocelot::template::decoded_path;
 use crate::exchange::{
-    self, Answered, BodyFlow, Chunk, Ctx, Flow, LogEntry, Request, RequestId, respond,
+    self, Answered, BodyFlow, Chunk, Ctx, Flow, LogEntry, Placeholders, Request, RequestId, respond,
 };
 use crate::plugins::{Chain, Phases, Plugin, auth};
 use crate::router::Request as RouteRequest;
@@ -173,6 +173,11 @@ impl<'a> Exchange<'a> {
         let service = route.service.map(|s| &snap.services[s]);
         if !route.chain.is_empty() {
             let run = self.enter(route, service, parts, host_value.clone());
+            if let RouteKind::Ocelot(o) = &route.kind
+                && o.plugins_use_placeholders
+            {
+                run.ctx.extensions.insert(Placeholders(m.params.clone()));
+            }
             if let Some(resp) = run.phase(Phases::ACCESS, parts, body).await {
                 return self.plugin_answer(resp);
             }

@@ -48,7 +48,11 @@ impl JwtKey {
             "ES256" => ES256,
             "ES384" => ES384,
             "EdDSA" => EdDSA,
-            other => return Err(format!("algorithm {other} is not supported (use HS256/384/512, RS256/384/512, PS256/384/512, ES256/384 or EdDSA)")),
+            other => {
+                return Err(format!(
+                    "algorithm {other} is not supported (use HS256/384/512, RS256/384/512, PS256/384/512, ES256/384 or EdDSA)"
+                ));
+            }
         };
         if matches!(algorithm, HS256 | HS384 | HS512) {
             let base64_key = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -140,9 +144,7 @@ impl Consumers {
                     }),
                 };
                 let duplicate = match resolved {
-                    Secret::KeyAuth { key } => {
-                        insert(&mut out.key_auth, &key, found(&cred.id))
-                    }
+                    Secret::KeyAuth { key } => insert(&mut out.key_auth, &key, found(&cred.id)),
                     Secret::BasicAuth { username, password } => insert(
                         &mut out.basic_auth,
                         &username,

@@ -586,7 +586,10 @@ impl<'r> Cx<'_, 'r> {
             .and_then(|n| n.as_str())
             .map(str::to_string);
         if kind != "env" {
-            self.mark_unserved(&format!("vault `{prefix}` of kind `{kind}` (only env vaults are read)"), path);
+            self.mark_unserved(
+                &format!("vault `{prefix}` of kind `{kind}` (only env vaults are read)"),
+                path,
+            );
         }
         self.model.vaults.add(kind, prefix, env_prefix);
     }

@@ -19,6 +19,7 @@
 //! every problem is reported with its file, line, column and JSON path.
 
 pub mod aggregate;
+pub mod auth;
 pub mod raw;
 pub mod template;
 
@@ -285,6 +286,7 @@ pub fn load(
         .and_then(|g| cx.deserialize::<RawGlobal>(g))
         .unwrap_or_default();
     let gcx = cx.global(&raw_global, global.as_ref());
+    cx.auth_providers(&raw_global, global.as_ref());
 
     let mut route_raws: Vec<Option<RawRoute>> = Vec::with_capacity(routes.len());
     for ent in &routes {
@@ -543,16 +545,6 @@ fn in_group(route_keys: &Option<Vec<String>>, key: Option<&str>) -> bool {
         Some(keys) if keys.is_empty() => true,
         Some(keys) => key.is_some_and(|k| keys.iter().any(|x| x == k)),
     }
-}
-
-/// A `Claims[type] > value[index] > delimiter` expression (AddHeadersToRequest & co.).
-fn claims_expression(v: &str) -> bool {
-    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
-    let re = RE.get_or_init(|| {
-        Regex::new(r"^\s*Claims\[[^\]]+\]\s*>\s*value(\[\d+\])?\s*(>\s*\S+\s*)?$")
-            .expect("claims regex")
-    });
-    re.is_match(v)
 }
 
 /// A rate-limit duration (`1s`, `10.5m`, `500ms`); a bare number is milliseconds.
@@ -1212,85 +1204,9 @@ impl Cx<'_> {
             );
         }
 
-        // Claims transforms: they only run for authenticated requests.
-        let claims = |cx: &mut Self,
-                      field: &'static str,
-                      map: &Option<IndexMap<String, Option<String>>>|
-         -> Vec<(String, String)> {
-            let mut out = Vec::new();
-            for (k, v) in pairs(map) {
-                if claims_expression(&v) {
-                    out.push((k, v));
-                } else {
-                    cx.warn(ent, &root.key(field).key(k.clone()), format!("`{v}` is not a claims expression (`Claims[type] > value[index] > delimiter`); Ocelot ignores it, and so does switchyard"));
-                }
-            }
-            out
-        };
-        let add_headers_to_request = claims(self, "AddHeadersToRequest", &r.add_headers_to_request);
-        let add_queries_to_request = claims(self, "AddQueriesToRequest", &r.add_queries_to_request);
-        let _ = claims(self, "AddClaimsToRequest", &r.add_claims_to_request);
-        let _ = claims(
-            self,
-            "ChangeDownstreamPathTemplate",
-            &r.change_downstream_path_template,
-        );
-
-        // Authentication (not served yet: such routes fail closed).
-        let auth = r.authentication_options.clone().or_else(|| {
-            g.raw
-                .authentication_options
-                .clone()
-                .filter(|a| in_group(&a.route_keys, r.key.as_deref()))
-        });
-        let requires_authentication = auth
-            .as_ref()
-            .is_some_and(|a| a.has_provider() && a.allow_anonymous != Some(true));
-        if requires_authentication {
-            self.close(
-                ent,
-                &root.key("AuthenticationOptions"),
-                "AuthenticationOptions (authentication)",
-            );
-        } else if auth
-            .as_ref()
-            .and_then(|a| a.allowed_scopes.as_ref())
-            .is_some_and(|s| !s.is_empty())
-        {
-            self.close(
-                ent,
-                &root.key("AuthenticationOptions").key("AllowedScopes"),
-                "AuthenticationOptions.AllowedScopes (scopes need an authenticated user)",
-            );
-        }
-        // Claims come from an authenticated user, which no route has until authentication
-        // is served: whatever uses them cannot be honoured.
-        for (field, set) in [
-            (
-                "RouteClaimsRequirement",
-                r.route_claims_requirement
-                    .as_ref()
-                    .is_some_and(|m| !m.is_empty()),
-            ),
-            (
-                "AddClaimsToRequest",
-                r.add_claims_to_request
-                    .as_ref()
-                    .is_some_and(|m| !m.is_empty()),
-            ),
-            (
-                "ChangeDownstreamPathTemplate",
-                r.change_downstream_path_template
-                    .as_ref()
-                    .is_some_and(|m| !m.is_empty()),
-            ),
-            ("AddHeadersToRequest", !add_headers_to_request.is_empty()),
-            ("AddQueriesToRequest", !add_queries_to_request.is_empty()),
-        ] {
-            if set {
-                self.close(ent, &root.key(field), &format!("{field} (claims)"));
-            }
-        }
+        // AuthenticationOptions and the claims options (`auth`).
+        let auth = self.route_auth(ent, r, g);
+        ok &= auth.is_some();
 
         // Options served by later issues: checked, then named in a startup warning.
         let qos = r.qos_options.clone().or_else(|| {
@@ -1528,8 +1444,7 @@ impl Cx<'_> {
             downstream_version: version,
             upstream_header_transform,
             downstream_header_transform,
-            add_headers_to_request,
-            add_queries_to_request,
+            auth: auth?,
             request_id_key,
             security,
             rate_limit,
