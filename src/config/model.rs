@@ -466,6 +466,8 @@ pub struct OcelotAuthProvider {
     /// Accepted `iss` values; empty: the issuer is not checked (or, with `authority`, is
     /// the one its discovery document names).
     pub issuers: Vec<String>,
+    /// No issuer named, one checked: the one the authority's discovery document names.
+    pub issuer_from_authority: bool,
     /// Accepted `aud` values; empty: the audience is not checked.
     pub audiences: Vec<String>,
     pub validate_lifetime: bool,

@@ -539,7 +539,7 @@ mod tests {
         )
         .unwrap();
         let u = OcelotUser::from_payload(&Arc::from("B"), payload);
-        let get = |k: &str| u.values(k).collect::<Vec<_>>();
+        let get = |k: &str| u.values(k).map(String::from).collect::<Vec<_>>();
         assert_eq!(get("scope"), ["a", "b"]);
         assert_eq!(get("admin"), ["true"]);
         assert_eq!(get("n"), ["3"]);

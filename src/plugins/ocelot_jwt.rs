@@ -42,6 +42,15 @@ pub struct Key {
     pub algorithms: Vec<Algorithm>,
 }
 
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Key")
+            .field("kid", &self.kid)
+            .field("algorithms", &self.algorithms)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A verified token's payload.
 pub type Payload = Map<String, Value>;
 
@@ -71,8 +80,11 @@ impl Rejected {
 /// A compiled provider.
 pub struct Provider {
     pub name: Arc<str>,
-    /// Issuers, audiences, lifetime and every algorithm the provider accepts.
-    validation: Validation,
+    /// The issuer accepted is the one the authority's discovery document names.
+    issuer_from_authority: bool,
+    /// Issuers, audiences and lifetime, per key family with the algorithms of that family the
+    /// provider accepts (jsonwebtoken wants a validation's algorithms in the key's family).
+    validations: Vec<(AlgorithmFamily, Validation)>,
     /// Accepted `alg` values (the `Algorithms` setting, else every one).
     algorithms: Vec<Algorithm>,
     keys: Vec<Key>,
@@ -132,7 +144,8 @@ impl Providers {
             });
             let provider = Provider {
                 name: p.name.as_str().into(),
-                validation: validation(p),
+                issuer_from_authority: p.issuer_from_authority,
+                validations: validations(p),
                 algorithms: accepted(p),
                 keys,
                 remote,
@@ -194,18 +207,28 @@ fn accepted(p: &OcelotAuthProvider) -> Vec<Algorithm> {
 /// The provider's token rules as jsonwebtoken checks them: ASP.NET's defaults are
 /// ValidateIssuer, ValidateAudience, ValidateLifetime and RequireExpirationTime, so a token
 /// without `iss`/`aud` fails where they are checked, and `nbf` is checked when present.
-fn validation(p: &OcelotAuthProvider) -> Validation {
-    let mut algorithms: Vec<Algorithm> = accepted(p);
-    if algorithms.is_empty() {
-        for f in [
-            AlgorithmFamily::Hmac,
-            AlgorithmFamily::Rsa,
-            AlgorithmFamily::Ec,
-            AlgorithmFamily::Ed,
-        ] {
-            algorithms.extend_from_slice(f.algorithms());
-        }
-    }
+fn validations(p: &OcelotAuthProvider) -> Vec<(AlgorithmFamily, Validation)> {
+    let accepted = accepted(p);
+    [
+        AlgorithmFamily::Hmac,
+        AlgorithmFamily::Rsa,
+        AlgorithmFamily::Ec,
+        AlgorithmFamily::Ed,
+    ]
+    .into_iter()
+    .filter_map(|family| {
+        let algorithms: Vec<Algorithm> = family
+            .algorithms()
+            .iter()
+            .copied()
+            .filter(|a| accepted.is_empty() || accepted.contains(a))
+            .collect();
+        (!algorithms.is_empty()).then(|| (family, validation(p, algorithms)))
+    })
+    .collect()
+}
+
+fn validation(p: &OcelotAuthProvider, algorithms: Vec<Algorithm>) -> Validation {
     let mut v = Validation::new(Algorithm::RS256);
     v.algorithms = algorithms;
     v.leeway = p.clock_skew_s;
@@ -250,6 +273,16 @@ impl Provider {
                 header.alg
             )));
         }
+        let Some((_, validation)) = self
+            .validations
+            .iter()
+            .find(|(f, _)| *f == header.alg.family())
+        else {
+            return Err(Rejected::Claims(format!(
+                "the token's algorithm {:?} is not accepted",
+                header.alg
+            )));
+        };
         let all = self.keys.iter().chain(remote_keys);
         let by_kid = |k: &&Key| header.kid.is_some() && k.kid == header.kid;
         let named = all.clone().any(|k| by_kid(&k));
@@ -257,7 +290,7 @@ impl Provider {
             .filter(|k| !named || by_kid(k))
             .filter(|k| k.algorithms.contains(&header.alg))
         {
-            match jsonwebtoken::decode::<Payload>(token, &key.key, &self.validation) {
+            match jsonwebtoken::decode::<Payload>(token, &key.key, validation) {
                 Ok(data) => return self.check_discovered_issuer(data.claims, remote.as_deref()),
                 Err(e) => match e.kind() {
                     ErrorKind::InvalidSignature
@@ -279,15 +312,17 @@ impl Provider {
         claims: Payload,
         remote: Option<&KeySet>,
     ) -> Result<Payload, Rejected> {
-        if let Some(issuer) = remote.and_then(|r| r.issuer.as_deref())
-            && self.validation.iss.is_none()
-            && claims.get("iss").and_then(Value::as_str) != Some(issuer)
-        {
-            return Err(Rejected::Claims(format!(
-                "the token's issuer is not {issuer}"
-            )));
+        if !self.issuer_from_authority {
+            return Ok(claims);
         }
-        Ok(claims)
+        let issuer = remote.and_then(|r| r.issuer.as_deref());
+        match claims.get("iss").and_then(Value::as_str) {
+            Some(iss) if Some(iss) == issuer => Ok(claims),
+            _ => Err(Rejected::Claims(format!(
+                "the token's issuer is not {}",
+                issuer.unwrap_or("the one the authority names")
+            ))),
+        }
     }
 
     /// A fetch of the remote keys may give this token a key it lacks: the provider has a

@@ -366,8 +366,17 @@ impl Running {
         Self::start_bin(&binary(), dir, args)
     }
 
+    /// Like `start`, with extra environment variables.
+    pub fn start_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
+        Self::start_bin_env(&binary(), dir, args, env)
+    }
+
     /// Like `start`, with another build of the gateway (an example with custom plugins).
     pub fn start_bin(bin: &Path, dir: &Path, args: &[&str]) -> Running {
+        Self::start_bin_env(bin, dir, args, &[])
+    }
+
+    fn start_bin_env(bin: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Running {
         use std::process::{Command, Stdio};
         let addr: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
@@ -382,6 +391,7 @@ impl Running {
             .env("SWITCHYARD_LOG", "info")
             .env_remove("SWITCHYARD_ENVIRONMENT")
             .env_remove("ASPNETCORE_ENVIRONMENT")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

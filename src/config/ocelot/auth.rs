@@ -223,7 +223,9 @@ impl Cx<'_> {
                 origin: self.origin(ent, &at.key("Keys").index(i)),
             })
             .collect();
-        if keys.is_empty() && jwks_file.is_none() && jwks_url.is_none() && authority.is_none() {
+        let written = |v: &Option<String>| v.as_deref().is_some_and(|v| !v.trim().is_empty());
+        let remote = written(&raw.jwks_url) || written(&raw.authority);
+        if keys.is_empty() && jwks_file.is_none() && !remote {
             self.error(ent, at, format!("provider `{name}` has no signing keys: set Keys (PEM or JWK), JwksFile, JwksUrl or Authority"));
             ok = false;
         }
@@ -255,8 +257,11 @@ impl Cx<'_> {
             }
         }
         let validate_lifetime = raw.validate_lifetime.unwrap_or(true);
+        let issuer_from_authority =
+            raw.validate_issuer.unwrap_or(true) && issuers.is_empty() && authority.is_some();
         ok.then(|| OcelotAuthProvider {
             name: name.to_string(),
+            issuer_from_authority,
             issuers: if raw.validate_issuer.unwrap_or(true) {
                 issuers
             } else {
