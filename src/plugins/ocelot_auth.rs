@@ -28,7 +28,6 @@ use serde_json::Value;
 
 use super::ocelot_jwt::{Payload, Provider, Rejected};
 use super::{BuildCx, Checks, Ctx, Flow, Phases, Plugin, PluginSpec, Request, Validate};
-use crate::config::model::ClaimToThing;
 use crate::exchange::{Placeholders, respond};
 
 /// The route's options, as the Ocelot loader merged and checked them (`OcelotAuth`).
@@ -56,6 +55,17 @@ impl Validate for Config {
             }
         }
     }
+}
+
+/// One `Claims[type] > value[index] > delimiter` instruction, as the Ocelot loader parsed
+/// it: the value of claim `new_key` goes under `existing_key`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ClaimToThing {
+    pub existing_key: String,
+    pub new_key: String,
+    /// Empty: the whole value; else split on any of its characters and taken at `index`.
+    pub delimiter: String,
+    pub index: i32,
 }
 
 /// `AuthenticationOptions` and the claims options of an Ocelot route.

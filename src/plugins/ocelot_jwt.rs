@@ -1,7 +1,8 @@
 //! The JWT bearer providers Ocelot routes authenticate with (`AuthenticationProviders`):
-//! compiled once per snapshot from the model, with their signing keys parsed (inline PEM or
-//! JWK after `{vault://...}` references are resolved, a JWKS file), and for a JWKS URL or an
-//! OpenID Connect authority, a key cache that outlives reloads.
+//! built once per snapshot (`snapshot::auth` reads the config, resolves `{vault://...}`
+//! references and key files), with their signing keys parsed here (PEM, JWK, JWKS,
+//! symmetric secrets), and for a JWKS URL or an OpenID Connect authority, a key cache that
+//! outlives reloads (`Remote`).
 //!
 //! ```text
 //! token ─▶ header (kid, alg) ─▶ keys of that kid (else every key) ─▶ jsonwebtoken::decode
@@ -25,9 +26,6 @@ use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Header, Validation};
 use serde_json::{Map, Value};
 
 use crate::config::diag::Path;
-use crate::config::model::{Model, OcelotAuthProvider, Origin};
-use crate::config::vault::Vaults;
-use crate::snapshot::State;
 
 /// The longest a JWKS or discovery fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,54 +103,9 @@ impl Providers {
         self.by_name.get(name)
     }
 
-    /// Every provider of `model`, keys resolved and parsed; each problem with its position.
-    pub fn compile(
-        model: &Model,
-        state: &State,
-        vaults: &Vaults,
-    ) -> (Providers, Vec<(Origin, String)>) {
-        let mut out = Providers::default();
-        let mut problems = Vec::new();
-        for p in &model.ocelot_auth_providers {
-            let mut keys = Vec::new();
-            for k in &p.keys {
-                match inline_key(&k.key.node, vaults) {
-                    Ok(mut ks) => keys.append(&mut ks),
-                    Err((sub, msg)) => problems.push((at(&k.origin, &k.key, &sub), msg)),
-                }
-            }
-            if let Some(f) = &p.jwks_file {
-                let path = match &model.config_dir {
-                    Some(dir) => dir.join(&f.value),
-                    None => PathBuf::from(&f.value),
-                };
-                match jwks_file(&path) {
-                    Ok((mut ks, hash)) => {
-                        keys.append(&mut ks);
-                        out.files.push((path, hash));
-                    }
-                    Err(e) => problems.push((
-                        f.origin.clone(),
-                        format!("JwksFile `{}`: {e}", path.display()),
-                    )),
-                }
-            }
-            let remote = remote_source(p).map(|source| {
-                let r = state.kept::<Remote>(&format!("ocelot-jwks:{source}"));
-                r.configure(source, p);
-                r
-            });
-            let provider = Provider {
-                name: p.name.as_str().into(),
-                issuer_from_authority: p.issuer_from_authority,
-                validations: validations(p),
-                algorithms: accepted(p),
-                keys,
-                remote,
-            };
-            out.by_name.insert(p.name.clone(), Arc::new(provider));
-        }
-        (out, problems)
+    pub fn insert(&mut self, provider: Provider) {
+        self.by_name
+            .insert(provider.name.to_string(), Arc::new(provider));
     }
 
     /// Some file a provider read has changed (or gone) since.
@@ -163,51 +116,55 @@ impl Providers {
     }
 }
 
-/// Where a problem inside an inline key was written: the key's position, or the position
-/// of the value at `sub` inside it.
-fn at(origin: &Origin, key: &crate::config::de::Captured, sub: &Path) -> Origin {
-    if sub.0.is_empty() {
-        return origin.clone();
-    }
-    let span = key.span_at(sub);
-    Origin {
-        file: origin.file.clone(),
-        line: span.line,
-        column: span.col,
-        path: format!("{}.{}", origin.path, sub.render()),
-    }
-}
-
-fn fnv(b: &[u8]) -> u64 {
+/// FNV-1a of a key file's bytes, to tell a changed file.
+pub fn fnv(b: &[u8]) -> u64 {
     use std::hash::Hasher;
     let mut h = crate::fnv::Fnv::default();
     h.write(b);
     h.finish()
 }
 
-/// The JWKS URL or discovery URL of a provider, as the cache's key.
-fn remote_source(p: &OcelotAuthProvider) -> Option<String> {
-    match (&p.jwks_url, &p.authority) {
-        (Some(u), _) => Some(format!("jwks {}", u.value)),
-        (None, Some(a)) => Some(format!(
-            "oidc {}/.well-known/openid-configuration",
-            a.value.trim_end_matches('/')
-        )),
-        (None, None) => None,
+/// A provider's token rules, as the snapshot compiles them from the config.
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    pub name: String,
+    /// Accepted `iss` values; empty: not checked (unless `issuer_from_authority`).
+    pub issuers: Vec<String>,
+    /// The issuer accepted is the one the authority's discovery document names.
+    pub issuer_from_authority: bool,
+    /// Accepted `aud` values; empty: not checked.
+    pub audiences: Vec<String>,
+    pub validate_lifetime: bool,
+    pub require_expiration: bool,
+    pub clock_skew_s: u64,
+    /// Accepted `alg` names; empty: any the key allows.
+    pub algorithms: Vec<String>,
+}
+
+impl Provider {
+    pub fn new(rules: &Rules, keys: Vec<Key>, remote: Option<Arc<Remote>>) -> Provider {
+        Provider {
+            name: rules.name.as_str().into(),
+            issuer_from_authority: rules.issuer_from_authority,
+            validations: validations(rules),
+            algorithms: accepted(rules),
+            keys,
+            remote,
+        }
     }
 }
 
-fn accepted(p: &OcelotAuthProvider) -> Vec<Algorithm> {
+fn accepted(p: &Rules) -> Vec<Algorithm> {
     p.algorithms
         .iter()
         .filter_map(|a| a.parse::<Algorithm>().ok())
         .collect()
 }
 
-/// The provider's token rules as jsonwebtoken checks them: ASP.NET's defaults are
-/// ValidateIssuer, ValidateAudience, ValidateLifetime and RequireExpirationTime, so a token
-/// without `iss`/`aud` fails where they are checked, and `nbf` is checked when present.
-fn validations(p: &OcelotAuthProvider) -> Vec<(AlgorithmFamily, Validation)> {
+/// The provider's token rules as jsonwebtoken checks them, per key family: ASP.NET's defaults
+/// are ValidateIssuer, ValidateAudience, ValidateLifetime and RequireExpirationTime, so a
+/// token without `iss`/`aud` fails where they are checked, and `nbf` is checked when present.
+fn validations(p: &Rules) -> Vec<(AlgorithmFamily, Validation)> {
     let accepted = accepted(p);
     [
         AlgorithmFamily::Hmac,
@@ -228,7 +185,7 @@ fn validations(p: &OcelotAuthProvider) -> Vec<(AlgorithmFamily, Validation)> {
     .collect()
 }
 
-fn validation(p: &OcelotAuthProvider, algorithms: Vec<Algorithm>) -> Validation {
+fn validation(p: &Rules, algorithms: Vec<Algorithm>) -> Validation {
     let mut v = Validation::new(Algorithm::RS256);
     v.algorithms = algorithms;
     v.leeway = p.clock_skew_s;
@@ -356,16 +313,12 @@ fn claim_error(kind: &ErrorKind) -> String {
 
 // === Keys ===
 
-/// An inline key: a PEM or JWK string (possibly a vault reference to one), a JWK object, a
-/// JWKS object, `{"Pem": ..., "Kid": ...}` or `{"Secret": ..., "Kid": ...}` (a symmetric key,
-/// its UTF-8 bytes as ASP.NET's `SymmetricSecurityKey(Encoding.UTF8.GetBytes(...))`).
-fn inline_key(
-    node: &crate::config::node::Node,
-    vaults: &Vaults,
-) -> Result<Vec<Key>, (Path, String)> {
-    let resolved = vaults.resolve_tree(node).map_err(|mut p| p.remove(0))?;
-    let value = resolved.as_ref().unwrap_or(node).to_json();
-    let keys = match &value {
+/// An inline key (its `{vault://...}` references already resolved): a PEM or JWK string, a
+/// JWK object, a JWKS object, `{"Pem": ..., "Kid": ...}` or `{"Secret": ..., "Kid": ...}` (a
+/// symmetric key, its UTF-8 bytes as ASP.NET's `SymmetricSecurityKey(Encoding.UTF8.
+/// GetBytes(...))`). A problem comes with its path inside the key.
+pub fn inline_key(value: &Value) -> Result<Vec<Key>, (Path, String)> {
+    let keys = match value {
         Value::String(s) => text_key(s, None).map_err(|e| (Path::root(), e))?,
         Value::Object(o) => object_key(o)?,
         _ => {
@@ -521,8 +474,8 @@ fn jwks(keys: &Value) -> Result<Vec<Key>, String> {
     Ok(out)
 }
 
-/// A JWKS document's keys.
-fn jwks_document(bytes: &[u8]) -> Result<Vec<Key>, String> {
+/// A JWKS document's keys (a JwksFile's).
+pub fn jwks_document(bytes: &[u8]) -> Result<Vec<Key>, String> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON: {e}"))?;
     let keys = v.get("keys").ok_or("not a JWKS (no `keys`)")?;
     let out = jwks(keys)?;
@@ -530,11 +483,6 @@ fn jwks_document(bytes: &[u8]) -> Result<Vec<Key>, String> {
         return Err("the JWKS holds no signing key switchyard can use".into());
     }
     Ok(out)
-}
-
-fn jwks_file(path: &std::path::Path) -> Result<(Vec<Key>, u64), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read it: {e}"))?;
-    Ok((jwks_document(&bytes)?, fnv(&bytes)))
 }
 
 // === Remote keys ===
@@ -578,11 +526,13 @@ pub struct Remote {
 }
 
 impl Remote {
-    fn configure(&self, source: String, p: &OcelotAuthProvider) {
+    /// Where the keys come from (`jwks URL` or `oidc URL` of a discovery document), how often
+    /// they are refreshed, and the shortest time between two fetches for unknown `kid`s.
+    pub fn configure(&self, source: String, refresh: Duration, min_refetch: Duration) {
         let mut s = lock(&self.settings);
         s.source = source;
-        s.refresh = Duration::from_secs(p.jwks_refresh_s);
-        s.min_refetch = Duration::from_secs(p.jwks_min_refetch_s);
+        s.refresh = refresh;
+        s.min_refetch = min_refetch;
     }
 
     /// The keys held now.
@@ -781,13 +731,10 @@ mod tests {
     }
 
     #[test]
-    fn vault_references_resolve_inside_keys_and_name_the_variable() {
-        let node = crate::config::node::parse_jsonc(
-            r#"{"kty": "oct", "k": "{vault://env/SWITCHYARD_TEST_MISSING_KEY}"}"#,
-        )
-        .unwrap();
-        let (path, msg) = inline_key(&node, &Vaults::default()).err().unwrap();
-        assert_eq!(path.render(), "k");
-        assert!(msg.contains("SWITCHYARD_TEST_MISSING_KEY"), "{msg}");
+    fn problems_name_their_place_inside_the_key() {
+        let (path, msg) = inline_key(&serde_json::json!({"Pem": 3})).err().unwrap();
+        assert_eq!(path.render(), "Pem");
+        assert_eq!(msg, "expected a PEM string");
+        assert!(inline_key(&serde_json::json!(3)).is_err());
     }
 }

@@ -27,6 +27,7 @@ use crate::config::model::{
 use crate::config::ocelot::aggregate::{Aggregator, JsonPath};
 use crate::config::ocelot::template::DownstreamTemplate;
 use crate::exchange::{Consumer, Identity};
+mod auth;
 mod chains;
 mod consumers;
 
@@ -256,7 +257,7 @@ impl Snapshot {
             report.push(Severity::Error, &origin, message);
         }
         let consumers = Arc::new(consumers);
-        let (auth_providers, problems) = Providers::compile(&model, state, &model.vaults);
+        let (auth_providers, problems) = auth::compile(&model, state, &model.vaults);
         for (origin, message) in problems {
             report.push(Severity::Error, &origin, message);
         }
