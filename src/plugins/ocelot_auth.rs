@@ -303,8 +303,10 @@ impl Inner {
             match p.verify(token, header) {
                 Ok(payload) => return Ok(OcelotUser::from_payload(&p.name, payload)),
                 Err(r) => {
+                    // A key fetch that failed is logged where it fails, once per attempt,
+                    // not once per request.
                     if let Rejected::NoKeys(_) = &r {
-                        tracing::warn!(provider = &*p.name, reason = %r.describe(&p.name), "a token could not be verified");
+                        tracing::debug!(provider = &*p.name, reason = %r.describe(&p.name), "no keys to verify a token");
                     }
                     why.push(r.describe(&p.name));
                 }
