@@ -47,6 +47,7 @@ impl Default for Builder {
 impl Builder {
     /// Kong's bundled plugins and switchyard's own.
     pub fn new() -> Self {
+        install_crypto_provider();
         Builder {
             registry: Registry::bundled(),
             real_ip: None,
@@ -84,12 +85,25 @@ impl Builder {
     }
 }
 
+/// rustls' process-wide crypto provider: ring, the only one this build has. Every TLS
+/// client here is built with it explicitly; installed as the default too, no library that
+/// asks rustls for the default (reqwest, for JWKS fetches) can panic on a missing one.
+/// Every entry point calls it (`Builder::new`, `Gateway::start`, `compile_dir`).
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err: a provider is installed already (by the embedding program): it stays.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
 /// Loads and compiles a config directory once, as `run` does (for `check`, `config` and
 /// `explain`).
 pub fn compile_dir(
     dir: &std::path::Path,
     registry: &Registry,
 ) -> Result<(Snapshot, usize), LoadFailed> {
+    install_crypto_provider();
     let loaded = loader::load_dir(dir);
     let files = loaded.files.len();
     compile_loaded(loaded, registry, &State::default(), 0)
@@ -202,6 +216,7 @@ impl Gateway {
         dir: PathBuf,
         registry: Arc<Registry>,
     ) -> Result<(Arc<Gateway>, Vec<Diagnostic>), LoadFailed> {
+        install_crypto_provider();
         let state = State::default();
         let loaded = loader::load_dir(&dir);
         let snap = compile_loaded(loaded, &registry, &state, 1).map_err(LoadFailed)?;
@@ -240,8 +255,10 @@ impl Gateway {
         let sources = loader::read_dir_env(&self.config_dir, environment.as_deref());
         // The bytes being served (a touch, the watcher's follow-up after a symlink swap, the
         // clean-up after a ConfigMap swap) are not worth a parse.
-        let unchanged =
-            sources.hash == current.hash && !sources.files.is_empty() && !sources.has_errors();
+        let unchanged = sources.hash == current.hash
+            && !sources.files.is_empty()
+            && !sources.has_errors()
+            && !current.auth_providers.files_changed();
         let report = if unchanged {
             unchanged_report(&current, t)
         } else {
@@ -276,7 +293,10 @@ impl Gateway {
                 compile_ms: elapsed_ms(t),
             };
         }
-        if loaded.hash == current.hash && !loaded.diagnostics.has_errors() {
+        if loaded.hash == current.hash
+            && !loaded.diagnostics.has_errors()
+            && !current.auth_providers.files_changed()
+        {
             return unchanged_report(&current, t);
         }
         let spent = std::mem::take(&mut loaded.spent);

@@ -132,6 +132,8 @@ pub fn load_dir_env(dir: &FsPath, environment: Option<&str>) -> Loaded {
 /// The config files of a directory as read, before any parsing: enough to tell an unchanged
 /// directory (same `hash`) for the cost of the reads alone.
 pub struct Sources {
+    /// The directory read.
+    pub dir: PathBuf,
     pub files: Vec<PathBuf>,
     /// FNV-1a over every file's name and bytes (and the environment's name).
     pub hash: u64,
@@ -164,6 +166,7 @@ pub fn read_dir_env(dir: &FsPath, environment: Option<&str>) -> Sources {
                 format!("cannot read the config directory: {e}"),
             );
             return Sources {
+                dir: dir.to_path_buf(),
                 files: Vec::new(),
                 hash: 0,
                 texts: Vec::new(),
@@ -194,6 +197,7 @@ pub fn read_dir_env(dir: &FsPath, environment: Option<&str>) -> Sources {
         hash.write(env.as_bytes());
     }
     Sources {
+        dir: dir.to_path_buf(),
         files,
         hash: hash.finish(),
         texts,
@@ -203,6 +207,7 @@ pub fn read_dir_env(dir: &FsPath, environment: Option<&str>) -> Sources {
 
 fn load_sources(sources: Sources, environment: Option<&str>) -> Loaded {
     let Sources {
+        dir,
         files,
         hash,
         texts,
@@ -210,7 +215,10 @@ fn load_sources(sources: Sources, environment: Option<&str>) -> Loaded {
     } = sources;
     let mut ocelot_files: Vec<SourceFile> = Vec::new();
     let mut spent: Vec<SourceFile> = Vec::new();
-    let mut model = Model::default();
+    let mut model = Model {
+        config_dir: Some(dir),
+        ..Model::default()
+    };
     for (name, text) in texts {
         let lower = name.to_ascii_lowercase();
         let is_kong = KONG_FILES.contains(&lower.as_str());

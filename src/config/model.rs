@@ -365,9 +365,16 @@ pub struct Model {
     pub ocelot_routes: Vec<OcelotRoute>,
     /// Ocelot aggregates, after the routes (Ocelot appends them to the candidates).
     pub ocelot_aggregates: Vec<OcelotAggregate>,
+    /// JWT bearer providers routes name in AuthenticationOptions (switchyard's
+    /// `GlobalConfiguration.AuthenticationProviders`, Ocelot's `AddJwtBearer` in C#).
+    pub ocelot_auth_providers: Vec<OcelotAuthProvider>,
     /// What Ocelot would write as its merged `ocelot.json` (for `switchyard config`).
     #[serde(skip)]
     pub ocelot_merged: Option<serde_json::Value>,
+    /// The directory the config was read from: relative paths in it (`JwksFile`) are
+    /// relative to it.
+    #[serde(skip)]
+    pub config_dir: Option<std::path::PathBuf>,
 }
 
 /// An Ocelot route: how it matches (upstream side) and how it rewrites (downstream side).
@@ -388,9 +395,8 @@ pub struct OcelotRoute {
     /// Route keys first, then the global keys the route lacks.
     pub upstream_header_transform: Vec<(String, String)>,
     pub downstream_header_transform: Vec<(String, String)>,
-    /// `Claims[...] > value[...] > sep` expressions (applied for authenticated requests only).
-    pub add_headers_to_request: Vec<(String, String)>,
-    pub add_queries_to_request: Vec<(String, String)>,
+    /// AuthenticationOptions (merged with the global ones) and the claims options.
+    pub auth: OcelotAuth,
     /// The route's RequestIdKey, else the global one.
     pub request_id_key: Option<String>,
     pub security: Option<OcelotSecurity>,
@@ -403,6 +409,99 @@ pub struct OcelotRoute {
     pub unenforced: Vec<Unenforced>,
     /// `ServiceName` of a service-discovery route (not served yet).
     pub service_name: Option<String>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// An Ocelot route's authentication and what it does with the claims, as Ocelot applies
+/// them (AuthenticationMiddleware, ClaimsToClaims, AuthorizationMiddleware, ClaimsToHeaders,
+/// ClaimsToQueryString, ClaimsToDownstreamPath, in that order).
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq)]
+pub struct OcelotAuth {
+    /// The providers to try, in order (AuthenticationProviderKey first); the first that
+    /// authenticates wins. Empty: the route does not authenticate (no key, or AllowAnonymous).
+    pub providers: Vec<String>,
+    /// The `scope` claim must hold one of these (only on a route that authenticates).
+    pub allowed_scopes: Vec<String>,
+    /// RouteClaimsRequirement: claim type and required value (`{name}`: the placeholder's).
+    pub claims_requirement: Vec<(String, String)>,
+    pub claims_to_claims: Vec<ClaimToThing>,
+    pub claims_to_headers: Vec<ClaimToThing>,
+    pub claims_to_queries: Vec<ClaimToThing>,
+    pub claims_to_path: Vec<ClaimToThing>,
+}
+
+impl OcelotAuth {
+    /// Nothing to do for a request.
+    pub fn is_empty(&self) -> bool {
+        *self == OcelotAuth::default()
+    }
+
+    /// Something reads the route's placeholder values (a `{name}` requirement) or changes
+    /// them (ChangeDownstreamPathTemplate).
+    pub fn uses_placeholders(&self) -> bool {
+        !self.claims_to_path.is_empty()
+            || self
+                .claims_requirement
+                .iter()
+                .any(|(_, v)| v.len() > 2 && v.starts_with('{') && v.ends_with('}'))
+    }
+}
+
+/// One `Claims[type] > value[index] > delimiter` instruction (Ocelot's ClaimToThing): the
+/// value of claim `new_key` (split on any character of `delimiter` and indexed, when there
+/// is a delimiter) goes under `existing_key` (a header, query key, claim or placeholder).
+#[derive(Clone, Debug, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct ClaimToThing {
+    pub existing_key: String,
+    pub new_key: String,
+    pub delimiter: String,
+    pub index: i32,
+}
+
+/// A JWT bearer authentication provider (an ASP.NET `AddJwtBearer(name, ...)` scheme).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct OcelotAuthProvider {
+    pub name: String,
+    /// Accepted `iss` values; empty: the issuer is not checked (or, with `authority`, is
+    /// the one its discovery document names).
+    pub issuers: Vec<String>,
+    /// No issuer named, one checked: the one the authority's discovery document names.
+    pub issuer_from_authority: bool,
+    /// Accepted `aud` values; empty: the audience is not checked.
+    pub audiences: Vec<String>,
+    pub validate_lifetime: bool,
+    pub require_expiration: bool,
+    pub clock_skew_s: u64,
+    /// Accepted `alg` values; empty: any the key's type allows.
+    pub algorithms: Vec<String>,
+    /// Inline keys (PEM or JWK, possibly `{vault://...}` references), resolved and parsed
+    /// when a snapshot compiles. Not printed: a symmetric key is a secret.
+    #[serde(skip)]
+    pub keys: Vec<KeySource>,
+    pub jwks_file: Option<Located>,
+    pub jwks_url: Option<Located>,
+    /// OpenID Connect issuer whose discovery document names the JWKS (`Authority`).
+    pub authority: Option<Located>,
+    /// Background JWKS refresh period.
+    pub jwks_refresh_s: u64,
+    /// The shortest time between two fetches made for a token whose `kid` is unknown.
+    pub jwks_min_refetch_s: u64,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// An inline key as written, and where.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeySource {
+    pub key: Captured,
+    pub origin: Origin,
+}
+
+/// A setting's value and where it was written.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Located {
+    pub value: String,
     #[serde(skip)]
     pub origin: Origin,
 }

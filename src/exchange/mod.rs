@@ -189,6 +189,30 @@ impl UriCaptures<'_> {
     }
 }
 
+/// An Ocelot route's placeholder values (path, query, then header placeholders; names
+/// without braces), in the context's extensions of a route whose plugins read or change them
+/// (RouteClaimsRequirement's `{name}` values, ChangeDownstreamPathTemplate). The forward step
+/// fills the DownstreamPathTemplate from these when they are there.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Placeholders(pub Vec<(Arc<str>, String)>);
+
+impl Placeholders {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| &**n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets `name` (replacing its value, or adding it).
+    pub fn set(&mut self, name: &str, value: String) {
+        match self.0.iter_mut().find(|(n, _)| &**n == name) {
+            Some((_, v)) => *v = value,
+            None => self.0.push((Arc::from(name), value)),
+        }
+    }
+}
+
 /// The request head as request-side hooks see and change it, and its body once read.
 pub struct Request<'a> {
     pub head: &'a mut http::request::Parts,

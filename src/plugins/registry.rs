@@ -19,7 +19,8 @@ use super::schema::{Checks, Validate};
 use super::{Plugin, acl, acme, basic_auth, bot_detection, correlation_id, cors, datadog};
 use super::{ai, aws_lambda, azure_functions, file_log, functions, grpc_gateway};
 use super::{grpc_web, hmac_auth, http_log, ip_restriction, jwt, key_auth, ldap_auth, loggly};
-use super::{oauth2, ocelot_headers, ocelot_ip, ocelot_rate_limit, opentelemetry, prometheus};
+use super::{oauth2, ocelot_auth, ocelot_headers, ocelot_ip, ocelot_jwt, ocelot_rate_limit};
+use super::{opentelemetry, prometheus};
 use super::{proxy_cache, rate_limiting, redirect, request_size_limiting, request_termination};
 use super::{request_transformer, response_ratelimiting, response_transformer, session};
 use super::{standard_webhooks, statsd, syslog, tcp_log, udp_log, zipkin};
@@ -73,6 +74,8 @@ pub struct BuildCx<'a> {
     pub service: Option<&'a Identity>,
     pub state: &'a State,
     pub consumers: &'a Arc<Consumers>,
+    /// The snapshot's Ocelot authentication providers (`ocelot-authentication` names them).
+    pub auth_providers: &'a ocelot_jwt::Providers,
 }
 
 /// What the registry knows of a plugin name.
@@ -154,7 +157,8 @@ impl Registry {
             .register::<ocelot_ip::SecurityOptions>()
             .register::<ocelot_headers::HeaderTransforms>()
             .register::<ocelot_headers::RequestIdKey>()
-            .register::<ocelot_rate_limit::RateLimitOptions>();
+            .register::<ocelot_rate_limit::RateLimitOptions>()
+            .register::<ocelot_auth::Authentication>();
         r
     }
 

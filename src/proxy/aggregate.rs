@@ -18,8 +18,9 @@ use super::ocelot::{self, Head};
 use super::pipeline::{Env, Resolved, Response, Run, into_proxy};
 use crate::config::ocelot::aggregate::{Aggregator, JsonPath};
 use crate::config::ocelot::template::Params;
+use crate::exchange::Placeholders;
 use crate::plugins::Phases;
-use crate::snapshot::AggregateRt;
+use crate::snapshot::{AggregateRt, RouteKind};
 
 /// The largest part body an aggregate reads.
 const MAX_PART_BODY: usize = 16 << 20;
@@ -54,6 +55,11 @@ async fn part<'a>(env: Env<'a>, ridx: usize, req: &PartRequest<'_>, params: Para
         (!route.chain.is_empty()).then(|| Run::new(env, Resolved::Route(&route.chain), &parts));
     if let Some(mut r) = run.take() {
         r.enter(route, route.service.map(|s| &env.snap.services[s]));
+        if let RouteKind::Ocelot(o) = &route.kind
+            && o.plugins_use_placeholders
+        {
+            r.ctx.extensions.insert(Placeholders(params.clone()));
+        }
         r.ctx.host = parts.headers.get(header::HOST).cloned();
         if let Some(resp) = r.phase(Phases::ACCESS, &mut parts, &mut body).await {
             let (mut rparts, rbody) = into_proxy(resp).into_parts();

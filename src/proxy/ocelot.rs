@@ -15,7 +15,7 @@ use super::headers::{REQUEST_ID, append_via};
 use super::pipeline::{Env, FilteredRequest, Response, Run, take_replaced, upstream_marks};
 use super::upstream::send_with_retries;
 use crate::config::ocelot::template::Params;
-use crate::exchange::RequestId;
+use crate::exchange::{Placeholders, RequestId};
 use crate::plugins::Phases;
 use crate::snapshot::{OcelotRt, RouteKind, ServiceRt};
 use crate::uri::escape_upstream;
@@ -79,6 +79,11 @@ pub async fn forward<'a>(
     };
 
     let override_path = run.as_ref().and_then(|r| r.upstream_path.clone());
+    // Plugins may have changed the placeholder values (ChangeDownstreamPathTemplate).
+    let params = run
+        .as_ref()
+        .and_then(|r| r.ctx.extensions.get::<Placeholders>())
+        .map_or(params, |p| &p.0);
     let downstream = match override_path {
         Some(p) => p,
         None => o.downstream.render(params, head.path, head.query),

@@ -31,7 +31,8 @@ use super::{Conn, aggregate, kong, ocelot};
 use crate::config::kong::split_host_port;
 use crate::config::ocelot::template::decoded_path;
 use crate::exchange::{
-    self, Answered, BodyFlow, Chunk, Ctx, Flow, LogEntry, Request, RequestId, UriCaptures, respond,
+    self, Answered, BodyFlow, Chunk, Ctx, Flow, LogEntry, Placeholders, Request, RequestId,
+    UriCaptures, respond,
 };
 use crate::plugins::{Chain, Phases, Plugin, auth};
 use crate::router::{PathRule, Request as RouteRequest};
@@ -175,6 +176,11 @@ impl<'a> Exchange<'a> {
             let run = self.enter(route, service, parts, host_value.clone());
             if let PathRule::Regex(regexes) = &snap.router.matchers[m.matcher].paths {
                 run.ctx.uri_captures = uri_captures(regexes, &path);
+            }
+            if let RouteKind::Ocelot(o) = &route.kind
+                && o.plugins_use_placeholders
+            {
+                run.ctx.extensions.insert(Placeholders(m.params.clone()));
             }
             if let Some(resp) = run.phase(Phases::ACCESS, parts, body).await {
                 return self.plugin_answer(resp);

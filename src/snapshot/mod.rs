@@ -27,11 +27,13 @@ use crate::config::model::{
 use crate::config::ocelot::aggregate::{Aggregator, JsonPath};
 use crate::config::ocelot::template::DownstreamTemplate;
 use crate::exchange::{Consumer, Identity};
+mod auth;
 mod chains;
 mod consumers;
 
 pub use consumers::{Consumers, Found, JwtKey};
 
+use crate::plugins::ocelot_jwt::Providers;
 use crate::plugins::registry::{BuildCx, Kind, Registry};
 use crate::plugins::{Chain, Plugin};
 use crate::proxy::ocelot::CookieJar;
@@ -102,6 +104,8 @@ pub struct Snapshot {
     pub warnings: Vec<Diagnostic>,
     /// What parses and is checked but is not served, and lets traffic pass without it.
     pub unserved: Vec<(String, Origin)>,
+    /// The Ocelot authentication providers, with the key files they read.
+    pub auth_providers: Providers,
 }
 
 pub struct RouteRt {
@@ -159,6 +163,8 @@ pub struct OcelotRt {
     pub version: http::Version,
     pub allow_auto_redirect: bool,
     pub cookie_jar: Option<Arc<CookieJar>>,
+    /// Its plugins read or change the placeholder values (`exchange::Placeholders`).
+    pub plugins_use_placeholders: bool,
 }
 
 /// An Ocelot aggregate, compiled.
@@ -251,6 +257,10 @@ impl Snapshot {
             report.push(Severity::Error, &origin, message);
         }
         let consumers = Arc::new(consumers);
+        let (auth_providers, problems) = auth::compile(&model, state, &model.vaults);
+        for (origin, message) in problems {
+            report.push(Severity::Error, &origin, message);
+        }
         let route_ids: Vec<Identity> = model
             .routes
             .iter()
@@ -265,6 +275,7 @@ impl Snapshot {
             consumers: &consumers,
             services: &services,
             vaults: &model.vaults,
+            auth_providers: &auth_providers,
         };
         let built = env.kong_plugins(&model, &route_ids, &mut report);
         let resolver = chains::Resolver::new(&model, &built, registry);
@@ -371,6 +382,7 @@ impl Snapshot {
             global,
             warnings,
             unserved,
+            auth_providers,
             model,
         };
         snap.unserved.extend(report.unserved);
@@ -467,6 +479,7 @@ struct BuildEnv<'a> {
     consumers: &'a Arc<Consumers>,
     services: &'a [ServiceRt],
     vaults: &'a crate::config::vault::Vaults,
+    auth_providers: &'a Providers,
 }
 
 impl BuildEnv<'_> {
@@ -501,6 +514,7 @@ impl BuildEnv<'_> {
                     service: p.scope.service.map(|s| &self.services[s].identity),
                     state: self.state,
                     consumers: self.consumers,
+                    auth_providers: self.auth_providers,
                 };
                 // Secret references are read now, on every compile, into a copy only this
                 // build sees: the model keeps the reference, so nothing that prints the
@@ -540,7 +554,7 @@ impl BuildEnv<'_> {
     }
 
     /// An Ocelot route's runtime form: its options as plugins (SecurityOptions, header
-    /// transforms, RateLimitOptions, RequestIdKey), built through the registry from the
+    /// transforms, RateLimitOptions, RequestIdKey, AuthenticationOptions and claims), built through the registry from the
     /// settings the Ocelot loader merged and checked, and its downstream template.
     fn ocelot_route(&self, r: &OcelotRoute, report: &mut Report) -> RouteRt {
         let identity = Identity {
@@ -588,6 +602,11 @@ impl BuildEnv<'_> {
         if let Some(k) = &r.request_id_key {
             options.push(("ocelot-request-id", serde_json::json!({ "key": k })));
         }
+        if !r.auth.is_empty() {
+            let mut v = serde_json::to_value(&r.auth).unwrap_or_default();
+            v["downstream_template"] = r.downstream_path_template.as_str().into();
+            options.push(("ocelot-authentication", v));
+        }
         let at = crate::config::node::Span {
             line: r.origin.line,
             col: r.origin.column,
@@ -601,6 +620,7 @@ impl BuildEnv<'_> {
                 service: service.map(|s| &s.identity),
                 state: self.state,
                 consumers: self.consumers,
+                auth_providers: self.auth_providers,
             };
             match self.registry.build(name, &config, &mut cx) {
                 Ok(p) => plugins.extend(p),
@@ -630,6 +650,7 @@ impl BuildEnv<'_> {
                 version,
                 allow_auto_redirect: r.allow_auto_redirect,
                 cookie_jar,
+                plugins_use_placeholders: r.auth.uses_placeholders(),
             })),
             service: r.service,
             https_only: false,

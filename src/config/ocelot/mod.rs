@@ -19,6 +19,7 @@
 //! every problem is reported with its file, line, column and JSON path.
 
 pub mod aggregate;
+pub mod auth;
 pub mod raw;
 pub mod template;
 
@@ -507,12 +508,6 @@ struct HeaderTransforms {
     request_id_key: Option<String>,
 }
 
-/// The claims transforms a route can carry.
-struct Claims {
-    add_headers: Vec<(String, String)>,
-    add_queries: Vec<(String, String)>,
-}
-
 /// A route's pairs, then the global ones it does not name (names compared
 /// case-insensitively, as HTTP header names are).
 fn merge_pairs(
@@ -536,16 +531,6 @@ fn in_group(route_keys: &Option<Vec<String>>, key: Option<&str>) -> bool {
         Some(keys) if keys.is_empty() => true,
         Some(keys) => key.is_some_and(|k| keys.iter().any(|x| x == k)),
     }
-}
-
-/// A `Claims[type] > value[index] > delimiter` expression (AddHeadersToRequest & co.).
-fn claims_expression(v: &str) -> bool {
-    static RE: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
-    let re = RE.get_or_init(|| {
-        Regex::new(r"^\s*Claims\[[^\]]+\]\s*>\s*value(\[\d+\])?\s*(>\s*\S+\s*)?$")
-            .expect("claims regex")
-    });
-    re.is_match(v)
 }
 
 /// A rate-limit duration (`1s`, `10.5m`, `500ms`); a bare number is milliseconds.
@@ -811,6 +796,7 @@ impl Cx<'_> {
             .and_then(|g| self.deserialize::<RawGlobal>(g))
             .unwrap_or_default();
         let gcx = self.global(&raw_global, merged.global.as_ref());
+        self.auth_providers(&raw_global, merged.global.as_ref());
 
         let routes = &merged.routes;
         let route_raws: Vec<Option<RawRoute>> = routes
@@ -1200,8 +1186,9 @@ impl Cx<'_> {
         let mut destination = self.destination(ent, r, g, &mut ok);
         let (downstream_method, downstream_version) = self.downstream_request(ent, r, g, &mut ok);
         let headers = self.header_transforms(ent, r, g, &mut ok);
-        let claims = self.claims_transforms(ent, r);
-        self.authentication(ent, r, g, &claims);
+        // AuthenticationOptions and the claims options (`auth`).
+        let auth = self.route_auth(ent, r, g);
+        ok &= auth.is_some();
         // Options served by later issues: checked, then named in a startup warning.
         self.qos_and_caching(ent, r, g);
         destination.round_robin = self.load_balancer(ent, r, g, &destination);
@@ -1243,8 +1230,7 @@ impl Cx<'_> {
             downstream_version,
             upstream_header_transform: headers.upstream,
             downstream_header_transform: headers.downstream,
-            add_headers_to_request: claims.add_headers,
-            add_queries_to_request: claims.add_queries,
+            auth: auth?,
             request_id_key: headers.request_id_key,
             security,
             rate_limit,
@@ -1505,95 +1491,6 @@ impl Cx<'_> {
                 &g.raw.downstream_header_transform,
             ),
             request_id_key,
-        }
-    }
-
-    /// The claims transforms: they only run for authenticated requests. AddClaimsToRequest
-    /// and ChangeDownstreamPathTemplate are only checked: nothing carries them yet.
-    fn claims_transforms(&mut self, ent: &Entity, r: &RawRoute) -> Claims {
-        let add_headers = self.claims(ent, "AddHeadersToRequest", &r.add_headers_to_request);
-        let add_queries = self.claims(ent, "AddQueriesToRequest", &r.add_queries_to_request);
-        let _ = self.claims(ent, "AddClaimsToRequest", &r.add_claims_to_request);
-        let _ = self.claims(
-            ent,
-            "ChangeDownstreamPathTemplate",
-            &r.change_downstream_path_template,
-        );
-        Claims {
-            add_headers,
-            add_queries,
-        }
-    }
-
-    /// The claims expressions of one transform; anything else is left out with a warning.
-    fn claims(
-        &mut self,
-        ent: &Entity,
-        field: &'static str,
-        map: &Option<IndexMap<String, Option<String>>>,
-    ) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        for (k, v) in pairs(map) {
-            if claims_expression(&v) {
-                out.push((k, v));
-            } else {
-                self.warn(ent, &Path::root().key(field).key(k.clone()), format!("`{v}` is not a claims expression (`Claims[type] > value[index] > delimiter`); Ocelot ignores it, and so does switchyard"));
-            }
-        }
-        out
-    }
-
-    /// AuthenticationOptions (the route's, else the global group's), and what needs an
-    /// authenticated user. Authentication is not served yet: such routes fail closed.
-    fn authentication(&mut self, ent: &Entity, r: &RawRoute, g: &GlobalCx, claims: &Claims) {
-        let root = Path::root();
-        let auth = r.authentication_options.clone().or_else(|| {
-            g.raw
-                .authentication_options
-                .clone()
-                .filter(|a| in_group(&a.route_keys, r.key.as_deref()))
-        });
-        let requires_authentication = auth
-            .as_ref()
-            .is_some_and(|a| a.has_provider() && a.allow_anonymous != Some(true));
-        if requires_authentication {
-            self.close(
-                ent,
-                &root.key("AuthenticationOptions"),
-                "AuthenticationOptions (authentication)",
-            );
-        } else if auth
-            .as_ref()
-            .and_then(|a| a.allowed_scopes.as_ref())
-            .is_some_and(|s| !s.is_empty())
-        {
-            self.close(
-                ent,
-                &root.key("AuthenticationOptions").key("AllowedScopes"),
-                "AuthenticationOptions.AllowedScopes (scopes need an authenticated user)",
-            );
-        }
-        // Claims come from an authenticated user, which no route has until authentication
-        // is served: whatever uses them cannot be honoured.
-        let written = |m: &Option<IndexMap<String, Option<String>>>| {
-            m.as_ref().is_some_and(|m| !m.is_empty())
-        };
-        for (field, set) in [
-            (
-                "RouteClaimsRequirement",
-                written(&r.route_claims_requirement),
-            ),
-            ("AddClaimsToRequest", written(&r.add_claims_to_request)),
-            (
-                "ChangeDownstreamPathTemplate",
-                written(&r.change_downstream_path_template),
-            ),
-            ("AddHeadersToRequest", !claims.add_headers.is_empty()),
-            ("AddQueriesToRequest", !claims.add_queries.is_empty()),
-        ] {
-            if set {
-                self.close(ent, &root.key(field), &format!("{field} (claims)"));
-            }
         }
     }
 

@@ -190,6 +190,9 @@ pub struct RawGlobal {
     pub upstream_header_transform: Option<IndexMap<String, Option<String>>>,
     #[serde(rename = "DownstreamHeaderTransform")]
     pub downstream_header_transform: Option<IndexMap<String, Option<String>>>,
+    /// switchyard's JWT bearer providers (Ocelot registers them in C#): `super::auth`.
+    #[serde(rename = "AuthenticationProviders")]
+    pub authentication_providers: Option<IndexMap<String, super::auth::RawAuthProvider>>,
     /// Read by the Administration API setup (`AddAdministration`), not by routing.
     #[serde(rename = "AdministrationPath")]
     pub administration_path: Option<String>,
