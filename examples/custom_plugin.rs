@@ -28,7 +28,9 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 use switchyard::gateway::Builder;
-use switchyard::plugins::{BuildCx, Checks, Ctx, Phases, Plugin, PluginSpec, Validate};
+use switchyard::plugins::{
+    BuildCx, Checks, Ctx, Phases, Plugin, PluginSpec, ResponseHead, Validate,
+};
 
 /// The plugin's `config`: what `schema.lua` says in Kong.
 #[derive(Debug, Deserialize)]
@@ -89,8 +91,9 @@ impl Plugin for PoweredBy {
         Phases::RESPONSE_HEAD
     }
 
-    fn response_head(&self, _ctx: &mut Ctx<'_>, resp: &mut http::response::Parts) {
-        resp.headers.insert(self.header.clone(), self.value.clone());
+    fn response_head(&self, _ctx: &mut Ctx<'_>, resp: &mut ResponseHead<'_>) {
+        resp.headers_mut()
+            .insert(self.header.clone(), self.value.clone());
     }
 }
 

@@ -16,7 +16,8 @@ use serde::Deserialize;
 use switchyard::exchange::{LogEntry, respond};
 use switchyard::gateway::Builder;
 use switchyard::plugins::{
-    BodyFlow, BuildCx, Chunk, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate,
+    BodyFlow, BuildCx, Chunk, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, ResponseHead,
+    Validate,
 };
 use switchyard::snapshot::Consumers;
 
@@ -78,8 +79,8 @@ impl Plugin for Tag {
             .append(self.header.clone(), self.value.clone());
         Flow::Continue
     }
-    fn response_head(&self, _ctx: &mut Ctx<'_>, resp: &mut http::response::Parts) {
-        resp.headers.append("x-tag-seen", self.value.clone());
+    fn response_head(&self, _ctx: &mut Ctx<'_>, resp: &mut ResponseHead<'_>) {
+        resp.headers_mut().append("x-tag-seen", self.value.clone());
     }
     fn log(&self, _ctx: &Ctx<'_>, entry: &LogEntry) {
         LOGGED.lock().unwrap().push(format!(
@@ -355,6 +356,51 @@ impl Plugin for Rewrite {
     }
 }
 
+#[derive(Debug, Deserialize, Default)]
+struct PeekConfig {
+    #[serde(default)]
+    touch: bool,
+}
+impl Validate for PeekConfig {}
+
+/// A response-head hook that reads the headers (`x-peek: <first x-up>`) only when `touch`;
+/// otherwise it changes the status of a 203 to 200 and nothing else.
+struct Peek {
+    touch: bool,
+}
+
+impl PluginSpec for Peek {
+    const NAME: &'static str = "test-peek";
+    const PRIORITY: i32 = 700;
+    type Config = PeekConfig;
+    fn build(c: PeekConfig, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        Ok(Some(Arc::new(Peek { touch: c.touch })))
+    }
+}
+
+impl Plugin for Peek {
+    fn name(&self) -> &str {
+        Self::NAME
+    }
+    fn priority(&self) -> i32 {
+        Self::PRIORITY
+    }
+    fn phases(&self) -> Phases {
+        Phases::RESPONSE_HEAD
+    }
+    fn response_head(&self, _ctx: &mut Ctx<'_>, resp: &mut ResponseHead<'_>) {
+        if resp.status == StatusCode::NON_AUTHORITATIVE_INFORMATION {
+            resp.status = StatusCode::OK;
+        }
+        if self.touch {
+            let first = resp.headers().get("x-up").cloned();
+            if let Some(v) = first {
+                resp.headers_mut().insert("x-peek", v);
+            }
+        }
+    }
+}
+
 fn builder() -> Builder {
     Builder::new()
         .plugin::<TagHigh>()
@@ -366,6 +412,7 @@ fn builder() -> Builder {
         .plugin::<Upper>()
         .plugin::<Wrap>()
         .plugin::<Rewrite>()
+        .plugin::<Peek>()
 }
 
 fn gateway(kong: &str) -> TestGateway {
@@ -626,4 +673,91 @@ fn consumer_plugins_run_after_the_authentication_and_not_before_it() {
         assert_eq!(seen.headers["x-tag"], "route", "{who}");
         assert_eq!(seen.headers.contains_key("x-waited"), waited, "{who}");
     }
+}
+
+/// An upstream that answers every request with the same head: duplicate names, a hop-by-hop
+/// header, its own Via and a request id of its own.
+fn fixed_upstream() -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut out = stream;
+                loop {
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let head = "HTTP/1.1 203 Fine\r\nX-Up: one\r\nKeep-Alive: timeout=5\r\n\
+                        Via: 1.1 origin\r\nX-Up: two\r\nX-Switchyard-Request-Id: forged\r\n\
+                        Content-Length: 5\r\n\r\nhello";
+                    if out.write_all(head.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_head_hook_that_does_not_read_the_headers_leaves_them_as_one_that_does() {
+    let up = fixed_upstream();
+    let kong = format!(
+        r#"_format_version: "3.0"
+services:
+- name: s
+  url: http://{up}
+  routes:
+  - {{name: plain, paths: [/plain]}}
+  - {{name: status-only, paths: [/status-only], plugins: [{{name: test-peek}}]}}
+  - {{name: reads, paths: [/reads], plugins: [{{name: test-peek, config: {{touch: true}}}}]}}
+"#
+    );
+    let gw = gateway(&kong);
+    let plain = gw.get("/plain");
+    let status_only = gw.get("/status-only");
+    let reads = gw.get("/reads");
+    assert_eq!(plain.status, 203);
+    // The hook's status change takes, with or without the headers read.
+    assert_eq!(status_only.status, 200);
+    assert_eq!(reads.status, 200);
+    assert_eq!(reads.header("x-peek"), Some("one"));
+    assert_eq!(status_only.header("x-peek"), None);
+    for r in [&plain, &status_only, &reads] {
+        assert_eq!(r.text(), "hello");
+        assert_eq!(r.header("x-up"), Some("one, two"), "{:?}", r.headers);
+        assert_eq!(r.header("content-length"), Some("5"));
+        assert_eq!(r.header("keep-alive"), None);
+        let via = r.header("via").unwrap_or_default();
+        assert!(via.starts_with("1.1 origin, 1.1 switchyard"), "{via}");
+        assert_eq!(via.matches("switchyard").count(), 1, "{via}");
+        assert_ne!(r.header("x-switchyard-request-id"), Some("forged"));
+        assert!(r.header("x-switchyard-request-id").is_some());
+        assert!(r.header("x-switchyard-upstream-latency").is_some());
+        assert!(r.header("x-switchyard-proxy-latency").is_some());
+    }
+    // The same names either way, but for the hook's own.
+    let names = |r: &Resp| {
+        let mut n: Vec<String> = r
+            .headers
+            .keys()
+            .filter(|k| *k != "x-peek")
+            .cloned()
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&status_only), names(&plain));
+    assert_eq!(names(&reads), names(&plain));
 }

@@ -14,6 +14,8 @@
 //!   typed extensions where plugins keep per-request state.
 //! - `Request`: the request head as hooks may change it, with its body once a hook asked
 //!   for it (`Flow::ReadBody`).
+//! - `ResponseHead`: the response head as `response_head` hooks see and change it; its
+//!   header map is made on first use.
 //! - `Flow`: what a request-side hook decided: go on, answer now, wait for I/O, or read the
 //!   body first.
 //! - `Body`: a body the gateway makes (plugin answers, gateway errors), in data frames and
@@ -30,7 +32,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Method};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 pub use body::{Body, Frame};
 pub use id::RequestId;
@@ -255,6 +257,52 @@ impl Request<'_> {
         parts.path_and_query = Some(pq.parse()?);
         self.head.uri = http::Uri::from_parts(parts)?;
         Ok(())
+    }
+}
+
+/// The response head as `response_head` hooks see it: status and version as they are, the
+/// header map made when a hook first asks for it. An upstream head the engine kept as the
+/// lines it came in (nothing needed a map when it was read) is turned into a map only then,
+/// so hooks that look at the status alone, or decide from the context that there is nothing
+/// to do, leave the engine its fast path of writing those lines back out.
+pub struct ResponseHead<'a> {
+    pub status: StatusCode,
+    pub version: Version,
+    headers: &'a mut HeaderMap,
+    /// Fills `headers` from the engine's lines; taken on first use.
+    fill: Option<&'a mut dyn FnMut(&mut HeaderMap)>,
+}
+
+impl<'a> ResponseHead<'a> {
+    /// A head whose headers are in `headers`, or, with `fill`, are filled in on first use.
+    pub fn new(
+        status: StatusCode,
+        version: Version,
+        headers: &'a mut HeaderMap,
+        fill: Option<&'a mut dyn FnMut(&mut HeaderMap)>,
+    ) -> Self {
+        ResponseHead {
+            status,
+            version,
+            headers,
+            fill,
+        }
+    }
+
+    pub fn headers(&mut self) -> &HeaderMap {
+        self.headers_mut()
+    }
+
+    pub fn headers_mut(&mut self) -> &mut HeaderMap {
+        if let Some(fill) = self.fill.take() {
+            fill(self.headers);
+        }
+        self.headers
+    }
+
+    /// Some hook asked for the headers (or they were a map from the start).
+    pub fn has_map(&self) -> bool {
+        self.fill.is_none()
     }
 }
 

@@ -75,7 +75,7 @@ use std::sync::Arc;
 
 use http::HeaderMap;
 
-pub use crate::exchange::{BodyFlow, Chunk, Ctx, Flow, LogEntry, Request};
+pub use crate::exchange::{BodyFlow, Chunk, Ctx, Flow, LogEntry, Request, ResponseHead};
 pub use registry::{BuildCx, Kind, PluginSpec, Registry};
 pub use schema::{Checks, Validate};
 
@@ -163,8 +163,9 @@ pub trait Plugin: Send + Sync + 'static {
     fn request_trailers(&self, _ctx: &mut Ctx<'_>, _trailers: &mut HeaderMap) {}
 
     /// The response head (Kong's `header_filter`), from the upstream, a plugin or the
-    /// gateway itself.
-    fn response_head(&self, _ctx: &mut Ctx<'_>, _resp: &mut http::response::Parts) {}
+    /// gateway itself. Its header map is made when the hook first asks for it
+    /// (`ResponseHead::headers`): a hook that returns without looking costs no parse.
+    fn response_head(&self, _ctx: &mut Ctx<'_>, _resp: &mut ResponseHead<'_>) {}
 
     /// Each piece of the response body (Kong's `body_filter`). `BodyFlow::Buffer` holds the
     /// body until its end, and the response head with it, so that the length may change.

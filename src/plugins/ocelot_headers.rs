@@ -12,7 +12,9 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::{BuildCx, Checks, Ctx, Flow, Phases, Plugin, PluginSpec, Request, Validate};
+use super::{
+    BuildCx, Checks, Ctx, Flow, Phases, Plugin, PluginSpec, Request, ResponseHead, Validate,
+};
 
 #[derive(Debug, Clone, PartialEq)]
 enum Part {
@@ -295,14 +297,14 @@ impl Plugin for HeaderTransforms {
         Flow::Continue
     }
 
-    fn response_head(&self, ctx: &mut Ctx<'_>, resp: &mut http::response::Parts) {
+    fn response_head(&self, ctx: &mut Ctx<'_>, resp: &mut ResponseHead<'_>) {
         let env = Env {
             ctx,
             base_url: &self.base_url,
         };
         apply(
             &self.downstream,
-            &mut resp.headers,
+            resp.headers_mut(),
             &env,
             &self.downstream_bases,
         );

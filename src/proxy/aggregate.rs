@@ -63,7 +63,7 @@ async fn part<'a>(env: Env<'a>, ridx: usize, req: &PartRequest<'_>, params: Para
         r.ctx.host = parts.headers.get(header::HOST).cloned();
         if let Some(resp) = r.phase(Phases::ACCESS, &mut parts, &mut body).await {
             let (mut rparts, rbody) = into_proxy(resp).into_parts();
-            r.response_head(&mut rparts);
+            r.response_head(&mut rparts, None);
             let resp = http::Response::from_parts(rparts, rbody);
             return read_part(env, resp, Some(r)).await;
         }
@@ -82,7 +82,7 @@ async fn part<'a>(env: Env<'a>, ridx: usize, req: &PartRequest<'_>, params: Para
         (Ok(resp), None) => read_part(env, resp, None).await,
         (Ok(resp), Some(mut run)) => {
             let (mut rparts, rbody) = resp.into_parts();
-            run.response_head(&mut rparts);
+            run.response_head(&mut rparts, None);
             let resp = http::Response::from_parts(rparts, rbody);
             read_part(env, resp, Some(run)).await
         }

@@ -48,6 +48,15 @@ impl ProxyBody {
         }
     }
 
+    /// Takes the raw header lines off an upstream body, whose head then goes out from its
+    /// map like any other.
+    pub fn take_raw_head(&mut self) -> Option<Box<super::http1::RawHeaders>> {
+        match self {
+            ProxyBody::Upstream(u) => u.take_raw_head(),
+            _ => None,
+        }
+    }
+
     /// The exact length, when it is known before reading.
     pub fn length(&self) -> Option<u64> {
         match self {

@@ -623,6 +623,10 @@ impl UpstreamBody {
         self.raw.as_deref()
     }
 
+    pub fn take_raw_head(&mut self) -> Option<Box<http1::RawHeaders>> {
+        self.raw.take()
+    }
+
     /// The response head has a header the gateway sets on responses itself (Via, its
     /// latency and request-id headers): those must be read or replaced, not only added.
     pub fn gateway_set(&self) -> bool {

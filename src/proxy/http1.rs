@@ -416,6 +416,47 @@ impl RawHeaders {
         HeaderValue::from_maybe_shared(self.head.slice(usize::from(a)..usize::from(b))).ok()
     }
 
+    /// The lines as a header map, for a hook that asks for the headers after all: the lines
+    /// passed on and the upstream's Content-Length, as `header_map` would have made them.
+    pub fn to_map(&self) -> HeaderMap {
+        let mut map = super::buffers::header_map(16 + ADDED_HEADERS);
+        let mut line = |a: usize, b: usize| {
+            let bytes = &self.head[a..b];
+            let Some(colon) = bytes.iter().position(|&c| c == b':') else {
+                return;
+            };
+            let value = &bytes[colon + 1..];
+            let start = a + colon + 1 + (value.len() - value.trim_ascii_start().len());
+            let end = b - (value.len() - value.trim_ascii_end().len());
+            // httparse checked both when the head was read.
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(&bytes[..colon]),
+                HeaderValue::from_maybe_shared(self.head.slice(start..end.max(start))),
+            ) {
+                map.append(n, v);
+            }
+        };
+        let mut at = usize::from(self.block.0);
+        let end = usize::from(self.block.1);
+        let mut lines = |from: usize, to: usize| {
+            let mut a = from;
+            while a < to {
+                let b = line_end(&self.head[..to], a).unwrap_or(to);
+                line(a, b);
+                a = b;
+            }
+        };
+        for &(a, b) in &self.skip[..usize::from(self.skipped)] {
+            lines(at, usize::from(a));
+            if self.content_length == Some((a, b)) {
+                lines(usize::from(a), usize::from(b));
+            }
+            at = usize::from(b);
+        }
+        lines(at, end);
+        map
+    }
+
     /// Writes the lines passed on; the upstream's Content-Length with them when `keep_length`.
     fn write(&self, out: &mut Vec<u8>, keep_length: bool) {
         let mut at = usize::from(self.block.0);

@@ -84,10 +84,13 @@ impl<'a> Forward<'a, '_> {
             let client_host = host_override.or(client_host);
 
             let proxy_done = std::time::Instant::now();
-            // No plugin reads the response head: its lines go out as they came, and the
-            // gateway's after them.
+            // No plugin filters the response body: the head's lines go out as they came, and
+            // the gateway's after them. Head hooks turn them into a map only if they ask for
+            // the headers (`ResponseHead`).
             let raw_head = run.as_deref().is_none_or(|r| {
-                !r.chain.has(Phases::RESPONSE) && r.ctx.response_headers.is_empty()
+                !r.chain
+                    .has(Phases::RESPONSE_BODY | Phases::RESPONSE_TRAILERS)
+                    && r.ctx.response_headers.is_empty()
             });
             let result = match run.as_deref_mut() {
                 Some(r) if r.chain.has(Phases::REQUEST_BODY | Phases::UPSTREAM_REQUEST) => {

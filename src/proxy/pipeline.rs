@@ -32,7 +32,7 @@ use crate::config::kong::split_host_port;
 use crate::config::ocelot::template::decoded_path;
 use crate::exchange::{
     self, Answered, BodyFlow, Chunk, Ctx, Flow, LogEntry, Placeholders, Request, RequestId,
-    UriCaptures, respond,
+    ResponseHead, UriCaptures, respond,
 };
 use crate::plugins::{Chain, Phases, Plugin, auth};
 use crate::router::{PathRule, Request as RouteRequest};
@@ -276,11 +276,25 @@ impl<'a> Exchange<'a> {
     fn upstream_answer(&mut self, mut resp: Response) -> Response {
         if let Some(run) = self.run.as_deref_mut() {
             run.source = Answered::Upstream;
-            if resp.body().raw_head().is_none() {
-                let (mut parts, body) = resp.into_parts();
-                run.response_head(&mut parts);
-                resp = http::Response::from_parts(parts, body);
+            let (mut parts, mut body) = resp.into_parts();
+            if body.raw_head().is_none() {
+                run.response_head(&mut parts, None);
+            } else if run.chain.has(Phases::RESPONSE_HEAD) {
+                // The lines become a map only if a hook asks for the headers; the marks
+                // the writer would have added go into it then.
+                let stamp = &mut self.stamp;
+                let mut fill = |map: &mut HeaderMap| {
+                    if let Some(raw) = body.take_raw_head() {
+                        *map = raw.to_map();
+                        for (name, value) in stamp.upstream.take().iter().flat_map(|m| m.headers())
+                        {
+                            map.insert(name, value);
+                        }
+                    }
+                };
+                run.response_head(&mut parts, Some(&mut fill));
             }
+            resp = http::Response::from_parts(parts, body);
         }
         resp
     }
@@ -295,7 +309,7 @@ impl<'a> Exchange<'a> {
         if let Some(run) = self.run.as_deref_mut() {
             run.source = Answered::Plugin;
             let (mut parts, body) = resp.into_parts();
-            run.response_head(&mut parts);
+            run.response_head(&mut parts, None);
             resp = http::Response::from_parts(parts, body);
         }
         resp
@@ -313,7 +327,7 @@ impl<'a> Exchange<'a> {
         match self.run.as_deref_mut() {
             Some(run) if run.chain.has(Phases::RESPONSE_HEAD) => {
                 let (mut parts, body) = resp.into_parts();
-                run.response_head(&mut parts);
+                run.response_head(&mut parts, None);
                 http::Response::from_parts(parts, body)
             }
             _ => resp,
@@ -623,17 +637,30 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The response-head phase, then the headers request-side hooks asked for.
-    pub fn response_head(&mut self, parts: &mut http::response::Parts) {
+    /// The response-head phase, then the headers request-side hooks asked for. With `fill`,
+    /// the head's headers are still the engine's raw lines, made into `parts.headers` only
+    /// if a hook asks for them.
+    pub fn response_head<'f>(
+        &mut self,
+        parts: &'f mut http::response::Parts,
+        fill: Option<&'f mut dyn FnMut(&mut HeaderMap)>,
+    ) {
+        let mut head = ResponseHead::new(parts.status, parts.version, &mut parts.headers, fill);
         let chain = self.chain.clone();
         for p in chain.with(Phases::RESPONSE_HEAD) {
-            p.response_head(&mut self.ctx, parts);
+            p.response_head(&mut self.ctx, &mut head);
         }
-        for (k, v) in self.ctx.response_headers.drain(..) {
-            parts.headers.insert(k, v);
+        if !self.ctx.response_headers.is_empty() {
+            let h = head.headers_mut();
+            for (k, v) in self.ctx.response_headers.drain(..) {
+                h.insert(k, v);
+            }
         }
-        // The request id is the gateway's to set (the engine's stamp).
-        parts.headers.remove(&headers::REQUEST_ID);
+        if head.has_map() {
+            // The request id is the gateway's to set (the engine's stamp).
+            head.headers_mut().remove(&headers::REQUEST_ID);
+        }
+        (parts.status, parts.version) = (head.status, head.version);
     }
 
     /// One piece of the response body through the body hooks in order; a hook that buffers
