@@ -122,12 +122,18 @@ pub struct Ctx<'s> {
 }
 
 impl<'s> Ctx<'s> {
-    pub fn new(request_id: RequestId, client: SocketAddr, local: SocketAddr) -> Self {
+    /// The context of a request whose head was read at `started`.
+    pub fn new(
+        request_id: RequestId,
+        client: SocketAddr,
+        local: SocketAddr,
+        started: Instant,
+    ) -> Self {
         Ctx {
             request_id,
             client,
             local,
-            started: Instant::now(),
+            started,
             tls: None,
             host: None,
             route: None,

@@ -381,6 +381,7 @@ mod tests {
             crate::exchange::RequestId::new(),
             "10.1.2.3:5555".parse().unwrap(),
             "127.0.0.1:8000".parse().unwrap(),
+            std::time::Instant::now(),
         );
         c.host = Some(HeaderValue::from_static("client.example.com:8443"));
         c

@@ -1197,6 +1197,7 @@ mod serving_tests {
             RequestId::new(),
             "10.0.0.1:5000".parse().unwrap(),
             "127.0.0.1:8000".parse().unwrap(),
+            std::time::Instant::now(),
         );
         ctx.uri_captures = captures;
         let mut req_body = None;

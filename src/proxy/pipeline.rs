@@ -465,8 +465,7 @@ pub struct Run<'a> {
 impl<'a> Run<'a> {
     pub fn new(env: Env<'a>, chain: Resolved<'a>, parts: &http::request::Parts) -> Box<Self> {
         let client = env.conn.client(&parts.headers);
-        let mut ctx = Ctx::new(env.id.clone(), client, env.conn.local);
-        ctx.started = env.started;
+        let ctx = Ctx::new(env.id.clone(), client, env.conn.local, env.started);
         let logs = chain.has(Phases::LOG);
         Box::new(Run {
             snap: env.snap,
@@ -516,8 +515,17 @@ impl<'a> Run<'a> {
                 continue;
             }
             let consumer_before = self.ctx.consumer.is_some();
-            if let Some(resp) = self.hook(which, &**p, parts, body).await {
-                return Some(resp);
+            // Most hooks decide at once: only one that waits or reads the body takes the
+            // slower path, whose future is made (boxed) only then.
+            match self.call(which, &**p, parts) {
+                Flow::Continue => {}
+                Flow::Respond(resp) => return Some(resp),
+                flow => {
+                    if let Some(resp) = Box::pin(self.settle(which, &**p, flow, parts, body)).await
+                    {
+                        return Some(resp);
+                    }
+                }
             }
             if which == Phases::ACCESS
                 && !consumer_before
@@ -535,27 +543,30 @@ impl<'a> Run<'a> {
         None
     }
 
-    /// One plugin's request-side hook, through whatever it asks for.
-    async fn hook(
+    /// One plugin's request-side hook, called once.
+    fn call(&mut self, which: Phases, p: &dyn Plugin, parts: &mut http::request::Parts) -> Flow {
+        let mut req = Request {
+            head: parts,
+            body: &mut self.body,
+            upstream_path: &mut self.upstream_path,
+        };
+        if which == Phases::REWRITE {
+            p.rewrite(&mut self.ctx, &mut req)
+        } else {
+            p.access(&mut self.ctx, &mut req)
+        }
+    }
+
+    /// A hook's `flow` followed through whatever it asks for (I/O, the body), calling the
+    /// hook again where it must, to its answer or `None` to go on.
+    async fn settle(
         &mut self,
         which: Phases,
         p: &dyn Plugin,
+        mut flow: Flow,
         parts: &mut http::request::Parts,
         body: &mut ProxyBody,
     ) -> Option<exchange::Response> {
-        let call = |run: &mut Run<'a>, parts: &mut http::request::Parts| {
-            let mut req = Request {
-                head: parts,
-                body: &mut run.body,
-                upstream_path: &mut run.upstream_path,
-            };
-            if which == Phases::REWRITE {
-                p.rewrite(&mut run.ctx, &mut req)
-            } else {
-                p.access(&mut run.ctx, &mut req)
-            }
-        };
-        let mut flow = call(self, parts);
         loop {
             match flow {
                 Flow::Continue => return None,
@@ -585,7 +596,7 @@ impl<'a> Run<'a> {
                             return Some(respond::message(status, msg));
                         }
                     }
-                    flow = call(self, parts);
+                    flow = self.call(which, p, parts);
                 }
             }
         }
