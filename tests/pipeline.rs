@@ -346,7 +346,7 @@ impl Plugin for Rewrite {
     fn rewrite(&self, _ctx: &mut Ctx<'_>, req: &mut Request<'_>) -> Flow {
         if let Some(rest) = req.path().strip_prefix("/old/") {
             let query = req.query().map(|q| format!("?{q}")).unwrap_or_default();
-            req.head.uri = format!("/new/{rest}{query}").parse().unwrap();
+            req.head_mut().uri = format!("/new/{rest}{query}").parse().unwrap();
         }
         Flow::Continue
     }
@@ -760,4 +760,21 @@ services:
     };
     assert_eq!(names(&status_only), names(&plain));
     assert_eq!(names(&reads), names(&plain));
+}
+
+#[test]
+fn what_an_access_hook_adds_cannot_smuggle_hop_by_hop_or_forwarding_headers() {
+    let up = Upstream::echo();
+    let gw = gateway(&service(
+        &up,
+        "  - {name: hop, paths: [/hop], plugins: [{name: test-tag, config: {value: h2c, header: upgrade}}]}\n\
+         \x20 - {name: fwd, paths: [/fwd], plugins: [{name: test-tag, config: {value: 6.6.6.6, header: x-real-ip}}]}\n\
+         \x20 - {name: ok, paths: [/ok], plugins: [{name: test-tag, config: {value: fine}}]}\n",
+    ));
+    assert_eq!(gw.get("/hop").status, 200);
+    assert_eq!(up.last().headers.get("upgrade"), None);
+    assert_eq!(gw.get("/fwd").status, 200);
+    assert_eq!(up.last().headers["x-real-ip"], "127.0.0.1");
+    assert_eq!(gw.get("/ok").status, 200);
+    assert_eq!(up.last().headers["x-tag"], "fine");
 }

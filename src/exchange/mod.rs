@@ -223,7 +223,10 @@ impl Placeholders {
 
 /// The request head as request-side hooks see and change it, and its body once read.
 pub struct Request<'a> {
-    pub head: &'a mut http::request::Parts,
+    head: &'a mut http::request::Parts,
+    /// The head was handed out for changing (`head_mut`, `headers_mut`): the pipeline then
+    /// checks what a hook may have added that must not travel on (hop-by-hop headers).
+    changed: bool,
     /// The whole body, once a hook asked for it with `Flow::ReadBody`; what is here then
     /// is what goes upstream. `None` while the body still streams from the client.
     pub body: &'a mut Option<Bytes>,
@@ -231,7 +234,30 @@ pub struct Request<'a> {
     pub upstream_path: &'a mut Option<String>,
 }
 
-impl Request<'_> {
+impl<'a> Request<'a> {
+    pub fn new(
+        head: &'a mut http::request::Parts,
+        body: &'a mut Option<Bytes>,
+        upstream_path: &'a mut Option<String>,
+    ) -> Self {
+        Request {
+            head,
+            changed: false,
+            body,
+            upstream_path,
+        }
+    }
+    pub fn head(&self) -> &http::request::Parts {
+        self.head
+    }
+    pub fn head_mut(&mut self) -> &mut http::request::Parts {
+        self.changed = true;
+        self.head
+    }
+    /// The head was handed out for changing.
+    pub fn changed(&self) -> bool {
+        self.changed
+    }
     pub fn method(&self) -> &Method {
         &self.head.method
     }
@@ -246,7 +272,7 @@ impl Request<'_> {
         &self.head.headers
     }
     pub fn headers_mut(&mut self) -> &mut HeaderMap {
-        &mut self.head.headers
+        &mut self.head_mut().headers
     }
     /// A header's value as text, when it has one that is.
     pub fn header(&self, name: &str) -> Option<&str> {
@@ -259,9 +285,10 @@ impl Request<'_> {
             Some(q) => format!("{path}?{q}"),
             None => path.to_string(),
         };
-        let mut parts = std::mem::take(&mut self.head.uri).into_parts();
+        let head = self.head_mut();
+        let mut parts = std::mem::take(&mut head.uri).into_parts();
         parts.path_and_query = Some(pq.parse()?);
-        self.head.uri = http::Uri::from_parts(parts)?;
+        head.uri = http::Uri::from_parts(parts)?;
         Ok(())
     }
 }

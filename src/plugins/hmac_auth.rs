@@ -234,7 +234,7 @@ fn signing_string(req: &Request<'_>, names: &[String]) -> String {
                 format!("{name}: {} {target}", req.method().as_str().to_lowercase())
             }
             None if name == "request-line" => {
-                let version = match req.head.version {
+                let version = match req.head().version {
                     http::Version::HTTP_10 => "1.0",
                     http::Version::HTTP_2 => "2.0",
                     _ => "1.1",

@@ -185,6 +185,8 @@ pub trait Plugin: Send + Sync + 'static {
 #[derive(Clone, Default)]
 pub struct Chain {
     plugins: Vec<Arc<dyn Plugin>>,
+    /// Each plugin's phases, asked once here rather than per request.
+    each: Vec<Phases>,
     phases: Phases,
 }
 
@@ -192,8 +194,18 @@ impl Chain {
     /// Orders `plugins` by descending PRIORITY (stable: equal priorities keep their order).
     pub fn new(mut plugins: Vec<Arc<dyn Plugin>>) -> Chain {
         plugins.sort_by_key(|p| std::cmp::Reverse(p.priority()));
-        let phases = plugins.iter().fold(Phases::NONE, |acc, p| acc | p.phases());
-        Chain { plugins, phases }
+        let each: Vec<Phases> = plugins.iter().map(|p| p.phases()).collect();
+        let phases = each.iter().fold(Phases::NONE, |acc, p| acc | *p);
+        Chain {
+            plugins,
+            each,
+            phases,
+        }
+    }
+
+    /// The plugin at `i` in execution order, with its phases.
+    pub fn get(&self, i: usize) -> Option<(&Arc<dyn Plugin>, Phases)> {
+        Some((self.plugins.get(i)?, self.each[i]))
     }
 
     pub fn is_empty(&self) -> bool {
@@ -215,6 +227,10 @@ impl Chain {
 
     /// The plugins implementing any of `phases`.
     pub fn with(&self, phases: Phases) -> impl Iterator<Item = &Arc<dyn Plugin>> {
-        self.plugins.iter().filter(move |p| p.phases().any(phases))
+        self.plugins
+            .iter()
+            .zip(&self.each)
+            .filter(move |(_, p)| p.any(phases))
+            .map(|(p, _)| p)
     }
 }

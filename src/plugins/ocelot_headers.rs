@@ -290,7 +290,7 @@ impl Plugin for HeaderTransforms {
         };
         apply(
             &self.upstream,
-            &mut req.head.headers,
+            req.headers_mut(),
             &env,
             &self.downstream_bases,
         );

@@ -505,7 +505,7 @@ impl Handler {
         let captures = ctx.uri_captures.as_ref();
         // Kong keeps a bare `?` the client sent even when the query ends up empty.
         let bare_mark = req
-            .head
+            .head()
             .uri
             .path_and_query()
             .is_some_and(|pq| pq.as_str().ends_with('?'));
@@ -544,7 +544,7 @@ impl Handler {
         let Some(method) = &m.method else {
             return Err(format!("invalid method: {}", m.name));
         };
-        req.head.method = method.clone();
+        req.head_mut().method = method.clone();
         if !m.to_query || body_type(req.headers()) != Some(BodyType::Form) {
             return Ok(());
         }
@@ -578,11 +578,11 @@ impl Handler {
     ) -> Result<Option<HeaderValue>, String> {
         // Templates read the headers as nginx holds them until the end of this step.
         let before = if self.header_values_read_headers && !env.has_headers() {
-            req.head.headers.clone()
+            req.headers().clone()
         } else {
             HeaderMap::new()
         };
-        let head = &mut *req.head;
+        let head = req.head_mut();
         let src = Source {
             headers: &before,
             query: head.uri.query(),
@@ -1204,11 +1204,7 @@ mod serving_tests {
         let mut path = None;
         let mut read_body = false;
         let status = loop {
-            let mut req = Request {
-                head: &mut head,
-                body: &mut req_body,
-                upstream_path: &mut path,
-            };
+            let mut req = Request::new(&mut head, &mut req_body, &mut path);
             match h.access(&mut ctx, &mut req) {
                 Flow::Continue => break None,
                 Flow::Respond(r) => break Some(r.status().as_u16()),

@@ -66,9 +66,10 @@ impl<'a> Forward<'a, '_> {
             // returned it would hand it out by a copy.
             let mut added = Added::new();
             // The client's headers of the gateway's names are read and dropped only when
-            // there can be any: the parser saw one, or a plugin may have set one.
-            let replace =
-                wire.gateway_set || (run.is_some() && headers::has_forwarding(&parts.headers));
+            // there can be any: the parser saw one, or a plugin changed the head.
+            let replace = wire.gateway_set
+                || (run.as_deref().is_some_and(|r| r.head_changed)
+                    && headers::has_forwarding(&parts.headers));
             let client_host = self.forwarding_headers(parts, wire, replace, &mut added);
             parts.uri = uri;
             let Forward {

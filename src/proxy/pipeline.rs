@@ -144,9 +144,10 @@ impl<'a> Exchange<'a> {
             .unwrap_or_default();
         let (host, host_port) = split_host_port(host_header).unwrap_or((host_header, None));
         // The path routing saw stays the route's for the forward step, whatever plugins do
-        // to the request: it is read from a clone of the target (which shares its bytes).
-        let target = parts.uri.clone();
-        let path = normalize_path(target.path());
+        // to the request: it is read from a clone of the target's path and query (which
+        // shares its bytes; `Uri::path` is this, or "" when there is none).
+        let target = parts.uri.path_and_query().cloned();
+        let path = normalize_path(target.as_ref().map_or("", |t| t.path()));
         let Some(m) = snap.router.find(&RouteRequest {
             method: &parts.method,
             host,
@@ -454,6 +455,9 @@ pub struct Run<'a> {
     body: Option<Bytes>,
     /// A path a hook set for the upstream request.
     pub upstream_path: Option<String>,
+    /// A request-side hook was handed the request head for changing: it may carry what the
+    /// gateway must drop or replace (hop-by-hop and forwarding headers).
+    pub head_changed: bool,
     /// What a response-body hook holds while it buffers, by the hook's position.
     holds: Vec<Option<(BytesMut, usize)>>,
     method: Method,
@@ -474,6 +478,7 @@ impl<'a> Run<'a> {
             route: None,
             body: None,
             upstream_path: None,
+            head_changed: false,
             holds: Vec::new(),
             method: parts.method.clone(),
             // Kept only for the log phase.
@@ -509,9 +514,9 @@ impl<'a> Run<'a> {
         // A copy of the reference (or one count of the consumer's chain), taken again only
         // when authentication resolves another chain.
         let mut chain = self.chain.clone();
-        while let Some(p) = chain.plugins().get(i) {
+        while let Some((p, phases)) = chain.get(i) {
             i += 1;
-            if !p.phases().any(which) {
+            if !phases.any(which) {
                 continue;
             }
             let consumer_before = self.ctx.consumer.is_some();
@@ -539,22 +544,22 @@ impl<'a> Run<'a> {
         if let Some(b) = &self.body {
             *body = ProxyBody::full(b.clone());
         }
-        headers::strip_hop_by_hop(&mut parts.headers);
+        if self.head_changed {
+            headers::strip_hop_by_hop(&mut parts.headers);
+        }
         None
     }
 
     /// One plugin's request-side hook, called once.
     fn call(&mut self, which: Phases, p: &dyn Plugin, parts: &mut http::request::Parts) -> Flow {
-        let mut req = Request {
-            head: parts,
-            body: &mut self.body,
-            upstream_path: &mut self.upstream_path,
-        };
-        if which == Phases::REWRITE {
+        let mut req = Request::new(parts, &mut self.body, &mut self.upstream_path);
+        let flow = if which == Phases::REWRITE {
             p.rewrite(&mut self.ctx, &mut req)
         } else {
             p.access(&mut self.ctx, &mut req)
-        }
+        };
+        self.head_changed |= req.changed();
+        flow
     }
 
     /// A hook's `flow` followed through whatever it asks for (I/O, the body), calling the
@@ -573,12 +578,9 @@ impl<'a> Run<'a> {
                 Flow::Respond(r) => return Some(r),
                 Flow::Wait(pending) => {
                     let resume = pending.resolve().await;
-                    let mut req = Request {
-                        head: parts,
-                        body: &mut self.body,
-                        upstream_path: &mut self.upstream_path,
-                    };
+                    let mut req = Request::new(parts, &mut self.body, &mut self.upstream_path);
                     flow = resume(&mut self.ctx, &mut req);
+                    self.head_changed |= req.changed();
                 }
                 Flow::ReadBody { .. } if self.body.is_some() => {
                     // Asked again with the body there: the hook cannot go on.
