@@ -87,6 +87,23 @@ pub struct Tls {
     pub alpn: Option<Arc<[u8]>>,
 }
 
+/// The identity headers of an authenticated request. They are written into the request
+/// head only when something will look at it (a later hook); otherwise they go upstream with
+/// the gateway's own headers, which costs no header-map insertion.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum IdentityHeaders {
+    /// Nobody authenticated (or none were ever set).
+    #[default]
+    None,
+    /// Set by an authentication and not in the head yet.
+    Pending,
+    /// Set by an authentication after an earlier one's were written into the head, which
+    /// may hold some this one does not set.
+    PendingOverWritten,
+    /// In the head.
+    Written,
+}
+
 /// Per-request state that every hook of every plugin sees.
 pub struct Ctx<'s> {
     pub request_id: RequestId,
@@ -108,6 +125,8 @@ pub struct Ctx<'s> {
     pub credential: Option<Arc<Credential>>,
     /// Set with `authenticate_anonymous`: the consumer is the configured anonymous one.
     pub anonymous: bool,
+    /// Where the identity headers authentication sets (X-Consumer-ID & co.) stand.
+    pub identity: IdentityHeaders,
     /// Headers a request-side hook wants on the response, whoever answers it (rate-limit
     /// counters, ...). Added after the response-head phase.
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
@@ -141,6 +160,7 @@ impl<'s> Ctx<'s> {
             consumer: None,
             credential: None,
             anonymous: false,
+            identity: IdentityHeaders::None,
             response_headers: Vec::new(),
             upstream_host: None,
             uri_captures: None,

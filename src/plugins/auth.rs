@@ -17,7 +17,7 @@ use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode};
 
 use super::{Ctx, Flow, Request};
-use crate::exchange::{Consumer, Credential, Response, respond};
+use crate::exchange::{Consumer, Credential, IdentityHeaders, Response, respond};
 use crate::snapshot::{Consumers, Found};
 
 pub static X_CONSUMER_ID: HeaderName = HeaderName::from_static("x-consumer-id");
@@ -81,63 +81,85 @@ pub fn access(
     }
     match (attempt(ctx, req), anonymous) {
         (Attempt::Authenticated(found), _) => {
-            set_consumer(
-                ctx,
-                req.headers_mut(),
-                &found.consumer,
-                Some(&found.credential),
-            );
+            set_consumer(ctx, &found.consumer, Some(&found.credential));
             Flow::Continue
         }
         (Attempt::NeedsBody { limit }, _) => Flow::ReadBody { limit },
         (Attempt::Failed(_), Some(anon)) => {
-            set_consumer(ctx, req.headers_mut(), anon, None);
+            set_consumer(ctx, anon, None);
             Flow::Continue
         }
         (Attempt::Failed(resp), None) => Flow::Respond(resp),
     }
 }
 
-/// Kong's `set_consumer`: records who authenticated, and sets or clears each identity
-/// header upstream. Without a credential the consumer is the anonymous one.
+/// Kong's `set_consumer`: records who authenticated. The identity headers follow from it
+/// (`identity_headers`): the pipeline writes them into the request head before any later
+/// hook sees it, or sends them with its own headers. Without a credential the consumer is
+/// the anonymous one.
 pub fn set_consumer(
     ctx: &mut Ctx<'_>,
-    headers: &mut HeaderMap,
     consumer: &Arc<Consumer>,
     credential: Option<&Arc<Credential>>,
 ) {
-    // The client's copies were dropped on the way in: only an earlier authentication of
-    // this request (an OR of plugins) can have left values to clear.
-    let earlier = ctx.consumer.is_some();
-    let mut set = |name: &HeaderName, value: Option<&HeaderValue>| match value {
-        Some(v) => {
-            headers.insert(name.clone(), v.clone());
-        }
-        None if earlier => {
-            headers.remove(name);
-        }
-        None => {}
-    };
-    set(&X_CONSUMER_ID, Some(&consumer.id_header));
-    set(&X_CONSUMER_CUSTOM_ID, consumer.custom_id_header.as_ref());
-    set(&X_CONSUMER_USERNAME, consumer.username_header.as_ref());
-    set(
-        &X_CREDENTIAL_IDENTIFIER,
-        credential.and_then(|c| c.identifier_header.as_ref()),
-    );
     match credential {
-        Some(c) => {
-            set(&X_ANONYMOUS_CONSUMER, None);
-            ctx.authenticate(consumer.clone(), Some(c.clone()));
+        Some(c) => ctx.authenticate(consumer.clone(), Some(c.clone())),
+        None => ctx.authenticate_anonymous(consumer.clone()),
+    }
+    ctx.identity = match ctx.identity {
+        IdentityHeaders::Written | IdentityHeaders::PendingOverWritten => {
+            IdentityHeaders::PendingOverWritten
         }
-        None => {
-            headers.insert(
-                X_ANONYMOUS_CONSUMER.clone(),
-                HeaderValue::from_static("true"),
-            );
-            ctx.authenticate_anonymous(consumer.clone());
+        IdentityHeaders::None | IdentityHeaders::Pending => IdentityHeaders::Pending,
+    };
+}
+
+/// The identity headers of the request's consumer, as Kong's `set_consumer` sets them
+/// (`None`: the header is not sent).
+pub fn identity_headers(ctx: &Ctx<'_>) -> [(&'static HeaderName, Option<HeaderValue>); 5] {
+    let consumer = ctx.consumer.as_deref();
+    let credential = ctx.credential.as_deref();
+    [
+        (&X_CONSUMER_ID, consumer.map(|c| c.id_header.clone())),
+        (
+            &X_CONSUMER_CUSTOM_ID,
+            consumer.and_then(|c| c.custom_id_header.clone()),
+        ),
+        (
+            &X_CONSUMER_USERNAME,
+            consumer.and_then(|c| c.username_header.clone()),
+        ),
+        (
+            &X_CREDENTIAL_IDENTIFIER,
+            credential.and_then(|c| c.identifier_header.clone()),
+        ),
+        (
+            &X_ANONYMOUS_CONSUMER,
+            ctx.anonymous.then(|| HeaderValue::from_static("true")),
+        ),
+    ]
+}
+
+/// Writes pending identity headers into `headers`, clearing those an earlier
+/// authentication of this request wrote and this one does not set.
+pub fn write_identity(ctx: &mut Ctx<'_>, headers: &mut HeaderMap) {
+    let earlier = match ctx.identity {
+        IdentityHeaders::Pending => false,
+        IdentityHeaders::PendingOverWritten => true,
+        IdentityHeaders::None | IdentityHeaders::Written => return,
+    };
+    for (name, value) in identity_headers(ctx) {
+        match value {
+            Some(v) => {
+                headers.insert(name, v);
+            }
+            None if earlier => {
+                headers.remove(name);
+            }
+            None => {}
         }
     }
+    ctx.identity = IdentityHeaders::Written;
 }
 
 /// 401 with Kong's message and `WWW-Authenticate` challenge.

@@ -20,10 +20,11 @@ pub static RESPONSE_LATENCY: HeaderName = HeaderName::from_static("x-switchyard-
 pub static VIA: HeaderName = header::VIA;
 pub static SERVER_NAME: HeaderName = header::SERVER;
 
-/// Headers the gateway sets on a request it forwards, in the order they are written: after
-/// the map's own, rather than inserted into it (a hash, a probe and later a drop each). The
+/// Headers the gateway sets on a request it forwards (the forwarding headers, and the
+/// identity headers of an authentication no later hook looked at), in the order they are
+/// written: after the map's own, rather than inserted into it (a hash, a probe and later a drop each). The
 /// map must not hold the same names; see `is_gateway_set`.
-pub type Added = smallvec::SmallVec<[(&'static HeaderName, HeaderValue); 9]>;
+pub type Added = smallvec::SmallVec<[(&'static HeaderName, HeaderValue); 13]>;
 
 /// The gateway's headers on a response to the client, written after the map's own. Kept
 /// compact, as values rather than header lines, because a connection's task holds it.

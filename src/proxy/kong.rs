@@ -65,6 +65,9 @@ impl<'a> Forward<'a, '_> {
             // The gateway's headers go out after the client's. Declared here: a step that
             // returned it would hand it out by a copy.
             let mut added = Added::new();
+            if let Some(r) = run.as_deref_mut() {
+                r.identity_upstream(&mut parts.headers, &mut added);
+            }
             // The client's headers of the gateway's names are read and dropped only when
             // there can be any: the parser saw one, or a plugin changed the head.
             let replace = wire.gateway_set

@@ -61,8 +61,11 @@ pub async fn forward<'a>(
     mut head: Head<'_>,
     mut body: ProxyBody,
     params: &Params,
-    run: Option<&mut Run<'a>>,
+    mut run: Option<&mut Run<'a>>,
 ) -> Result<Response, Failure> {
+    if let Some(r) = run.as_deref_mut() {
+        r.identity_into(&mut head.headers);
+    }
     let snap = env.snap;
     let route = &snap.routes[ridx];
     let RouteKind::Ocelot(o) = &route.kind else {

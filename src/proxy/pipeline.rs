@@ -31,8 +31,8 @@ use super::{Conn, aggregate, kong, ocelot};
 use crate::config::kong::split_host_port;
 use crate::config::ocelot::template::decoded_path;
 use crate::exchange::{
-    self, Answered, BodyFlow, Chunk, Ctx, Flow, LogEntry, Placeholders, Request, RequestId,
-    ResponseHead, UriCaptures, respond,
+    self, Answered, BodyFlow, Chunk, Ctx, Flow, IdentityHeaders, LogEntry, Placeholders, Request,
+    RequestId, ResponseHead, UriCaptures, respond,
 };
 use crate::plugins::{Chain, Phases, Plugin, auth};
 use crate::router::{PathRule, Request as RouteRequest};
@@ -552,6 +552,8 @@ impl<'a> Run<'a> {
 
     /// One plugin's request-side hook, called once.
     fn call(&mut self, which: Phases, p: &dyn Plugin, parts: &mut http::request::Parts) -> Flow {
+        // The hook may read who authenticated from the head, as in Kong.
+        auth::write_identity(&mut self.ctx, &mut parts.headers);
         let mut req = Request::new(parts, &mut self.body, &mut self.upstream_path);
         let flow = if which == Phases::REWRITE {
             p.rewrite(&mut self.ctx, &mut req)
@@ -578,6 +580,7 @@ impl<'a> Run<'a> {
                 Flow::Respond(r) => return Some(r),
                 Flow::Wait(pending) => {
                     let resume = pending.resolve().await;
+                    auth::write_identity(&mut self.ctx, &mut parts.headers);
                     let mut req = Request::new(parts, &mut self.body, &mut self.upstream_path);
                     flow = resume(&mut self.ctx, &mut req);
                     self.head_changed |= req.changed();
@@ -637,6 +640,29 @@ impl<'a> Run<'a> {
         let chain = self.chain.clone();
         for p in chain.with(Phases::LOG) {
             p.log(&self.ctx, &entry);
+        }
+    }
+
+    /// The identity headers an authentication left pending, into the request head.
+    pub fn identity_into(&mut self, headers: &mut HeaderMap) {
+        auth::write_identity(&mut self.ctx, headers);
+    }
+
+    /// The identity headers an authentication left pending, for the upstream request: with
+    /// the gateway's own headers (`added`), unless upstream-request hooks will see the head
+    /// or an earlier authentication's are in it to be replaced.
+    pub fn identity_upstream(&mut self, headers: &mut HeaderMap, added: &mut headers::Added) {
+        if self.ctx.identity == IdentityHeaders::Pending
+            && !self.chain.has(Phases::UPSTREAM_REQUEST)
+        {
+            for (name, value) in auth::identity_headers(&self.ctx) {
+                if let Some(v) = value {
+                    added.push((name, v));
+                }
+            }
+            self.ctx.identity = IdentityHeaders::Written;
+        } else {
+            auth::write_identity(&mut self.ctx, headers);
         }
     }
 
