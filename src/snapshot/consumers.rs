@@ -87,16 +87,20 @@ impl JwtKey {
 /// A problem found while compiling credentials: where the credential was written, and what.
 pub type CredentialProblem = (Origin, String);
 
+/// Credential lookups by a string the config holds: FNV, since clients only look keys up and
+/// cannot add any, so SipHash's flood resistance buys nothing on the request path.
+type ByKey<V> = HashMap<Box<str>, V, std::hash::BuildHasherDefault<crate::fnv::Fnv>>;
+
 /// Every consumer, by position in the config, and the lookups over their credentials.
 #[derive(Default)]
 pub struct Consumers {
     pub list: Vec<Arc<Consumer>>,
-    key_auth: HashMap<Box<str>, Found>,
-    basic_auth: HashMap<Box<str>, (Found, Box<str>)>,
-    hmac_auth: HashMap<Box<str>, (Found, Box<str>)>,
-    jwt: HashMap<Box<str>, (Found, JwtKey)>,
+    key_auth: ByKey<Found>,
+    basic_auth: ByKey<(Found, Box<str>)>,
+    hmac_auth: ByKey<(Found, Box<str>)>,
+    jwt: ByKey<(Found, JwtKey)>,
     /// Ids and usernames.
-    refs: HashMap<Box<str>, usize>,
+    refs: ByKey<usize>,
 }
 
 impl Consumers {
@@ -216,7 +220,7 @@ impl Consumers {
 }
 
 /// Adds `value` under `key`; `true` when the key was taken (the first stays).
-fn insert<V>(map: &mut HashMap<Box<str>, V>, key: &str, value: V) -> bool {
+fn insert<V>(map: &mut ByKey<V>, key: &str, value: V) -> bool {
     if map.contains_key(key) {
         return true;
     }
