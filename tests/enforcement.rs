@@ -92,7 +92,7 @@ services:
 - name: up
   url: http://{u}
   routes:
-  - {{name: limited, paths: [/rl], plugins: [{{name: rate-limiting, config: {{minute: 5}}}}]}}
+  - {{name: limited, paths: [/rl], plugins: [{{name: grpc-gateway}}]}}
   - {{name: cached, paths: [/cache], plugins: [{{name: proxy-cache, config: {{strategy: memory}}}}]}}
   - {{name: sized, paths: [/size], plugins: [{{name: request-size-limiting}}]}}
   - {{name: resp, paths: [/resp], plugins: [{{name: response-transformer}}]}}
@@ -119,7 +119,7 @@ consumers: [{{username: alice, keyauth_credentials: [{{key: alice-secret}}]}}]
         (
             "/rl/",
             "limited",
-            "plugin 'rate-limiting' (kong.yaml:6 services[0].routes[0].plugins[0])",
+            "plugin 'grpc-gateway' (kong.yaml:6 services[0].routes[0].plugins[0])",
         ),
         ("/cache/", "cached", "plugin 'proxy-cache' (kong.yaml:7"),
         ("/size", "sized", "plugin 'request-size-limiting'"),
@@ -194,10 +194,10 @@ services:
 - name: s
   url: http://{u}
   routes:
-  - {{name: limited, paths: [/limited], plugins: [{{name: rate-limiting, enabled: false, config: {{minute: 1}}}}]}}
+  - {{name: limited, paths: [/limited], plugins: [{{name: grpc-gateway, enabled: false}}]}}
   - {{name: terminated, paths: [/terminated], plugins: [{{name: request-termination, config: {{status_code: 410}}}}]}}
 plugins:
-- {{name: rate-limiting, config: {{minute: 5}}}}
+- {{name: grpc-gateway}}
 - {{name: request-termination, enabled: false}}
 "#,
         u = up.addr()
@@ -210,14 +210,14 @@ plugins:
         &up,
         "/limited",
         "limited",
-        &["plugin 'rate-limiting' (kong.yaml:9 plugins[0])"],
+        &["plugin 'grpc-gateway' (kong.yaml:9 plugins[0])"],
     );
     assert_closed(
         &gw,
         &up,
         "/terminated",
         "terminated",
-        &["plugin 'rate-limiting'"],
+        &["plugin 'grpc-gateway'"],
     );
 }
 
@@ -240,7 +240,7 @@ consumers:
   keyauth_credentials: [{{key: alice-key}}]
   plugins: [{{name: response-transformer, config: {{add: {{headers: ["x-who:alice"]}}}}}}]
 plugins:
-- {{name: rate-limiting, consumer: alice, route: anonymous, config: {{minute: 1}}}}
+- {{name: grpc-gateway, consumer: alice, route: anonymous}}
 "#,
         u = up.addr()
     );
@@ -477,12 +477,12 @@ fn a_reload_that_adds_an_unserved_plugin_closes_the_route() {
     assert_open(&gw, &up, "/r");
     std::fs::write(
         dir.path().join("kong.yaml"),
-        format!("{base}    plugins: [{{name: rate-limiting, config: {{minute: 5}}}}]\n"),
+        format!("{base}    plugins: [{{name: grpc-gateway}}]\n"),
     )
     .unwrap();
     let r = gw.admin("POST", "/reload");
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_closed(&gw, &up, "/r", "r", &["plugin 'rate-limiting'"]);
+    assert_closed(&gw, &up, "/r", "r", &["plugin 'grpc-gateway'"]);
     assert_eq!(
         gw.admin("GET", "/status").json()["closed_routes"][0]["route"],
         "route r (kong.yaml:6)"

@@ -56,6 +56,7 @@ pub mod opentelemetry;
 pub mod prometheus;
 pub mod proxy_cache;
 pub mod rate_limiting;
+pub mod ratelimit;
 pub mod redirect;
 pub mod request_size_limiting;
 pub mod request_termination;

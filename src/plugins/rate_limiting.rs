@@ -1,17 +1,29 @@
 //! `rate-limiting` (PRIORITY 910, access): limits how many requests a client can make per
 //! second, minute, hour, day, month or year, counted per consumer, credential, IP, service,
 //! header or path, locally or in Redis, and answers 429 (or the configured code and message)
-//! past the limit. Not served yet: its config is checked against Kong's schema, and the
-//! routes it applies to are closed.
+//! past the limit (`kong/plugins/rate-limiting/handler.lua`).
+//!
+//! Local counters are this process's, shared by every worker and kept across reloads
+//! (`ratelimit::Local`); Redis counters are shared by every replica, counted and read in one
+//! round trip (`ratelimit::RedisLink`). `cluster` needs a database and is refused, as Kong
+//! refuses it in DB-less mode. `sync_rate` is accepted; counting stays real-time (exact).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 
+use super::ratelimit::{
+    EXPIRATION, Ident, Local, RedisFailure, RedisLink, RedisTarget, window_starts,
+};
 use super::schema::defaults::yes;
 use super::schema::redis::{Redis, RedisShorthands, redis_shorthands};
 use super::schema::typedefs::check_path;
-use super::{BuildCx, Checks, Kind, Plugin, PluginSpec, Validate};
+use super::{BuildCx, Checks, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate};
+use crate::exchange::respond::{self, push_json_string};
 
 /// The plugin's `config` (Kong's `kong/plugins/rate-limiting/schema.lua`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -161,6 +173,10 @@ impl Validate for Config {
             }
         }
 
+        if self.policy == Policy::Cluster {
+            c.error("policy", CLUSTER_NEEDS_DATABASE);
+        }
+
         // The entity checks. `redis.port` and `redis.timeout` are required with the redis
         // policy too, but they have defaults (and `null` leaves them at it), so are always set.
         let is_redis = self.policy == Policy::Redis;
@@ -219,8 +235,317 @@ impl PluginSpec for RateLimiting {
     const KIND: Kind = Kind::Acts;
     type Config = Config;
 
-    fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
-        Ok(None)
+    fn build(config: Config, cx: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        // Kong's counter keys: the plugin's own route and service (all zeros when unset), so
+        // that a service-wide or global plugin counts across its routes.
+        let route = cx.route.map_or(EMPTY_UUID, |r| &*r.id);
+        let service = cx.service.map_or(EMPTY_UUID, |s| &*s.id);
+        let scope = format!("{route}:{service}");
+        let store = match config.policy {
+            // Refused by the schema's check already; kept so that the match is whole.
+            Policy::Cluster => return Err(CLUSTER_NEEDS_DATABASE.to_string()),
+            Policy::Local => {
+                Store::Local(cx.state.kept::<Local>(&format!("rate-limiting:{scope}")))
+            }
+            Policy::Redis => {
+                let redis = config.effective_redis();
+                let Some(target) = redis_target(&redis) else {
+                    // TLS with a server name other than the host: the client cannot send
+                    // that SNI, so the route stays closed rather than unlimited.
+                    return Ok(None);
+                };
+                let link = cx.state.kept::<RedisLink>(&target.key());
+                link.configure(target);
+                Store::Redis(link)
+            }
+        };
+        Ok(Some(Arc::new(Limiter {
+            inner: Arc::new(Inner::new(&config, scope, store)),
+        })))
+    }
+}
+
+/// Kong's `EMPTY_UUID`: the route or service of a plugin scoped to neither.
+const EMPTY_UUID: &str = "00000000-0000-0000-0000-000000000000";
+
+const CLUSTER_NEEDS_DATABASE: &str = "`cluster` is not one of: local, redis (the cluster policy keeps its counters in a database; Kong refuses it in DB-less mode)";
+
+/// The connection settings of `redis`, or `None` when they cannot be honoured.
+fn redis_target(r: &Redis) -> Option<RedisTarget> {
+    let host = r.host.clone()?;
+    if r.ssl && r.server_name.as_ref().is_some_and(|sni| *sni != host) {
+        return None;
+    }
+    Some(RedisTarget {
+        host,
+        port: u16::try_from(r.port).ok()?,
+        username: r.username.clone(),
+        password: r.password.clone(),
+        database: r.database,
+        ssl: r.ssl,
+        ssl_verify: r.ssl_verify,
+        timeout: Duration::from_millis(u64::try_from(r.timeout).unwrap_or(0).max(1)),
+    })
+}
+
+/// Where one plugin's counters live.
+enum Store {
+    Local(Arc<Local>),
+    Redis(Arc<RedisLink>),
+}
+
+static X_LIMIT: [HeaderName; 6] = [
+    HeaderName::from_static("x-ratelimit-limit-second"),
+    HeaderName::from_static("x-ratelimit-limit-minute"),
+    HeaderName::from_static("x-ratelimit-limit-hour"),
+    HeaderName::from_static("x-ratelimit-limit-day"),
+    HeaderName::from_static("x-ratelimit-limit-month"),
+    HeaderName::from_static("x-ratelimit-limit-year"),
+];
+static X_REMAINING: [HeaderName; 6] = [
+    HeaderName::from_static("x-ratelimit-remaining-second"),
+    HeaderName::from_static("x-ratelimit-remaining-minute"),
+    HeaderName::from_static("x-ratelimit-remaining-hour"),
+    HeaderName::from_static("x-ratelimit-remaining-day"),
+    HeaderName::from_static("x-ratelimit-remaining-month"),
+    HeaderName::from_static("x-ratelimit-remaining-year"),
+];
+static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+/// The served plugin; its state is shared with the continuation of a Redis count.
+pub struct Limiter {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The configured periods (indexes into `PERIODS`), shortest first, with their limits
+    /// and the limits as header values.
+    periods: Vec<usize>,
+    limits: Vec<f64>,
+    limit_values: Vec<HeaderValue>,
+    limit_by: LimitBy,
+    header: Option<HeaderName>,
+    path: Option<String>,
+    hide_client_headers: bool,
+    fault_tolerant: bool,
+    status: StatusCode,
+    /// Kong's `{"message": error_message}`, serialised once.
+    error_body: Bytes,
+    /// `<route id>:<service id>`, in the Redis keys.
+    scope: String,
+    store: Store,
+    /// The Unix second of the last warning about Redis (at most one a second).
+    last_warning: AtomicI64,
+}
+
+/// Kong's answer when a hook fails without fault tolerance.
+const UNEXPECTED: &str = "An unexpected error occurred";
+
+impl Inner {
+    fn new(config: &Config, scope: String, store: Store) -> Inner {
+        let (periods, limits): (Vec<usize>, Vec<f64>) = config
+            .periods()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (_, limit))| limit.map(|l| (i, l)))
+            .unzip();
+        let mut body = String::from("{\"message\":");
+        push_json_string(&mut body, &config.error_message);
+        body.push('}');
+        Inner {
+            limit_values: limits.iter().map(|&l| number(l)).collect(),
+            periods,
+            limits,
+            limit_by: config.limit_by,
+            header: config
+                .header_name
+                .as_deref()
+                .and_then(|h| HeaderName::from_bytes(h.as_bytes()).ok()),
+            path: config.path.clone(),
+            hide_client_headers: config.hide_client_headers,
+            fault_tolerant: config.fault_tolerant,
+            status: StatusCode::from_u16(config.error_code as u16)
+                .unwrap_or(StatusCode::TOO_MANY_REQUESTS),
+            error_body: Bytes::from(body),
+            scope,
+            store,
+            last_warning: AtomicI64::new(0),
+        }
+    }
+
+    /// Kong's `get_identifier`: what the limit is counted by, falling back to the client's
+    /// address when the request has no such thing.
+    fn identifier<'a>(&self, ctx: &'a Ctx<'_>, req: &'a Request<'_>) -> Ident<'a> {
+        let text = match self.limit_by {
+            LimitBy::Ip => None,
+            LimitBy::Service => ctx.service.map(|s| &*s.id),
+            LimitBy::Consumer => ctx
+                .consumer
+                .as_ref()
+                .map(|c| &*c.id)
+                .or(ctx.credential.as_ref().map(|c| &*c.id)),
+            LimitBy::Credential => ctx.credential.as_ref().map(|c| &*c.id),
+            LimitBy::Header => self
+                .header
+                .as_ref()
+                .and_then(|h| req.headers().get(h))
+                .and_then(|v| std::str::from_utf8(v.as_bytes()).ok()),
+            LimitBy::Path => {
+                let path = req.path();
+                (self.path.as_deref() == Some(path)).then_some(path)
+            }
+        };
+        text.map_or(Ident::Ip(ctx.client.ip()), Ident::Text)
+    }
+
+    /// Some period's limit is reached by `usage` (Kong's `stop`).
+    fn stops(&self, usage: &[f64]) -> bool {
+        self.limits.iter().zip(usage).any(|(l, u)| l - u <= 0.0)
+    }
+
+    /// Kong's access after `get_usage`: the counters' headers (the most restrictive period
+    /// in `RateLimit-*`) and, past a limit, the error with `Retry-After`.
+    fn verdict(&self, ctx: &mut Ctx<'_>, usage: &[f64], now: i64) -> Flow {
+        let stop = self.stops(usage);
+        if !self.hide_client_headers {
+            let starts = window_starts(now);
+            // (remaining, window, limit, reset) of the most restrictive period so far.
+            let mut best: Option<(f64, i64, usize, i64)> = None;
+            for (i, (&p, &used)) in self.periods.iter().zip(usage).enumerate() {
+                let left = self.limits[i] - used;
+                // This request counts, unless it is refused.
+                let left = if stop { left } else { left - 1.0 }.max(0.0);
+                let window = EXPIRATION[p];
+                if best.is_none_or(|(r, w, ..)| left < r || (left == r && window > w)) {
+                    let reset = (window - (now - starts[p])).max(1);
+                    best = Some((left, window, i, reset));
+                }
+                let h = &mut ctx.response_headers;
+                h.push((X_LIMIT[p].clone(), self.limit_values[i].clone()));
+                h.push((X_REMAINING[p].clone(), number(left)));
+            }
+            if let Some((left, _, i, reset)) = best {
+                let h = &mut ctx.response_headers;
+                h.push((RATELIMIT_LIMIT.clone(), self.limit_values[i].clone()));
+                h.push((RATELIMIT_REMAINING.clone(), number(left)));
+                h.push((RATELIMIT_RESET.clone(), HeaderValue::from(reset)));
+                if stop {
+                    h.push((header::RETRY_AFTER, HeaderValue::from(reset)));
+                }
+            }
+        }
+        if stop {
+            return Flow::Respond(respond::json(self.status, self.error_body.clone()));
+        }
+        Flow::Continue
+    }
+
+    /// Redis gave no counts: with fault tolerance the request passes uncounted and without
+    /// headers (a warning at most once a second), else Kong's 500.
+    fn redis_failed(&self, ctx: &Ctx<'_>, err: &RedisFailure, now: i64) -> Flow {
+        // One line a second at most: a Redis outage must not flood the log.
+        let last = self.last_warning.load(Ordering::Relaxed);
+        let log = last != now
+            && self
+                .last_warning
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if !self.fault_tolerant {
+            if log {
+                tracing::error!(error = %err, "rate-limiting: failed to get usage; requests fail (fault_tolerant is off)");
+            }
+            return Flow::Respond(respond::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                UNEXPECTED,
+                ctx.request_id.as_str(),
+            ));
+        }
+        if log {
+            tracing::warn!(error = %err, "rate-limiting: failed to get usage; requests pass (fault_tolerant)");
+        }
+        Flow::Continue
+    }
+
+    /// Kong's Redis keys: `ratelimit:<route>:<service>:<identifier>:<window ms>:<period>`.
+    fn redis_keys(&self, id: Ident<'_>, now: i64) -> (Vec<String>, Vec<i64>) {
+        let starts = window_starts(now);
+        self.periods
+            .iter()
+            .map(|&p| {
+                let key = format!(
+                    "ratelimit:{}:{id}:{}:{}",
+                    self.scope,
+                    starts[p] * 1000,
+                    PERIODS[p]
+                );
+                (key, EXPIRATION[p])
+            })
+            .unzip()
+    }
+}
+
+/// A count as Lua's `tostring` writes it: no decimals when whole.
+fn number(v: f64) -> HeaderValue {
+    if v.fract() == 0.0 && v.abs() < 9e15 {
+        HeaderValue::from(v as i64)
+    } else {
+        HeaderValue::from_str(&v.to_string()).unwrap_or(HeaderValue::from_static("0"))
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Plugin for Limiter {
+    fn name(&self) -> &str {
+        RateLimiting::NAME
+    }
+
+    fn priority(&self) -> i32 {
+        RateLimiting::PRIORITY
+    }
+
+    fn phases(&self) -> Phases {
+        Phases::ACCESS
+    }
+
+    fn access(&self, ctx: &mut Ctx<'_>, req: &mut Request<'_>) -> Flow {
+        let inner = &self.inner;
+        let now = unix_now();
+        let id = inner.identifier(ctx, req);
+        match &inner.store {
+            Store::Local(local) => {
+                let starts = window_starts(now);
+                let mut usage = [0.0; 6];
+                let usage = &mut usage[..inner.periods.len()];
+                local.usage(id, &inner.periods, &starts, now, usage);
+                // Kong counts a request once it is let through; a refused one is not counted.
+                if !inner.stops(usage) {
+                    local.increment(id, &inner.periods, &starts, now);
+                }
+                inner.verdict(ctx, usage, now)
+            }
+            Store::Redis(link) => {
+                let (keys, expiries) = inner.redis_keys(id, now);
+                let link = link.clone();
+                let then = self.inner.clone();
+                Flow::wait(
+                    async move { link.count(&keys, &expiries).await },
+                    move |counted, ctx, _req| match counted {
+                        Ok(counts) => {
+                            let usage: Vec<f64> = counts.iter().map(|&c| c as f64).collect();
+                            then.verdict(ctx, &usage, now)
+                        }
+                        Err(err) => then.redis_failed(ctx, &err, now),
+                    },
+                )
+            }
+        }
     }
 }
 
@@ -274,12 +599,10 @@ mod tests {
         assert_eq!(c.redis.port, 6380);
         assert_eq!(c.sync_rate, 0.5);
         assert_eq!(c.error_code, 503.0);
-        // Kong's `cluster` is accepted by the schema (building refuses it later).
+        // Kong's `cluster` needs a database: DB-less Kong's schema refuses it.
         assert_eq!(
-            parse::<Config>("minute: 1\npolicy: cluster")
-                .unwrap()
-                .policy,
-            Policy::Cluster
+            errors("minute: 1\npolicy: cluster"),
+            [format!("policy: {CLUSTER_NEEDS_DATABASE}")]
         );
     }
 
