@@ -384,3 +384,105 @@ fn redis_down_passes_with_fault_tolerance_and_fails_without() {
         "a failed count never reaches the upstream"
     );
 }
+
+/// An upstream that uses one `video` per response (`X-Kong-Limit: video=1`) and records the
+/// `X-RateLimit-Remaining-Video` it was told.
+struct VideoUpstream {
+    addr: SocketAddr,
+    told: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>,
+}
+
+impl VideoUpstream {
+    fn start() -> VideoUpstream {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let told: std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>> = Default::default();
+        let log = told.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut remaining = None;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    if let Some((k, v)) = line.trim_end().split_once(':')
+                        && k.eq_ignore_ascii_case("x-ratelimit-remaining-video")
+                    {
+                        remaining = Some(v.trim().to_string());
+                    }
+                    line.clear();
+                }
+                log.lock().unwrap().push(remaining);
+                let mut out = stream;
+                let _ = out.write_all(b"HTTP/1.1 200 OK\r\nX-Kong-Limit: video=1\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+            }
+        });
+        VideoUpstream { addr, told }
+    }
+
+    fn told(&self) -> Vec<Option<String>> {
+        self.told.lock().unwrap().clone()
+    }
+}
+
+fn response_ratelimiting_counts_what_the_upstream_uses(config: &str) {
+    let up = VideoUpstream::start();
+    let yaml = format!(
+        "_format_version: '3.0'\nservices:\n- name: s\n  url: http://{}\n  routes:\n  \
+         - name: r\n    paths: [/v]\n    plugins: [{{name: response-ratelimiting, config: {{limits: {{video: {{minute: 2}}}}{config}}}}}]\n  \
+         - name: b\n    paths: [/b]\n    plugins: [{{name: response-ratelimiting, config: {{block_on_first_violation: true, limits: {{video: {{minute: 2}}}}{config}}}}}]\n",
+        up.addr
+    );
+    let dir = dir_with(&[("kong.yaml", &yaml)]);
+    let gw = Running::start(dir.path(), &[]);
+    early_in_a_minute(15);
+    for remaining in ["1", "0"] {
+        let r = gw.get("/v");
+        assert_eq!((r.status, r.text().as_str()), (200, "hello"));
+        assert_eq!(r.header("x-ratelimit-limit-video-minute"), Some("2"));
+        assert_eq!(
+            r.header("x-ratelimit-remaining-video-minute"),
+            Some(remaining)
+        );
+        assert_eq!(
+            r.header("x-kong-limit"),
+            None,
+            "the upstream's header stays inside"
+        );
+        // Counted in the log phase, after the response went out.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Spent: the upstream is still called (its answer says what it used), the client gets
+    // 429 without a body.
+    let r = gw.get("/v");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.text(), "");
+    let told: Vec<Option<String>> = up.told();
+    assert_eq!(told, [Some("2".into()), Some("1".into()), Some("0".into())]);
+
+    for _ in 0..2 {
+        assert_eq!(gw.get("/b").status, 200);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let r = gw.get("/b");
+    assert_limited(&r, 429, "API rate limit exceeded for 'video'");
+    assert_eq!(
+        up.told().len(),
+        5,
+        "block_on_first_violation never calls the upstream"
+    );
+}
+
+#[test]
+fn response_ratelimiting_counts_locally() {
+    response_ratelimiting_counts_what_the_upstream_uses("");
+}
+
+#[test]
+fn response_ratelimiting_counts_on_redis() {
+    let redis = Redis::start();
+    response_ratelimiting_counts_what_the_upstream_uses(&format!(
+        ", policy: redis, redis: {{host: 127.0.0.1, port: {}}}",
+        redis.port
+    ));
+}

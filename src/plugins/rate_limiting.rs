@@ -38,8 +38,8 @@ pub struct Config {
     pub limit_by: LimitBy,
     pub header_name: Option<String>,
     pub path: Option<String>,
-    /// Kong offers `cluster` only with a database; the schema accepts it here and building
-    /// refuses it.
+    /// Kong offers `cluster` only with a database: DB-less Kong's schema refuses it, and so
+    /// does `validate`.
     #[serde(default)]
     pub policy: Policy,
     #[serde(default = "yes")]
@@ -266,12 +266,12 @@ impl PluginSpec for RateLimiting {
 }
 
 /// Kong's `EMPTY_UUID`: the route or service of a plugin scoped to neither.
-const EMPTY_UUID: &str = "00000000-0000-0000-0000-000000000000";
+pub(super) const EMPTY_UUID: &str = "00000000-0000-0000-0000-000000000000";
 
-const CLUSTER_NEEDS_DATABASE: &str = "`cluster` is not one of: local, redis (the cluster policy keeps its counters in a database; Kong refuses it in DB-less mode)";
+pub(super) const CLUSTER_NEEDS_DATABASE: &str = "`cluster` is not one of: local, redis (the cluster policy keeps its counters in a database; Kong refuses it in DB-less mode)";
 
 /// The connection settings of `redis`, or `None` when they cannot be honoured.
-fn redis_target(r: &Redis) -> Option<RedisTarget> {
+pub(super) fn redis_target(r: &Redis) -> Option<RedisTarget> {
     let host = r.host.clone()?;
     if r.ssl && r.server_name.as_ref().is_some_and(|sni| *sni != host) {
         return None;
@@ -487,7 +487,7 @@ impl Inner {
 }
 
 /// A count as Lua's `tostring` writes it: no decimals when whole.
-fn number(v: f64) -> HeaderValue {
+pub(super) fn number(v: f64) -> HeaderValue {
     if v.fract() == 0.0 && v.abs() < 9e15 {
         HeaderValue::from(v as i64)
     } else {
@@ -495,7 +495,7 @@ fn number(v: f64) -> HeaderValue {
     }
 }
 
-fn unix_now() -> i64 {
+pub(super) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

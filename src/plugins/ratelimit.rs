@@ -98,13 +98,14 @@ impl Slots {
         }
     }
 
-    fn increment(&self, period: usize, start: i64) {
+    fn add(&self, period: usize, start: i64, n: u64) {
         let start = (start as u64 & 0xffff_ffff) << 32;
+        let n = n.min(0xffff_ffff);
         let _ = self.0[period].fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
             Some(if v & !0xffff_ffff == start {
-                start | (v & 0xffff_ffff).saturating_add(1).min(0xffff_ffff)
+                start | (v & 0xffff_ffff).saturating_add(n).min(0xffff_ffff)
             } else {
-                start | 1
+                start | n
             })
         });
     }
@@ -208,9 +209,14 @@ impl Local {
 
     /// Counts one request in each of `periods`' current windows.
     pub fn increment(&self, id: Ident<'_>, periods: &[usize], starts: &[i64; 6], now: i64) {
+        self.add(id, periods, starts, now, 1);
+    }
+
+    /// Counts `n` in each of `periods`' current windows.
+    pub fn add(&self, id: Ident<'_>, periods: &[usize], starts: &[i64; 6], now: i64, n: u64) {
         self.with(id, now, |slots| {
             for &p in periods {
-                slots.increment(p, starts[p]);
+                slots.add(p, starts[p], n);
             }
         });
     }
@@ -381,6 +387,52 @@ impl RedisLink {
             .map_err(|_| RedisFailure::Timeout(timeout))?
     }
 }
+
+impl RedisLink {
+    /// The counts under `keys` (0 where missing), in one round trip (`MGET`).
+    pub async fn read(&self, keys: &[String]) -> Result<Vec<i64>, RedisFailure> {
+        let timeout = self.timeout();
+        let work = async {
+            let mut conn = self.connection().await?;
+            let values: Vec<Option<i64>> =
+                redis::cmd("MGET").arg(keys).query_async(&mut conn).await?;
+            Ok::<_, RedisFailure>(values.into_iter().map(Option::unwrap_or_default).collect())
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| RedisFailure::Timeout(timeout))?
+    }
+
+    /// Adds `n` under each of `keys`, giving a new key its expiry (seconds), in one round
+    /// trip: Kong's `exists`, `incrby` and `expire`, as one script.
+    pub async fn add(&self, keys: &[String], expiries: &[i64], n: i64) -> Result<(), RedisFailure> {
+        static SCRIPT: OnceLock<redis::Script> = OnceLock::new();
+        let script = SCRIPT.get_or_init(|| redis::Script::new(ADD_SCRIPT));
+        let timeout = self.timeout();
+        let work = async {
+            let mut conn = self.connection().await?;
+            let mut call = script.key(keys);
+            call.arg(n).arg(expiries);
+            call.invoke_async::<()>(&mut conn).await?;
+            Ok::<_, RedisFailure>(())
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| RedisFailure::Timeout(timeout))?
+    }
+}
+
+/// `ARGV[1]` is the amount, `ARGV[i + 1]` the expiry of `KEYS[i]`.
+const ADD_SCRIPT: &str = r#"
+for i, key in ipairs(KEYS) do
+  local new = redis.call("exists", key) == 0
+  redis.call("incrby", key, ARGV[1])
+  if new then
+    redis.call("expire", key, ARGV[i + 1])
+  end
+end
+return 0
+"#;
 
 #[cfg(test)]
 mod tests {
