@@ -266,7 +266,10 @@ struct Redis {
 
 impl Redis {
     fn start() -> Redis {
-        let port = dead_port();
+        Redis::start_on(dead_port())
+    }
+
+    fn start_on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
@@ -383,6 +386,20 @@ fn redis_down_passes_with_fault_tolerance_and_fails_without() {
         before + 6,
         "a failed count never reaches the upstream"
     );
+
+    // Redis back on the same address: the kept connection reconnects and counting resumes
+    // (the new server starts empty).
+    let _back = Redis::start_on(redis.port);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = gw.get("/strict");
+        if r.status == 200 || Instant::now() > deadline {
+            break r;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-ratelimit-remaining-minute"), Some("99"));
 }
 
 /// An upstream that uses one `video` per response (`X-Kong-Limit: video=1`) and records the
