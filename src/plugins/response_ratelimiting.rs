@@ -24,7 +24,7 @@ use super::schema::defaults::yes;
 use super::schema::redis::{Redis, RedisShorthands, redis_shorthands};
 use super::{
     BodyFlow, BuildCx, Checks, Chunk, Ctx, Flow, Kind, LogEntry, Phases, Plugin, PluginSpec,
-    Request, Validate,
+    Request, ResponseHead, Validate,
 };
 use crate::exchange::respond::{self, push_json_string};
 
@@ -480,18 +480,18 @@ impl Plugin for Limiter {
 
     /// Kong's `header_filter`: the counts minus what this response uses, and 429 (no body)
     /// when a limit already reached is used again.
-    fn response_head(&self, ctx: &mut Ctx<'_>, resp: &mut http::response::Parts) {
+    fn response_head(&self, ctx: &mut Ctx<'_>, resp: &mut ResponseHead<'_>) {
         let inner = &self.inner;
         let Some(usage) = ctx.extensions.get_mut::<Usage>() else {
-            resp.headers.remove(&inner.header);
+            resp.headers_mut().remove(&inner.header);
             return;
         };
-        let increments = inner.increments(&resp.headers);
+        let increments = inner.increments(resp.headers());
         let mut stop = false;
         for ((named, left), inc) in inner.limits.iter().zip(&usage.remaining).zip(&increments) {
             for (i, &l) in left.iter().enumerate() {
                 if !inner.hide_client_headers {
-                    let h = &mut resp.headers;
+                    let h = resp.headers_mut();
                     h.insert(
                         named.limit_headers[i].clone(),
                         named.limit_values[i].clone(),
@@ -502,11 +502,11 @@ impl Plugin for Limiter {
                 stop |= inc.is_some_and(|n| n > 0.0) && l <= 0.0;
             }
         }
-        resp.headers.remove(&inner.header);
+        resp.headers_mut().remove(&inner.header);
         if stop {
             resp.status = StatusCode::TOO_MANY_REQUESTS;
-            resp.headers.remove(header::TRANSFER_ENCODING);
-            resp.headers
+            resp.headers_mut().remove(header::TRANSFER_ENCODING);
+            resp.headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(0));
         }
         usage.increments = increments;
