@@ -1,0 +1,224 @@
+//! cors, correlation-id, request-size-limiting and response-transformer through the real
+//! `switchyard` binary (and, for what only a plugin can see, the real server stack
+//! in-process): real upstreams on port 0, requests on real sockets, as Kong's
+//! `spec/03-plugins/{13-cors,11-correlation-id,12-request-size-limiting,15-response-transformer}`
+//! expect them.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+
+/// A config directory with one service on `up` and one route per `(name, path, plugins)`;
+/// `plugins` is YAML flow text for the route's `plugins` list.
+fn start(up: SocketAddr, routes: &[(&str, &str, &str)]) -> (tempfile::TempDir, Running) {
+    let mut y =
+        format!("_format_version: '3.0'\nservices:\n- name: s\n  url: http://{up}\n  routes:\n");
+    for (name, path, plugins) in routes {
+        y.push_str(&format!(
+            "  - {{name: {name}, paths: ['{path}'], strip_path: false, plugins: {plugins}}}\n"
+        ));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kong.yaml"), y).unwrap();
+    let gw = Running::start(dir.path(), &[]);
+    (dir, gw)
+}
+
+// === cors ===
+
+#[test]
+fn cors_preflight_is_answered_by_the_gateway_with_kongs_defaults() {
+    let up = Upstream::echo();
+    let (_d, gw) = start(up.addr(), &[("r", "/", "[{name: cors}]")]);
+    let r = gw.send(
+        "OPTIONS",
+        "/cors",
+        &[
+            ("Origin", "http://example.test"),
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Headers", "origin,accepts"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(up.count(), 0, "a preflight must not reach the upstream");
+    assert_eq!(r.header("content-length"), Some("0"));
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(
+        r.header("access-control-allow-methods"),
+        Some("GET,HEAD,PUT,PATCH,POST,DELETE,OPTIONS,TRACE,CONNECT")
+    );
+    // No configured headers: the requested ones are echoed.
+    assert_eq!(
+        r.header("access-control-allow-headers"),
+        Some("origin,accepts")
+    );
+    for absent in [
+        "vary",
+        "access-control-max-age",
+        "access-control-allow-credentials",
+        "access-control-expose-headers",
+    ] {
+        assert_eq!(r.header(absent), None, "{absent}");
+    }
+    // An OPTIONS without Access-Control-Request-Method is not a preflight: proxied.
+    let r = gw.send(
+        "OPTIONS",
+        "/cors",
+        &[("Origin", "http://example.test")],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(up.last().method, "OPTIONS");
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(r.header("access-control-allow-methods"), None);
+}
+
+#[test]
+fn cors_configured_preflight_and_actual_requests() {
+    let up = Upstream::echo();
+    let cfg = "[{name: cors, config: {origins: ['http://example.test'], methods: [GET, POST], \
+               headers: [origin, type, accepts], exposed_headers: [x-auth-token], max_age: 23, \
+               credentials: true, private_network: true}}]";
+    let (_d, gw) = start(up.addr(), &[("r", "/", cfg)]);
+    let r = gw.send(
+        "OPTIONS",
+        "/cors",
+        &[
+            ("Origin", "http://example.test"),
+            ("Access-Control-Request-Method", "GET"),
+            ("Access-Control-Request-Private-Network", "true"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(up.count(), 0);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://example.test")
+    );
+    assert_eq!(r.header("access-control-allow-methods"), Some("GET,POST"));
+    assert_eq!(
+        r.header("access-control-allow-headers"),
+        Some("origin,type,accepts")
+    );
+    assert_eq!(r.header("access-control-max-age"), Some("23"));
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(
+        r.header("access-control-allow-private-network"),
+        Some("true")
+    );
+    assert_eq!(r.header("vary"), Some("Origin"));
+    // Exposed headers go on actual responses only.
+    assert_eq!(r.header("access-control-expose-headers"), None);
+
+    let r = gw.send("GET", "/cors", &[("Origin", "http://example.test")], b"");
+    assert_eq!(r.status, 200);
+    assert_eq!(up.count(), 1);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://example.test")
+    );
+    assert_eq!(
+        r.header("access-control-expose-headers"),
+        Some("x-auth-token")
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(r.header("vary"), Some("Origin"));
+    assert_eq!(r.header("access-control-allow-methods"), None);
+    assert_eq!(r.header("access-control-max-age"), None);
+}
+
+#[test]
+fn cors_origins_match_exactly_or_by_regex() {
+    let up = Upstream::echo();
+    let cfg = r"[{name: cors, config: {origins: ['http://my-site.test', 'http://other.test:8000', '.*\.example\.org']}}]";
+    let (_d, gw) = start(up.addr(), &[("r", "/", cfg)]);
+    let acao = |origin: &str| {
+        let r = gw.send("GET", "/x", &[("Origin", origin)], b"");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("vary"), Some("Origin"), "{origin}");
+        r.header("access-control-allow-origin").map(str::to_string)
+    };
+    assert_eq!(
+        acao("http://my-site.test").as_deref(),
+        Some("http://my-site.test")
+    );
+    // Default ports are normalised away before comparing.
+    assert_eq!(
+        acao("http://my-site.test:80").as_deref(),
+        Some("http://my-site.test")
+    );
+    assert_eq!(
+        acao("http://other.test:8000").as_deref(),
+        Some("http://other.test:8000")
+    );
+    assert_eq!(acao("http://other.test"), None);
+    // A regex without ':' is matched against the origin's host, anchored at both ends.
+    assert_eq!(
+        acao("https://api.example.org").as_deref(),
+        Some("https://api.example.org")
+    );
+    assert_eq!(acao("https://api.example.org.evil.test"), None);
+    assert_eq!(acao("http://evil.test"), None);
+
+    // A preflight from a refused origin is still answered, without an allowed origin.
+    let r = gw.send(
+        "OPTIONS",
+        "/x",
+        &[
+            ("Origin", "http://evil.test"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    assert_eq!(r.header("vary"), Some("Origin"));
+}
+
+#[test]
+fn cors_credentials_with_any_origin_reflect_the_origin() {
+    let up = Upstream::echo();
+    let cfg = "[{name: cors, config: {origins: ['*'], credentials: true}}]";
+    let (_d, gw) = start(up.addr(), &[("r", "/", cfg)]);
+    let r = gw.send("GET", "/x", &[("Origin", "http://app.test")], b"");
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://app.test")
+    );
+    assert_eq!(r.header("access-control-allow-credentials"), Some("true"));
+    assert_eq!(r.header("vary"), Some("Origin"));
+    // No origin: `*`, and credentials cannot go with it.
+    let r = gw.get("/x");
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(r.header("access-control-allow-credentials"), None);
+}
+
+#[test]
+fn cors_preflight_continue_proxies_the_preflight() {
+    let up = Upstream::echo();
+    let cfg = "[{name: cors, config: {preflight_continue: true}}]";
+    let (_d, gw) = start(up.addr(), &[("r", "/", cfg)]);
+    let r = gw.send(
+        "OPTIONS",
+        "/cors",
+        &[
+            ("Origin", "http://example.test"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(up.count(), 1);
+    assert_eq!(up.last().method, "OPTIONS");
+    assert_eq!(r.json()["path"], "/cors");
+    // The upstream answers the preflight: the plugin adds nothing to it.
+    assert_eq!(r.header("access-control-allow-methods"), None);
+    assert_eq!(r.header("access-control-allow-origin"), None);
+    let r = gw.send("GET", "/cors", &[("Origin", "http://example.test")], b"");
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+}
