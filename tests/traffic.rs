@@ -222,3 +222,142 @@ fn cors_preflight_continue_proxies_the_preflight() {
     let r = gw.send("GET", "/cors", &[("Origin", "http://example.test")], b"");
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
 }
+
+// === correlation-id ===
+
+fn is_uuid(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && s.bytes()
+            .all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && &s[14..15] == "4"
+}
+
+#[test]
+fn correlation_id_defaults_count_on_one_uuid_and_do_not_echo() {
+    let up = Upstream::echo();
+    let (_d, gw) = start(up.addr(), &[("r", "/", "[{name: correlation-id}]")]);
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = gw.get("/ci");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("kong-request-id"), None);
+        ids.push(up.last().headers["kong-request-id"].clone());
+    }
+    let (base0, n0) = ids[0].split_once('#').unwrap();
+    let (base1, n1) = ids[1].split_once('#').unwrap();
+    assert!(is_uuid(base0), "{}", ids[0]);
+    assert_eq!(base0, base1);
+    assert_eq!(n1.parse::<u64>().unwrap(), n0.parse::<u64>().unwrap() + 1);
+}
+
+#[test]
+fn correlation_id_uuid_echo_and_a_clients_id_kept() {
+    let up = Upstream::echo();
+    let (_d, gw) = start(
+        up.addr(),
+        &[
+            (
+                "echo",
+                "/echo",
+                "[{name: correlation-id, config: {header_name: X-Call-ID, generator: uuid, echo_downstream: true}}]",
+            ),
+            (
+                "tracker",
+                "/tracker",
+                "[{name: correlation-id, config: {generator: tracker}}]",
+            ),
+        ],
+    );
+    let r = gw.get("/echo");
+    let sent = up.last().headers["x-call-id"].clone();
+    assert!(is_uuid(&sent), "{sent}");
+    assert_eq!(r.header("x-call-id"), Some(sent.as_str()));
+    assert!(!up.last().headers.contains_key("kong-request-id"));
+    let r = gw.get("/echo");
+    assert_ne!(
+        r.header("x-call-id"),
+        Some(sent.as_str()),
+        "a new id per request"
+    );
+
+    let r = gw.send("GET", "/echo", &[("X-Call-ID", "my-own-id-1")], b"");
+    assert_eq!(up.last().headers["x-call-id"], "my-own-id-1");
+    assert_eq!(r.header("x-call-id"), Some("my-own-id-1"));
+
+    gw.get("/tracker");
+    let t = up.last().headers["kong-request-id"].clone();
+    let fields: Vec<&str> = t.split('-').collect();
+    assert_eq!(fields.len(), 6, "{t}");
+    assert_eq!(fields[0], "127.0.0.1");
+    assert_eq!(fields[1], gw.addr.port().to_string());
+    assert!(fields[5].contains('.'), "{t}");
+}
+
+/// The id reaches the log phase: a log plugin registered beside the bundled ones reads it.
+mod log_phase {
+    use std::sync::{Arc, Mutex};
+
+    use serde::Deserialize;
+    use switchyard::plugins::correlation_id::CorrelationIdValue;
+    use switchyard::plugins::{BuildCx, Ctx, Kind, LogEntry, Phases, Plugin, PluginSpec};
+
+    pub static LOGGED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    #[derive(Deserialize)]
+    pub struct NoConfig {}
+    impl switchyard::plugins::Validate for NoConfig {}
+
+    pub struct IdLog;
+    impl PluginSpec for IdLog {
+        const NAME: &'static str = "id-log";
+        const PRIORITY: i32 = 1;
+        const KIND: Kind = Kind::Observes;
+        type Config = NoConfig;
+        fn build(_: NoConfig, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+            Ok(Some(Arc::new(IdLog)))
+        }
+    }
+    impl Plugin for IdLog {
+        fn name(&self) -> &str {
+            "id-log"
+        }
+        fn priority(&self) -> i32 {
+            1
+        }
+        fn phases(&self) -> Phases {
+            Phases::LOG
+        }
+        fn log(&self, ctx: &Ctx<'_>, _: &LogEntry) {
+            let id = ctx.extensions.get::<CorrelationIdValue>();
+            let text = id.map_or("none".to_string(), |v| v.0.to_str().unwrap().to_string());
+            LOGGED.lock().unwrap().push(text);
+        }
+    }
+}
+
+#[test]
+fn correlation_id_reaches_the_log_phase() {
+    let up = Upstream::echo();
+    let y = format!(
+        "_format_version: '3.0'\nservices:\n- name: s\n  url: http://{}\n  routes:\n  - {{name: r, paths: [/], plugins: [{{name: correlation-id, config: {{generator: uuid}}}}, {{name: id-log}}]}}\n",
+        up.addr()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kong.yaml"), y).unwrap();
+    let gw = TestGateway::start_built(
+        dir,
+        switchyard::gateway::Builder::new().plugin::<log_phase::IdLog>(),
+    );
+    gw.get("/a");
+    let sent = up.last().headers["kong-request-id"].clone();
+    gw.send("GET", "/b", &[("Kong-Request-ID", "client-id-7")], b"");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while log_phase::LOGGED.lock().unwrap().len() < 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        *log_phase::LOGGED.lock().unwrap(),
+        [sent, "client-id-7".to_string()]
+    );
+}
