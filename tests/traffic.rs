@@ -481,3 +481,139 @@ fn request_size_limiting_require_content_length() {
     assert_eq!(up.last().body, b"small");
     assert_eq!(gw.send("POST", "/cl", &[], b"small").status, 200);
 }
+
+// === response-transformer ===
+
+/// An upstream that answers every request with `response` (a whole HTTP/1.1 response).
+fn fixed_upstream(response: String) -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let response = response.clone();
+            std::thread::spawn(move || {
+                let mut r = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut out = stream;
+                while read_request_head(&mut r) {
+                    if std::io::Write::write_all(&mut out, response.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Reads one bodiless request head (the tests' requests to `fixed_upstream` are GETs).
+fn read_request_head(r: &mut impl std::io::BufRead) -> bool {
+    let mut any = false;
+    loop {
+        let mut line = String::new();
+        match r.read_line(&mut line) {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if line == "\r\n" => return any,
+            Ok(_) => any = true,
+        }
+    }
+}
+
+#[test]
+fn response_transformer_changes_headers_in_kongs_order() {
+    let body = r#"{"a":1}"#;
+    let addr = fixed_upstream(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-internal: 1\r\nx-old: o\r\n\
+         x-version: v1\r\nx-present: up\r\nx-multi: m1\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    let cfg = "[{name: response-transformer, config: {remove: {headers: [x-internal]}, \
+               rename: {headers: ['x-old:x-new']}, replace: {headers: ['x-version:v2', 'x-absent:nope']}, \
+               add: {headers: ['x-present:plugin', 'x-added:yes', 'Content-Type:text/html']}, \
+               append: {headers: ['x-multi:m2']}}}]";
+    let (_d, gw) = start(addr, &[("r", "/", cfg)]);
+    let r = gw.get("/rs");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-internal"), None);
+    assert_eq!(r.header("x-old"), None);
+    assert_eq!(r.header("x-new"), Some("o"));
+    assert_eq!(r.header("x-version"), Some("v2"));
+    assert_eq!(r.header("x-absent"), None, "replace only what is there");
+    assert_eq!(r.header("x-present"), Some("up"), "add only what is absent");
+    assert_eq!(r.header("x-added"), Some("yes"));
+    assert_eq!(r.header("content-type"), Some("application/json"));
+    // The test client joins repeated headers with ", ".
+    assert_eq!(r.header("x-multi"), Some("m1, m2"));
+    assert_eq!(
+        r.text(),
+        body,
+        "no JSON change configured: the body is untouched"
+    );
+}
+
+#[test]
+fn response_transformer_changes_a_json_body_and_its_length() {
+    let body =
+        r#"{"path":"/rs","secret":"s","old":1,"version":1,"flag":false,"tags":"t1","n":null}"#;
+    // The upstream's body comes chunked, in two pieces: the plugin holds it to change it.
+    let (half1, half2) = body.split_at(20);
+    let addr = fixed_upstream(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json; charset=utf-8\r\ntransfer-encoding: chunked\r\n\r\n\
+         {:x}\r\n{half1}\r\n{:x}\r\n{half2}\r\n0\r\n\r\n",
+        half1.len(),
+        half2.len()
+    ));
+    let cfg = "[{name: response-transformer, config: {remove: {json: [secret]}, \
+               rename: {json: ['old:new']}, replace: {json: ['version:2', 'absent:x'], json_types: [number]}, \
+               add: {json: ['greeting:hello', 'path:ignored', 'flag:true', 'ok:true'], json_types: [string, string, boolean, boolean]}, \
+               append: {json: ['tags:t2', 'list:a/b']}}}]";
+    let (_d, gw) = start(addr, &[("r", "/", cfg)]);
+    let r = gw.get("/rs");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str()),
+        "the new body's length"
+    );
+    assert_eq!(r.header("transfer-encoding"), None);
+    assert_eq!(
+        r.json(),
+        serde_json::json!({
+            "path": "/rs",
+            "new": 1,
+            "version": 2,
+            // `false` counts as absent for add, as in Lua.
+            "flag": true,
+            "tags": ["t1", "t2"],
+            "n": null,
+            "greeting": "hello",
+            "ok": true,
+            "list": ["a/b"],
+        })
+    );
+}
+
+#[test]
+fn response_transformer_leaves_other_bodies_alone() {
+    let text = "plain text, not JSON";
+    let addr = fixed_upstream(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{text}",
+        text.len()
+    ));
+    let up_json = Upstream::echo();
+    let cfg =
+        "[{name: response-transformer, config: {add: {json: ['x:1'], headers: ['x-seen:1']}}}]";
+    let (_d, gw) = start(addr, &[("r", "/", cfg)]);
+    let r = gw.get("/t");
+    assert_eq!(r.text(), text);
+    assert_eq!(r.header("x-seen"), Some("1"));
+
+    // A JSON object from the echo upstream is changed, and framed with its new length.
+    let (_d2, gw2) = start(up_json.addr(), &[("r", "/", cfg)]);
+    let r = gw2.get("/echo");
+    assert_eq!(r.json()["x"], "1");
+    assert_eq!(r.json()["path"], "/echo");
+    assert_eq!(
+        r.header("content-length"),
+        Some(r.body.len().to_string().as_str())
+    );
+}
