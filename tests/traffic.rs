@@ -408,6 +408,9 @@ fn request_size_limiting_by_content_length() {
     let r = gw.send("POST", "/b", &[], b"0123456789");
     assert_eq!(r.status, 200);
     assert_eq!(up.last().body, b"0123456789");
+    // Counted or not, a body with a Content-Length goes upstream with it, not chunked.
+    assert_eq!(up.last().headers["content-length"], "10");
+    assert!(!up.last().headers.contains_key("transfer-encoding"));
     let r = gw.send("POST", "/b", &[], b"0123456789A");
     assert_eq!(r.status, 413);
     assert_eq!(

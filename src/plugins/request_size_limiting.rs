@@ -127,6 +127,11 @@ impl Plugin for Handler {
         Flow::Continue
     }
 
+    /// It only counts: a body with a Content-Length goes upstream with it, as in Kong.
+    fn keeps_request_length(&self) -> bool {
+        true
+    }
+
     fn request_body(&self, ctx: &mut Ctx<'_>, chunk: &mut Chunk) -> BodyFlow {
         let Some(c) = ctx.extensions.get_mut::<Counting>() else {
             return BodyFlow::Continue;

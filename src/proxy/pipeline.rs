@@ -813,9 +813,19 @@ impl<'x, 'a> FilteredRequest<'x, 'a> {
 
 impl Outgoing for FilteredRequest<'_, '_> {
     fn length(&self) -> Option<u64> {
-        // Hooks may change the length: it is known only for no body at all.
+        // Hooks may change the length: it is known only for no body at all, or when every
+        // request-body hook says it keeps it.
         match self.body.length() {
             Some(0) => Some(0),
+            Some(n)
+                if self
+                    .run
+                    .chain
+                    .with(Phases::REQUEST_BODY)
+                    .all(|p| p.keeps_request_length()) =>
+            {
+                Some(n)
+            }
             _ => None,
         }
     }
