@@ -231,6 +231,22 @@ mod tests {
         );
     }
 
+    #[test]
+    fn uuids_are_version_4_and_the_counter_counts() {
+        let u = uuid_v4();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"), "{u}");
+        assert_ne!(u, uuid_v4());
+        let (a, n) = uuid_counter()
+            .split_once('#')
+            .map(|(a, n)| (a.to_string(), n.parse::<u64>().unwrap()))
+            .unwrap();
+        let next = uuid_counter();
+        assert!(next.starts_with(&a));
+        assert!(next.split_once('#').unwrap().1.parse::<u64>().unwrap() > n);
+    }
+
     /// Configs from real users' files and the conformance cases.
     #[test]
     fn real_configs() {

@@ -497,6 +497,49 @@ mod tests {
     }
 
     #[test]
+    fn origins_are_normalised_as_kong_does() {
+        assert_eq!(
+            normalize_origin("http://a.test:80"),
+            ("http://a.test".to_string(), "a.test")
+        );
+        assert_eq!(
+            normalize_origin("https://a.test:443/x"),
+            ("https://a.test".to_string(), "a.test")
+        );
+        assert_eq!(
+            normalize_origin("https://a.test:8443"),
+            ("https://a.test:8443".to_string(), "a.test")
+        );
+        assert_eq!(normalize_origin("null"), ("null".to_string(), "null"));
+    }
+
+    #[test]
+    fn regex_origins_are_anchored_and_matched_on_the_host_without_a_colon() {
+        let list: Vec<Allowed> = [r".*\.example\.org", r"^https://(a|b)\.test"]
+            .iter()
+            .map(|o| allowed(o).unwrap())
+            .collect();
+        let m = |o: &str| match matched(&list, o) {
+            Match::Origin(d) => Some(d),
+            _ => None,
+        };
+        assert_eq!(
+            m("http://x.example.org").as_deref(),
+            Some("http://x.example.org")
+        );
+        assert_eq!(m("http://x.example.org.evil"), None);
+        assert_eq!(m("https://a.test").as_deref(), Some("https://a.test"));
+        assert_eq!(m("https://a.test.evil"), None);
+        assert_eq!(m("http://a.test"), None);
+        assert!(matches!(
+            matched(&[Allowed::Star], "http://any"),
+            Match::Star
+        ));
+        assert_eq!(lua_number(23.0), "23");
+        assert_eq!(lua_number(1.5), "1.5");
+    }
+
+    #[test]
     fn real_configs() {
         for yaml in [
             "credentials: true\nexposed_headers: [X-Auth-Token]\nheaders: [Accept, Accept-Version, Content-Length, Content-MD5, Content-Type, Date, X-Auth-Token, Authorization]\nmax_age: 3600\nmethods: [GET, POST, PUT, DELETE, PATCH, OPTIONS]\norigins: ['*']",

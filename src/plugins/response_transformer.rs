@@ -527,6 +527,72 @@ mod tests {
         );
     }
 
+    #[test]
+    fn json_values_as_kongs_json_value() {
+        use serde_json::json;
+        assert_eq!(json_value(Some("a/b\"c"), None), Some(json!("a/b\"c")));
+        assert_eq!(json_value(Some("a\\b"), None), Some(json!("a\\\\b")));
+        assert_eq!(json_value(None, None), Some(json!("null")));
+        assert_eq!(
+            json_value(Some("12"), Some(JsonType::Number)),
+            Some(json!(12))
+        );
+        assert_eq!(
+            json_value(Some("1.5"), Some(JsonType::Number)),
+            Some(json!(1.5))
+        );
+        assert_eq!(
+            json_value(Some("0x10"), Some(JsonType::Number)),
+            Some(json!(16))
+        );
+        assert_eq!(json_value(Some("many"), Some(JsonType::Number)), None);
+        assert_eq!(json_value(Some("inf"), Some(JsonType::Number)), None);
+        assert_eq!(
+            json_value(Some("true"), Some(JsonType::Boolean)),
+            Some(json!(true))
+        );
+        assert_eq!(
+            json_value(Some("yes"), Some(JsonType::Boolean)),
+            Some(json!(false))
+        );
+    }
+
+    #[test]
+    fn json_media_types() {
+        let h = |ct: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            is_json_body(&m)
+        };
+        assert!(h("application/json"));
+        assert!(h("Application/JSON; charset=utf-8"));
+        assert!(h("application/problem+json"));
+        assert!(h("text/plain, application/json"));
+        assert!(!h("text/json"));
+        assert!(!h("application/jsonx"));
+        assert!(!is_json_body(&HeaderMap::new()));
+    }
+
+    #[test]
+    fn json_body_steps() {
+        let c: Config = parse(
+            "remove: {json: [a]}\nrename: {json: ['b:c']}\nreplace: {json: ['n:x', 'f:x']}\n\
+             add: {json: ['f:y', 'n:z']}\nappend: {json: ['s:2', 'l:3', 'o:4']}",
+        )
+        .unwrap();
+        let h = Handler::compile(&c);
+        let out = h
+            .transform_json(br#"{"a":1,"b":2,"n":null,"f":false,"s":"1","l":[1],"o":{}}"#)
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"c":2,"n":"x","f":"y","s":["1","2"],"l":[1,"3"],"o":{"1":"4"}})
+        );
+        assert_eq!(h.transform_json(b"[1,2]"), None);
+        assert_eq!(h.transform_json(b"not json"), None);
+    }
+
     /// Configs from real users' files and the conformance cases.
     #[test]
     fn real_configs() {
