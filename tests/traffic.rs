@@ -223,6 +223,42 @@ fn cors_preflight_continue_proxies_the_preflight() {
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
 }
 
+#[test]
+fn cors_runs_before_authentication_and_marks_its_refusals() {
+    let up = Upstream::echo();
+    let y = format!(
+        "_format_version: '3.0'\nservices:\n- name: s\n  url: http://{}\n  routes:\n  - {{name: r, paths: [/], plugins: [{{name: key-auth}}, {{name: cors, config: {{origins: ['http://app.test']}}}}]}}\n",
+        up.addr()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kong.yaml"), y).unwrap();
+    let gw = Running::start(dir.path(), &[]);
+    // cors (PRIORITY 2000) answers the preflight before key-auth (1250) asks for a key.
+    let r = gw.send(
+        "OPTIONS",
+        "/x",
+        &[
+            ("Origin", "http://app.test"),
+            ("Access-Control-Request-Method", "GET"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://app.test")
+    );
+    // key-auth's 401 still carries the CORS headers, so that the browser can read it.
+    let r = gw.send("GET", "/x", &[("Origin", "http://app.test")], b"");
+    assert_eq!(r.status, 401);
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("http://app.test")
+    );
+    assert_eq!(r.header("vary"), Some("Origin"));
+    assert_eq!(up.count(), 0);
+}
+
 // === correlation-id ===
 
 fn is_uuid(s: &str) -> bool {
@@ -593,6 +629,22 @@ fn response_transformer_changes_a_json_body_and_its_length() {
             "list": ["a/b"],
         })
     );
+}
+
+#[test]
+fn response_transformer_refuses_a_json_body_past_its_buffer_limit() {
+    // 17 MiB of JSON: more than the plugin holds (16 MiB).
+    let body = format!("{{\"big\":\"{}\"}}", "x".repeat(17 << 20));
+    let addr = fixed_upstream(format!(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    ));
+    let cfg = "[{name: response-transformer, config: {remove: {json: [big]}}}]";
+    let (_d, gw) = start(addr, &[("r", "/", cfg)]);
+    let r = gw.get("/big");
+    // Not the body the config meant to change: the gateway's 502 instead.
+    assert_eq!(r.status, 502, "{}", &r.text()[..r.text().len().min(200)]);
+    assert!(r.body.len() < 1024);
 }
 
 #[test]
