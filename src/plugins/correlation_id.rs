@@ -11,7 +11,9 @@ use std::sync::{Arc, OnceLock};
 use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use super::{BuildCx, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate};
+use super::{
+    BuildCx, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, ResponseHead, Validate,
+};
 
 /// The plugin's `config` (Kong's `kong/plugins/correlation-id/schema.lua`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -178,13 +180,13 @@ impl Plugin for Handler {
 
     /// `echo_downstream`: the same id on the response (a new one when access did not run,
     /// as Kong makes one in header_filter then).
-    fn response_head(&self, ctx: &mut Ctx<'_>, resp: &mut http::response::Parts) {
+    fn response_head(&self, ctx: &mut Ctx<'_>, resp: &mut ResponseHead<'_>) {
         let id = match ctx.extensions.get::<CorrelationIdValue>() {
             Some(v) => Some(v.0.clone()),
             None => self.generate(ctx),
         };
         if let Some(v) = id {
-            resp.headers.insert(self.header.clone(), v);
+            resp.headers_mut().insert(self.header.clone(), v);
         }
     }
 }

@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use super::schema::defaults::yes;
 use super::schema::typedefs::{check_items, is_regex, non_empty_items};
-use super::{BuildCx, Checks, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, Validate};
+use super::{
+    BuildCx, Checks, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request, ResponseHead, Validate,
+};
 use crate::exchange::respond;
 
 /// The plugin's `config` (Kong's `kong/plugins/cors/schema.lua`).
@@ -420,7 +422,7 @@ impl Plugin for Handler {
         self.preflight(req, &origin)
     }
 
-    fn response_head(&self, ctx: &mut Ctx<'_>, resp: &mut http::response::Parts) {
+    fn response_head(&self, ctx: &mut Ctx<'_>, resp: &mut ResponseHead<'_>) {
         if ctx.extensions.get::<Preflight>().is_some() {
             return;
         }
@@ -428,9 +430,9 @@ impl Plugin for Handler {
         if origin.is_none() && !self.allow_origin_absent {
             return;
         }
-        self.configure(&mut resp.headers, origin, true);
+        self.configure(resp.headers_mut(), origin, true);
         if let Some(v) = &self.exposed_headers {
-            resp.headers.insert(ACEH.clone(), v.clone());
+            resp.headers_mut().insert(ACEH.clone(), v.clone());
         }
     }
 }

@@ -17,7 +17,9 @@ use serde_json::Value;
 
 use super::request_transformer::{check_colon_pair, check_header_pair, split_pair};
 use super::schema::typedefs::{check_items, non_empty_items};
-use super::{BodyFlow, BuildCx, Checks, Chunk, Ctx, Kind, Phases, Plugin, PluginSpec, Validate};
+use super::{
+    BodyFlow, BuildCx, Checks, Chunk, Ctx, Kind, Phases, Plugin, PluginSpec, ResponseHead, Validate,
+};
 
 /// The plugin's `config` (Kong's `kong/plugins/response-transformer/schema.lua`). Each list
 /// holds `name` (remove) or `name:value` (the others) entries; `rename` values are the new
@@ -423,8 +425,8 @@ impl Plugin for Handler {
         }
     }
 
-    fn response_head(&self, ctx: &mut Ctx<'_>, resp: &mut http::response::Parts) {
-        if self.transform_headers(&mut resp.headers) {
+    fn response_head(&self, ctx: &mut Ctx<'_>, resp: &mut ResponseHead<'_>) {
+        if self.transform_headers(resp.headers_mut()) {
             ctx.extensions.insert(TransformBody);
         }
     }
