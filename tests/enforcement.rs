@@ -94,17 +94,17 @@ services:
   routes:
   - {{name: limited, paths: [/rl], plugins: [{{name: grpc-gateway}}]}}
   - {{name: cached, paths: [/cache], plugins: [{{name: proxy-cache, config: {{strategy: memory}}}}]}}
-  - {{name: sized, paths: [/size], plugins: [{{name: request-size-limiting}}]}}
-  - {{name: resp, paths: [/resp], plugins: [{{name: response-transformer}}]}}
+  - {{name: sized, paths: [/size], plugins: [{{name: grpc-gateway}}]}}
+  - {{name: resp, paths: [/resp], plugins: [{{name: aws-lambda, config: {{function_name: fn1, aws_region: us-east-1}}}}]}}
   - {{name: gweb, paths: [/gweb], plugins: [{{name: grpc-web}}]}}
-  - {{name: corr, paths: [/corr], plugins: [{{name: correlation-id}}]}}
+  - {{name: corr, paths: [/corr], plugins: [{{name: session}}]}}
   - {{name: observed, paths: [/prom], plugins: [{{name: prometheus}}, {{name: http-log, config: {{http_endpoint: "http://127.0.0.1:9/log"}}}}]}}
   - {{name: off, paths: [/off], plugins: [{{name: key-auth, enabled: false}}]}}
   - {{name: teapot, paths: [/tea], plugins: [{{name: request-termination, config: {{status_code: 418, message: tea}}}}]}}
   - {{name: plain, paths: [/plain]}}
-- name: cors-everywhere
+- name: ldap-everywhere
   url: http://{u}
-  plugins: [{{name: cors}}]
+  plugins: [{{name: ldap-auth, config: {{ldap_host: ldap.test, base_dn: "dc=test", attribute: uid}}}}]
   routes:
   - {{name: c1, paths: [/c1]}}
   - {{name: c2, paths: [/c2]}}
@@ -122,16 +122,16 @@ consumers: [{{username: alice, keyauth_credentials: [{{key: alice-secret}}]}}]
             "plugin 'grpc-gateway' (kong.yaml:6 services[0].routes[0].plugins[0])",
         ),
         ("/cache/", "cached", "plugin 'proxy-cache' (kong.yaml:7"),
-        ("/size", "sized", "plugin 'request-size-limiting'"),
-        ("/resp", "resp", "plugin 'response-transformer'"),
+        ("/size", "sized", "plugin 'grpc-gateway'"),
+        ("/resp", "resp", "plugin 'aws-lambda'"),
         ("/gweb", "gweb", "plugin 'grpc-web'"),
-        ("/corr", "corr", "plugin 'correlation-id'"),
+        ("/corr", "corr", "plugin 'session'"),
         (
             "/c1",
             "c1",
-            "plugin 'cors' (kong.yaml:18 services[1].plugins[0])",
+            "plugin 'ldap-auth' (kong.yaml:18 services[1].plugins[0])",
         ),
-        ("/c2", "c2", "plugin 'cors'"),
+        ("/c2", "c2", "plugin 'ldap-auth'"),
     ] {
         assert_closed(&gw, &up, target, route, &[plugin]);
     }
@@ -176,7 +176,7 @@ consumers: [{{username: alice, keyauth_credentials: [{{key: alice-secret}}]}}]
         "{err}"
     );
     assert!(
-        err.contains("  route c2 (kong.yaml:21): answers 503; not enforced yet: plugin 'cors' (kong.yaml:18 services[1].plugins[0])"),
+        err.contains("  route c2 (kong.yaml:21): answers 503; not enforced yet: plugin 'ldap-auth' (kong.yaml:18 services[1].plugins[0])"),
         "{err}"
     );
     assert!(
@@ -238,7 +238,7 @@ consumer_groups:
 consumers:
 - username: alice
   keyauth_credentials: [{{key: alice-key}}]
-  plugins: [{{name: response-transformer, config: {{add: {{headers: ["x-who:alice"]}}}}}}]
+  plugins: [{{name: aws-lambda, config: {{function_name: fn1, aws_region: us-east-1}}}}]
 plugins:
 - {{name: grpc-gateway, consumer: alice, route: anonymous}}
 "#,
@@ -252,7 +252,7 @@ plugins:
         "/authed",
         "authed",
         &[
-            "plugin 'response-transformer' (kong.yaml:14 consumers[0].plugins[0]) for consumer 'alice', who can be identified on this route",
+            "plugin 'aws-lambda' (kong.yaml:14 consumers[0].plugins[0]) for consumer 'alice', who can be identified on this route",
         ],
     );
     // The group's request-termination is served: it is resolved for the group's members

@@ -136,6 +136,11 @@ pub struct Ctx<'s> {
     /// The captures of the route's regex path, when it has groups and one took part (Kong's
     /// `router_matches.uri_captures`). Filled only for routes with plugins.
     pub uri_captures: Option<UriCaptures<'s>>,
+    /// The request body's length as the client framed it: `Some(n)` with a Content-Length
+    /// (`Some(0)` without a body), `None` for a chunked one. Kong's plugins read
+    /// `Transfer-Encoding` for this, which the engine keeps out of the headers. Set before
+    /// the access phase.
+    pub body_length: Option<u64>,
     /// Per-request state of plugins and filters, by type.
     pub extensions: http::Extensions,
 }
@@ -164,6 +169,7 @@ impl<'s> Ctx<'s> {
             response_headers: Vec::new(),
             upstream_host: None,
             uri_captures: None,
+            body_length: Some(0),
             extensions: http::Extensions::new(),
         }
     }
@@ -412,6 +418,14 @@ pub enum BodyFlow {
     /// rather than pass a body the hook did not see. The response head waits for it, so
     /// that the hook may still change the length.
     Buffer { limit: usize },
+    /// Stop here: the client is answered `status` with Kong's `{"message": message}` and
+    /// the upstream request is abandoned (request-size-limiting on a chunked body). Only
+    /// request bodies can be answered so; on a response body, whose head may be out
+    /// already, it fails the exchange as a buffer overrun does.
+    Reject {
+        status: http::StatusCode,
+        message: &'static str,
+    },
 }
 
 /// A piece of a body as body hooks see it.

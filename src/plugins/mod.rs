@@ -160,6 +160,13 @@ pub trait Plugin: Send + Sync + 'static {
         BodyFlow::Continue
     }
 
+    /// This plugin's `request_body` never changes the body's length (it only looks, or
+    /// refuses): a request with a Content-Length then keeps it upstream instead of being
+    /// sent chunked. The default, `false`, is always correct.
+    fn keeps_request_length(&self) -> bool {
+        false
+    }
+
     /// The request's trailers, when its protocol has them.
     fn request_trailers(&self, _ctx: &mut Ctx<'_>, _trailers: &mut HeaderMap) {}
 

@@ -1,13 +1,19 @@
 //! `request-size-limiting` (PRIORITY 951, access): refuses with 413 a request whose body is
 //! larger than `allowed_payload_size` (in bytes, kilobytes or megabytes), and optionally one
-//! without a valid `Content-Length`. Not served yet: its config is checked against Kong's
-//! schema, and the routes it applies to are closed.
+//! without a valid `Content-Length` (`kong/plugins/request-size-limiting/handler.lua`).
+//!
+//! Kong reads a body without a Content-Length whole before it measures it; switchyard counts
+//! a chunked body as it streams to the upstream and cuts the request with the same answer
+//! once it passes the limit, so that nothing is held in memory.
 
 use std::sync::Arc;
 
+use http::StatusCode;
 use serde::Deserialize;
 
-use super::{BuildCx, Kind, Plugin, PluginSpec, Validate};
+use super::Validate;
+use super::{BodyFlow, BuildCx, Chunk, Ctx, Flow, Kind, Phases, Plugin, PluginSpec, Request};
+use crate::exchange::respond;
 
 /// The plugin's `config` (Kong's `kong/plugins/request-size-limiting/schema.lua`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -57,8 +63,87 @@ impl PluginSpec for RequestSizeLimiting {
     const KIND: Kind = Kind::Acts;
     type Config = Config;
 
-    fn build(_: Self::Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
-        Ok(None)
+    fn build(config: Config, _: &mut BuildCx<'_>) -> Result<Option<Arc<dyn Plugin>>, String> {
+        // Kong's `allowed_size * factor` is a Lua number; a negative size refuses any body.
+        let allowed =
+            i128::from(config.allowed_payload_size) * i128::from(config.size_unit.bytes());
+        Ok(Some(Arc::new(Handler {
+            allowed,
+            require_content_length: config.require_content_length,
+        })))
+    }
+}
+
+const EXCEEDED: &str = "Request size limit exceeded";
+
+struct Handler {
+    /// The limit in bytes.
+    allowed: i128,
+    require_content_length: bool,
+}
+
+/// A chunked request body's count so far.
+#[derive(Clone, Copy)]
+struct Counting(u64);
+
+/// Kong's `check_size` answer. Kong answers 417 instead to a client waiting for
+/// `100 Continue`; switchyard's engine has sent the 100 and dropped `Expect` before any
+/// plugin runs, so the answer is always 413.
+fn refusal() -> Flow {
+    Flow::Respond(respond::message(StatusCode::PAYLOAD_TOO_LARGE, EXCEEDED))
+}
+
+impl Plugin for Handler {
+    fn name(&self) -> &str {
+        RequestSizeLimiting::NAME
+    }
+    fn priority(&self) -> i32 {
+        RequestSizeLimiting::PRIORITY
+    }
+    fn phases(&self) -> Phases {
+        Phases::ACCESS | Phases::REQUEST_BODY
+    }
+
+    fn access(&self, ctx: &mut Ctx<'_>, req: &mut Request<'_>) -> Flow {
+        let declared = req
+            .header("content-length")
+            .and_then(|cl| cl.trim().parse::<u64>().ok());
+        if let Some(length) = declared {
+            if i128::from(length) > self.allowed {
+                return refusal();
+            }
+            return Flow::Continue;
+        }
+        let chunked = ctx.body_length.is_none();
+        if self.require_content_length && !chunked {
+            return Flow::Respond(respond::message(
+                StatusCode::LENGTH_REQUIRED,
+                "A valid Content-Length header is required",
+            ));
+        }
+        if chunked {
+            ctx.extensions.insert(Counting(0));
+        }
+        Flow::Continue
+    }
+
+    /// It only counts: a body with a Content-Length goes upstream with it, as in Kong.
+    fn keeps_request_length(&self) -> bool {
+        true
+    }
+
+    fn request_body(&self, ctx: &mut Ctx<'_>, chunk: &mut Chunk) -> BodyFlow {
+        let Some(c) = ctx.extensions.get_mut::<Counting>() else {
+            return BodyFlow::Continue;
+        };
+        c.0 += chunk.data.len() as u64;
+        if i128::from(c.0) > self.allowed {
+            return BodyFlow::Reject {
+                status: StatusCode::PAYLOAD_TOO_LARGE,
+                message: EXCEEDED,
+            };
+        }
+        BodyFlow::Continue
     }
 }
 

@@ -183,6 +183,7 @@ impl<'a> Exchange<'a> {
             {
                 run.ctx.extensions.insert(Placeholders(m.params.clone()));
             }
+            run.ctx.body_length = body.length();
             if let Some(resp) = run.phase(Phases::ACCESS, parts, body).await {
                 return self.plugin_answer(resp);
             }
@@ -243,6 +244,12 @@ impl<'a> Exchange<'a> {
                 Ok(resp)
             }
         };
+        // A request-body hook that rejected the body answers instead of the failed send.
+        if forwarded.is_err()
+            && let Some((status, message)) = self.run.as_mut().and_then(|r| r.rejected.take())
+        {
+            return self.plugin_answer(respond::message(status, message));
+        }
         match forwarded {
             Ok(resp) => self.upstream_answer(resp),
             Err(resp) => self.gateway_answer(resp),
@@ -464,6 +471,8 @@ pub struct Run<'a> {
     path: String,
     source: Answered,
     pub upstream_latency: Option<Duration>,
+    /// What a request-body hook answered with `BodyFlow::Reject`.
+    rejected: Option<(StatusCode, &'static str)>,
 }
 
 impl<'a> Run<'a> {
@@ -489,6 +498,7 @@ impl<'a> Run<'a> {
             },
             source: Answered::Gateway,
             upstream_latency: None,
+            rejected: None,
         })
     }
 
@@ -728,6 +738,9 @@ impl<'a> Run<'a> {
             let mut chunk = Chunk { data, end };
             let flow = p.response_body(&mut self.ctx, &mut chunk);
             (data, end) = (chunk.data, chunk.end);
+            if let BodyFlow::Reject { .. } = flow {
+                return Err(p.name().to_string());
+            }
             if let (BodyFlow::Buffer { limit }, false) = (flow, end) {
                 if data.len() > limit {
                     return Err(p.name().to_string());
@@ -782,6 +795,13 @@ impl<'x, 'a> FilteredRequest<'x, 'a> {
             let mut chunk = Chunk { data, end };
             let flow = p.request_body(&mut self.run.ctx, &mut chunk);
             (data, end) = (chunk.data, chunk.end);
+            if let BodyFlow::Reject { status, message } = flow {
+                self.run.rejected = Some((status, message));
+                return Err(std::io::Error::other(format!(
+                    "request body rejected by plugin {}",
+                    p.name()
+                )));
+            }
             if let (BodyFlow::Buffer { limit }, false) = (flow, end) {
                 self.held[i] = Some((BytesMut::from(&data[..]), limit));
                 return Ok(None);
@@ -793,9 +813,19 @@ impl<'x, 'a> FilteredRequest<'x, 'a> {
 
 impl Outgoing for FilteredRequest<'_, '_> {
     fn length(&self) -> Option<u64> {
-        // Hooks may change the length: it is known only for no body at all.
+        // Hooks may change the length: it is known only for no body at all, or when every
+        // request-body hook says it keeps it.
         match self.body.length() {
             Some(0) => Some(0),
+            Some(n)
+                if self
+                    .run
+                    .chain
+                    .with(Phases::REQUEST_BODY)
+                    .all(|p| p.keeps_request_length()) =>
+            {
+                Some(n)
+            }
             _ => None,
         }
     }
