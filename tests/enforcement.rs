@@ -93,7 +93,7 @@ services:
   url: http://{u}
   routes:
   - {{name: limited, paths: [/rl], plugins: [{{name: rate-limiting, config: {{minute: 5}}}}]}}
-  - {{name: cached, paths: [/cache], plugins: [{{name: proxy-cache, config: {{strategy: memory}}}}]}}
+  - {{name: resp-limited, paths: [/rrl], plugins: [{{name: response-ratelimiting, config: {{limits: {{sms: {{minute: 10}}}}}}}}]}}
   - {{name: sized, paths: [/size], plugins: [{{name: request-size-limiting}}]}}
   - {{name: resp, paths: [/resp], plugins: [{{name: response-transformer}}]}}
   - {{name: gweb, paths: [/gweb], plugins: [{{name: grpc-web}}]}}
@@ -121,7 +121,11 @@ consumers: [{{username: alice, keyauth_credentials: [{{key: alice-secret}}]}}]
             "limited",
             "plugin 'rate-limiting' (kong.yaml:6 services[0].routes[0].plugins[0])",
         ),
-        ("/cache/", "cached", "plugin 'proxy-cache' (kong.yaml:7"),
+        (
+            "/rrl/",
+            "resp-limited",
+            "plugin 'response-ratelimiting' (kong.yaml:7",
+        ),
         ("/size", "sized", "plugin 'request-size-limiting'"),
         ("/resp", "resp", "plugin 'response-transformer'"),
         ("/gweb", "gweb", "plugin 'grpc-web'"),
