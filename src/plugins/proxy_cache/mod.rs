@@ -563,13 +563,12 @@ impl Plugin for Cache {
                 c.body.extend_from_slice(&chunk.data);
             }
         }
-        if chunk.end {
-            if let State::Collect(mut c) = std::mem::replace(&mut p.state, State::Done) {
-                if !c.over {
-                    let body = std::mem::take(&mut c.body).freeze();
-                    self.store_entry(*c, body);
-                }
-            }
+        if chunk.end
+            && let State::Collect(mut c) = std::mem::replace(&mut p.state, State::Done)
+            && !c.over
+        {
+            let body = std::mem::take(&mut c.body).freeze();
+            self.store_entry(*c, body);
         }
         BodyFlow::Continue
     }

@@ -102,7 +102,7 @@ pub fn resource_ttl(cc: &Directives, headers: &HeaderMap, now: SystemTime) -> f6
         Some(_) => 0.0,
         None => {
             // The last Expires header, as Kong takes the last of a repeated one.
-            let expires = headers.get_all(EXPIRES).iter().last();
+            let expires = headers.get_all(EXPIRES).iter().next_back();
             match expires
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| httpdate::parse_http_date(v).ok())
