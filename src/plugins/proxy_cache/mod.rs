@@ -656,6 +656,147 @@ mod tests {
         );
     }
 
+    fn cache(yaml: &str) -> Cache {
+        Cache {
+            config: parse(yaml).unwrap(),
+            store: Arc::new(Store::default()),
+            ns: Arc::new(Namespace::default()),
+        }
+    }
+
+    fn head(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn cacheable_requests() {
+        let plain = cache("strategy: memory");
+        let none = Directives::default();
+        let no_cache = Directives::parse("no-cache");
+        assert!(plain.cacheable_request(&http::Method::GET, &none));
+        assert!(plain.cacheable_request(&http::Method::HEAD, &none));
+        assert!(!plain.cacheable_request(&http::Method::POST, &none));
+        // Request directives count only with cache_control.
+        assert!(plain.cacheable_request(&http::Method::GET, &no_cache));
+        let cc = cache("strategy: memory\ncache_control: true\nrequest_method: [POST]");
+        assert!(cc.cacheable_request(&http::Method::POST, &none));
+        assert!(!cc.cacheable_request(&http::Method::GET, &none));
+        assert!(!cc.cacheable_request(&http::Method::POST, &no_cache));
+        let no_store = Directives::parse("no-store");
+        assert!(!cc.cacheable_request(&http::Method::POST, &no_store));
+    }
+
+    #[test]
+    fn cacheable_responses() {
+        let plain = cache("strategy: memory");
+        let json = head(&[("content-type", "application/json")]);
+        assert_eq!(plain.cacheable_response(StatusCode::OK, &json), Some(300.0));
+        assert_eq!(
+            plain.cacheable_response(StatusCode::NOT_FOUND, &json),
+            Some(300.0)
+        );
+        assert_eq!(plain.cacheable_response(StatusCode::CREATED, &json), None);
+        assert_eq!(plain.cacheable_response(StatusCode::OK, &head(&[])), None);
+        let two = head(&[
+            ("content-type", "text/plain"),
+            ("content-type", "text/plain"),
+        ]);
+        assert_eq!(plain.cacheable_response(StatusCode::OK, &two), None);
+        // Without cache_control, the response's directives do not matter.
+        let private = head(&[
+            ("content-type", "text/plain"),
+            ("cache-control", "private, max-age=10"),
+        ]);
+        assert_eq!(
+            plain.cacheable_response(StatusCode::OK, &private),
+            Some(300.0)
+        );
+
+        let cc = cache("strategy: memory\ncache_control: true");
+        assert_eq!(cc.cacheable_response(StatusCode::OK, &private), None);
+        assert_eq!(
+            cc.cacheable_response(StatusCode::OK, &json),
+            None,
+            "no lifetime"
+        );
+        let max = head(&[
+            ("content-type", "text/plain"),
+            ("cache-control", "public, max-age=10, s-maxage=20"),
+        ]);
+        assert_eq!(cc.cacheable_response(StatusCode::OK, &max), Some(20.0));
+        let zero = head(&[
+            ("content-type", "text/plain"),
+            ("cache-control", "max-age=0"),
+        ]);
+        assert_eq!(cc.cacheable_response(StatusCode::OK, &zero), None);
+    }
+
+    #[test]
+    fn freshness() {
+        let now = Instant::now();
+        let entry = |ttl: f64| {
+            Entry::new(
+                StatusCode::OK,
+                HeaderMap::new(),
+                Bytes::new(),
+                ttl,
+                ttl,
+                now,
+            )
+        };
+        let plain = cache("strategy: memory\ncache_ttl: 5");
+        let none = Directives::default();
+        assert!(plain.fresh_enough(&entry(5.0), 5, &none));
+        assert!(!plain.fresh_enough(&entry(5.0), 6, &none));
+        // Without cache_control the request's directives are not read.
+        let min_fresh = Directives::parse("min-fresh=100");
+        assert!(plain.fresh_enough(&entry(5.0), 0, &min_fresh));
+
+        let cc = cache("strategy: memory\ncache_control: true\ncache_ttl: 5");
+        // Kong serves an entry older than its TTL while it is stored (storage_ttl), unless
+        // the request says otherwise.
+        assert!(cc.fresh_enough(&entry(10.0), 20, &none));
+        let max_age = Directives::parse("max-age=3");
+        assert!(cc.fresh_enough(&entry(10.0), 3, &max_age));
+        assert!(!cc.fresh_enough(&entry(10.0), 4, &max_age));
+        let max_stale = Directives::parse("max-stale=2");
+        assert!(cc.fresh_enough(&entry(10.0), 12, &max_stale));
+        assert!(!cc.fresh_enough(&entry(10.0), 13, &max_stale));
+        assert!(!cc.fresh_enough(&entry(10.0), 0, &min_fresh));
+        assert!(cc.fresh_enough(&entry(200.0), 0, &min_fresh));
+        // A directive without a number is taken as absent.
+        assert!(cc.fresh_enough(&entry(10.0), 9, &Directives::parse("max-age")));
+    }
+
+    #[test]
+    fn stored_headers_drop_hop_by_hop_and_the_plugins_own() {
+        let h = head(&[
+            ("content-type", "text/plain"),
+            ("content-length", "3"),
+            ("transfer-encoding", "chunked"),
+            ("connection", "close"),
+            ("x-ratelimit-remaining-minute", "4"),
+            ("ratelimit-remaining", "4"),
+            ("x-ratelimit-limit-minute", "5"),
+            ("age", "3"),
+            ("x-cache-status", "Miss"),
+            ("x-cache-key", "k"),
+            ("set-cookie", "a=1"),
+            ("set-cookie", "b=2"),
+        ]);
+        let kept = stored_headers(&h);
+        let names: Vec<&str> = kept.keys().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["content-type", "x-ratelimit-limit-minute", "set-cookie"]
+        );
+        assert_eq!(kept.get_all("set-cookie").iter().count(), 2);
+    }
+
     /// Configs from real users' files and the conformance cases.
     #[test]
     fn real_configs() {
