@@ -9,7 +9,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -24,6 +24,8 @@ const ROUTE_ID: &str = "5f0a1b2c-3d4e-4f50-8a6b-7c8d9e0f1a2b";
 struct Origin {
     addr: SocketAddr,
     hits: Arc<AtomicUsize>,
+    /// `/slow` sends its first piece, then waits for this before the rest.
+    release: Arc<AtomicBool>,
 }
 
 impl Origin {
@@ -31,14 +33,19 @@ impl Origin {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let hits: Arc<AtomicUsize> = Arc::default();
-        let count = hits.clone();
+        let release: Arc<AtomicBool> = Arc::default();
+        let (count, gate) = (hits.clone(), release.clone());
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let count = count.clone();
-                std::thread::spawn(move || serve(stream, &count));
+                let (count, gate) = (count.clone(), gate.clone());
+                std::thread::spawn(move || serve(stream, &count, &gate));
             }
         });
-        Origin { addr, hits }
+        Origin {
+            addr,
+            hits,
+            release,
+        }
     }
 
     fn count(&self) -> usize {
@@ -46,7 +53,7 @@ impl Origin {
     }
 }
 
-fn serve(stream: TcpStream, hits: &AtomicUsize) {
+fn serve(stream: TcpStream, hits: &AtomicUsize, release: &AtomicBool) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut out = stream;
     loop {
@@ -77,7 +84,12 @@ fn serve(stream: TcpStream, hits: &AtomicUsize) {
             return;
         }
         let n = hits.fetch_add(1, Ordering::SeqCst) + 1;
-        if answer(&mut out, &method, &target, n).is_err() {
+        let sent = if target.starts_with("/slow") {
+            slow(&mut out, release)
+        } else {
+            answer(&mut out, &method, &target, n)
+        };
+        if sent.is_err() {
             return;
         }
     }
@@ -136,6 +148,19 @@ fn answer(out: &mut TcpStream, method: &str, target: &str, n: usize) -> std::io:
         out.write_all(body.as_bytes())?;
     }
     Ok(())
+}
+
+/// `first` in one chunk, then (once released, or after 5 s) `second` and the end.
+fn slow(out: &mut TcpStream, release: &AtomicBool) -> std::io::Result<()> {
+    out.write_all(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n",
+    )?;
+    out.flush()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !release.load(Ordering::SeqCst) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    out.write_all(b"6\r\nsecond\r\n0\r\n\r\n")
 }
 
 fn decode(s: &str) -> String {
@@ -500,4 +525,96 @@ fn entries_outlive_a_reload_with_the_same_config_and_not_a_changed_one() {
     assert_eq!(status(&get(&gw, "/pc", &[])), "Hit");
     // /pc twice and /other once before, /pc once now.
     assert_eq!(origin.count(), 3);
+}
+
+#[test]
+fn head_requests_are_cached_without_a_body() {
+    let origin = Origin::start();
+    let gw = TestGateway::kong(&kong(&origin, &[("r1", "/", "")]));
+    let r = gw.send("HEAD", "/h", &[], b"");
+    assert_eq!((r.status, status(&r)), (200, "Miss"));
+    let r = gw.send("HEAD", "/h", &[], b"");
+    assert_eq!((r.status, status(&r)), (200, "Hit"));
+    assert_eq!(origin.count(), 1);
+    // GET is another key: its own entry, with its body.
+    let r = get(&gw, "/h", &[]);
+    assert_eq!(status(&r), "Miss");
+    assert_eq!(r.json()["n"], 2);
+    assert_eq!(get(&gw, "/h", &[]).json()["n"], 2);
+}
+
+#[test]
+fn authenticated_requests_are_cached_per_consumer() {
+    let origin = Origin::start();
+    let yaml = format!(
+        "_format_version: '3.0'
+services:
+- name: s1
+  url: http://{}
+  routes:
+  - name: r1
+    id: {ROUTE_ID}
+    paths: ['/']
+    plugins:
+    - name: key-auth
+    - name: proxy-cache
+      config: {{strategy: memory}}
+consumers:
+- {{username: alice, id: 11111111-1111-4111-8111-111111111111, keyauth_credentials: [{{key: alice-key}}]}}
+- {{username: bob, keyauth_credentials: [{{key: bob-key}}]}}
+",
+        origin.addr
+    );
+    let gw = TestGateway::kong(&yaml);
+
+    // Rejected before the cache runs: no cache headers at all.
+    let r = get(&gw, "/p", &[]);
+    assert_eq!(r.status, 401);
+    assert_eq!(r.header("x-cache-status"), None);
+    assert_eq!(origin.count(), 0);
+
+    let alice = get(&gw, "/p", &[("apikey", "alice-key")]);
+    assert_eq!(status(&alice), "Miss");
+    let key = sha256_hex(&format!(
+        "11111111-1111-4111-8111-111111111111:{ROUTE_ID}|GET|GET /p HTTP/1.1||"
+    ));
+    assert_eq!(alice.header("x-cache-key"), Some(key.as_str()));
+    let bob = get(&gw, "/p", &[("apikey", "bob-key")]);
+    assert_eq!(status(&bob), "Miss", "another consumer, another entry");
+    assert_ne!(bob.header("x-cache-key"), alice.header("x-cache-key"));
+    assert_eq!(status(&get(&gw, "/p", &[("apikey", "alice-key")])), "Hit");
+    assert_eq!(status(&get(&gw, "/p", &[("apikey", "bob-key")])), "Hit");
+    assert_eq!(origin.count(), 2);
+}
+
+#[test]
+fn a_miss_streams_to_the_client_before_the_upstream_has_finished() {
+    let origin = Origin::start();
+    let gw = TestGateway::kong(&kong(&origin, &[("r1", "/", "content_type: [text/plain]")]));
+    let mut s = TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    // The first piece arrives while the upstream still holds the rest: nothing waits
+    // for the whole body.
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&seen).contains("first") {
+        let n = s
+            .read(&mut buf)
+            .expect("the first piece before the upstream finished");
+        assert!(n > 0, "closed early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(String::from_utf8_lossy(&seen).contains("x-cache-status: Miss"));
+    assert!(!String::from_utf8_lossy(&seen).contains("second"));
+    origin.release.store(true, Ordering::SeqCst);
+    s.read_to_end(&mut seen).unwrap();
+    assert!(String::from_utf8_lossy(&seen).contains("second"));
+
+    // Stored once the body ended: whole.
+    let r = get(&gw, "/slow", &[]);
+    assert_eq!(status(&r), "Hit");
+    assert_eq!(r.text(), "firstsecond");
+    assert_eq!(origin.count(), 1);
 }
