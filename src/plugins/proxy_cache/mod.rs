@@ -316,7 +316,8 @@ impl Cache {
         let method = req.method().as_str();
         let mut uri = rules::request_line_uri(method, req.path(), req.query(), version);
         if self.config.ignore_uri_case {
-            uri = uri.to_lowercase();
+            // Lua's `string.lower`: ASCII letters only.
+            uri = uri.to_ascii_lowercase();
         }
         let parts = KeyParts {
             consumer: ctx.consumer.as_ref().map(|c| &*c.id),
