@@ -515,6 +515,7 @@ fn entries_outlive_a_reload_with_the_same_config_and_not_a_changed_one() {
     );
     assert_eq!(r.json()["n"].as_u64(), Some(1));
     assert_eq!(origin.count(), 2);
+    assert_eq!(entries(&gw), 1);
 
     // The plugin's config changes: its entries are gone.
     let v = gw.gateway.snapshot().version;
@@ -525,6 +526,18 @@ fn entries_outlive_a_reload_with_the_same_config_and_not_a_changed_one() {
     assert_eq!(status(&get(&gw, "/pc", &[])), "Hit");
     // /pc twice and /other once before, /pc once now.
     assert_eq!(origin.count(), 3);
+    // The old config's entry leaves the store once the old snapshot is retired.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while entries(&gw) != 1 {
+        assert!(Instant::now() < deadline, "{} entries", entries(&gw));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Entries in the gateway's (process-wide) cache store.
+fn entries(gw: &TestGateway) -> usize {
+    use switchyard::plugins::proxy_cache::{STORE_KEY, Store};
+    gw.gateway.state.kept::<Store>(STORE_KEY).usage().0
 }
 
 #[test]

@@ -32,8 +32,8 @@ use super::{BodyFlow, BuildCx, Checks, Chunk, Ctx, Flow, Kind, Phases, Plugin, P
 use super::{Request, ResponseHead, Validate};
 use crate::exchange::respond;
 use rules::{Directives, KeyParts};
-use store::{Entry, Namespace, Store};
-pub use store::{MAX_BYTES, MAX_ENTRY};
+use store::{Entry, Namespace};
+pub use store::{MAX_BYTES, MAX_ENTRY, STORE_KEY, Store};
 
 /// The plugin's `config` (Kong's `kong/plugins/proxy-cache/schema.lua`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -165,7 +165,7 @@ impl PluginSpec for ProxyCache {
         // One store per process (every instance, every snapshot); each instance's entries
         // under a namespace kept by its id and config, so that a reload with the same
         // config finds them and a changed config starts empty.
-        let store = cx.state.kept::<Store>("proxy-cache:memory");
+        let store = cx.state.kept::<Store>(STORE_KEY);
         let ns = cx.state.kept::<Namespace>(&format!(
             "proxy-cache:{}:{:016x}",
             cx.id,

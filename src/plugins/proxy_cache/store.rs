@@ -28,6 +28,9 @@ pub const MAX_BYTES: usize = 128 << 20;
 /// not cached. It keeps one response from evicting most of the store.
 pub const MAX_ENTRY: usize = 8 << 20;
 
+/// The store's key in `snapshot::State`.
+pub const STORE_KEY: &str = "proxy-cache:memory";
+
 /// What each entry costs beyond its body and headers (key, map slot, order slot, `Arc`).
 const OVERHEAD: usize = 160;
 
@@ -209,17 +212,32 @@ impl Store {
         true
     }
 
-    /// Drops every entry of namespace `ns`.
+    /// Drops every entry of namespace `ns`. The store is walked in recency order a batch
+    /// at a time, the lock taken per batch: a purge of a large store (after a reload) never
+    /// holds up requests for the whole walk. Nothing adds to a namespace being purged (its
+    /// last user is gone), so one pass finds all of its entries.
     pub fn purge(&self, ns: u64) {
-        let mut lru = self.lock();
-        let keys: Vec<Key> = lru.map.keys().filter(|k| k.0 == ns).copied().collect();
-        for k in keys {
-            lru.remove(&k);
+        const BATCH: usize = 4096;
+        let mut from = 0u64;
+        loop {
+            let mut lru = self.lock();
+            let batch: Vec<(u64, Key)> = lru
+                .order
+                .range(from..)
+                .take(BATCH)
+                .map(|(t, k)| (*t, *k))
+                .collect();
+            let Some(&(last, _)) = batch.last() else {
+                return;
+            };
+            for (_, k) in batch.iter().filter(|(_, k)| k.0 == ns) {
+                lru.remove(k);
+            }
+            from = last + 1;
         }
     }
 
-    /// Entries held, and their bytes.
-    #[cfg(test)]
+    /// Entries held, and their bytes (for status and tests).
     pub fn usage(&self) -> (usize, usize) {
         let lru = self.lock();
         (lru.map.len(), lru.bytes)
@@ -338,6 +356,21 @@ mod tests {
         assert!(store.put(1, &[1; 32], entry("ab", 0.0, now)));
         assert!(!store.put(1, &[2; 32], entry("abc", 0.0, now)));
         assert_eq!(store.usage().0, 1);
+    }
+
+    #[test]
+    fn purge_walks_the_whole_store_in_batches() {
+        let now = Instant::now();
+        let store = Store::default();
+        for i in 0..10_000u32 {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&i.to_le_bytes());
+            store.put(u64::from(i % 2), &key, entry("x", 0.0, now));
+        }
+        store.purge(1);
+        assert_eq!(store.usage().0, 5_000);
+        store.purge(0);
+        assert_eq!(store.usage(), (0, 0));
     }
 
     #[test]
