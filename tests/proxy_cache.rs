@@ -631,3 +631,45 @@ fn a_miss_streams_to_the_client_before_the_upstream_has_finished() {
     assert_eq!(r.text(), "firstsecond");
     assert_eq!(origin.count(), 1);
 }
+
+#[test]
+fn every_worker_thread_shares_one_store() {
+    let origin = Origin::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("kong.yaml"),
+        kong(&origin, &[("r1", "/", "")]),
+    )
+    .unwrap();
+    let (gateway, _) = switchyard::gateway::Builder::new()
+        .start(dir.path().to_path_buf())
+        .unwrap_or_else(|_| panic!("config rejected"));
+    // Four workers on one port (SO_REUSEPORT): the kernel spreads the connections.
+    let (bound, listeners) =
+        switchyard::proxy::server::bind_all(&["127.0.0.1:0".parse().unwrap()], 4).unwrap();
+    switchyard::proxy::server::spawn_workers(gateway, listeners);
+    let addr = bound[0];
+
+    let first = request(addr, "GET", "/shared", &[], b"");
+    assert_eq!(status(&first), "Miss");
+    // Forty connections from four client threads: each is a hit, whichever worker took it.
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                (0..10)
+                    .map(|_| {
+                        let r = request(addr, "GET", "/shared", &[], b"");
+                        (r.header("x-cache-status").map(str::to_string), r.body)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for c in clients {
+        for (st, body) in c.join().unwrap() {
+            assert_eq!(st.as_deref(), Some("Hit"));
+            assert_eq!(body, first.body);
+        }
+    }
+    assert_eq!(origin.count(), 1);
+}
