@@ -93,7 +93,7 @@ services:
   url: http://{u}
   routes:
   - {{name: limited, paths: [/rl], plugins: [{{name: grpc-gateway}}]}}
-  - {{name: cached, paths: [/cache], plugins: [{{name: proxy-cache, config: {{strategy: memory}}}}]}}
+  - {{name: cached, paths: [/cache], plugins: [{{name: session}}]}}
   - {{name: sized, paths: [/size], plugins: [{{name: grpc-gateway}}]}}
   - {{name: resp, paths: [/resp], plugins: [{{name: aws-lambda, config: {{function_name: fn1, aws_region: us-east-1}}}}]}}
   - {{name: gweb, paths: [/gweb], plugins: [{{name: grpc-web}}]}}
@@ -121,7 +121,7 @@ consumers: [{{username: alice, keyauth_credentials: [{{key: alice-secret}}]}}]
             "limited",
             "plugin 'grpc-gateway' (kong.yaml:6 services[0].routes[0].plugins[0])",
         ),
-        ("/cache/", "cached", "plugin 'proxy-cache' (kong.yaml:7"),
+        ("/cache/", "cached", "plugin 'session' (kong.yaml:7"),
         ("/size", "sized", "plugin 'grpc-gateway'"),
         ("/resp", "resp", "plugin 'aws-lambda'"),
         ("/gweb", "gweb", "plugin 'grpc-web'"),
