@@ -415,6 +415,8 @@ fn ocelot_options_that_are_not_served_close_their_routes_and_aggregates() {
             route("/cache", "cache", json!({"FileCacheOptions": {"TtlSeconds": 30}})),
             route("/handlers", "handlers", json!({"DelegatingHandlers": ["AuditHandler"]})),
             route("/plain", "plain", json!({})),
+            // A scheme the user's Ocelot registers in code, which these files do not define.
+            route("/coded", "coded", json!({"AuthenticationOptions": {"AuthenticationProviderKey": "UsersKey"}, "RouteClaimsRequirement": {"role": "admin"}})),
             {
                 "UpstreamPathTemplate": "/discovered",
                 "DownstreamPathTemplate": "/svc",
@@ -453,6 +455,15 @@ fn ocelot_options_that_are_not_served_close_their_routes_and_aggregates() {
         &["ServiceName (service discovery)"],
     );
     assert_open(&gw, &up, "/plain");
+    assert_closed(
+        &gw,
+        &up,
+        "/coded",
+        "/coded",
+        &[
+            "AuthenticationOptions provider `UsersKey` (a scheme Ocelot registers in code: define it under GlobalConfiguration.AuthenticationProviders)",
+        ],
+    );
     assert_closed(
         &gw,
         &up,

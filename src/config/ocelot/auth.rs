@@ -328,7 +328,10 @@ impl Cx<'_> {
         }))
     }
 
-    /// Every provider name in `a` must be defined (FileAuthenticationOptionsValidator).
+    /// Every provider name in `a` must be defined (FileAuthenticationOptionsValidator) once
+    /// the files define providers: an unknown name is then a mistake, reported with the
+    /// nearest one. Files that define none name schemes their Ocelot registers in code:
+    /// those load, and `route_auth` closes the routes that use them.
     fn check_provider_names(&mut self, ent: &Entity, at: &Path, a: &RawAuthentication) -> bool {
         let defined: Vec<String> = self
             .model
@@ -343,6 +346,9 @@ impl Cx<'_> {
         for (i, k) in a.authentication_provider_keys.iter().flatten().enumerate() {
             named.push((at.key("AuthenticationProviderKeys").index(i), k));
         }
+        if defined.is_empty() {
+            return true;
+        }
         let mut ok = true;
         for (path, k) in named {
             if k.trim().is_empty() || defined.iter().any(|d| d == k) {
@@ -351,7 +357,6 @@ impl Cx<'_> {
             ok = false;
             let hint = match nearest(k, defined.iter().map(String::as_str)) {
                 Some(n) => format!(" (did you mean `{n}`?)"),
-                None if defined.is_empty() => String::new(),
                 None => format!(" (defined: {})", defined.join(", ")),
             };
             self.error(ent, &path, format!("AuthenticationOptions: `{k}` is unsupported authentication provider: define it under GlobalConfiguration.AuthenticationProviders{hint}"));
@@ -384,6 +389,16 @@ impl Cx<'_> {
             .into_iter()
             .filter(|s| !s.is_empty())
             .collect();
+        if !providers.is_empty() && self.model.ocelot_auth_providers.is_empty() {
+            // The route answers 503 naming its providers; nothing of its options is built.
+            let at = match r.authentication_options {
+                Some(_) => root.key("AuthenticationOptions"),
+                None => root,
+            };
+            let names = providers.join("`, `");
+            self.close(ent, &at, &format!("AuthenticationOptions provider `{names}` (a scheme Ocelot registers in code: define it under GlobalConfiguration.AuthenticationProviders)"));
+            return Some(OcelotAuth::default());
+        }
         let authenticates = !providers.is_empty();
         if !authenticates && !scopes.is_empty() {
             self.warn(ent, &root.key("AuthenticationOptions").key("AllowedScopes"), "AllowedScopes apply only to a route that authenticates (a provider key and no AllowAnonymous): Ocelot ignores them here, and so does switchyard");
