@@ -20,6 +20,7 @@
 
 pub mod aggregate;
 pub mod auth;
+pub mod cache;
 pub mod raw;
 pub mod template;
 
@@ -872,6 +873,7 @@ impl Cx<'_> {
             if let Some(sec) = &g.security_options {
                 self.check_security(ent, &Path::root().key("SecurityOptions"), sec);
             }
+            self.global_cache(g, ent);
             for (field, map) in [
                 ("UpstreamHeaderTransform", &g.upstream_header_transform),
                 ("DownstreamHeaderTransform", &g.downstream_header_transform),
@@ -1190,7 +1192,8 @@ impl Cx<'_> {
         let auth = self.route_auth(ent, r, g);
         ok &= auth.is_some();
         // Options served by later issues: checked, then named in a startup warning.
-        self.qos_and_caching(ent, r, g);
+        self.qos(ent, r, g);
+        let cache = self.route_cache(ent, r, g, &mut ok);
         destination.round_robin = self.load_balancer(ent, r, g, &destination);
         self.delegating_handlers(ent, r);
         let (allow_auto_redirect, use_cookie_container) = self.http_handler(ent, r, g);
@@ -1234,6 +1237,7 @@ impl Cx<'_> {
             request_id_key: headers.request_id_key,
             security,
             rate_limit,
+            cache,
             allow_auto_redirect,
             use_cookie_container,
             base_url: g.base_url.clone(),
@@ -1494,10 +1498,9 @@ impl Cx<'_> {
         }
     }
 
-    /// QoSOptions and CacheOptions (the route's, else the global group's): not served yet,
-    /// so a route that has them active is closed.
-    fn qos_and_caching(&mut self, ent: &Entity, r: &RawRoute, g: &GlobalCx) {
-        let root = Path::root();
+    /// QoSOptions (the route's, else the global group's): not served yet, so a route that
+    /// has them active is closed.
+    fn qos(&mut self, ent: &Entity, r: &RawRoute, g: &GlobalCx) {
         let qos = r.qos_options.clone().or_else(|| {
             g.raw
                 .qos_options
@@ -1507,33 +1510,8 @@ impl Cx<'_> {
         if qos.as_ref().is_some_and(|q| q.active()) {
             self.close(
                 ent,
-                &root.key("QoSOptions"),
+                &Path::root().key("QoSOptions"),
                 "QoSOptions (circuit breaker and QoS timeout)",
-            );
-        }
-        let cache = r
-            .cache_options
-            .clone()
-            .or(r.file_cache_options.clone())
-            .or_else(|| {
-                g.raw
-                    .cache_options
-                    .clone()
-                    .or(g.raw.file_cache_options.clone())
-                    .filter(|c| in_group(&c.route_keys, r.key.as_deref()))
-            });
-        if cache
-            .as_ref()
-            .is_some_and(|c| c.ttl_seconds.unwrap_or(0) > 0)
-        {
-            self.close(
-                ent,
-                &root.key(if r.cache_options.is_some() {
-                    "CacheOptions"
-                } else {
-                    "FileCacheOptions"
-                }),
-                "CacheOptions/FileCacheOptions (response caching)",
             );
         }
     }
