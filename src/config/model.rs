@@ -545,6 +545,24 @@ pub struct OcelotRateLimit {
     pub wait: String,
     pub wait_ms: u64,
     pub limit: u64,
+    /// The counters' Redis (`GlobalConfiguration.RateLimitOptions.Redis`, switchyard's
+    /// extension); `None`: counted in this process.
+    pub redis: Option<OcelotRedis>,
+    /// What Ocelot keys a route's counters by: its load-balancing key.
+    pub counter_key: String,
+}
+
+/// Where Ocelot rate-limit counters are kept when they are shared.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct OcelotRedis {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub database: i64,
+    pub ssl: bool,
+    pub ssl_verify: bool,
+    pub timeout_ms: u64,
 }
 
 /// Ocelot output caching of one route (CacheOptionsCreator's result, with UseCache true).

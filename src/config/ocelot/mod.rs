@@ -22,6 +22,7 @@ pub mod aggregate;
 pub mod auth;
 pub mod cache;
 pub mod raw;
+pub mod redis_options;
 pub mod template;
 
 use std::borrow::Cow;
@@ -451,6 +452,8 @@ struct GlobalCx {
     raw: RawGlobal,
     base_url: String,
     scheme: Option<String>,
+    /// `RateLimitOptions.Redis` (switchyard's extension), checked.
+    redis: Option<super::model::OcelotRedis>,
 }
 
 /// The upstream side as routes and aggregates both write it.
@@ -841,6 +844,10 @@ impl Cx<'_> {
     }
 
     fn global(&mut self, g: &RawGlobal, ent: Option<&Entity>) -> GlobalCx {
+        let redis = ent.and_then(|ent| {
+            let rl = g.rate_limit_options.as_ref()?;
+            self.global_redis(rl, ent)
+        });
         if let Some(ent) = ent {
             if let Some(sd) = &g.service_discovery_provider
                 && (sd.kind.as_deref().is_some_and(|t| !t.trim().is_empty()) || sd.host.is_some())
@@ -905,6 +912,7 @@ impl Cx<'_> {
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
             scheme: g.downstream_scheme.clone().filter(|s| !s.trim().is_empty()),
+            redis,
         }
     }
 
@@ -1757,6 +1765,9 @@ impl Cx<'_> {
             .rate_limit_options
             .as_ref()
             .filter(|gl| in_group(&gl.route_keys, r.key.as_deref()));
+        if let Some(rl) = route {
+            self.route_redis(rl, ent, ok);
+        }
         if let Some(rl) = route
             && rl.enable_rate_limiting != Some(false)
             && rl.aspnet_policy().is_none()
@@ -1779,7 +1790,11 @@ impl Cx<'_> {
             (Some(rl), Some(gl)) => rl.clone().inherit(gl),
             (Some(rl), None) => rl.clone(),
         };
-        self.rate_limit_rule(ent, &merged, ok)
+        let mut rule = self.rate_limit_rule(ent, &merged, ok)?;
+        // Redis keeps every rate-limited route's counters, whatever group it is in.
+        rule.redis = g.redis.clone();
+        rule.counter_key = cache::load_balancing_key(r, &g.raw);
+        Some(rule)
     }
 
     /// The route's own RateLimitOptions as RouteFluentValidator checks them; its Period may
@@ -1915,6 +1930,8 @@ impl Cx<'_> {
                 .clamp(0.0, MAX_WINDOW_MS) as u64,
             wait,
             limit: merged.limit.unwrap_or(0).unsigned_abs(),
+            redis: None,
+            counter_key: String::new(),
         })
     }
 
