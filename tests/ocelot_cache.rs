@@ -284,3 +284,88 @@ fn any_upstream_status_is_cached_and_response_transforms_run_once_on_a_hit() {
         "each 502 names its own request id"
     );
 }
+
+#[test]
+fn options_that_run_before_the_cache_still_run_on_a_hit() {
+    let up = Upstream::echo();
+    let a = up.addr();
+    let (gw, _dir) = run(json!({
+        "Routes": [route(a, "/rl", "/svc/rl", json!({
+            "FileCacheOptions": {"TtlSeconds": 100},
+            "RateLimitOptions": {"Limit": 2, "Period": "1m"},
+        }))],
+        "GlobalConfiguration": {},
+    }));
+    let c = [("Oc-Client", "a")];
+    let (r, n) = call(&gw, &up, "GET", "/rl", &c, b"");
+    assert_eq!((r.status, n), (200, 1));
+    let (r, n) = call(&gw, &up, "GET", "/rl", &c, b"");
+    assert_eq!((r.status, n), (200, 0), "a hit");
+    assert_eq!(r.header("x-ratelimit-remaining"), Some("0"), "and counted");
+    let (r, n) = call(&gw, &up, "GET", "/rl", &c, b"");
+    assert_eq!(
+        (r.status, n),
+        (429, 0),
+        "RateLimitOptions run before the cache"
+    );
+}
+
+#[test]
+fn aggregate_parts_are_fetched_every_time() {
+    let up = Upstream::echo();
+    let a = up.addr();
+    let (gw, _dir) = run(json!({
+        "Routes": [
+            route(a, "/one", "/svc/one", json!({"Key": "one", "FileCacheOptions": {"TtlSeconds": 100}})),
+            route(a, "/two", "/svc/two", json!({"Key": "two"})),
+        ],
+        "Aggregates": [{"UpstreamPathTemplate": "/both", "RouteKeys": ["one", "two"]}],
+        "GlobalConfiguration": {},
+    }));
+    for _ in 0..2 {
+        let (r, n) = get(&gw, &up, "/both");
+        assert_eq!((r.status, n), (200, 2), "{}", r.text());
+        assert_eq!(r.json()["one"]["path"], "/svc/one");
+    }
+    // The route itself caches.
+    assert_eq!(get(&gw, &up, "/one").1, 1);
+    assert_eq!(get(&gw, &up, "/one").1, 0);
+}
+
+/// `switchyard check` on one ocelot.json: (success, everything it printed).
+fn check(doc: Value) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ocelot.json"), doc.to_string()).unwrap();
+    let out = std::process::Command::new(binary())
+        .args(["check", "--config-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let all =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    (out.status.success(), all)
+}
+
+#[test]
+fn config_problems_name_their_place() {
+    let up = Upstream::echo();
+    let (ok, all) = check(json!({
+        "Routes": [route(up.addr(), "/c", "/svc", json!({"FileCacheOptions": {"TtlSeconds": 10, "Header": "bad header"}}))],
+        "GlobalConfiguration": {},
+    }));
+    assert!(!ok, "{all}");
+    assert!(
+        all.contains("ocelot.json:1:234: Routes[0].FileCacheOptions.Header: FileCacheOptions.Header `bad header` is not a valid header name"),
+        "{all}"
+    );
+    // Ocelot never reads a global FileCacheOptions: a warning, not an error.
+    let (ok, all) = check(json!({
+        "Routes": [route(up.addr(), "/c", "/svc", json!({}))],
+        "GlobalConfiguration": {"FileCacheOptions": {"TtlSeconds": 10}},
+    }));
+    assert!(ok, "{all}");
+    assert!(
+        all.contains("warning: GlobalConfiguration.FileCacheOptions: Ocelot does not read GlobalConfiguration.FileCacheOptions"),
+        "{all}"
+    );
+}
