@@ -179,3 +179,50 @@ fn the_redis_block_is_read_strictly_and_only_globally() {
         assert!(err.contains(want), "missing {want:?} in:\n{err}");
     }
 }
+
+#[test]
+fn the_password_may_be_a_vault_reference() {
+    let redis = Redis::start_with(dead_port(), &["--requirepass", "s3cret"]);
+    let up = Upstream::echo();
+    let text = |var: &str| {
+        json!({
+            "Routes": [route(up.addr(), "/rl", json!({"Limit": 3, "Period": "1m"}))],
+            "GlobalConfiguration": {"RateLimitOptions": {"Redis": {
+                "Host": "127.0.0.1", "Port": redis.port, "Password": format!("{{vault://env/{var}}}"),
+            }}},
+        })
+        .to_string()
+    };
+    let dir = dir_with(&text("SWITCHYARD_TEST_OCELOT_REDIS_PW"));
+    let gw = Running::start_env(
+        dir.path(),
+        &[],
+        &[("SWITCHYARD_TEST_OCELOT_REDIS_PW", "s3cret")],
+    );
+    let a = [("Oc-Client", "a")];
+    let r = gw.send("GET", "/rl", &a, b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Counted in Redis: the server took the password.
+    assert_eq!(
+        r.header("x-ratelimit-remaining"),
+        Some("2"),
+        "{}",
+        gw.log.lock().unwrap()
+    );
+
+    let dir = dir_with(&text("SWITCHYARD_TEST_OCELOT_REDIS_PW_UNSET"));
+    let out = std::process::Command::new(binary())
+        .args(["check", "--config-dir"])
+        .arg(dir.path())
+        .env_remove("SWITCHYARD_TEST_OCELOT_REDIS_PW_UNSET")
+        .output()
+        .unwrap();
+    let err =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("SWITCHYARD_TEST_OCELOT_REDIS_PW_UNSET"),
+        "{err}"
+    );
+    assert!(err.contains("redis.password"), "{err}");
+}

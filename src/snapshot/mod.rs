@@ -630,7 +630,26 @@ impl BuildEnv<'_> {
         };
         let mut plugins = Vec::new();
         for (name, value) in options {
-            let config = Captured::from_json(&value, at, Path::root());
+            let mut config = Captured::from_json(&value, at, Path::root());
+            // RateLimitOptions.Redis.Password may be a secret reference
+            // (`{vault://env/NAME}`), read on every compile into a copy only this build sees,
+            // as Kong plugin settings are.
+            if name == "ocelot-rate-limiting" {
+                match self.vaults.resolve_tree(&config.node) {
+                    Ok(Some(node)) => config.node = node,
+                    Ok(None) => {}
+                    Err(problems) => {
+                        for (sub, msg) in problems {
+                            report.push(
+                                Severity::Error,
+                                &r.origin,
+                                format!("{name}: {sub}: {msg}"),
+                            );
+                        }
+                        continue;
+                    }
+                }
+            }
             let mut cx = BuildCx {
                 id: &r.id,
                 route: Some(&identity),

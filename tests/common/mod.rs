@@ -479,9 +479,15 @@ impl Redis {
     }
 
     pub fn start_on(port: u16) -> Redis {
+        Redis::start_with(port, &[])
+    }
+
+    /// With extra `redis-server` arguments (`--requirepass`, ...).
+    pub fn start_with(port: u16, extra: &[&str]) -> Redis {
         let child = std::process::Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
