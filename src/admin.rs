@@ -1,6 +1,7 @@
 //! The admin listener: `GET /status` (snapshot version, hash, load time, counts, the last
 //! reload's result and errors), `GET /status/ready`, `POST /reload`, `GET /config` (the
-//! serving config with its defaults, as `switchyard config` prints it).
+//! serving config with its defaults, as `switchyard config` prints it), and Ocelot's
+//! administration API's `DELETE /outputcache/{region}` (clears an output cache region).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -87,6 +88,8 @@ enum Endpoint {
     Ready,
     Reload,
     Config,
+    /// `DELETE /outputcache/{region}` (Ocelot's `OutputCacheController`).
+    OutputCache,
 }
 
 impl Endpoint {
@@ -96,6 +99,7 @@ impl Endpoint {
             "/status/ready" => Endpoint::Ready,
             "/reload" => Endpoint::Reload,
             "/config" => Endpoint::Config,
+            _ if region_of(path).is_some() => Endpoint::OutputCache,
             _ => return None,
         })
     }
@@ -103,9 +107,24 @@ impl Endpoint {
     fn method(self) -> &'static str {
         match self {
             Endpoint::Reload => "POST",
+            Endpoint::OutputCache => "DELETE",
             _ => "GET",
         }
     }
+}
+
+/// The region a `/outputcache/{region}` path names, percent-decoded as ASP.NET decodes a
+/// route value (one segment, not empty).
+fn region_of(path: &str) -> Option<String> {
+    let raw = path.strip_prefix("/outputcache/")?;
+    if raw.is_empty() || raw.contains('/') {
+        return None;
+    }
+    let bytes: Vec<u8> =
+        form_urlencoded::parse(format!("r={}", raw.replace('+', "%2B")).as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned().into_bytes())?;
+    String::from_utf8(bytes).ok()
 }
 
 async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
@@ -133,6 +152,12 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
         ),
         Endpoint::Reload => reload(gw).await,
         Endpoint::Config => json_value(StatusCode::OK, &config_json(&gw.snapshot().model)),
+        Endpoint::OutputCache => {
+            let region = region_of(req.uri().path()).unwrap_or_default();
+            crate::plugins::ocelot_cache::clear_region(&gw.state, &region);
+            // Ocelot answers 204 NoContent, whether or not the region held anything.
+            into_proxy(respond::bytes(StatusCode::NO_CONTENT, bytes::Bytes::new()))
+        }
     }
 }
 

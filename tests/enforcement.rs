@@ -412,7 +412,6 @@ fn ocelot_options_that_are_not_served_close_their_routes_and_aggregates() {
     let doc = json!({
         "Routes": [
             route("/qos", "qos", json!({"QoSOptions": {"ExceptionsAllowedBeforeBreaking": 2, "DurationOfBreak": 1000, "TimeoutValue": 500}})),
-            route("/cache", "cache", json!({"FileCacheOptions": {"TtlSeconds": 30}})),
             route("/handlers", "handlers", json!({"DelegatingHandlers": ["AuditHandler"]})),
             route("/plain", "plain", json!({})),
             // A scheme the user's Ocelot registers in code, which these files do not define.
@@ -425,7 +424,7 @@ fn ocelot_options_that_are_not_served_close_their_routes_and_aggregates() {
             },
         ],
         "Aggregates": [
-            {"UpstreamPathTemplate": "/both", "RouteKeys": ["plain", "cache"]},
+            {"UpstreamPathTemplate": "/both", "RouteKeys": ["plain", "qos"]},
             {"UpstreamPathTemplate": "/plains", "RouteKeys": ["plain", "plain"]},
         ],
         "GlobalConfiguration": {"ServiceDiscoveryProvider": {"Type": "Consul", "Host": "127.0.0.1", "Port": 8500}},
@@ -438,13 +437,6 @@ fn ocelot_options_that_are_not_served_close_their_routes_and_aggregates() {
         "/qos",
         "/qos",
         &["QoSOptions (circuit breaker and QoS timeout) (ocelot.json:1 Routes[0].QoSOptions)"],
-    );
-    assert_closed(
-        &gw,
-        &up,
-        "/cache",
-        "/cache",
-        &["CacheOptions/FileCacheOptions"],
     );
     assert_closed(&gw, &up, "/handlers", "/handlers", &["DelegatingHandlers"]);
     assert_closed(
@@ -464,13 +456,7 @@ fn ocelot_options_that_are_not_served_close_their_routes_and_aggregates() {
             "AuthenticationOptions provider `UsersKey` (a scheme Ocelot registers in code: define it under GlobalConfiguration.AuthenticationProviders)",
         ],
     );
-    assert_closed(
-        &gw,
-        &up,
-        "/both",
-        "/both",
-        &["part `cache`: CacheOptions/FileCacheOptions"],
-    );
+    assert_closed(&gw, &up, "/both", "/both", &["part `qos`: QoSOptions"]);
     let r = gw.get("/plains");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(up.count(), 3, "/plain, then both parts of /plains");

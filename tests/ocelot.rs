@@ -673,6 +673,65 @@ fn downstream_gets_its_own_host_the_downstream_verb_and_no_forwarded_headers() {
 }
 
 #[test]
+fn query_placeholders_with_a_catch_all_send_each_parameter_once_encoded_as_sent() {
+    let up = Upstream::echo();
+    let u = up.addr();
+    let gw = routes(vec![
+        // A path placeholder and the catch-all query in one template.
+        route(u, "/b/{id}?{query}", "/svc-b/{id}?{query}", json!({})),
+        // Query placeholders and a last, whole-parameter catch-all.
+        route(
+            u,
+            "/c/{id}?x={x}&{rest}",
+            "/svc-c/{id}?x={x}&{rest}",
+            json!({}),
+        ),
+        // The catch-all query into a downstream query that also has a placeholder.
+        route(
+            u,
+            "/d/{id}?{query}",
+            "/svc-d?unitId={id}&{query}",
+            json!({}),
+        ),
+        route(
+            u,
+            "/e/{id}?name={name}",
+            "/svc-e/{id}?name={name}",
+            json!({}),
+        ),
+    ]);
+    expect_rows(
+        &gw,
+        &up,
+        &[
+            ("GET", "/b/5?x=1&y=a%20b", &[], Ok("/svc-b/5?x=1&y=a%20b")),
+            ("GET", "/b/5", &[], Ok("/svc-b/5")),
+            ("GET", "/c/5?x=1&y=2&z=3", &[], Ok("/svc-c/5?x=1&y=2&z=3")),
+            (
+                "GET",
+                "/c/5?x=a%20b&y=c%26d",
+                &[],
+                Ok("/svc-c/5?x=a%20b&y=c%26d"),
+            ),
+            (
+                "GET",
+                "/d/5?a=1&b=x%2By",
+                &[],
+                Ok("/svc-d?unitId=5&a=1&b=x%2By"),
+            ),
+            // A query placeholder's value is written as the client encoded it, not twice.
+            (
+                "GET",
+                "/e/1?name=a%20b&z=1",
+                &[],
+                Ok("/svc-e/1?name=a%20b&z=1"),
+            ),
+            ("GET", "/e/1?name=a+b", &[], Ok("/svc-e/1?name=a+b")),
+        ],
+    );
+}
+
+#[test]
 fn query_merging_with_the_downstream_template() {
     let up = Upstream::echo();
     let u = up.addr();

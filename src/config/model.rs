@@ -401,6 +401,9 @@ pub struct OcelotRoute {
     pub request_id_key: Option<String>,
     pub security: Option<OcelotSecurity>,
     pub rate_limit: Option<OcelotRateLimit>,
+    /// FileCacheOptions / CacheOptions merged with the global CacheOptions; `None` when
+    /// the route does not cache (no options, or TtlSeconds 0).
+    pub cache: Option<OcelotCache>,
     pub allow_auto_redirect: bool,
     pub use_cookie_container: bool,
     /// `GlobalConfiguration.BaseUrl`, for `{BaseUrl}`.
@@ -542,6 +545,35 @@ pub struct OcelotRateLimit {
     pub wait: String,
     pub wait_ms: u64,
     pub limit: u64,
+    /// The counters' Redis (`GlobalConfiguration.RateLimitOptions.Redis`, switchyard's
+    /// extension); `None`: counted in this process.
+    pub redis: Option<OcelotRedis>,
+    /// What Ocelot keys a route's counters by: its load-balancing key.
+    pub counter_key: String,
+}
+
+/// Where Ocelot rate-limit counters are kept when they are shared.
+#[derive(Clone, Debug, Serialize, serde::Deserialize, PartialEq)]
+pub struct OcelotRedis {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub database: i64,
+    pub ssl: bool,
+    pub ssl_verify: bool,
+    pub timeout_ms: u64,
+}
+
+/// Ocelot output caching of one route (CacheOptionsCreator's result, with UseCache true).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct OcelotCache {
+    pub ttl_seconds: u64,
+    /// As written, else Ocelot's default: the route's load-balancing key.
+    pub region: String,
+    /// The request header whose value is part of the key (default `OC-Cache-Control`).
+    pub header: String,
+    pub enable_content_hashing: bool,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]

@@ -141,6 +141,9 @@ pub struct Ctx<'s> {
     /// `Transfer-Encoding` for this, which the engine keeps out of the headers. Set before
     /// the access phase.
     pub body_length: Option<u64>,
+    /// Who answered the request, for the response-side hooks (set before the
+    /// response-head phase): an output cache stores only what the upstream answered.
+    pub answered: Answered,
     /// Per-request state of plugins and filters, by type.
     pub extensions: http::Extensions,
 }
@@ -170,6 +173,7 @@ impl<'s> Ctx<'s> {
             upstream_host: None,
             uri_captures: None,
             body_length: Some(0),
+            answered: Answered::Gateway,
             extensions: http::Extensions::new(),
         }
     }
@@ -246,6 +250,12 @@ impl Placeholders {
         }
     }
 }
+
+/// In the context's extensions of an Ocelot aggregate's part: the part is sent with the
+/// aggregate's request, so what identifies a request to an output cache (its URL) does not
+/// identify the part's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AggregatePart;
 
 /// The request head as request-side hooks see and change it, and its body once read.
 pub struct Request<'a> {

@@ -48,6 +48,7 @@ pub mod ldap_auth;
 pub mod loggly;
 pub mod oauth2;
 pub mod ocelot_auth;
+pub mod ocelot_cache;
 pub mod ocelot_headers;
 pub mod ocelot_ip;
 pub mod ocelot_jwt;

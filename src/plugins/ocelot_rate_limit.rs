@@ -9,10 +9,16 @@
 //!   `-Reset` (ISO 8601) on allowed responses, unless headers are disabled.
 //!
 //! Counters live in `Store`, which `snapshot::State` keeps across reloads (keyed by the
-//! route's id and rule), so a reload does not hand every client a fresh quota.
+//! route's id and rule), so a reload does not hand every client a fresh quota; or, with
+//! `GlobalConfiguration.RateLimitOptions.Redis` (switchyard's extension), in Redis, shared by
+//! every gateway process: one script call per request (`WINDOW_SCRIPT`) runs the same fixed
+//! window and wait on Redis's clock, over the multiplexed connection Kong's rate-limiting
+//! uses (`ratelimit::RedisLink`). Redis unreachable: the request passes without rate-limit
+//! headers and a warning is logged at most once a second (Kong's `fault_tolerant` default).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -20,7 +26,9 @@ use http::{HeaderName, HeaderValue, StatusCode, header};
 
 use serde::Deserialize;
 
+use super::ratelimit::{RedisLink, RedisTarget};
 use super::{BuildCx, Ctx, Flow, Phases, Plugin, PluginSpec, Request, Validate};
+use crate::config::model::OcelotRedis;
 use crate::exchange::respond;
 
 /// Ocelot 24.1+ rate limiting of one route, legacy names folded in and checked by the Ocelot
@@ -39,6 +47,11 @@ pub struct Config {
     pub wait_ms: u64,
     pub limit: u64,
     pub template: String,
+    #[serde(default)]
+    pub redis: Option<OcelotRedis>,
+    /// The route's load-balancing key: Ocelot's counter key names it.
+    #[serde(default)]
+    pub counter_key: String,
 }
 
 impl Validate for Config {}
@@ -56,7 +69,23 @@ impl PluginSpec for RateLimitOptions {
         let route = cx.route.map(|r| &*r.id).unwrap_or_default();
         let key = format!("{route}|{}|{}", config.key_prefix, rule_text(&config));
         let store = cx.state.kept::<Store>(&key);
-        RateLimit::new(&config, store)
+        let redis = config.redis.as_ref().map(|r| {
+            let target = RedisTarget {
+                host: r.host.clone(),
+                port: r.port,
+                username: r.username.clone(),
+                password: r.password.clone(),
+                database: r.database,
+                ssl: r.ssl,
+                ssl_verify: r.ssl_verify,
+                timeout: Duration::from_millis(r.timeout_ms),
+            };
+            // One connection per distinct server, shared with Kong's rate-limiting.
+            let link = cx.state.kept::<RedisLink>(&target.key());
+            link.configure(target);
+            link
+        });
+        RateLimit::new(&config, store, redis)
             .map(|p| Some(Arc::new(p) as Arc<dyn Plugin>))
             .ok_or_else(|| format!("`{}` is not a valid header name", config.client_id_header))
     }
@@ -164,6 +193,10 @@ impl Store {
 }
 
 pub struct RateLimit {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
     header: HeaderName,
     whitelist: Vec<String>,
     enable_headers: bool,
@@ -173,6 +206,18 @@ pub struct RateLimit {
     quota_body: Bytes,
     unknown_client_body: Bytes,
     limit_header: HeaderValue,
+    redis: Option<Redis>,
+}
+
+/// The Redis side of a rule: the link and what names the route's counters.
+struct Redis {
+    link: Arc<RedisLink>,
+    /// `{KeyPrefix}_{ClientId}:{LoadBalancerKey}_{Rule}` is Ocelot's counter id; this is
+    /// all of it but the client.
+    prefix: String,
+    suffix: String,
+    /// Unix seconds of the last warning (one a second at most).
+    last_warning: AtomicU64,
 }
 
 static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -188,11 +233,19 @@ pub fn quota_message(template: &str, limit: u64, period: &str) -> String {
 }
 
 impl RateLimit {
-    pub fn new(o: &Config, store: Arc<Store>) -> Option<Self> {
+    pub fn new(o: &Config, store: Arc<Store>, redis: Option<Arc<RedisLink>>) -> Option<Self> {
+        Inner::new(o, store, redis).map(|inner| RateLimit {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+impl Inner {
+    fn new(o: &Config, store: Arc<Store>, redis: Option<Arc<RedisLink>>) -> Option<Self> {
         let template = &o.template;
         let header = HeaderName::from_bytes(o.client_id_header.as_bytes()).ok()?;
         let rule_text = rule_text(o);
-        Some(RateLimit {
+        Some(Inner {
             header,
             whitelist: o.client_whitelist.clone(),
             enable_headers: o.enable_headers,
@@ -208,6 +261,12 @@ impl RateLimit {
                 "Rate limiting client could not be identified for the route '{template}' due to a missing or unknown client ID header required by rule '{rule_text}'!"
             )),
             limit_header: HeaderValue::from(o.limit),
+            redis: redis.map(|link| Redis {
+                link,
+                prefix: format!("{}_", o.key_prefix),
+                suffix: format!(":{}_{rule_text}", o.counter_key),
+                last_warning: AtomicU64::new(0),
+            }),
         })
     }
 
@@ -276,24 +335,51 @@ impl Plugin for RateLimit {
     }
 
     fn access(&self, ctx: &mut Ctx<'_>, req: &mut Request<'_>) -> Flow {
+        let me = &self.inner;
         let client = req
             .headers()
-            .get(&self.header)
+            .get(&me.header)
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default();
-        if self.whitelist.iter().any(|w| w == client) {
+        if me.whitelist.iter().any(|w| w == client) {
             return Flow::Continue;
         }
         if client.is_empty() {
-            return self.refuse(
+            return me.refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
-                self.unknown_client_body.clone(),
+                me.unknown_client_body.clone(),
                 -1.0,
             );
         }
-        let v = self
-            .store
-            .process(client, &self.rule, Instant::now(), SystemTime::now());
+        let Some(redis) = &me.redis else {
+            let v = me
+                .store
+                .process(client, &me.rule, Instant::now(), SystemTime::now());
+            return me.verdict(ctx, v);
+        };
+        let key = redis.key(client);
+        let args = [
+            me.rule.limit.min(i64::MAX as u64) as i64,
+            me.rule.period.as_millis() as i64,
+            me.rule.wait.as_millis() as i64,
+        ];
+        let link = redis.link.clone();
+        let then = self.inner.clone();
+        Flow::wait(
+            async move { link.eval(window_script(), &[key], &args).await },
+            move |counted, ctx, _req| match counted {
+                Ok(v) if v.len() == 3 => then.verdict(ctx, Verdict::of_redis(&v)),
+                Ok(v) => then.redis_failed(&format!("unexpected script answer {v:?}")),
+                Err(err) => then.redis_failed(&err),
+            },
+        )
+    }
+}
+
+impl Inner {
+    /// The answer to a counted request: refused past the limit, else on with the
+    /// X-Rate-Limit headers.
+    fn verdict(&self, ctx: &mut Ctx<'_>, v: Verdict) -> Flow {
         if let Some(retry) = v.retry_after {
             return self.refuse(self.status, self.quota_body.clone(), retry);
         }
@@ -311,6 +397,88 @@ impl Plugin for RateLimit {
         }
         Flow::Continue
     }
+
+    /// Redis gave no verdict: the request passes uncounted and without headers, with a
+    /// warning at most once a second (a Redis outage must not flood the log).
+    fn redis_failed(&self, err: &dyn std::fmt::Display) -> Flow {
+        if let Some(r) = &self.redis {
+            let now = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let last = r.last_warning.load(Ordering::Relaxed);
+            if last != now
+                && r.last_warning
+                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::warn!(error = %err, "ocelot rate limiting: Redis gave no count; requests pass uncounted");
+            }
+        }
+        Flow::Continue
+    }
+}
+
+impl Redis {
+    /// The client's counter in Redis: Ocelot's counter id, digested (as Ocelot's storage key
+    /// is) after the prefix, which stays readable.
+    fn key(&self, client: &str) -> String {
+        let mut d = ring::digest::Context::new(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY);
+        d.update(self.prefix.as_bytes());
+        d.update(client.as_bytes());
+        d.update(self.suffix.as_bytes());
+        let mut key = self.prefix.clone();
+        for b in d.finish().as_ref() {
+            key.push_str(&format!("{b:02x}"));
+        }
+        key
+    }
+}
+
+impl Verdict {
+    /// The window script's answer: `{total, started (Unix ms), retry after (ms) or -1}`.
+    fn of_redis(v: &[i64]) -> Verdict {
+        Verdict {
+            total: v[0].max(0) as u64,
+            started_wall: SystemTime::UNIX_EPOCH + Duration::from_millis(v[1].max(0) as u64),
+            retry_after: (v[2] >= 0).then(|| v[2] as f64 / 1000.0),
+        }
+    }
+}
+
+/// `Store::process` in Redis, on Redis's clock (every gateway process sees the same
+/// time): the client's counter is a hash of its window start, the moment the limit was
+/// exceeded (-1: not yet) and its count, expiring once neither the window nor the wait
+/// can matter. `KEYS[1]`: the counter; `ARGV`: limit, period (ms), wait (ms).
+const WINDOW_SCRIPT: &str = r#"
+local t = redis.call("TIME")
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit, period, wait = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local started, exceeded, total = now, -1, 1
+local v = redis.call("HMGET", KEYS[1], "started", "exceeded", "total")
+if v[1] and v[2] and v[3] then
+  started, exceeded, total = tonumber(v[1]), tonumber(v[2]), tonumber(v[3]) + 1
+  if total > limit and exceeded < 0 then exceeded = now end
+  local in_window = started + period >= now
+  local in_wait = exceeded >= 0 and exceeded + wait >= now
+  if not (in_window or in_wait) then started, exceeded, total = now, -1, 1 end
+end
+local function retry()
+  if total <= limit or exceeded < 0 then return 0 end
+  if wait == 0 and started + period > now then return started + period - now end
+  if exceeded + wait > now then return exceeded + wait - now end
+  return -1
+end
+if total > limit and retry() < 0 then started, exceeded, total = now, -1, 1 end
+local function int(x) return string.format("%.0f", x) end
+redis.call("HSET", KEYS[1], "started", int(started), "exceeded", int(exceeded), "total", int(total))
+redis.call("PEXPIRE", KEYS[1], int(math.max(started + period, exceeded + wait) - now + 1000))
+if total > limit then return {total, started, retry()} end
+return {total, started, -1}
+"#;
+
+fn window_script() -> &'static redis::Script {
+    static SCRIPT: OnceLock<redis::Script> = OnceLock::new();
+    SCRIPT.get_or_init(|| redis::Script::new(WINDOW_SCRIPT))
 }
 
 #[cfg(test)]

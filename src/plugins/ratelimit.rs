@@ -389,6 +389,26 @@ impl RedisLink {
 }
 
 impl RedisLink {
+    /// Runs `script` over `keys` with `args` in one round trip, within the configured
+    /// timeout (the Ocelot rate limiter's window script).
+    pub async fn eval(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[i64],
+    ) -> Result<Vec<i64>, RedisFailure> {
+        let timeout = self.timeout();
+        let work = async {
+            let mut conn = self.connection().await?;
+            let mut call = script.key(keys);
+            call.arg(args);
+            Ok::<_, RedisFailure>(call.invoke_async::<Vec<i64>>(&mut conn).await?)
+        };
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| RedisFailure::Timeout(timeout))?
+    }
+
     /// The counts under `keys` (0 where missing), in one round trip (`MGET`).
     pub async fn read(&self, keys: &[String]) -> Result<Vec<i64>, RedisFailure> {
         let timeout = self.timeout();

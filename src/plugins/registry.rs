@@ -19,7 +19,9 @@ use super::schema::{Checks, Validate};
 use super::{Plugin, acl, acme, basic_auth, bot_detection, correlation_id, cors, datadog};
 use super::{ai, aws_lambda, azure_functions, file_log, functions, grpc_gateway};
 use super::{grpc_web, hmac_auth, http_log, ip_restriction, jwt, key_auth, ldap_auth, loggly};
-use super::{oauth2, ocelot_auth, ocelot_headers, ocelot_ip, ocelot_jwt, ocelot_rate_limit};
+use super::{
+    oauth2, ocelot_auth, ocelot_cache, ocelot_headers, ocelot_ip, ocelot_jwt, ocelot_rate_limit,
+};
 use super::{opentelemetry, prometheus};
 use super::{proxy_cache, rate_limiting, redirect, request_size_limiting, request_termination};
 use super::{request_transformer, response_ratelimiting, response_transformer, session};
@@ -158,7 +160,9 @@ impl Registry {
             .register::<ocelot_headers::HeaderTransforms>()
             .register::<ocelot_headers::RequestIdKey>()
             .register::<ocelot_rate_limit::RateLimitOptions>()
-            .register::<ocelot_auth::Authentication>();
+            .register::<ocelot_auth::Authentication>()
+            .register::<ocelot_cache::OutputCache>()
+            .register::<ocelot_cache::OutputCacheStore>();
         r
     }
 

@@ -18,7 +18,7 @@ use super::ocelot::{self, Head};
 use super::pipeline::{Env, Resolved, Response, Run, into_proxy};
 use crate::config::ocelot::aggregate::{Aggregator, JsonPath};
 use crate::config::ocelot::template::Params;
-use crate::exchange::Placeholders;
+use crate::exchange::{AggregatePart, Placeholders};
 use crate::plugins::Phases;
 use crate::snapshot::{AggregateRt, RouteKind};
 
@@ -61,6 +61,7 @@ async fn part<'a>(env: Env<'a>, ridx: usize, req: &PartRequest<'_>, params: Para
             r.ctx.extensions.insert(Placeholders(params.clone()));
         }
         r.ctx.host = parts.headers.get(header::HOST).cloned();
+        r.ctx.extensions.insert(AggregatePart);
         if let Some(resp) = r.phase(Phases::ACCESS, &mut parts, &mut body).await {
             let (mut rparts, rbody) = into_proxy(resp).into_parts();
             r.response_head(&mut rparts, None);

@@ -694,6 +694,7 @@ impl<'a> Run<'a> {
         parts: &'f mut http::response::Parts,
         fill: Option<&'f mut dyn FnMut(&mut HeaderMap)>,
     ) {
+        self.ctx.answered = self.source;
         let mut head = ResponseHead::new(parts.status, parts.version, &mut parts.headers, fill);
         let chain = self.chain.clone();
         for p in chain.with(Phases::RESPONSE_HEAD) {

@@ -70,6 +70,14 @@ impl State {
         entry.1.clone().downcast::<T>().unwrap_or_default()
     }
 
+    /// The state of type `T` under `key` when a snapshot asked for it, without keeping it
+    /// (for the admin API, which must not make state the next sweep would not drop).
+    pub fn get<T: Any + Send + Sync>(&self, key: &str) -> Option<Arc<T>> {
+        let k = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let (_, v) = k.entries.get(&(TypeId::of::<T>(), key.to_string()))?;
+        v.clone().downcast::<T>().ok()
+    }
+
     /// Starts a compile: what it asks for is marked as its.
     fn begin(&self) {
         self.inner
@@ -554,7 +562,8 @@ impl BuildEnv<'_> {
     }
 
     /// An Ocelot route's runtime form: its options as plugins (SecurityOptions, header
-    /// transforms, RateLimitOptions, RequestIdKey, AuthenticationOptions and claims), built through the registry from the
+    /// transforms, RateLimitOptions, RequestIdKey, AuthenticationOptions and claims,
+    /// FileCacheOptions), built through the registry from the
     /// settings the Ocelot loader merged and checked, and its downstream template.
     fn ocelot_route(&self, r: &OcelotRoute, report: &mut Report) -> RouteRt {
         let identity = Identity {
@@ -602,6 +611,14 @@ impl BuildEnv<'_> {
         if let Some(k) = &r.request_id_key {
             options.push(("ocelot-request-id", serde_json::json!({ "key": k })));
         }
+        if let Some(c) = &r.cache {
+            let mut v = serde_json::to_value(c).unwrap_or_default();
+            v["method"] = r.downstream_method.clone().into();
+            // The lookup and the copy of a response are two plugins (their PRIORITY
+            // differs: see `plugins::ocelot_cache`).
+            options.push(("ocelot-cache", v.clone()));
+            options.push(("ocelot-cache-store", v));
+        }
         if !r.auth.is_empty() {
             let mut v = serde_json::to_value(&r.auth).unwrap_or_default();
             v["downstream_template"] = r.downstream_path_template.as_str().into();
@@ -613,7 +630,26 @@ impl BuildEnv<'_> {
         };
         let mut plugins = Vec::new();
         for (name, value) in options {
-            let config = Captured::from_json(&value, at, Path::root());
+            let mut config = Captured::from_json(&value, at, Path::root());
+            // RateLimitOptions.Redis.Password may be a secret reference
+            // (`{vault://env/NAME}`), read on every compile into a copy only this build sees,
+            // as Kong plugin settings are.
+            if name == "ocelot-rate-limiting" {
+                match self.vaults.resolve_tree(&config.node) {
+                    Ok(Some(node)) => config.node = node,
+                    Ok(None) => {}
+                    Err(problems) => {
+                        for (sub, msg) in problems {
+                            report.push(
+                                Severity::Error,
+                                &r.origin,
+                                format!("{name}: {sub}: {msg}"),
+                            );
+                        }
+                        continue;
+                    }
+                }
+            }
             let mut cx = BuildCx {
                 id: &r.id,
                 route: Some(&identity),

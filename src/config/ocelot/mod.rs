@@ -20,7 +20,9 @@
 
 pub mod aggregate;
 pub mod auth;
+pub mod cache;
 pub mod raw;
+pub mod redis_options;
 pub mod template;
 
 use std::borrow::Cow;
@@ -450,6 +452,8 @@ struct GlobalCx {
     raw: RawGlobal,
     base_url: String,
     scheme: Option<String>,
+    /// `RateLimitOptions.Redis` (switchyard's extension), checked.
+    redis: Option<super::model::OcelotRedis>,
 }
 
 /// The upstream side as routes and aggregates both write it.
@@ -840,6 +844,10 @@ impl Cx<'_> {
     }
 
     fn global(&mut self, g: &RawGlobal, ent: Option<&Entity>) -> GlobalCx {
+        let redis = ent.and_then(|ent| {
+            let rl = g.rate_limit_options.as_ref()?;
+            self.global_redis(rl, ent)
+        });
         if let Some(ent) = ent {
             if let Some(sd) = &g.service_discovery_provider
                 && (sd.kind.as_deref().is_some_and(|t| !t.trim().is_empty()) || sd.host.is_some())
@@ -872,6 +880,7 @@ impl Cx<'_> {
             if let Some(sec) = &g.security_options {
                 self.check_security(ent, &Path::root().key("SecurityOptions"), sec);
             }
+            self.global_cache(g, ent);
             for (field, map) in [
                 ("UpstreamHeaderTransform", &g.upstream_header_transform),
                 ("DownstreamHeaderTransform", &g.downstream_header_transform),
@@ -903,6 +912,7 @@ impl Cx<'_> {
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| DEFAULT_BASE_URL.to_string()),
             scheme: g.downstream_scheme.clone().filter(|s| !s.trim().is_empty()),
+            redis,
         }
     }
 
@@ -1190,7 +1200,8 @@ impl Cx<'_> {
         let auth = self.route_auth(ent, r, g);
         ok &= auth.is_some();
         // Options served by later issues: checked, then named in a startup warning.
-        self.qos_and_caching(ent, r, g);
+        self.qos(ent, r, g);
+        let cache = self.route_cache(ent, r, g, &mut ok);
         destination.round_robin = self.load_balancer(ent, r, g, &destination);
         self.delegating_handlers(ent, r);
         let (allow_auto_redirect, use_cookie_container) = self.http_handler(ent, r, g);
@@ -1234,6 +1245,7 @@ impl Cx<'_> {
             request_id_key: headers.request_id_key,
             security,
             rate_limit,
+            cache,
             allow_auto_redirect,
             use_cookie_container,
             base_url: g.base_url.clone(),
@@ -1494,10 +1506,9 @@ impl Cx<'_> {
         }
     }
 
-    /// QoSOptions and CacheOptions (the route's, else the global group's): not served yet,
-    /// so a route that has them active is closed.
-    fn qos_and_caching(&mut self, ent: &Entity, r: &RawRoute, g: &GlobalCx) {
-        let root = Path::root();
+    /// QoSOptions (the route's, else the global group's): not served yet, so a route that
+    /// has them active is closed.
+    fn qos(&mut self, ent: &Entity, r: &RawRoute, g: &GlobalCx) {
         let qos = r.qos_options.clone().or_else(|| {
             g.raw
                 .qos_options
@@ -1507,33 +1518,8 @@ impl Cx<'_> {
         if qos.as_ref().is_some_and(|q| q.active()) {
             self.close(
                 ent,
-                &root.key("QoSOptions"),
+                &Path::root().key("QoSOptions"),
                 "QoSOptions (circuit breaker and QoS timeout)",
-            );
-        }
-        let cache = r
-            .cache_options
-            .clone()
-            .or(r.file_cache_options.clone())
-            .or_else(|| {
-                g.raw
-                    .cache_options
-                    .clone()
-                    .or(g.raw.file_cache_options.clone())
-                    .filter(|c| in_group(&c.route_keys, r.key.as_deref()))
-            });
-        if cache
-            .as_ref()
-            .is_some_and(|c| c.ttl_seconds.unwrap_or(0) > 0)
-        {
-            self.close(
-                ent,
-                &root.key(if r.cache_options.is_some() {
-                    "CacheOptions"
-                } else {
-                    "FileCacheOptions"
-                }),
-                "CacheOptions/FileCacheOptions (response caching)",
             );
         }
     }
@@ -1779,6 +1765,9 @@ impl Cx<'_> {
             .rate_limit_options
             .as_ref()
             .filter(|gl| in_group(&gl.route_keys, r.key.as_deref()));
+        if let Some(rl) = route {
+            self.route_redis(rl, ent, ok);
+        }
         if let Some(rl) = route
             && rl.enable_rate_limiting != Some(false)
             && rl.aspnet_policy().is_none()
@@ -1801,7 +1790,11 @@ impl Cx<'_> {
             (Some(rl), Some(gl)) => rl.clone().inherit(gl),
             (Some(rl), None) => rl.clone(),
         };
-        self.rate_limit_rule(ent, &merged, ok)
+        let mut rule = self.rate_limit_rule(ent, &merged, ok)?;
+        // Redis keeps every rate-limited route's counters, whatever group it is in.
+        rule.redis = g.redis.clone();
+        rule.counter_key = cache::load_balancing_key(r, &g.raw);
+        Some(rule)
     }
 
     /// The route's own RateLimitOptions as RouteFluentValidator checks them; its Period may
@@ -1937,6 +1930,8 @@ impl Cx<'_> {
                 .clamp(0.0, MAX_WINDOW_MS) as u64,
             wait,
             limit: merged.limit.unwrap_or(0).unsigned_abs(),
+            redis: None,
+            counter_key: String::new(),
         })
     }
 

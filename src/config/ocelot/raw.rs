@@ -262,6 +262,32 @@ pub struct RawRateLimit {
     /// Global group membership (24.1+): empty = every route.
     #[serde(rename = "RouteKeys")]
     pub route_keys: Option<Vec<String>>,
+    /// switchyard's extension (global only): counters in Redis, read as `RawRedis` by
+    /// `super::redis` (strictly: unknown keys are errors).
+    #[serde(rename = "Redis")]
+    pub redis: Option<Captured>,
+}
+
+/// `GlobalConfiguration.RateLimitOptions.Redis` (switchyard's extension).
+#[derive(Deserialize, Debug, Default, Clone)]
+pub struct RawRedis {
+    #[serde(rename = "Host")]
+    pub host: Option<String>,
+    #[serde(rename = "Port")]
+    pub port: Option<i64>,
+    #[serde(rename = "Username")]
+    pub username: Option<String>,
+    #[serde(rename = "Password")]
+    pub password: Option<String>,
+    #[serde(rename = "Database")]
+    pub database: Option<i64>,
+    #[serde(rename = "Ssl")]
+    pub ssl: Option<bool>,
+    #[serde(rename = "SslVerify")]
+    pub ssl_verify: Option<bool>,
+    /// Milliseconds.
+    #[serde(rename = "Timeout")]
+    pub timeout: Option<i64>,
 }
 
 impl RawRateLimit {

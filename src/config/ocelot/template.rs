@@ -181,7 +181,14 @@ impl UpstreamTemplate {
                             .find('}')
                             .is_some_and(|c| path_part[offset + c..].contains('/'));
                         let multi = query_part.is_none() && !slash_after;
-                        re.push_str(if multi { "(.*)" } else { "([^/]+)" });
+                        // With a query part, a path placeholder stops at the `?` (Ocelot's
+                        // placeholder finder cuts values there; a greedy `[^/]+` would take the
+                        // query into the path as well).
+                        re.push_str(match (multi, query_part.is_some()) {
+                            (true, _) => "(.*)",
+                            (false, true) => "([^/?]+)",
+                            (false, false) => "([^/]+)",
+                        });
                         offset += name.len() + 2;
                     }
                 }
@@ -203,16 +210,27 @@ impl UpstreamTemplate {
                 names.push(Arc::from(*name));
                 re.push_str("(.*)");
             } else {
-                for tk in &qt {
+                for (i, tk) in qt.iter().enumerate() {
                     match *tk {
                         Token::Lit(l) => re.push_str(&regex::escape(l)),
+                        // A last placeholder that is a whole parameter (`?a={a}&{rest}`)
+                        // catches the rest of the query, which reaches the upstream through
+                        // the query merge, once.
+                        Token::Param(name)
+                            if i + 1 == qt.len()
+                                && matches!(qt.get(i.wrapping_sub(1)), Some(Token::Lit(l)) if l.ends_with('&')) =>
+                        {
+                            query_catch_all = Some(names.len());
+                            names.push(Arc::from(name));
+                            re.push_str("(.*)");
+                        }
                         Token::Param(name) => {
                             names.push(Arc::from(name));
                             re.push_str("([^&]*)");
                         }
                     }
                 }
-                if matches!(qt.last(), Some(Token::Param(_))) {
+                if query_catch_all.is_none() && matches!(qt.last(), Some(Token::Param(_))) {
                     re.push_str("(?:&.*)?");
                 }
             }
@@ -420,12 +438,20 @@ fn query_safe(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"-._~!$()*,;@".contains(&b)
 }
 
+/// A placeholder value into the downstream query. Escapes already in the value (a query
+/// placeholder's value is the query as sent) and `+` stay as they are: the parameter reaches
+/// the upstream encoded as the client sent it, not encoded twice (Ocelot decodes the value
+/// and encodes it again, which gives the same bytes for what clients send).
 fn encode_query_value(v: &str, out: &mut String) {
-    for b in v.bytes() {
-        if query_safe(b) {
-            out.push(b as char);
+    let b = v.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        let escape = c == b'%'
+            && b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit);
+        if query_safe(c) || c == b'+' || escape {
+            out.push(c as char);
         } else {
-            out.push_str(&format!("%{b:02X}"));
+            out.push_str(&format!("%{c:02X}"));
         }
     }
 }
@@ -670,6 +696,35 @@ pub fn decoded_path(normalised: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_values_keep_the_clients_encoding() {
+        let enc = |v: &str| {
+            let mut out = String::new();
+            encode_query_value(v, &mut out);
+            out
+        };
+        assert_eq!(enc("a%20b"), "a%20b");
+        assert_eq!(enc("a+b"), "a+b");
+        assert_eq!(enc("a b&c=d"), "a%20b%26c%3Dd");
+        assert_eq!(enc("100%"), "100%25");
+        assert_eq!(enc("%zz"), "%25zz");
+    }
+
+    #[test]
+    fn a_path_placeholder_stops_at_the_query_and_a_last_lone_query_placeholder_catches_the_rest() {
+        let t = UpstreamTemplate::compile("/b/{id}?{query}", false).unwrap();
+        let mut out = Params::new();
+        assert!(t.matches(&Subject::new("/b/5", Some("x=1")), &mut out));
+        assert_eq!(&*out[0].0, "id");
+        assert_eq!(out[0].1, "5");
+        let t = UpstreamTemplate::compile("/c/{id}?x={x}&{rest}", false).unwrap();
+        let mut out = Params::new();
+        assert!(t.matches(&Subject::new("/c/5", Some("x=1&y=2")), &mut out));
+        let got: Vec<(&str, &str)> = out.iter().map(|(n, v)| (&**n, v.as_str())).collect();
+        assert_eq!(got, [("id", "5"), ("x", "1"), ("rest", "")]);
+        assert_eq!(t.query_catch_all, Some(2));
+    }
 
     fn m(t: &str, cs: bool, path: &str, query: Option<&str>) -> Option<Vec<(String, String)>> {
         let tpl = UpstreamTemplate::compile(t, cs).unwrap();

@@ -32,8 +32,8 @@ use super::{BodyFlow, BuildCx, Checks, Chunk, Ctx, Flow, Kind, Phases, Plugin, P
 use super::{Request, ResponseHead, Validate};
 use crate::exchange::respond;
 use rules::{Directives, KeyParts};
-use store::{Entry, Namespace};
-pub use store::{MAX_BYTES, MAX_ENTRY, STORE_KEY, Store};
+use store::Namespace;
+pub use store::{Entry, MAX_BYTES, MAX_ENTRY, STORE_KEY, Store};
 
 /// The plugin's `config` (Kong's `kong/plugins/proxy-cache/schema.lua`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -419,7 +419,7 @@ impl Cache {
 /// The headers an entry answers with: the response's, less the hop-by-hop ones, the length
 /// (a hit's comes from its body), rate-limit counters, and the plugin's own (Kong's
 /// `overwritable_header` and `reset_res_header`).
-fn stored_headers(h: &HeaderMap) -> HeaderMap {
+pub(crate) fn stored_headers(h: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(h.len());
     for (name, value) in h {
         let n = name.as_str();
