@@ -25,6 +25,16 @@ pub mod body;
 mod id;
 pub mod respond;
 
+/// The gateway's own marks on an answer (stamped by the proxy on every response): a plugin
+/// that stores answers leaves them out, since they describe one exchange.
+pub mod marks {
+    use http::HeaderName;
+
+    pub static UPSTREAM_LATENCY: HeaderName =
+        HeaderName::from_static("x-switchyard-upstream-latency");
+    pub static PROXY_LATENCY: HeaderName = HeaderName::from_static("x-switchyard-proxy-latency");
+}
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;

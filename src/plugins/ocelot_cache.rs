@@ -37,8 +37,8 @@ use serde::Deserialize;
 use super::proxy_cache::{Entry, STORE_KEY, Store, stored_headers};
 use super::{BodyFlow, BuildCx, Chunk, Ctx, Flow, Phases, Plugin, PluginSpec, Request};
 use super::{ResponseHead, Validate};
+use crate::exchange::marks::{PROXY_LATENCY, UPSTREAM_LATENCY};
 use crate::exchange::{AggregatePart, Answered, respond};
-use crate::proxy::headers::{PROXY_LATENCY, UPSTREAM_LATENCY};
 use crate::snapshot::State;
 
 /// The largest request body EnableContentHashing reads (past it the client gets 413).
@@ -259,11 +259,7 @@ impl Plugin for Copier {
         let status = resp.status;
         let mut headers = stored_headers(resp.headers());
         // The gateway's marks on this exchange are not the cached answer's.
-        for name in [
-            &crate::proxy::headers::VIA,
-            &UPSTREAM_LATENCY,
-            &PROXY_LATENCY,
-        ] {
+        for name in [&http::header::VIA, &UPSTREAM_LATENCY, &PROXY_LATENCY] {
             headers.remove(name);
         }
         let copying = Copying {

@@ -28,7 +28,6 @@ use serde::Deserialize;
 
 use super::ratelimit::{RedisLink, RedisTarget};
 use super::{BuildCx, Ctx, Flow, Phases, Plugin, PluginSpec, Request, Validate};
-use crate::config::model::OcelotRedis;
 use crate::exchange::respond;
 
 /// Ocelot 24.1+ rate limiting of one route, legacy names folded in and checked by the Ocelot
@@ -48,13 +47,27 @@ pub struct Config {
     pub limit: u64,
     pub template: String,
     #[serde(default)]
-    pub redis: Option<OcelotRedis>,
+    pub redis: Option<RedisConfig>,
     /// The route's load-balancing key: Ocelot's counter key names it.
     #[serde(default)]
     pub counter_key: String,
 }
 
 impl Validate for Config {}
+
+/// Where the counters are shared (switchyard's `GlobalConfiguration.RateLimitOptions.Redis`,
+/// checked by the Ocelot loader).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RedisConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub database: i64,
+    pub ssl: bool,
+    pub ssl_verify: bool,
+    pub timeout_ms: u64,
+}
 
 /// `RateLimitOptions` (PRIORITY 1000). Counters are kept across reloads by route, key prefix
 /// and rule.

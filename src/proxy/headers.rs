@@ -3,6 +3,8 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+pub use crate::exchange::marks::{PROXY_LATENCY, UPSTREAM_LATENCY};
+
 pub const PRODUCT: &str = concat!("switchyard/", env!("CARGO_PKG_VERSION"));
 pub static SERVER: HeaderValue = HeaderValue::from_static(PRODUCT);
 
@@ -14,8 +16,6 @@ pub static X_FORWARDED_PATH: HeaderName = HeaderName::from_static("x-forwarded-p
 pub static X_FORWARDED_PREFIX: HeaderName = HeaderName::from_static("x-forwarded-prefix");
 pub static X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
 pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-switchyard-request-id");
-pub static UPSTREAM_LATENCY: HeaderName = HeaderName::from_static("x-switchyard-upstream-latency");
-pub static PROXY_LATENCY: HeaderName = HeaderName::from_static("x-switchyard-proxy-latency");
 pub static RESPONSE_LATENCY: HeaderName = HeaderName::from_static("x-switchyard-response-latency");
 pub static VIA: HeaderName = header::VIA;
 pub static SERVER_NAME: HeaderName = header::SERVER;
