@@ -30,11 +30,11 @@ use std::hash::Hasher;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 
-use super::proxy_cache::{Entry, STORE_KEY, Store, stored_headers};
+use super::proxy_cache::{BodyCopy, Entry, STORE_KEY, Store, stored_headers};
 use super::{BodyFlow, BuildCx, Chunk, Ctx, Flow, Phases, Plugin, PluginSpec, Request};
 use super::{ResponseHead, Validate};
 use crate::exchange::marks::{PROXY_LATENCY, UPSTREAM_LATENCY};
@@ -129,8 +129,7 @@ struct Copying {
     miss: Miss,
     status: StatusCode,
     headers: HeaderMap,
-    body: BytesMut,
-    over: bool,
+    body: BodyCopy,
 }
 
 impl Lookup {
@@ -265,8 +264,7 @@ impl Plugin for Copier {
         let copying = Copying {
             status,
             headers,
-            body: BytesMut::new(),
-            over: false,
+            body: BodyCopy::default(),
             miss,
         };
         let bodyless = copying.miss.head
@@ -284,20 +282,11 @@ impl Plugin for Copier {
         let Some(c) = ctx.extensions.get_mut::<Copying>() else {
             return BodyFlow::Continue;
         };
-        // A bounded copy: the piece itself goes on untouched.
-        if !c.over {
-            if c.body.len() + chunk.data.len() > self.store.max_entry() {
-                c.over = true;
-                c.body = BytesMut::new();
-            } else {
-                c.body.extend_from_slice(&chunk.data);
-            }
-        }
+        c.body.push(&chunk.data, self.store.max_entry());
         if chunk.end
             && let Some(mut c) = ctx.extensions.remove::<Copying>()
-            && !c.over
+            && let Some(body) = c.body.take()
         {
-            let body = std::mem::take(&mut c.body).freeze();
             self.put(c, body);
         }
         BodyFlow::Continue

@@ -17,7 +17,6 @@
 //! headers and a warning is logged at most once a second (Kong's `fault_tolerant` default).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -26,7 +25,7 @@ use http::{HeaderName, HeaderValue, StatusCode, header};
 
 use serde::Deserialize;
 
-use super::ratelimit::{RedisLink, RedisTarget};
+use super::ratelimit::{OncePerSecond, RedisLink, RedisTarget, civil_from_days};
 use super::{BuildCx, Ctx, Flow, Phases, Plugin, PluginSpec, Request, Validate};
 use crate::exchange::respond;
 
@@ -230,7 +229,7 @@ struct Redis {
     prefix: String,
     suffix: String,
     /// Unix seconds of the last warning (one a second at most).
-    last_warning: AtomicU64,
+    last_warning: OncePerSecond,
 }
 
 static X_RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -278,7 +277,7 @@ impl Inner {
                 link,
                 prefix: format!("{}_", o.key_prefix),
                 suffix: format!(":{}_{rule_text}", o.counter_key),
-                last_warning: AtomicU64::new(0),
+                last_warning: OncePerSecond::default(),
             }),
         })
     }
@@ -315,16 +314,7 @@ pub fn iso8601(t: SystemTime) -> String {
     let secs = d.as_secs();
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = civil_from_days(days);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:07}Z",
         rem / 3600,
@@ -417,13 +407,8 @@ impl Inner {
         if let Some(r) = &self.redis {
             let now = SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let last = r.last_warning.load(Ordering::Relaxed);
-            if last != now
-                && r.last_warning
-                    .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
+                .map_or(0, |d| d.as_secs() as i64);
+            if r.last_warning.due(now) {
                 tracing::warn!(error = %err, "ocelot rate limiting: Redis gave no count; requests pass uncounted");
             }
         }

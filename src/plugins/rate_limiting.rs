@@ -9,7 +9,6 @@
 //! refuses it in DB-less mode. `sync_rate` is accepted; counting stays real-time (exact).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
@@ -17,7 +16,7 @@ use http::{HeaderName, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 
 use super::ratelimit::{
-    EXPIRATION, Ident, Local, RedisFailure, RedisLink, RedisTarget, window_starts,
+    EXPIRATION, Ident, Local, OncePerSecond, RedisFailure, RedisLink, RedisTarget, window_starts,
 };
 use super::schema::defaults::yes;
 use super::schema::redis::{Redis, RedisShorthands, redis_shorthands};
@@ -337,7 +336,7 @@ struct Inner {
     scope: String,
     store: Store,
     /// The Unix second of the last warning about Redis (at most one a second).
-    last_warning: AtomicI64,
+    last_warning: OncePerSecond,
 }
 
 /// Kong's answer when a hook fails without fault tolerance.
@@ -371,7 +370,7 @@ impl Inner {
             error_body: Bytes::from(body),
             scope,
             store,
-            last_warning: AtomicI64::new(0),
+            last_warning: OncePerSecond::default(),
         }
     }
 
@@ -445,13 +444,7 @@ impl Inner {
     /// Redis gave no counts: with fault tolerance the request passes uncounted and without
     /// headers (a warning at most once a second), else Kong's 500.
     fn redis_failed(&self, ctx: &Ctx<'_>, err: &RedisFailure, now: i64) -> Flow {
-        // One line a second at most: a Redis outage must not flood the log.
-        let last = self.last_warning.load(Ordering::Relaxed);
-        let log = last != now
-            && self
-                .last_warning
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok();
+        let log = self.last_warning.due(now);
         if !self.fault_tolerant {
             if log {
                 tracing::error!(error = %err, "rate-limiting: failed to get usage; requests fail (fault_tolerant is off)");

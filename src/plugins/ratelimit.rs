@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
@@ -41,8 +41,25 @@ pub fn window_starts(now: i64) -> [i64; 6] {
     ]
 }
 
+/// A warning logged at most once a second, whatever the request rate: a Redis outage must
+/// not flood the log.
+#[derive(Debug, Default)]
+pub struct OncePerSecond(AtomicI64);
+
+impl OncePerSecond {
+    /// Whether the warning is due at `now` (Unix seconds): true for one caller a second.
+    pub fn due(&self, now: i64) -> bool {
+        let last = self.0.load(Ordering::Relaxed);
+        last != now
+            && self
+                .0
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+}
+
 /// Howard Hinnant's `civil_from_days`: (year, month, day) of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
+pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -9,7 +9,6 @@
 //! rate-limiting's do (`ratelimit`), kept across reloads.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, StatusCode, header};
@@ -19,7 +18,9 @@ use serde::Deserialize;
 use super::rate_limiting::{
     CLUSTER_NEEDS_DATABASE, EMPTY_UUID, Policy, number, periods_order, redis_target, unix_now,
 };
-use super::ratelimit::{EXPIRATION, Ident, Local, PERIODS, RedisFailure, RedisLink, window_starts};
+use super::ratelimit::{
+    EXPIRATION, Ident, Local, OncePerSecond, PERIODS, RedisFailure, RedisLink, window_starts,
+};
 use super::schema::defaults::yes;
 use super::schema::redis::{Redis, RedisShorthands, redis_shorthands};
 use super::{
@@ -210,7 +211,7 @@ impl PluginSpec for ResponseRatelimiting {
                 scope,
                 limits,
                 store,
-                last_warning: AtomicI64::new(0),
+                last_warning: OncePerSecond::default(),
             }),
         })))
     }
@@ -282,7 +283,7 @@ struct Inner {
     scope: String,
     limits: Vec<Named>,
     store: Store,
-    last_warning: AtomicI64,
+    last_warning: OncePerSecond,
 }
 
 /// What access found, for the response head and the log (Kong's `kong.ctx.plugin`).
@@ -389,12 +390,7 @@ impl Inner {
     }
 
     fn redis_failed(&self, ctx: &Ctx<'_>, err: &RedisFailure, now: i64) -> Flow {
-        let last = self.last_warning.load(Ordering::Relaxed);
-        let log = last != now
-            && self
-                .last_warning
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok();
+        let log = self.last_warning.due(now);
         if log {
             tracing::warn!(error = %err, fault_tolerant = self.fault_tolerant, "response-ratelimiting: failed to get usage");
         }

@@ -22,7 +22,7 @@ mod store;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{StatusCode, Version};
 use serde::Deserialize;
@@ -33,7 +33,7 @@ use super::{Request, ResponseHead, Validate};
 use crate::exchange::respond;
 use rules::{Directives, KeyParts};
 use store::Namespace;
-pub use store::{Entry, MAX_BYTES, MAX_ENTRY, STORE_KEY, Store};
+pub use store::{BodyCopy, Entry, MAX_BYTES, MAX_ENTRY, STORE_KEY, Store};
 
 /// The plugin's `config` (Kong's `kong/plugins/proxy-cache/schema.lua`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -234,9 +234,7 @@ struct Collect {
     headers: HeaderMap,
     ttl: f64,
     storage_ttl: f64,
-    body: BytesMut,
-    /// Past the entry limit: the body still streams, nothing is stored.
-    over: bool,
+    body: BodyCopy,
 }
 
 impl Cache {
@@ -382,8 +380,7 @@ impl Cache {
             headers: stored_headers(h),
             ttl,
             storage_ttl,
-            body: BytesMut::new(),
-            over: false,
+            body: BodyCopy::default(),
         });
         // No body will pass through the body hook: store the empty one now.
         let bodyless = f.head
@@ -555,20 +552,11 @@ impl Plugin for Cache {
         let State::Collect(c) = &mut p.state else {
             return BodyFlow::Continue;
         };
-        // A copy, bounded: the piece itself goes on to the client untouched.
-        if !c.over {
-            if c.body.len() + chunk.data.len() > self.store.max_entry() {
-                c.over = true;
-                c.body = BytesMut::new();
-            } else {
-                c.body.extend_from_slice(&chunk.data);
-            }
-        }
+        c.body.push(&chunk.data, self.store.max_entry());
         if chunk.end
             && let State::Collect(mut c) = std::mem::replace(&mut p.state, State::Done)
-            && !c.over
+            && let Some(body) = c.body.take()
         {
-            let body = std::mem::take(&mut c.body).freeze();
             self.store_entry(*c, body);
         }
         BodyFlow::Continue

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 
 /// The whole store's size by default: bodies, headers and bookkeeping of every entry of
@@ -277,6 +277,34 @@ impl Drop for Namespace {
         if let Some(store) = self.store.get() {
             store.purge(self.id);
         }
+    }
+}
+
+/// A response body copied for the store while it streams on to the client, up to the
+/// per-entry limit: past it the copy is dropped (the client still gets every piece) and
+/// nothing is stored.
+#[derive(Clone, Debug, Default)]
+pub struct BodyCopy {
+    body: BytesMut,
+    over: bool,
+}
+
+impl BodyCopy {
+    pub fn push(&mut self, data: &[u8], max: usize) {
+        if self.over {
+            return;
+        }
+        if self.body.len() + data.len() > max {
+            self.over = true;
+            self.body = BytesMut::new();
+        } else {
+            self.body.extend_from_slice(data);
+        }
+    }
+
+    /// The whole body, unless it outgrew the limit.
+    pub fn take(&mut self) -> Option<Bytes> {
+        (!self.over).then(|| std::mem::take(&mut self.body).freeze())
     }
 }
 
