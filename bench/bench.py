@@ -37,8 +37,13 @@ PORT_BASE, PORT_BASE_ADMIN = 9006, 9007
 PORT_PF, PORT_PF_ADMIN = 9008, 9009          # bench_gateway, plugin-free route
 PORT_PL, PORT_PL_ADMIN = 9010, 9011          # bench_gateway, route with the no-op plugins
 PORT_KA, PORT_KA_ADMIN = 9012, 9013          # bench_gateway, route with key-auth
+PORT_KR, PORT_KR_ADMIN = 9014, 9015          # bench_gateway, key-auth + rate-limiting (local)
+PORT_RR, PORT_RR_ADMIN = 9016, 9017          # bench_gateway, rate-limiting on Redis
+PORT_PC, PORT_PC_ADMIN = 9018, 9019          # bench_gateway, proxy-cache (memory), hits
+PORT_REDIS = 9020                            # the plugins section's own redis-server
 ALL_PORTS = [PORT_UP, PORT_NGINX, PORT_HAPROXY, PORT_SY, PORT_SY_ADMIN, PORT_BASE, PORT_BASE_ADMIN,
-             PORT_PF, PORT_PF_ADMIN, PORT_PL, PORT_PL_ADMIN, PORT_KA, PORT_KA_ADMIN]
+             PORT_PF, PORT_PF_ADMIN, PORT_PL, PORT_PL_ADMIN, PORT_KA, PORT_KA_ADMIN,
+             PORT_KR, PORT_KR_ADMIN, PORT_RR, PORT_RR_ADMIN, PORT_PC, PORT_PC_ADMIN, PORT_REDIS]
 ALL_SECTIONS = ["rps", "latency", "bodies", "memory", "scaling", "reload", "plugins", "instructions"]
 # execution order: memory first, so that "idle" is measured on fresh processes
 EXEC_ORDER = ["memory", "rps", "latency", "bodies", "scaling", "reload", "plugins", "instructions"]
@@ -52,6 +57,17 @@ NOOP_PLUGINS = ["bench-noop-1", "bench-noop-2", "bench-noop-3"]
 KEYAUTH_PLUGIN = ("key-auth", "key_names: [apikey]")
 KEYAUTH_CONSUMERS = ("consumers:\n- username: bench\n  keyauth_credentials:\n  - key: bench-key\n")
 KEYAUTH_HEADER = ("apikey", "bench-key")
+# rate-limiting with a limit so high that it never refuses: every request is counted and
+# answered with its RateLimit-* headers. Locally (beside key-auth, counted per consumer) and
+# on Redis (the harness's own redis-server; counted per client IP, no key-auth)
+RL_LIMIT = 100000000
+RL_LOCAL_PLUGIN = ("rate-limiting", "second: %d, policy: local, limit_by: consumer" % RL_LIMIT)
+RL_REDIS_PLUGIN = ("rate-limiting", "second: %d, policy: redis, limit_by: ip, "
+                   "redis: {host: 127.0.0.1, port: %d}" % (RL_LIMIT, PORT_REDIS))
+# proxy-cache, memory strategy, Kong's defaults otherwise (GET/HEAD, 200/301/404,
+# text/plain and application/json, 300 s); content_type is widened at run time if the
+# upstream's `/` answers with another type (see Harness.cache_plugin)
+CACHE_DEFAULT_TYPES = ("text/plain", "application/json")
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PROXY_CPU = "1"
@@ -1315,18 +1331,126 @@ class Harness:
 
     def sec_plugins(self):
         """What a plugin chain costs: the bench_gateway build (examples/bench_gateway.rs: the
-        switchyard command line plus three no-op plugins) in the main configuration three
-        times, (a) as it is, (b) with the three plugins on the route the requests match and (c)
-        with the bundled key-auth plugin on it and one consumer, whose key every request sends,
-        and the baseline build (--baseline-switchyard, old main) on the plugin-free route. All
-        four stay up side by side and are interleaved (old, new, new + plugins, new + key-auth,
-        old, ...) for `--runs` runs of wrk -c50; then each runs alone under callgrind (h2load
-        -c10)."""
-        a = self.args
+        switchyard command line plus three no-op plugins) in the main configuration several
+        times, each with a different chain on the route the requests match: (a) none, (b) the
+        three no-op plugins, (c) the bundled key-auth plugin and one consumer, whose key every
+        request sends, (d) key-auth + rate-limiting (policy local, a limit that never refuses),
+        (e) rate-limiting on Redis (the harness's own redis-server) and (f) proxy-cache
+        (memory), every measured request a hit; and the baseline build (--baseline-switchyard,
+        old main) on the plugin-free route. All stay up side by side and are interleaved (old,
+        new, new + plugins, ..., old, ...) for `--runs` runs of wrk -c50; then each runs alone
+        under callgrind (h2load -c10)."""
         res = self.results["plugins"] = {"rows": [], "notes": []}
         if self.gw_status:
             res["error"] = "bench_gateway " + self.gw_status
             return
+        self.plugin_servers = []
+        self.redis = None
+        try:
+            self._plugins(res)
+        finally:
+            # every gateway and the redis-server this section started, on success or failure
+            for srv in self.plugin_servers:
+                if srv is not self.base:
+                    srv.stop()
+            self.stop_redis()
+
+    # ---- the plugins section's redis-server
+    def start_redis(self):
+        """Starts `redis-server` on PORT_REDIS, pinned with the proxies, without persistence.
+        Returns None when it is up, else why not."""
+        if not shutil.which("redis-server"):
+            return "redis-server not installed"
+        d = os.path.join(BENCH, "redis")
+        os.makedirs(d, exist_ok=True)
+        logpath = os.path.join(d, "redis.log")
+        self.redis = spawn(["redis-server", "--port", str(PORT_REDIS), "--bind", "127.0.0.1",
+                            "--save", "", "--appendonly", "no", "--dir", d, "--daemonize", "no"],
+                           logpath, cpu=PROXY_CPU)
+        if not wait_until(lambda: self.redis.poll() is not None
+                          or self.redis_cmd("PING").strip() == "PONG", 20, 0.1) \
+                or self.redis.poll() is not None:
+            why = "redis-server did not start: %s" % one_line(tail(logpath, 4))
+            self.stop_redis()
+            return why
+        return None
+
+    def stop_redis(self):
+        if getattr(self, "redis", None) is not None:
+            kill_proc(self.redis, group=True)
+            self.redis = None
+
+    @staticmethod
+    def redis_cmd(*args):
+        """One command to the section's redis-server (one connection): its reply as text.
+        With redis-cli when installed, else as an inline command over a socket."""
+        if shutil.which("redis-cli"):
+            return subprocess.run(["redis-cli", "-h", "127.0.0.1", "-p", str(PORT_REDIS)] + list(args),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  timeout=10).stdout.decode(errors="replace")
+        s = socket.create_connection(("127.0.0.1", PORT_REDIS), timeout=5)
+        try:
+            s.sendall((" ".join(args) + "\r\n").encode())
+            buf = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+                first, _, rest = buf.partition(b"\r\n")
+                if first[:1] in (b"+", b"-", b":") or (
+                        first[:1] == b"$" and len(rest) >= int(first[1:]) + 2):
+                    break
+            first, _, rest = buf.partition(b"\r\n")
+            return (rest[:int(first[1:])] if first[:1] == b"$" else first[1:]).decode(errors="replace")
+        finally:
+            s.close()
+
+    def redis_info(self, section):
+        """`INFO section` as {field: value}."""
+        out = {}
+        for line in self.redis_cmd("INFO", section).splitlines():
+            if ":" in line and not line.startswith("#"):
+                k, v = line.strip().split(":", 1)
+                out[k] = v
+        return out
+
+    def cache_plugin(self):
+        """proxy-cache (memory) for the upstream's `/`: Kong's defaults when they cache its
+        content type, else `content_type` set to it. Returns (plugin, upstream's type)."""
+        ct = ""
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", PORT_UP, timeout=5)
+            c.request("GET", "/")
+            r = c.getresponse()
+            r.read()
+            ct = r.getheader("Content-Type") or ""
+            c.close()
+        except Exception:
+            pass
+        norm = ct.replace(" ", "").lower()
+        if not ct or norm in CACHE_DEFAULT_TYPES:
+            return ("proxy-cache", "strategy: memory"), ct
+        return ("proxy-cache", 'strategy: memory, content_type: ["%s"]' % ct.replace('"', '')), ct
+
+    @staticmethod
+    def curl(port, headers=()):
+        """GET / with curl: (status as text, {lower-case header name: value})."""
+        out = subprocess.run(
+            ["curl", "-s", "-o", "/dev/null", "-D", "-", "--max-time", "5"]
+            + header_args(headers) + ["http://127.0.0.1:%d/" % port],
+            stdout=subprocess.PIPE, timeout=10).stdout.decode(errors="replace")
+        lines = out.splitlines()
+        status = lines[0].split()[1] if lines and len(lines[0].split()) > 1 else "no answer"
+        hdrs = {}
+        for l in lines[1:]:
+            if ":" in l:
+                k, v = l.split(":", 1)
+                hdrs[k.strip().lower()] = v.strip()
+        return status, hdrs
+
+    def _plugins(self, res):
+        a = self.args
         self.haproxy.stop()
         st0, busy0, t0 = steal_ticks(), QUIET["busy_runs"], time.time()
         pf = Switchyard("new, plugin-free route", PORT_PF, self.gw_binary, PORT_PF_ADMIN, "gw-free")
@@ -1334,6 +1458,13 @@ class Harness:
                         PORT_PL_ADMIN, "gw-noop")
         ka = Switchyard("new, key-auth (1 consumer)", PORT_KA, self.gw_binary, PORT_KA_ADMIN,
                         "gw-keyauth", headers=[KEYAUTH_HEADER])
+        kr = Switchyard("new, key-auth + rate-limiting (local)", PORT_KR, self.gw_binary, PORT_KR_ADMIN,
+                        "gw-keyauth-rl", headers=[KEYAUTH_HEADER])
+        rr = Switchyard("new, rate-limiting (redis)", PORT_RR, self.gw_binary, PORT_RR_ADMIN, "gw-rl-redis")
+        pc = Switchyard("new, proxy-cache hit (memory)", PORT_PC, self.gw_binary, PORT_PC_ADMIN, "gw-cache")
+        cache_plugin, up_ct = self.cache_plugin()
+        res["cache_config"] = cache_plugin[1]
+        res["upstream_content_type"] = up_ct
         specs = []     # (key, server, files)
         if self.base is not None:
             if self.base_usable():
@@ -1343,21 +1474,35 @@ class Harness:
         else:
             res["notes"].append("no --baseline-switchyard given: no old-main row.")
         specs += [("new", pf, main_config()), ("new_plugins", pl, main_config(NOOP_PLUGINS)),
-                  ("new_keyauth", ka, main_config([KEYAUTH_PLUGIN], KEYAUTH_CONSUMERS))]
+                  ("new_keyauth", ka, main_config([KEYAUTH_PLUGIN], KEYAUTH_CONSUMERS)),
+                  ("new_keyauth_rl", kr, main_config([KEYAUTH_PLUGIN, RL_LOCAL_PLUGIN], KEYAUTH_CONSUMERS)),
+                  ("new_rl_redis", rr, main_config([RL_REDIS_PLUGIN])),
+                  ("new_cache", pc, main_config([cache_plugin]))]
+        want_plugins = {"new_plugins": NOOP_PLUGINS, "new_keyauth": [KEYAUTH_PLUGIN[0]],
+                        "new_keyauth_rl": sorted([KEYAUTH_PLUGIN[0], RL_LOCAL_PLUGIN[0]]),
+                        "new_rl_redis": [RL_REDIS_PLUGIN[0]], "new_cache": [cache_plugin[0]]}
         targets = []
         for key, srv, files in specs:
+            if key == "new_rl_redis":
+                why = self.start_redis()
+                if why:
+                    res["rows"].append({"key": key, "label": srv.name, "error": "not measured: " + why})
+                    log("plugins: %s: not measured: %s" % (srv.name, why))
+                    continue
+            self.plugin_servers.append(srv)
             if srv.start("main" if key == "old" else "plugins", files):
                 targets.append((key, srv))
                 res["rows"].append({"key": key, "label": srv.name})
             else:
                 res["rows"].append({"key": key, "label": srv.name, "error": srv.error})
                 log("plugins: %s: %s" % (srv.name, srv.error))
+        rowof = lambda k: next(r for r in res["rows"] if r["key"] == k)
         # the chains really are what the rows say: `config` prints the loaded model with every
         # plugin and its route, and `check` that no route is closed (every plugin is served)
         for key, srv in targets:
             if key == "old":
                 continue
-            row = next(r for r in res["rows"] if r["key"] == key)
+            row = rowof(key)
             try:
                 cfg = subprocess.run([srv.binary, "config", "--config-dir", srv.config_dir],
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=60).stdout
@@ -1368,70 +1513,143 @@ class Harness:
             except Exception as e:
                 row["error"] = "could not read the loaded config: %s" % e
                 continue
-            want = {"new_plugins": NOOP_PLUGINS, "new_keyauth": [KEYAUTH_PLUGIN[0]]}.get(key, [])
+            want = want_plugins.get(key, [])
             row["route_plugins"] = found
             if sorted(found) != want:
                 row["error"] = "`config` shows plugins %s on the route, expected %s" % (found, want)
             elif " 0 closed route(s)" not in chk:
                 row["error"] = "`check`: %s" % one_line(chk, 200)
-        good = [t for t in targets if "error" not in next(r for r in res["rows"] if r["key"] == t[0])]
+        good = [t for t in targets if "error" not in rowof(t[0])]
         good = [(k, srv) for (k, srv) in good
                 if self.verify([(srv.name, srv.port, srv)], ["/"], fatal=False)]
-        # key-auth really authenticates: 200 with the key (checked above), 401 without it or
-        # with a wrong one, as curl sees it
+        for k, srv in [t for t in targets if t not in good]:
+            row = rowof(k)
+            row.setdefault("error", "failed the sanity check (GET / must answer 200 with the 5-byte body)")
+        # each chain really does its work, as curl sees it (else the row is not measured)
         for k, srv in list(good):
-            if not srv.headers:
-                continue
-            row = next(r for r in res["rows"] if r["key"] == k)
-            hk, hv = srv.headers[0]
-            seen = {}
-            for what, hdr in (("with the key", ["-H", "%s: %s" % (hk, hv)]),
-                              ("without a key", []),
-                              ("with a wrong key", ["-H", "%s: wrong-%s" % (hk, hv)])):
-                try:
-                    seen[what] = subprocess.run(
-                        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"]
-                        + hdr + ["http://127.0.0.1:%d/" % srv.port],
-                        stdout=subprocess.PIPE, timeout=10).stdout.decode().strip()
-                except Exception as e:
-                    seen[what] = str(e)
-            row["auth_check"] = seen
-            log("plugins: %s: curl %s" % (srv.name, seen))
-            if seen != {"with the key": "200", "without a key": "401", "with a wrong key": "401"}:
-                row["error"] = "key-auth does not authenticate (curl: %s)" % ", ".join(
-                    "%s %s" % (s, w) for w, s in seen.items())
+            row = rowof(k)
+            try:
+                problem = self.plugin_curl_check(k, srv, row)
+            except Exception as e:
+                problem = "curl check failed: %s" % e
+            if problem:
+                row["error"] = problem
+                log("plugins: %s: %s" % (srv.name, problem))
                 good.remove((k, srv))
         for k, srv in good:
             run_client(["wrk", "-t1", "-c50", "-d2s"] + header_args(srv.headers)
                        + ["http://127.0.0.1:%d/" % srv.port], 22)
+        redis_up = any(k == "new_rl_redis" for k, _ in good)
+        if redis_up:
+            self.redis_cmd("CONFIG", "RESETSTAT")   # count the measured rounds only
         raw = {}
         for r in range(a.runs):
             for key, srv in good:
                 log("plugins run %d/%d: %s" % (r + 1, a.runs, srv.name))
+                rp = proc_tree(self.redis.pid) if key == "new_rl_redis" else []
+                r0 = cpu_ticks(rp)
                 x = wrk(srv.port, "/", 50, a.duration, srv.pids(), self.up.pids(), headers=srv.headers)
+                if rp and x.get("requests"):
+                    x["redis_cpu_us"] = (cpu_ticks(rp) - r0) * 1e6 / CLK_TCK / x["requests"]
                 raw.setdefault(key, []).append(x)
         for row in res["rows"]:
             runs = raw.get(row["key"])
             if runs:
                 row["wrk"] = summarize(runs)
+                row["wrk"]["redis_cpu_us"] = median_of(runs, "redis_cpu_us")
                 row["runs"] = runs
+        if redis_up:
+            rowof("new_rl_redis")["redis"] = self.redis_check(
+                sum(x.get("requests", 0) for x in raw.get("new_rl_redis", [])))
+        if "new_cache" in raw:
+            # still hits after the measured runs (an expired entry is refetched once)
+            st, hd = self.curl(PORT_PC)
+            rowof("new_cache")["cache_after"] = "%s %s" % (st, hd.get("x-cache-status", "no X-Cache-Status"))
         # callgrind, one at a time, on the same config dirs (the wrk processes are stopped first)
         if self.have_callgrind():
             for key, srv in good:
                 srv.stop()
             for key, srv in good:
-                row = next(r for r in res["rows"] if r["key"] == key)
+                row = rowof(key)
                 cg = self.callgrind_row(srv.name, "callgrind-plugins-%s" % key,
                                         self.sy_argv(srv.binary, srv.config_dir, srv.port, srv.admin_port),
                                         srv.port, (10,), headers=srv.headers)
                 row["callgrind"] = cg
-        for key, srv in targets:
-            if srv is not self.base:
-                srv.stop()
         st1 = steal_ticks()
         res["steal"], res["steal_proxy_cpu"] = st1[0] - st0[0], st1[1] - st0[1]
         res["minutes"] = (time.time() - t0) / 60
         res["busy_runs"] = QUIET["busy_runs"] - busy0
+
+    def plugin_curl_check(self, key, srv, row):
+        """The row's plugin does its work, as curl sees it. Returns None, or why not."""
+        if key in ("new_keyauth", "new_keyauth_rl"):
+            # key-auth authenticates: 200 with the key, 401 without it or with a wrong one
+            hk, hv = srv.headers[0]
+            seen, with_key = {}, {}
+            for what, hdr in (("with the key", [(hk, hv)]), ("without a key", []),
+                              ("with a wrong key", [(hk, "wrong-" + hv)])):
+                seen[what], hd = self.curl(srv.port, hdr)
+                if what == "with the key":
+                    with_key = hd
+            row["auth_check"] = seen
+            log("plugins: %s: curl %s" % (srv.name, seen))
+            if seen != {"with the key": "200", "without a key": "401", "with a wrong key": "401"}:
+                return "key-auth does not authenticate (curl: %s)" % ", ".join(
+                    "%s %s" % (s, w) for w, s in seen.items())
+            if key == "new_keyauth_rl":
+                row["rl_check"] = with_key.get("ratelimit-remaining")
+                if "ratelimit-remaining" not in with_key:
+                    return "rate-limiting does not count: no RateLimit-Remaining with the key"
+        elif key == "new_rl_redis":
+            # counted on Redis: 200 with RateLimit-Remaining, and the counters are in Redis
+            st, hd = self.curl(srv.port)
+            keys = self.redis_cmd("DBSIZE").strip()
+            row["rl_check"] = {"status": st, "RateLimit-Remaining": hd.get("ratelimit-remaining"),
+                               "redis keys": keys}
+            log("plugins: %s: curl %s" % (srv.name, row["rl_check"]))
+            if st != "200" or "ratelimit-remaining" not in hd:
+                return "rate-limiting on Redis does not count (curl: %s, RateLimit-Remaining %s)" % (
+                    st, hd.get("ratelimit-remaining", "absent"))
+            if not keys.isdigit() or int(keys) == 0:
+                return "rate-limiting answered but Redis holds no counter (DBSIZE %s)" % keys
+        elif key == "new_cache":
+            # after a warm-up request, the next one is a hit
+            seen = [self.curl(srv.port) for _ in range(2)]
+            row["cache_check"] = ["%s %s" % (st, hd.get("x-cache-status", "no X-Cache-Status"))
+                                  for st, hd in seen]
+            log("plugins: %s: curl %s" % (srv.name, row["cache_check"]))
+            if seen[1][0] != "200" or seen[1][1].get("x-cache-status", "").lower() != "hit":
+                return "proxy-cache does not hit: after a warm-up request curl saw %s" % row["cache_check"][1]
+        return None
+
+    def redis_check(self, requests):
+        """After the measured rounds: how many connections the gateway holds to Redis and how
+        many it opened, and the commands it sent per request (stats reset before the rounds)."""
+        out = {"requests": requests}
+        try:
+            lst = self.redis_cmd("CLIENT", "LIST")          # connection 1 since the reset
+            clients = [l for l in lst.splitlines() if l.startswith("id=")]
+            mine = [l for l in clients if "cmd=client" in l]
+            out["held"] = len(clients) - len(mine)
+            out["client_list"] = [" ".join(f for f in l.split() if f.split("=")[0] in
+                                           ("addr", "age", "idle", "cmd")) for l in clients if l not in mine]
+            info = self.redis_info("all")            # connection 2 since the reset
+            out["connected_clients"] = int(info.get("connected_clients", 0)) - 1
+            out["opened"] = int(info.get("total_connections_received", 0)) - 2
+            calls = {}
+            for k, v in info.items():
+                if k.startswith("cmdstat_"):
+                    m = re.search(r"calls=(\d+)", v)
+                    name = k[len("cmdstat_"):]
+                    if m and name not in ("info", "client|list", "client", "config|resetstat", "config"):
+                        calls[name] = int(m.group(1))
+            out["calls"] = calls
+            if requests:
+                out["calls_per_request"] = {k: v / requests for k, v in calls.items()}
+        except Exception as e:
+            out["error"] = "%s: %s" % (type(e).__name__, e)
+        log("plugins: redis after the runs: %s" % {k: v for k, v in out.items() if k != "client_list"})
+        return out
 
     def sec_instructions(self):
         """User-space instructions and simulated data-cache misses per proxied request, counted
@@ -1976,6 +2194,95 @@ def plugin_verdicts(rows):
                     "%s vs %s: %.3f× (%+.1f %%, %+.0f per request)" % (
                         "{:,.0f}".format(ik), "{:,.0f}".format(i_n), q, (q - 1) * 100, ik - i_n),
                     q <= 1.05))
+
+    def cpu_ratio(row):
+        """(median ratio, figure text) of a row's CPU per request to the plugin-free route's."""
+        c = row.get("wrk", {}).get("cpu_us")
+        if not (cn and c):
+            return None, None
+        q = c / cn
+        rn = [r.get("cpu_us") for r in new.get("runs", [])]
+        rr = [r.get("cpu_us") for r in row.get("runs", [])]
+        pairs = [b / a for a, b in zip(rn, rr) if a and b]
+        fig = "median %.2f vs %.2f µs: %.3f× (%+.1f %%)" % (c, cn, q, (q - 1) * 100)
+        if pairs:
+            fig += "; per-round ratio %.3f–%.3f (median %.3f)" % (
+                min(pairs), max(pairs), statistics.median(pairs))
+        sp = [x for x in (spread(rn), spread(rr)) if x is not None]
+        if sp:
+            fig += "; run-to-run spread %.1f %%" % (max(sp) * 100)
+        return q, fig
+
+    def instr_ratio(row):
+        i = instr(row)
+        if not (i_n and i):
+            return None, None
+        q = i / i_n
+        return q, "%s vs %s: %.3f× (%+.1f %%, %+.0f per request)" % (
+            "{:,.0f}".format(i), "{:,.0f}".format(i_n), q, (q - 1) * 100, i - i_n)
+
+    def rps_ratio(row):
+        rr, rn_ = row.get("wrk", {}).get("rps"), new.get("wrk", {}).get("rps")
+        if not (rr and rn_):
+            return ""
+        return "%s vs %s req/s: %.3f× (%+.1f %%)" % (fmt_rps(rr), fmt_rps(rn_), rr / rn_, (rr / rn_ - 1) * 100)
+    # key-auth + rate-limiting (local): at most 10 % more CPU per request than the plugin-free
+    # route (Kong loses 24 % of its throughput to the same pair)
+    kr = by.get("new_keyauth_rl", {})
+    q, fig = cpu_ratio(kr)
+    if q is not None:
+        out.append(("key-auth + rate-limiting (local): CPU per request at most 10 % over the plugin-free "
+                    "route (Kong loses 24 % of its throughput to the pair)", fig, q <= 1.10))
+    q, fig = instr_ratio(kr)
+    if q is not None:
+        out.append(("key-auth + rate-limiting (local): instructions per request at most 10 % over the "
+                    "plugin-free route", fig, q <= 1.10))
+    if rps_ratio(kr):
+        out.append(("(key-auth + rate-limiting (local): throughput, for information)", rps_ratio(kr), None))
+    # rate-limiting on Redis: one round trip per request over one multiplexed connection
+    rr = by.get("new_rl_redis", {})
+    w = rr.get("wrk", {})
+    if w.get("rps"):
+        fig = "%s req/s, p99 %s (plugin-free route: %s req/s, p99 %s)" % (
+            fmt_rps(w["rps"]), fmt_lat(w.get("p99_us")), fmt_rps(new.get("wrk", {}).get("rps")),
+            fmt_lat(new.get("wrk", {}).get("p99_us")))
+        q, cf = cpu_ratio(rr)
+        if q is not None:
+            fig += "; gateway CPU per request %s" % cf
+        if w.get("redis_cpu_us") is not None:
+            fig += "; redis-server CPU %.2f µs per request (same CPU as the gateway)" % w["redis_cpu_us"]
+        q, inf = instr_ratio(rr)
+        if q is not None:
+            fig += "; instructions per request %s" % inf
+        out.append(("(rate-limiting on Redis: one round trip per request over one multiplexed "
+                    "connection; for information)", fig, None))
+    rd = rr.get("redis", {})
+    if "held" in rd:
+        per = rd.get("calls_per_request", {})
+        fig = "%d connection(s) held after the runs (CLIENT LIST, the query's own left out), %d opened " \
+              "during %s measured requests" % (rd["held"], rd.get("opened", -1), "{:,}".format(rd["requests"]))
+        if per:
+            fig += "; commands per request: %s" % ", ".join(
+                "%s %.3f" % (k, v) for k, v in sorted(per.items(), key=lambda kv: (-kv[1], kv[0])))
+        out.append(("rate-limiting on Redis: the gateway holds at most a few Redis connections (≤ 4), "
+                    "not one per request", fig, rd["held"] <= 4 and 0 <= rd.get("opened", 0) <= 4))
+    elif rd.get("error"):
+        out.append(("rate-limiting on Redis: connections held", "could not ask Redis: " + rd["error"], False))
+    # proxy-cache: a hit is cheaper than a proxied request
+    pc = by.get("new_cache", {})
+    q, fig = cpu_ratio(pc)
+    if q is not None:
+        up, upn = pc.get("wrk", {}).get("up_cpu_us"), new.get("wrk", {}).get("up_cpu_us")
+        if up is not None and upn is not None:
+            fig += "; upstream CPU per request %.2f µs vs %.2f µs" % (up, upn)
+        out.append(("proxy-cache hit: CPU per request below the plugin-free (proxied) route's (ratio < 1)",
+                    fig, q < 1))
+    q, fig = instr_ratio(pc)
+    if q is not None:
+        out.append(("proxy-cache hit: instructions per request below the plugin-free route's (ratio < 1)",
+                    fig, q < 1))
+    if rps_ratio(pc):
+        out.append(("(proxy-cache hit: throughput, for information)", rps_ratio(pc), None))
     return out
 
 
@@ -1983,29 +2290,53 @@ def render_plugins(h):
     a = h.args
     P = h.results["plugins"]
     L = ["## Plugin chains — the bench_gateway build on the main config's catch-all route, plain, "
-         "with %d no-op plugins (access + response_head) and with key-auth; the baseline build (%s) "
+         "with %d no-op plugins (access + response_head), with key-auth, with key-auth + rate-limiting "
+         "(local), with rate-limiting on Redis and with proxy-cache (hits); the baseline build (%s) "
          "on the plain route" % (len(NOOP_PLUGINS), a.baseline_label), ""]
     if P.get("error"):
         L += ["Not measured: %s" % P["error"], ""]
         return L
+
     def row_label(r):
         return "%s, plugin-free route" % a.baseline_label if r["key"] == "old" else r["label"]
-    L.append("wrk -t1 -c50 -d%ds on `/`, %d runs interleaved (%s), medians; instructions and L1d misses "
-             "from callgrind at h2load --h1 -c10, %s requests after a warm-up. The no-op route carries "
-             "`%s`; the key-auth route carries `key-auth` (`%s`), one consumer has the key `%s`, and "
-             "every request to it sends `%s: %s` (wrk and h2load `-H`)."
+    L.append("wrk -t1 -c50 -d%ds --latency on `/`, %d runs interleaved (%s), medians; instructions and L1d "
+             "misses from callgrind at h2load --h1 -c10, %s requests after a warm-up. The no-op route "
+             "carries `%s`; the key-auth route carries `key-auth` (`%s`), one consumer has the key `%s`, "
+             "and every request to it sends `%s: %s` (wrk and h2load `-H`). The key-auth + rate-limiting "
+             "route adds `rate-limiting` (`%s`: never refuses) to the same key-auth; the Redis route "
+             "carries only `rate-limiting` (`%s`) against the harness's own `redis-server --port %d "
+             "--save '' --appendonly no`, pinned to CPU %s with the upstream and the gateways; the cache "
+             "route carries `proxy-cache` (`%s`; the upstream's `/` answers `Content-Type: %s`), and every "
+             "measured request is a hit (the warm-up fills the entry)."
              % (a.duration, a.runs, " → ".join(row_label(r) for r in P["rows"] if "wrk" in r),
                 "{:,}".format(a.instr_requests), "`, `".join(NOOP_PLUGINS), KEYAUTH_PLUGIN[1],
-                KEYAUTH_HEADER[1], KEYAUTH_HEADER[0], KEYAUTH_HEADER[1]))
+                KEYAUTH_HEADER[1], KEYAUTH_HEADER[0], KEYAUTH_HEADER[1], RL_LOCAL_PLUGIN[1],
+                RL_REDIS_PLUGIN[1], PORT_REDIS, PROXY_CPU, P.get("cache_config", "strategy: memory"),
+                P.get("upstream_content_type") or "?"))
+    checks = []
     for r in P["rows"]:
         if r.get("auth_check"):
-            L.append("")
-            L.append("Checked with curl before measuring, on the key-auth route: %s." % ", ".join(
-                "%s %s" % (w, st) for w, st in r["auth_check"].items()))
+            c = "%s: %s" % (r["label"], ", ".join("%s %s" % (w, st) for w, st in r["auth_check"].items()))
+            if r.get("rl_check") and r["key"] == "new_keyauth_rl":
+                c += ", RateLimit-Remaining %s with the key" % r["rl_check"]
+            checks.append(c)
+        if r["key"] == "new_rl_redis" and r.get("rl_check"):
+            rc = r["rl_check"]
+            checks.append("%s: %s, RateLimit-Remaining %s, %s counter key(s) in Redis" % (
+                r["label"], rc.get("status"), rc.get("RateLimit-Remaining"), rc.get("redis keys")))
+        if r.get("cache_check"):
+            c = "%s: two requests after the start-up probe answered %s, then %s (`X-Cache-Status`)" % (
+                r["label"], r["cache_check"][0], r["cache_check"][1])
+            if r.get("cache_after"):
+                c += "; after the measured runs: %s" % r["cache_after"]
+            checks.append(c)
+    if checks:
+        L.append("")
+        L.append("Checked with curl before measuring (a row that fails is not measured): %s." % "; ".join(checks))
     L.append("")
-    L.append("| build, route | requests/s | CPU µs/req (of it kernel) | instructions / request (c10) "
+    L.append("| build, route | requests/s | CPU µs/req (of it kernel) | p99 (wrk) | instructions / request (c10) "
              "| L1d misses / request | req/s per run (min–max) | steal ticks, proxies' CPU | errors |")
-    L.append("|---|---|---|---|---|---|---|---|")
+    L.append("|---|---|---|---|---|---|---|---|---|")
     by = {r["key"]: r for r in P["rows"]}
 
     def val(r, k):
@@ -2016,10 +2347,9 @@ def render_plugins(h):
     def rcell(r, k, f):
         v = val(r, k)
         s = f(v)
-        refs = {"new": [("old", "old")], "new_plugins": [("new", "plugin-free"), ("old", "old")],
-                "new_keyauth": [("new", "plugin-free"), ("old", "old")]}
+        refs = [("new", "plugin-free"), ("old", "old")]
         rs = []
-        for rk, name in refs.get(r["key"], []):
+        for rk, name in (refs[1:] if r["key"] == "new" else [] if r["key"] == "old" else refs):
             ref = val(by.get(rk, {}), k)
             if v is not None and ref:
                 rs.append("%.3f× %s" % (v / ref, name))
@@ -2027,7 +2357,7 @@ def render_plugins(h):
     for r in P["rows"]:
         label = row_label(r)
         if "error" in r and "wrk" not in r:
-            L.append("| %s | %s | | | | | | |" % (label, r["error"]))
+            L.append("| %s | %s | | | | | | | |" % (label, r["error"]))
             continue
         w = r.get("wrk", {})
         runs = [x.get("rps") for x in r.get("runs", []) if x.get("rps")]
@@ -2037,10 +2367,11 @@ def render_plugins(h):
             errs += "; callgrind: " + one_line(cg["error"], 100)
         if r.get("error"):
             errs += "; " + r["error"]
-        L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+        L.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             label, rcell(r, "rps", fmt_rps),
             rcell(r, "cpu_us", lambda v: fmt_num(v, 2)) + (" (%s)" % fmt_num(w.get("kernel_us"), 2)
                                                           if w.get("kernel_us") is not None else ""),
+            rcell(r, "p99_us", fmt_lat),
             rcell(r, "instr", lambda v: fmt_num(v, 0)),
             rcell(r, "l1d_miss", fmt_num),
             "%s–%s" % (fmt_rps(min(runs)), fmt_rps(max(runs))) if runs else "—",
@@ -2052,6 +2383,20 @@ def render_plugins(h):
     for what, fig, met in plugin_verdicts(P["rows"]):
         L.append("- %s — %s: %s" % (what, fig, "—" if met is None else ("**met**" if met else "**missed**")))
     L.append("")
+    rd = by.get("new_rl_redis", {}).get("redis", {})
+    if "held" in rd:
+        per = rd.get("calls_per_request", {})
+        L.append("Redis: the gateway counts a request with one script call (Kong's per-period "
+                 "`incr`/`expire`, every configured period at once), so one round trip per request, over "
+                 "one multiplexed connection that all requests share (`INFO commandstats` over the measured "
+                 "runs, per request: %s; `incr`/`expire` run inside the script). After the measured runs "
+                 "`redis-cli CLIENT LIST` shows %d connection(s) besides its own (%s), `INFO` "
+                 "connected_clients %d besides redis-cli's, and %d connection(s) were opened during the runs "
+                 "(stats reset before them). redis-server's own CPU is not in the gateway's CPU per request." % (
+                     ", ".join("`%s` %.3f" % kv for kv in sorted(per.items(), key=lambda kv: (-kv[1], kv[0]))) or "—",
+                     rd["held"], "; ".join("`%s`" % c for c in rd.get("client_list", [])) or "none",
+                     rd.get("connected_clients", -1), rd.get("opened", -1)))
+        L.append("")
     dist = ("%d of its measured runs started on a machine more than 10 %% busy with other work" % P["busy_runs"]
             if P.get("busy_runs") else "every measured run started on an otherwise idle machine")
     L.append("This section took %.1f min; steal: %d ticks on all CPUs, %d on the proxies' CPU; %s. "
