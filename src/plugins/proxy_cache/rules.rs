@@ -234,10 +234,15 @@ pub struct KeyParts<'a> {
 
 /// Kong's request-line part of the key: `$request` cut at its first `?`.
 pub fn request_line_uri(method: &str, path: &str, query: Option<&str>, version: &str) -> String {
-    match query {
-        Some(_) => format!("{method} {path}"),
-        None => format!("{method} {path} {version}"),
+    let mut out = String::with_capacity(method.len() + path.len() + version.len() + 2);
+    out.push_str(method);
+    out.push(' ');
+    out.push_str(path);
+    if query.is_none() {
+        out.push(' ');
+        out.push_str(version);
     }
+    out
 }
 
 /// Kong's `build_cache_key`: sha256 of `prefix|method|uri|params|headers`.
@@ -246,24 +251,34 @@ pub fn cache_key(
     vary_query: Option<&[String]>,
     vary_headers: Option<&[String]>,
 ) -> [u8; 32] {
-    let prefix = match (parts.consumer, parts.route) {
-        (Some(c), Some(r)) => format!("{c}:{r}"),
-        (_, Some(r)) => r.to_string(),
-        _ => "default".to_string(),
-    };
     let params = params_key(parts.query, vary_query);
     let headers = headers_key(parts.headers, vary_headers);
-    let text = format!("{prefix}|{}|{}|{params}|{headers}", parts.method, parts.uri);
-    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    match (parts.consumer, parts.route) {
+        (Some(c), Some(r)) => {
+            ctx.update(c.as_bytes());
+            ctx.update(b":");
+            ctx.update(r.as_bytes());
+        }
+        (_, Some(r)) => ctx.update(r.as_bytes()),
+        _ => ctx.update(b"default"),
+    }
+    for piece in [parts.method, parts.uri, &params, &headers] {
+        ctx.update(b"|");
+        ctx.update(piece.as_bytes());
+    }
     let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
+    out.copy_from_slice(ctx.finish().as_ref());
     out
 }
 
+/// The key in lowercase hex, as Kong prints it (`X-Cache-Key`).
 pub fn hex(key: &[u8; 32]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(64);
     for b in key {
-        s.push_str(&format!("{b:02x}"));
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 15)] as char);
     }
     s
 }
