@@ -172,7 +172,7 @@ impl Cx<'_> {
             }
         }
         if let Some(a) = &g.authentication_options {
-            self.check_provider_names(ent, &Path::root().key("AuthenticationOptions"), a);
+            self.check_provider_names(ent, &Path::root().key("AuthenticationOptions"), a, g);
         }
     }
 
@@ -332,12 +332,19 @@ impl Cx<'_> {
     /// the files define providers: an unknown name is then a mistake, reported with the
     /// nearest one. Files that define none name schemes their Ocelot registers in code:
     /// those load, and `route_auth` closes the routes that use them.
-    fn check_provider_names(&mut self, ent: &Entity, at: &Path, a: &RawAuthentication) -> bool {
-        let defined: Vec<String> = self
-            .model
-            .ocelot_auth_providers
+    fn check_provider_names(
+        &mut self,
+        ent: &Entity,
+        at: &Path,
+        a: &RawAuthentication,
+        g: &RawGlobal,
+    ) -> bool {
+        // Declared, valid or not: a provider with errors of its own fails the load already.
+        let defined: Vec<String> = g
+            .authentication_providers
             .iter()
-            .map(|p| p.name.clone())
+            .flatten()
+            .map(|(name, _)| name.clone())
             .collect();
         let mut named: Vec<(Path, &str)> = Vec::new();
         if let Some(k) = a.authentication_provider_key.as_deref() {
@@ -374,7 +381,7 @@ impl Cx<'_> {
         let root = Path::root();
         let mut ok = true;
         if let Some(a) = &r.authentication_options {
-            ok &= self.check_provider_names(ent, &root.key("AuthenticationOptions"), a);
+            ok &= self.check_provider_names(ent, &root.key("AuthenticationOptions"), a, &g.raw);
         }
         let options = merged(r, &g.raw.authentication_options);
         let providers: Vec<String> = options
@@ -389,7 +396,8 @@ impl Cx<'_> {
             .into_iter()
             .filter(|s| !s.is_empty())
             .collect();
-        if !providers.is_empty() && self.model.ocelot_auth_providers.is_empty() {
+        let declared = g.raw.authentication_providers.as_ref();
+        if !providers.is_empty() && declared.is_none_or(|d| d.is_empty()) {
             // The route answers 503 naming its providers; nothing of its options is built.
             let at = match r.authentication_options {
                 Some(_) => root.key("AuthenticationOptions"),
