@@ -672,3 +672,39 @@ fn response_transformer_leaves_other_bodies_alone() {
         Some(r.body.len().to_string().as_str())
     );
 }
+
+// === headers plugins set over an upstream head that goes out as it came ===
+
+#[test]
+fn headers_a_plugin_sets_replace_the_upstreams_of_the_same_name() {
+    // The upstream counts too: its own RateLimit-Limit and X-RateLimit-Limit-Hour must not
+    // reach the client beside the gateway's (Kong's `set_header` replaces them).
+    let addr = fixed_upstream(
+        "HTTP/1.1 200 OK\r\nRateLimit-Limit: 999\r\nX-Upstream: kept\r\nx-ratelimit-limit-hour: 999\r\ncontent-length: 2\r\n\r\nok"
+            .to_string(),
+    );
+    let cfg = "[{name: rate-limiting, config: {hour: 100000, policy: local}}]";
+    let (_d, gw) = start(addr, &[("r", "/", cfg)]);
+    let mut s = std::net::TcpStream::connect(gw.addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    std::io::Write::write_all(
+        &mut s,
+        b"GET /rl HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut s, &mut text).unwrap();
+    let values = |name: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.split_once(':'))
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_string())
+            .collect()
+    };
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert_eq!(values("ratelimit-limit"), ["100000"], "{text}");
+    assert_eq!(values("x-ratelimit-limit-hour"), ["100000"], "{text}");
+    assert_eq!(values("x-ratelimit-remaining-hour"), ["99999"], "{text}");
+    assert_eq!(values("x-upstream"), ["kept"], "{text}");
+    assert!(text.ends_with("\r\n\r\nok"), "{text}");
+}

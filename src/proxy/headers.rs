@@ -35,6 +35,9 @@ pub struct Stamp {
     pub request_id: Option<HeaderValue>,
     /// The response has no Server header of its own.
     pub server: bool,
+    /// Headers plugins set on an upstream response whose lines go out as they came
+    /// (`Ctx::response_headers`): they replace the upstream's of the same names.
+    pub response: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Stamp {

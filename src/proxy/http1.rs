@@ -458,16 +458,31 @@ impl RawHeaders {
     }
 
     /// Writes the lines passed on; the upstream's Content-Length with them when `keep_length`.
-    fn write(&self, out: &mut Vec<u8>, keep_length: bool) {
+    /// Lines named in `replaced` are left out (the caller writes their new values).
+    fn write(&self, out: &mut Vec<u8>, keep_length: bool, replaced: &[(HeaderName, HeaderValue)]) {
+        let mut put = |span: &[u8]| {
+            if replaced.is_empty() {
+                return out.extend_from_slice(span);
+            }
+            for line in span.split_inclusive(|&c| c == b'\n') {
+                let name = line.split(|&c| c == b':').next().unwrap_or_default();
+                if !replaced
+                    .iter()
+                    .any(|(n, _)| n.as_str().as_bytes().eq_ignore_ascii_case(name))
+                {
+                    out.extend_from_slice(line);
+                }
+            }
+        };
         let mut at = usize::from(self.block.0);
         for &(a, b) in &self.skip[..usize::from(self.skipped)] {
             if keep_length && self.content_length == Some((a, b)) {
                 continue;
             }
-            out.extend_from_slice(&self.head[at..usize::from(a)]);
+            put(&self.head[at..usize::from(a)]);
             at = usize::from(b);
         }
-        out.extend_from_slice(&self.head[at..usize::from(self.block.1)]);
+        put(&self.head[at..usize::from(self.block.1)]);
     }
 }
 
@@ -870,7 +885,9 @@ pub fn write_request_head(
 /// A response's own headers, as the writer gets them.
 pub enum Lines<'a> {
     Map(&'a HeaderMap),
-    Raw(&'a RawHeaders),
+    /// The upstream's lines as they came, and headers plugins set, which replace the lines
+    /// of the same names.
+    Raw(&'a RawHeaders, &'a [(HeaderName, HeaderValue)]),
 }
 
 /// The status line, the headers and the gateway's `stamp` of a response to the client.
@@ -901,8 +918,11 @@ pub fn write_response_head(
             put_headers(out, map, framing != Framing::None);
             map.contains_key(header::DATE)
         }
-        Lines::Raw(raw) => {
-            raw.write(out, framing == Framing::None);
+        Lines::Raw(raw, set) => {
+            raw.write(out, framing == Framing::None, set);
+            for (name, value) in set {
+                put_header(out, name, value);
+            }
             raw.date
         }
     };
@@ -1132,7 +1152,7 @@ mod tests {
             assert_eq!(lines.server, map.contains_key(header::SERVER));
             for framing in [Framing::Length(2), Framing::None] {
                 assert_eq!(
-                    written(Lines::Raw(lines), framing),
+                    written(Lines::Raw(lines, &[]), framing),
                     written(Lines::Map(&map), framing),
                     "{}",
                     String::from_utf8_lossy(wire)
@@ -1145,7 +1165,7 @@ mod tests {
         let lines = first.raw.unwrap();
         assert_eq!(lines.via().unwrap(), "1.1 up");
         let mut out = Vec::new();
-        lines.write(&mut out, false);
+        lines.write(&mut out, false, &[]);
         assert_eq!(
             out,
             b"Server: o\r\nDate: d\r\nX-Forwarded-For: 1.2.3.4\r\nX-Kept:  spaced \r\nx-a: 1\r\nX-A: 2\r\n"

@@ -94,7 +94,6 @@ impl<'a> Forward<'a, '_> {
             let raw_head = run.as_deref().is_none_or(|r| {
                 !r.chain
                     .has(Phases::RESPONSE_BODY | Phases::RESPONSE_TRAILERS)
-                    && r.ctx.response_headers.is_empty()
             });
             let result = match run.as_deref_mut() {
                 Some(r) if r.chain.has(Phases::REQUEST_BODY | Phases::UPSTREAM_REQUEST) => {

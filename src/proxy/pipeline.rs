@@ -302,6 +302,9 @@ impl<'a> Exchange<'a> {
                 };
                 run.response_head(&mut parts, Some(&mut fill));
             }
+            if body.raw_head().is_some() && !run.ctx.response_headers.is_empty() {
+                self.stamp.response = last_of_each(std::mem::take(&mut run.ctx.response_headers));
+            }
             resp = http::Response::from_parts(parts, body);
         }
         resp
@@ -700,7 +703,8 @@ impl<'a> Run<'a> {
         for p in chain.with(Phases::RESPONSE_HEAD) {
             p.response_head(&mut self.ctx, &mut head);
         }
-        if !self.ctx.response_headers.is_empty() {
+        // Over raw upstream lines they stay in the context, for the writer (`Stamp::response`).
+        if !self.ctx.response_headers.is_empty() && head.has_map() {
             let h = head.headers_mut();
             for (k, v) in self.ctx.response_headers.drain(..) {
                 h.insert(k, v);
@@ -906,4 +910,19 @@ pub fn take_replaced(h: &mut HeaderMap, gateway_set: bool) -> Option<HeaderValue
         }
     }
     via
+}
+
+/// Headers set by name, the last value of each (a later `set` replaces an earlier one, as
+/// inserting them into a map would).
+fn last_of_each(
+    mut set: Vec<(http::HeaderName, HeaderValue)>,
+) -> Vec<(http::HeaderName, HeaderValue)> {
+    let mut i = set.len();
+    while i > 0 {
+        i -= 1;
+        if set[i + 1..].iter().any(|(n, _)| *n == set[i].0) {
+            set.remove(i);
+        }
+    }
+    set
 }

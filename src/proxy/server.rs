@@ -527,7 +527,7 @@ async fn write_response<A: Answering>(
     let mut head = buffers::HeadBuf::take();
     let out = &mut head.0;
     let lines = match body.raw_head() {
-        Some(raw) => http1::Lines::Raw(raw),
+        Some(raw) => http1::Lines::Raw(raw, &answering.stamp().response),
         None => http1::Lines::Map(&parts.headers),
     };
     http1::write_response_head(
