@@ -46,27 +46,14 @@ pub struct Config {
     pub limit: u64,
     pub template: String,
     #[serde(default)]
-    pub redis: Option<RedisConfig>,
+    /// Where the counters are shared (switchyard's `GlobalConfiguration.RateLimitOptions.Redis`).
+    pub redis: Option<RedisTarget>,
     /// The route's load-balancing key: Ocelot's counter key names it.
     #[serde(default)]
     pub counter_key: String,
 }
 
 impl Validate for Config {}
-
-/// Where the counters are shared (switchyard's `GlobalConfiguration.RateLimitOptions.Redis`,
-/// checked by the Ocelot loader).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct RedisConfig {
-    pub host: String,
-    pub port: u16,
-    pub username: Option<String>,
-    pub password: Option<String>,
-    pub database: i64,
-    pub ssl: bool,
-    pub ssl_verify: bool,
-    pub timeout_ms: u64,
-}
 
 /// `RateLimitOptions` (PRIORITY 1000). Counters are kept across reloads by route, key prefix
 /// and rule.
@@ -81,17 +68,7 @@ impl PluginSpec for RateLimitOptions {
         let route = cx.route.map(|r| &*r.id).unwrap_or_default();
         let key = format!("{route}|{}|{}", config.key_prefix, rule_text(&config));
         let store = cx.state.kept::<Store>(&key);
-        let redis = config.redis.as_ref().map(|r| {
-            let target = RedisTarget {
-                host: r.host.clone(),
-                port: r.port,
-                username: r.username.clone(),
-                password: r.password.clone(),
-                database: r.database,
-                ssl: r.ssl,
-                ssl_verify: r.ssl_verify,
-                timeout: Duration::from_millis(r.timeout_ms),
-            };
+        let redis = config.redis.clone().map(|target| {
             // One connection per distinct server, shared with Kong's rate-limiting.
             let link = cx.state.kept::<RedisLink>(&target.key());
             link.configure(target);

@@ -246,8 +246,9 @@ impl Local {
     }
 }
 
-/// The Redis settings a connection is made with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The Redis settings a connection is made with (also the Ocelot rate limiter's config, whose
+/// loader writes the timeout in milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 pub struct RedisTarget {
     pub host: String,
     pub port: u16,
@@ -256,7 +257,12 @@ pub struct RedisTarget {
     pub database: i64,
     pub ssl: bool,
     pub ssl_verify: bool,
+    #[serde(rename = "timeout_ms", deserialize_with = "millis")]
     pub timeout: Duration,
+}
+
+fn millis<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    <u64 as serde::Deserialize>::deserialize(d).map(Duration::from_millis)
 }
 
 impl RedisTarget {

@@ -482,7 +482,8 @@ impl Plugin for Cache {
             return Flow::Continue;
         }
         let key = self.key(ctx, req);
-        let hex = HeaderValue::from_str(&rules::hex(&key)).expect("hex is a header value");
+        let hex = HeaderValue::from_maybe_shared(Bytes::from(rules::hex(&key)))
+            .expect("hex is a header value");
         let now = Instant::now();
         let status = match self.store.get(self.ns.id, &key, now) {
             Some(entry) => {

@@ -9,70 +9,46 @@ use super::{Checks, join};
 
 /// A trace-context header format (`kong.observability.tracing.propagation.utils.FORMATS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Format {
-    #[serde(rename = "w3c")]
     W3c,
-    #[serde(rename = "b3")]
     B3,
-    #[serde(rename = "b3-single")]
     B3Single,
-    #[serde(rename = "jaeger")]
     Jaeger,
-    #[serde(rename = "ot")]
     Ot,
-    #[serde(rename = "datadog")]
     Datadog,
-    #[serde(rename = "aws")]
     Aws,
-    #[serde(rename = "gcp")]
     Gcp,
-    #[serde(rename = "instana")]
     Instana,
 }
 
 /// A format to extract the trace context from (`b3` reads `b3-single` too).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Extract {
-    #[serde(rename = "w3c")]
     W3c,
-    #[serde(rename = "b3")]
     B3,
-    #[serde(rename = "jaeger")]
     Jaeger,
-    #[serde(rename = "ot")]
     Ot,
-    #[serde(rename = "datadog")]
     Datadog,
-    #[serde(rename = "aws")]
     Aws,
-    #[serde(rename = "gcp")]
     Gcp,
-    #[serde(rename = "instana")]
     Instana,
 }
 
 /// A format to inject the trace context in; `preserve` is the incoming request's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Inject {
-    #[serde(rename = "preserve")]
     Preserve,
-    #[serde(rename = "w3c")]
     W3c,
-    #[serde(rename = "b3")]
     B3,
-    #[serde(rename = "b3-single")]
     B3Single,
-    #[serde(rename = "jaeger")]
     Jaeger,
-    #[serde(rename = "ot")]
     Ot,
-    #[serde(rename = "datadog")]
     Datadog,
-    #[serde(rename = "aws")]
     Aws,
-    #[serde(rename = "gcp")]
     Gcp,
-    #[serde(rename = "instana")]
     Instana,
 }
 
