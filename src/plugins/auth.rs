@@ -141,13 +141,17 @@ pub fn identity_headers(ctx: &Ctx<'_>) -> [(&'static HeaderName, Option<HeaderVa
 }
 
 /// Writes pending identity headers into `headers`, clearing those an earlier
-/// authentication of this request wrote and this one does not set.
+/// authentication of this request wrote and this one does not set. Inlined: it is asked before every request-side hook, and mostly has nothing to do.
+#[inline(always)]
 pub fn write_identity(ctx: &mut Ctx<'_>, headers: &mut HeaderMap) {
-    let earlier = match ctx.identity {
-        IdentityHeaders::Pending => false,
-        IdentityHeaders::PendingOverWritten => true,
-        IdentityHeaders::None | IdentityHeaders::Written => return,
-    };
+    match ctx.identity {
+        IdentityHeaders::Pending => write_pending(ctx, headers, false),
+        IdentityHeaders::PendingOverWritten => write_pending(ctx, headers, true),
+        IdentityHeaders::None | IdentityHeaders::Written => {}
+    }
+}
+
+fn write_pending(ctx: &mut Ctx<'_>, headers: &mut HeaderMap, earlier: bool) {
     for (name, value) in identity_headers(ctx) {
         match value {
             Some(v) => {

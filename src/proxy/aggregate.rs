@@ -51,8 +51,8 @@ async fn part<'a>(env: Env<'a>, ridx: usize, req: &PartRequest<'_>, params: Para
     parts.method = Method::GET;
     parts.headers = headers;
     let mut body = ProxyBody::Empty;
-    let mut run =
-        (!route.chain.is_empty()).then(|| Run::new(env, Resolved::Route(&route.chain), &parts));
+    let mut run = (!route.chain.is_empty())
+        .then(|| Box::new(Run::new(env, Resolved::Route(&route.chain), &parts)));
     if let Some(mut r) = run.take() {
         r.enter(route, route.service.map(|s| &env.snap.services[s]));
         if let RouteKind::Ocelot(o) = &route.kind
