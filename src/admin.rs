@@ -247,6 +247,9 @@ pub fn config_json(m: &Model) -> serde_json::Value {
             "consumers": consumers,
             "consumer_groups": m.consumer_groups,
             "filter_chains": m.filter_chains,
+            // Private keys print as `<redacted>` (`model::Certificate`'s Serialize).
+            "certificates": m.certificates,
+            "ca_certificates": m.ca_certificates,
         },
         "ocelot": m.ocelot_merged.clone().unwrap_or(serde_json::Value::Null),
     });

@@ -55,8 +55,13 @@ impl Certificates {
         {
             return Some(k);
         }
-        let dot = sni.rfind('.')?;
-        self.by_name.get(&format!("{}*", &sni[..=dot]))
+        if let Some(dot) = sni.rfind('.')
+            && let Some(k) = self.by_name.get(&format!("{}*", &sni[..=dot]))
+        {
+            return Some(k);
+        }
+        // Kong's catch-all SNI `*`, before the listener's default certificate.
+        self.by_name.get("*")
     }
 
     pub fn is_empty(&self) -> bool {
@@ -180,53 +185,63 @@ fn resolved(pem: &Pem, vaults: &Vaults, problems: &mut Vec<Problem>) -> Option<S
     }
 }
 
-type Pair = (
+/// A parsed chain, its key, and both ready to sign with.
+pub type Pair = (
     Vec<CertificateDer<'static>>,
     PrivateKeyDer<'static>,
     Arc<CertifiedKey>,
 );
 
-/// A certificate chain and its key, parsed and checked against each other.
+/// A certificate chain and its key, parsed and checked against each other; a problem is
+/// reported at the field it is in.
 fn key_pair(cert: &Pem, key: &Pem, vaults: &Vaults, problems: &mut Vec<Problem>) -> Option<Pair> {
     let cert_text = resolved(cert, vaults, problems);
     let key_text = resolved(key, vaults, problems);
-    let chain = cert_text.and_then(|t| {
-        chain(&t)
-            .map_err(|e| problems.push((cert.origin.clone(), e)))
-            .ok()
-    });
-    // What is wrong with a key is said without a byte of it.
-    let der = key_text.and_then(|t| {
-        PrivateKeyDer::from_pem_slice(t.as_bytes())
-            .map_err(|e| {
-                problems.push((
-                    key.origin.clone(),
-                    format!("the private key does not parse as PEM (PKCS#8, PKCS#1 or SEC1): {}", pem_error(&e)),
-                ))
-            })
-            .ok()
-    });
-    let (chain, der) = (chain?, der?);
-    let provider = rustls::crypto::ring::default_provider();
-    let signing = match provider.key_provider.load_private_key(der.clone_key()) {
-        Ok(k) => k,
-        Err(e) => {
-            problems.push((key.origin.clone(), format!("unusable private key: {e}")));
-            return None;
+    match parse_pair(&cert_text?, &key_text?) {
+        Ok(pair) => Some(pair),
+        Err(Bad::Cert(e)) => {
+            problems.push((cert.origin.clone(), e));
+            None
         }
-    };
+        Err(Bad::Key(e)) => {
+            problems.push((key.origin.clone(), e));
+            None
+        }
+    }
+}
+
+/// Which half of a key pair is wrong, and why (never quoting a key).
+#[derive(Debug)]
+pub enum Bad {
+    Cert(String),
+    Key(String),
+}
+
+/// Parses a PEM certificate chain and its PEM private key, and checks that they belong
+/// together.
+pub fn parse_pair(cert: &str, key: &str) -> Result<Pair, Bad> {
+    let chain = chain(cert).map_err(Bad::Cert)?;
+    let der = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| {
+        Bad::Key(format!(
+            "the private key does not parse as PEM (PKCS#8, PKCS#1 or SEC1): {}",
+            pem_error(&e)
+        ))
+    })?;
+    let provider = rustls::crypto::ring::default_provider();
+    let signing = provider
+        .key_provider
+        .load_private_key(der.clone_key())
+        .map_err(|e| Bad::Key(format!("unusable private key: {e}")))?;
     let certified = CertifiedKey::new(chain.clone(), signing);
     if let Err(e) = certified.keys_match() {
-        let why = match e {
+        return Err(Bad::Key(match e {
             rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
                 "the private key does not match the certificate".to_string()
             }
             e => format!("cannot check the key against the certificate: {e}"),
-        };
-        problems.push((key.origin.clone(), why));
-        return None;
+        }));
     }
-    Some((chain, der, Arc::new(certified)))
+    Ok((chain, der, Arc::new(certified)))
 }
 
 /// What is wrong with a PEM value, without quoting it (it may hold a key).

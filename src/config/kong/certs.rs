@@ -188,6 +188,9 @@ fn check_sni(name: &str) -> Result<(), &'static str> {
     if name.parse::<std::net::IpAddr>().is_ok() {
         return Err("an IP address is not a server name");
     }
+    if name == "*" {
+        return Ok(()); // Kong's catch-all: served when no other SNI matches
+    }
     let stars = name.matches('*').count();
     if stars > 1 {
         return Err("only one wildcard is allowed");
