@@ -76,7 +76,11 @@ pub enum Command {
         listen: Vec<SocketAddr>,
         /// TLS proxy listen address (repeatable), like Kong's `proxy_listen ... ssl`:
         /// certificates by SNI from the config's `certificates`, else the default one.
-        #[arg(long = "listen-tls", env = "SWITCHYARD_LISTEN_TLS", value_delimiter = ',')]
+        #[arg(
+            long = "listen-tls",
+            env = "SWITCHYARD_LISTEN_TLS",
+            value_delimiter = ','
+        )]
         listen_tls: Vec<SocketAddr>,
         /// The TLS listeners' default certificate (PEM chain), used when no SNI matches;
         /// without it a self-signed one is generated at start.
@@ -255,7 +259,10 @@ fn tls_listeners(
     let config = server_config(gw.clone(), &default).map_err(|e| e.to_string())?;
     let (bound, per_worker) = crate::proxy::server::bind_all(&tls.listen, workers)
         .map_err(|e| format!("cannot listen on {:?} (TLS): {e}", tls.listen))?;
-    Ok(Some((bound, crate::proxy::server::TlsListeners { per_worker, config })))
+    Ok(Some((
+        bound,
+        crate::proxy::server::TlsListeners { per_worker, config },
+    )))
 }
 
 fn run(dir: PathBuf, builder: crate::gateway::Builder, settings: Settings) -> ExitCode {

@@ -38,10 +38,11 @@ impl Ca {
     fn issue(&self, names: &[&str]) -> Cert {
         let key = rcgen::KeyPair::generate().unwrap();
         let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
-        let cert = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .unwrap()
-            .signed_by(&key, &issuer)
-            .unwrap();
+        let cert =
+            rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                .unwrap()
+                .signed_by(&key, &issuer)
+                .unwrap();
         Cert {
             pem: cert.pem(),
             key: key.serialize_pem(),
@@ -60,10 +61,11 @@ struct Cert {
 
 fn self_signed(names: &[&str]) -> Cert {
     let key = rcgen::KeyPair::generate().unwrap();
-    let cert = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-        .unwrap()
-        .self_signed(&key)
-        .unwrap();
+    let cert =
+        rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
     Cert {
         pem: cert.pem(),
         key: key.serialize_pem(),
@@ -336,8 +338,7 @@ fn bad_pem_and_a_key_of_another_certificate_are_errors_at_their_field_and_keep_s
         ..good.clone()
     };
     let broken = Cert {
-        pem: "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n"
-            .into(),
+        pem: "-----BEGIN CERTIFICATE-----\nnot base64 at all!\n-----END CERTIFICATE-----\n".into(),
         ..good.clone()
     };
     let yaml = config(
@@ -361,19 +362,26 @@ fn bad_pem_and_a_key_of_another_certificate_are_errors_at_their_field_and_keep_s
     let cert_line = line_of("- cert:", 0) + 1;
     let key_line = line_of("key:", 1) + 1;
     assert!(
-        errors.iter().any(|e| e.starts_with(&format!("kong.yaml:{cert_line}:"))
-            && e.contains("certificates[0].cert")
-            && e.contains("base64")),
+        errors
+            .iter()
+            .any(|e| e.starts_with(&format!("kong.yaml:{cert_line}:"))
+                && e.contains("certificates[0].cert")
+                && e.contains("base64")),
         "{errors:#?}"
     );
     assert!(
-        errors.iter().any(|e| e.starts_with(&format!("kong.yaml:{key_line}:"))
-            && e.contains("certificates[1].key")
-            && e.contains("does not match")),
+        errors
+            .iter()
+            .any(|e| e.starts_with(&format!("kong.yaml:{key_line}:"))
+                && e.contains("certificates[1].key")
+                && e.contains("does not match")),
         "{errors:#?}"
     );
     // No error quotes a key.
-    assert!(!errors.iter().any(|e| e.contains("PRIVATE KEY")), "{errors:#?}");
+    assert!(
+        !errors.iter().any(|e| e.contains("PRIVATE KEY")),
+        "{errors:#?}"
+    );
     // The serving snapshot stayed: a.test still has its certificate.
     assert_eq!(gw.connect("a.test").certificate(), good.der);
 }
@@ -390,7 +398,10 @@ fn a_chain_out_of_order_is_a_load_error() {
     let up: SocketAddr = "127.0.0.1:9".parse().unwrap();
     let yaml = config(
         up,
-        &format!("certificates:\n{}", certificate_entry(&reversed, &["o.test"])),
+        &format!(
+            "certificates:\n{}",
+            certificate_entry(&reversed, &["o.test"])
+        ),
     );
     std::fs::write(dir.path().join("kong.yaml"), &yaml).unwrap();
     let err = switchyard::gateway::Builder::new()
@@ -399,7 +410,8 @@ fn a_chain_out_of_order_is_a_load_error() {
         .expect("rejected");
     let text: Vec<String> = err.0.iter().map(|d| d.to_string()).collect();
     assert!(
-        text.iter().any(|e| e.contains("certificates[0].cert") && e.contains("out of order")),
+        text.iter()
+            .any(|e| e.contains("certificates[0].cert") && e.contains("out of order")),
         "{text:#?}"
     );
     // In order it loads.
@@ -409,7 +421,10 @@ fn a_chain_out_of_order_is_a_load_error() {
     };
     let yaml = config(
         up,
-        &format!("certificates:\n{}", certificate_entry(&ordered, &["o.test"])),
+        &format!(
+            "certificates:\n{}",
+            certificate_entry(&ordered, &["o.test"])
+        ),
     );
     std::fs::write(dir.path().join("kong.yaml"), &yaml).unwrap();
     assert!(
@@ -521,7 +536,10 @@ fn serve_https(config: Arc<rustls::ServerConfig>, sock: TcpStream) {
         let head = String::from_utf8_lossy(&head).to_string();
         let host = head
             .lines()
-            .find_map(|l| l.strip_prefix("host: ").or_else(|| l.strip_prefix("Host: ")))
+            .find_map(|l| {
+                l.strip_prefix("host: ")
+                    .or_else(|| l.strip_prefix("Host: "))
+            })
             .unwrap_or("")
             .to_string();
         let body = serde_json::json!({
@@ -579,8 +597,7 @@ fn an_https_upstream_is_verified_with_the_services_ca_certificates() {
         "ca_certificates:\n- id: 0b5c1a57-0000-4000-8000-00000000ca01\n  cert: {}",
         block(&ca.pem, 4)
     );
-    let verified =
-        "  tls_verify: true\n  tls_verify_depth: 2\n  ca_certificates: [0b5c1a57-0000-4000-8000-00000000ca01]\n";
+    let verified = "  tls_verify: true\n  tls_verify_depth: 2\n  ca_certificates: [0b5c1a57-0000-4000-8000-00000000ca01]\n";
     let gw = TlsGateway::start(&upstream_config(&url, verified, &cas));
     let r = plain_get(&gw, "/up");
     assert_eq!(r.status, 200, "{}", r.text());
@@ -604,7 +621,13 @@ fn preserve_host_sends_the_clients_host_as_the_upstreams_sni() {
         upstream.addr.port()
     );
     let gw = TlsGateway::start(&yaml);
-    let r = common::request(gw.plain, "GET", "/up", &[("Host", "client.example:8080")], b"");
+    let r = common::request(
+        gw.plain,
+        "GET",
+        "/up",
+        &[("Host", "client.example:8080")],
+        b"",
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["sni"], "client.example");
     assert_eq!(r.json()["host"], "client.example:8080");

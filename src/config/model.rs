@@ -400,8 +400,9 @@ fn redacted<S: serde::Serializer>(_: &Pem, s: S) -> Result<S::Ok, S::Error> {
 
 fn pem_pair<S: serde::Serializer>(p: &Option<(Pem, Pem)>, s: S) -> Result<S::Ok, S::Error> {
     match p {
-        Some((cert, _)) => serde_json::json!({ "cert_alt": cert.text, "key_alt": "<redacted>" })
-            .serialize(s),
+        Some((cert, _)) => {
+            serde_json::json!({ "cert_alt": cert.text, "key_alt": "<redacted>" }).serialize(s)
+        }
         None => s.serialize_none(),
     }
 }

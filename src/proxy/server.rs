@@ -98,7 +98,10 @@ pub fn spawn_workers_tls(
     tls: Option<TlsListeners>,
 ) -> Vec<std::thread::JoinHandle<()>> {
     let (mut tls_per_worker, acceptor) = match tls {
-        Some(t) => (t.per_worker, Some(tokio_rustls::TlsAcceptor::from(t.config))),
+        Some(t) => (
+            t.per_worker,
+            Some(tokio_rustls::TlsAcceptor::from(t.config)),
+        ),
         None => (Vec::new(), None),
     };
     tls_per_worker.resize_with(listeners.len(), Vec::new);
@@ -124,7 +127,9 @@ pub fn spawn_workers_tls(
                             tasks.push(tokio::spawn(accept_loop(gw.clone(), l, real_ip)));
                         }
                         for l in tls_ls {
-                            let Some(acceptor) = acceptor.clone() else { break };
+                            let Some(acceptor) = acceptor.clone() else {
+                                break;
+                            };
                             let l = tokio::net::TcpListener::from_std(l).expect("listener");
                             let real_ip = gw.real_ip.clone();
                             let accepting =

@@ -82,11 +82,7 @@ impl DefaultCertificate {
         })?;
         Ok(DefaultCertificate {
             key,
-            description: format!(
-                "{} (SHA-256 {})",
-                cert.display(),
-                fingerprint(&chain[0])
-            ),
+            description: format!("{} (SHA-256 {})", cert.display(), fingerprint(&chain[0])),
         })
     }
 

@@ -69,6 +69,8 @@ impl Certificates {
     }
 }
 
+type ChainAndKey = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
 /// A problem with TLS material, at the field it was written in.
 pub type Problem = (Origin, String);
 
@@ -83,8 +85,7 @@ pub struct Compiled {
 pub fn compile(model: &Model, vaults: &Vaults) -> (Compiled, Vec<Problem>) {
     let mut problems = Vec::new();
     let mut by_name = HashMap::new();
-    let mut pairs: Vec<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>> =
-        Vec::new();
+    let mut pairs: Vec<Option<ChainAndKey>> = Vec::new();
     for c in &model.certificates {
         let main = key_pair(&c.cert, &c.key, vaults, &mut problems);
         let alt = c
@@ -179,7 +180,10 @@ fn resolved(pem: &Pem, vaults: &Vaults, problems: &mut Vec<Problem>) -> Option<S
         Ok(Some(v)) => Some(v),
         Ok(None) => Some(pem.text.clone()),
         Err(e) => {
-            problems.push((pem.origin.clone(), format!("cannot resolve {}: {e}", pem.text)));
+            problems.push((
+                pem.origin.clone(),
+                format!("cannot resolve {}: {e}", pem.text),
+            ));
             None
         }
     }
@@ -267,8 +271,9 @@ pub fn chain(text: &str) -> Result<Vec<CertificateDer<'static>>, String> {
     let mut names = Vec::with_capacity(certs.len());
     for (i, c) in certs.iter().enumerate() {
         names.push(
-            der::issuer_subject(c)
-                .ok_or_else(|| format!("certificate {} of the chain is not valid X.509 DER", i + 1))?,
+            der::issuer_subject(c).ok_or_else(|| {
+                format!("certificate {} of the chain is not valid X.509 DER", i + 1)
+            })?,
         );
     }
     for (i, pair) in names.windows(2).enumerate() {
@@ -286,7 +291,9 @@ pub fn chain(text: &str) -> Result<Vec<CertificateDer<'static>>, String> {
 /// Just enough DER to read a certificate's issuer and subject names.
 mod der {
     /// One TLV: (tag, whole encoding, contents, rest).
-    fn tlv(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+    type Tlv<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+    fn tlv(input: &[u8]) -> Option<Tlv<'_>> {
         let (&tag, rest) = input.split_first()?;
         let (&first, rest) = rest.split_first()?;
         let (len, rest) = if first < 0x80 {
@@ -386,6 +393,10 @@ mod tests {
         assert_eq!(chain(&ok).unwrap().len(), 2);
         let reversed = format!("{}{}", ca_cert.pem(), leaf.pem());
         assert!(chain(&reversed).unwrap_err().contains("out of order"));
-        assert!(chain("not a pem").unwrap_err().contains("BEGIN CERTIFICATE"));
+        assert!(
+            chain("not a pem")
+                .unwrap_err()
+                .contains("BEGIN CERTIFICATE")
+        );
     }
 }

@@ -40,10 +40,9 @@ impl<'r> Cx<'_, 'r> {
                     .error(self.file, &path, "required field missing: `cert` (PEM)");
                 continue;
             };
-            let id = c
-                .id
-                .clone()
-                .unwrap_or_else(|| derived_id("ca_certificates", cert));
+            let id =
+                c.id.clone()
+                    .unwrap_or_else(|| derived_id("ca_certificates", cert));
             let idx = self.model.ca_certificates.len();
             if self.ca_by_id.insert(id.clone(), idx).is_some() {
                 self.diags.error(self.file, &path.key("id"), format!("uniqueness violation: 'ca_certificates' entity with id set to '{id}' already declared"));
@@ -82,10 +81,9 @@ impl<'r> Cx<'_, 'r> {
                 None
             }
         };
-        let id = c
-            .id
-            .clone()
-            .unwrap_or_else(|| derived_id("certificates", cert));
+        let id =
+            c.id.clone()
+                .unwrap_or_else(|| derived_id("certificates", cert));
         let idx = self.model.certificates.len();
         if self.certificates_by_id.insert(id.clone(), idx).is_some() {
             self.diags.error(self.file, &path.key("id"), format!("uniqueness violation: 'certificates' entity with id set to '{id}' already declared"));
@@ -136,7 +134,9 @@ impl<'r> Cx<'_, 'r> {
             self.diags.error(
                 self.file,
                 path,
-                format!("uniqueness violation: 'snis' entity with name set to '{name}' already declared"),
+                format!(
+                    "uniqueness violation: 'snis' entity with name set to '{name}' already declared"
+                ),
             );
         }
     }
