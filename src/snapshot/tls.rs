@@ -14,7 +14,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 
-use crate::config::model::{Model, Origin, Pem};
+use crate::config::model::{Model, Origin, Pem, Service};
 use crate::config::vault::Vaults;
 use crate::proxy::client::{ClientCert, UpstreamTls, UpstreamTlsSettings};
 
@@ -84,26 +84,7 @@ pub struct Compiled {
 /// Compiles every certificate and every service's upstream TLS settings.
 pub fn compile(model: &Model, vaults: &Vaults) -> (Compiled, Vec<Problem>) {
     let mut problems = Vec::new();
-    let mut by_name = HashMap::new();
-    let mut pairs: Vec<Option<ChainAndKey>> = Vec::new();
-    for c in &model.certificates {
-        let main = key_pair(&c.cert, &c.key, vaults, &mut problems);
-        let alt = c
-            .alt
-            .as_ref()
-            .and_then(|(cert, key)| key_pair(cert, key, vaults, &mut problems));
-        let Some((chain, key, certified)) = main else {
-            pairs.push(None);
-            continue;
-        };
-        pairs.push(Some((chain, key)));
-        let mut keys = vec![certified];
-        keys.extend(alt.map(|(_, _, k)| k));
-        let keys = Arc::new(Keys(keys));
-        for sni in &c.snis {
-            by_name.insert(sni.clone(), keys.clone());
-        }
-    }
+    let (certificates, pairs) = listener_certificates(model, vaults, &mut problems);
     let cas: Vec<Option<Vec<CertificateDer<'static>>>> = model
         .ca_certificates
         .iter()
@@ -118,58 +99,100 @@ pub fn compile(model: &Model, vaults: &Vaults) -> (Compiled, Vec<Problem>) {
         .services
         .iter()
         .map(|s| {
-            let custom = s.tls_verify_depth.is_some()
-                || !s.ca_certificates.is_empty()
-                || s.client_certificate.is_some();
-            if !s.protocol.is_tls() || !custom {
-                return None;
-            }
-            let settings = UpstreamTlsSettings {
-                verify: s.tls_verify.unwrap_or(false),
-                roots: s
-                    .ca_certificates
-                    .iter()
-                    .filter_map(|i| cas[*i].as_ref())
-                    .flatten()
-                    .cloned()
-                    .collect(),
-                depth: s.tls_verify_depth,
-                client: s.client_certificate.and_then(|i| {
-                    let (chain, key) = pairs[i].as_ref()?;
-                    Some(ClientCert {
-                        chain: chain.clone(),
-                        key: key.clone_key(),
-                    })
-                }),
-            };
-            match UpstreamTls::new(settings, settings_id(model, s)) {
-                Ok(t) => Some(Arc::new(t)),
-                Err(e) => {
-                    problems.push((s.origin.clone(), format!("upstream TLS settings: {e}")));
-                    None
-                }
-            }
+            let settings = upstream_settings(s, &cas, &pairs)?;
+            let id = settings_id(&settings);
+            UpstreamTls::new(settings, id)
+                .map(Arc::new)
+                .map_err(|e| {
+                    problems.push((s.origin.clone(), format!("upstream TLS settings: {e}")))
+                })
+                .ok()
         })
         .collect();
     let compiled = Compiled {
-        certificates: Certificates { by_name },
+        certificates,
         upstream,
     };
     (compiled, problems)
 }
 
-/// Identifies a service's TLS settings across reloads, so that pooled connections made with
-/// them serve the next snapshot too (and never a service with other settings).
-fn settings_id(model: &Model, s: &crate::config::model::Service) -> u64 {
-    let mut h = crate::fnv::Fnv::with_seed(0x7115);
-    h.write_u8(u8::from(s.tls_verify.unwrap_or(false)));
-    h.write_u16(s.tls_verify_depth.map_or(0xffff, u16::from));
-    for i in &s.ca_certificates {
-        h.write(model.ca_certificates[*i].cert.text.as_bytes());
+/// The certificates by SNI, and each certificate entity's main chain and key (for the
+/// services that present it as their client certificate).
+fn listener_certificates(
+    model: &Model,
+    vaults: &Vaults,
+    problems: &mut Vec<Problem>,
+) -> (Certificates, Vec<Option<ChainAndKey>>) {
+    let mut by_name = HashMap::new();
+    let mut pairs = Vec::with_capacity(model.certificates.len());
+    for c in &model.certificates {
+        let main = key_pair(&c.cert, &c.key, vaults, problems);
+        let alt = c
+            .alt
+            .as_ref()
+            .and_then(|(cert, key)| key_pair(cert, key, vaults, problems));
+        let Some((chain, key, certified)) = main else {
+            pairs.push(None);
+            continue;
+        };
+        pairs.push(Some((chain, key)));
+        let mut keys = vec![certified];
+        keys.extend(alt.map(|(_, _, k)| k));
+        let keys = Arc::new(Keys(keys));
+        for sni in &c.snis {
+            by_name.insert(sni.clone(), keys.clone());
+        }
     }
-    if let Some(i) = s.client_certificate {
-        h.write(model.certificates[i].cert.text.as_bytes());
-        h.write(model.certificates[i].key.text.as_bytes());
+    (Certificates { by_name }, pairs)
+}
+
+/// A TLS service's own settings; `None` when it has none beyond `tls_verify` (the shared
+/// default configurations serve it).
+fn upstream_settings(
+    s: &Service,
+    cas: &[Option<Vec<CertificateDer<'static>>>],
+    pairs: &[Option<ChainAndKey>],
+) -> Option<UpstreamTlsSettings> {
+    let custom = s.tls_verify_depth.is_some()
+        || !s.ca_certificates.is_empty()
+        || s.client_certificate.is_some();
+    if !s.protocol.is_tls() || !custom {
+        return None;
+    }
+    Some(UpstreamTlsSettings {
+        verify: s.tls_verify.unwrap_or(false),
+        roots: s
+            .ca_certificates
+            .iter()
+            .filter_map(|i| cas[*i].as_ref())
+            .flatten()
+            .cloned()
+            .collect(),
+        depth: s.tls_verify_depth,
+        client: s.client_certificate.and_then(|i| {
+            let (chain, key) = pairs[i].as_ref()?;
+            Some(ClientCert {
+                chain: chain.clone(),
+                key: key.clone_key(),
+            })
+        }),
+    })
+}
+
+/// Identifies TLS settings across reloads, so that pooled connections made with them serve
+/// the next snapshot too (and never a service with other settings). Made of what the
+/// settings hold once references are read, so a changed secret behind the same reference
+/// is a change; never printed.
+fn settings_id(s: &UpstreamTlsSettings) -> u64 {
+    let mut h = crate::fnv::Fnv::with_seed(0x7115);
+    h.write_u8(u8::from(s.verify));
+    h.write_u16(s.depth.map_or(0xffff, u16::from));
+    for r in &s.roots {
+        h.write(r);
+    }
+    if let Some(c) = &s.client {
+        c.chain.iter().for_each(|d| h.write(d));
+        h.write(c.key.secret_der());
     }
     h.finish() | 1
 }
@@ -236,16 +259,22 @@ pub fn parse_pair(cert: &str, key: &str) -> Result<Pair, Bad> {
         .key_provider
         .load_private_key(der.clone_key())
         .map_err(|e| Bad::Key(format!("unusable private key: {e}")))?;
-    let certified = CertifiedKey::new(chain.clone(), signing);
-    if let Err(e) = certified.keys_match() {
-        return Err(Bad::Key(match e {
-            rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-                "the private key does not match the certificate".to_string()
-            }
-            e => format!("cannot check the key against the certificate: {e}"),
-        }));
+    // The public keys are compared as DER, read here rather than by webpki, which refuses
+    // X.509 v1 certificates that OpenSSL (and so Kong) serves.
+    let matches = match (signing.public_key(), der::spki(&chain[0])) {
+        (Some(key), Some(cert)) => key.as_ref() == cert,
+        _ => true, // a key type whose public half cannot be told: as rustls, not an error
+    };
+    if !matches {
+        return Err(Bad::Key(
+            "the private key does not match the certificate".into(),
+        ));
     }
-    Ok((chain, der, Arc::new(certified)))
+    Ok((
+        chain.clone(),
+        der,
+        Arc::new(CertifiedKey::new(chain, signing)),
+    ))
 }
 
 /// What is wrong with a PEM value, without quoting it (it may hold a key).
@@ -315,7 +344,23 @@ mod der {
 
     /// The issuer's and the subject's encoded names.
     pub fn issuer_subject(cert: &[u8]) -> Option<(&[u8], &[u8])> {
-        const SEQUENCE: u8 = 0x30;
+        let (issuer, subject, _) = names_and_rest(cert)?;
+        Some((issuer, subject))
+    }
+
+    /// The encoded SubjectPublicKeyInfo.
+    pub fn spki(cert: &[u8]) -> Option<&[u8]> {
+        let (_, _, rest) = names_and_rest(cert)?;
+        let (SEQUENCE, spki, _, _) = tlv(rest)? else {
+            return None;
+        };
+        Some(spki)
+    }
+
+    const SEQUENCE: u8 = 0x30;
+
+    /// Issuer, subject, and what follows the subject in the TBSCertificate.
+    fn names_and_rest(cert: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
         let (SEQUENCE, _, cert, _) = tlv(cert)? else {
             return None;
         };
@@ -331,10 +376,10 @@ mod der {
             return None;
         };
         let (_, _, _, rest) = tlv(rest)?; // validity
-        let (SEQUENCE, subject, _, _) = tlv(rest)? else {
+        let (SEQUENCE, subject, _, rest) = tlv(rest)? else {
             return None;
         };
-        Some((issuer, subject))
+        Some((issuer, subject, rest))
     }
 }
 
