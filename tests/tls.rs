@@ -190,6 +190,65 @@ fn client_config() -> Arc<rustls::ClientConfig> {
 #[derive(Debug)]
 struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
 
+/// Accepts any certificate, and offers only `schemes` for the server's signature.
+#[derive(Debug)]
+struct OnlySchemes(AcceptAny, Vec<rustls::SignatureScheme>);
+
+impl rustls::client::danger::ServerCertVerifier for OnlySchemes {
+    fn verify_server_cert(
+        &self,
+        e: &CertificateDer<'_>,
+        i: &[CertificateDer<'_>],
+        n: &ServerName<'_>,
+        o: &[u8],
+        t: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.0.verify_server_cert(e, i, n, o, t)
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(m, c, d)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(m, c, d)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.1.clone()
+    }
+}
+
+/// A client config that accepts any certificate, speaks only `versions`, and offers only
+/// `schemes` (all of the provider's when empty).
+fn client_config_with(
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    schemes: Vec<rustls::SignatureScheme>,
+) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let any = AcceptAny(provider.clone());
+    let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = if schemes.is_empty() {
+        Arc::new(any)
+    } else {
+        Arc::new(OnlySchemes(any, schemes))
+    };
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(versions)
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth(),
+    )
+}
+
 impl rustls::client::danger::ServerCertVerifier for AcceptAny {
     fn verify_server_cert(
         &self,
@@ -263,6 +322,97 @@ fn sni_picks_the_exact_name_then_the_leading_then_the_trailing_wildcard_else_the
     assert_eq!(gw.connect("elsewhere.test").certificate(), gw.default_der);
     // A client that sends no SNI (an address) gets the default too.
     assert_eq!(gw.connect("127.0.0.1").certificate(), gw.default_der);
+}
+
+#[test]
+fn cert_alt_serves_the_clients_that_cannot_verify_the_main_certificate() {
+    let up = Upstream::echo();
+    // The main pair is ECDSA P-256 (rcgen's default); the alternative Ed25519.
+    let main = self_signed(&["alt.test"]);
+    let alt_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let alt_cert = rcgen::CertificateParams::new(vec!["alt.test".to_string()])
+        .unwrap()
+        .self_signed(&alt_key)
+        .unwrap();
+    let certs = format!(
+        "certificates:\n- cert: {}  key: {}  cert_alt: {}  key_alt: {}  snis: [alt.test]\n",
+        block(&main.pem, 4),
+        block(&main.key, 4),
+        block(&alt_cert.pem(), 4),
+        block(&alt_key.serialize_pem(), 4),
+    );
+    let gw = TlsGateway::start(&config(up.addr(), &certs));
+    assert_eq!(gw.connect("alt.test").certificate(), main.der);
+    let ed25519_only = client_config_with(
+        &[&rustls::version::TLS13],
+        vec![rustls::SignatureScheme::ED25519],
+    );
+    let c = Client::connect_with(gw.tls, "alt.test", ed25519_only);
+    assert_eq!(c.certificate(), alt_cert.der().to_vec());
+}
+
+#[test]
+fn tls_1_2_and_1_3_are_spoken_and_sessions_resume_with_tickets() {
+    let up = Upstream::echo();
+    let gw = TlsGateway::start(&config(up.addr(), ""));
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let config = client_config_with(&[version], vec![]);
+        let mut first = Client::connect_with(gw.tls, "localhost", config.clone());
+        assert_eq!(first.stream.conn.protocol_version(), Some(version.version));
+        assert_eq!(
+            first.stream.conn.alpn_protocol(),
+            None,
+            "no ALPN asked, none chosen"
+        );
+        assert_eq!(first.get("/v", "localhost").status, 200);
+        // TLS 1.3 tickets arrive after the handshake: the request above read them.
+        let second = Client::connect_with(gw.tls, "localhost", config);
+        assert_eq!(
+            second.stream.conn.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed),
+            "{version:?}"
+        );
+    }
+    // ALPN: http/1.1 is offered; h2 is not served yet.
+    let mut alpn = (*client_config_with(&[&rustls::version::TLS13], vec![])).clone();
+    alpn.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let c = Client::connect_with(gw.tls, "localhost", Arc::new(alpn));
+    assert_eq!(c.stream.conn.alpn_protocol(), Some(&b"http/1.1"[..]));
+}
+
+#[test]
+fn tls_entities_are_checked_where_they_are_written() {
+    let c = self_signed(&["x.test"]);
+    let yaml = format!(
+        "_format_version: \"3.0\"\nservices:\n- name: s\n  url: https://127.0.0.1:9\n  client_certificate: no-such-cert\n  ca_certificates: [no-such-ca]\n  routes:\n  - name: r\n    paths: [/]\ncertificates:\n- cert: {}  key: {}  snis: [\"x.test\", \"bad:443\", \"a.*.test\"]\n- cert: {}  key: {}  snis: [x.test]\nsnis:\n- name: y.test\n  certificate: missing\n",
+        block(&c.pem, 4),
+        block(&c.key, 4),
+        block(&c.pem, 4),
+        block(&c.key, 4),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kong.yaml"), &yaml).unwrap();
+    let err = switchyard::gateway::Builder::new()
+        .start(dir.path().to_path_buf())
+        .err()
+        .expect("rejected");
+    let text = err
+        .0
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    for want in [
+        "services[0].client_certificate: invalid reference 'certificate: no-such-cert'",
+        "services[0].ca_certificates[0]: invalid reference 'ca_certificate: no-such-ca'",
+        "certificates[0].snis[1]: invalid SNI \"bad:443\"",
+        "certificates[0].snis[2]: invalid SNI \"a.*.test\"",
+        "certificates[1].snis[0]: uniqueness violation: 'snis' entity with name set to 'x.test'",
+        "snis[0].certificate: invalid reference 'certificate: missing'",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(text.lines().all(|l| l.starts_with("kong.yaml:")), "{text}");
 }
 
 #[test]
