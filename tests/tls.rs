@@ -35,6 +35,25 @@ impl Ca {
         Ca { params, key, pem }
     }
 
+    /// An intermediate CA under this one.
+    fn intermediate(&self, name: &str) -> (Ca, Vec<u8>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        let der = cert.der().to_vec();
+        let ca = Ca {
+            params,
+            key,
+            pem: cert.pem(),
+        };
+        (ca, der)
+    }
+
     fn issue(&self, names: &[&str]) -> Cert {
         let key = rcgen::KeyPair::generate().unwrap();
         let issuer = rcgen::Issuer::from_params(&self.params, &self.key);
@@ -636,6 +655,15 @@ struct HttpsUpstream {
 
 impl HttpsUpstream {
     fn start(cert: &Cert, client_ca: Option<&Ca>) -> HttpsUpstream {
+        Self::start_with_chain(cert, &[], client_ca)
+    }
+
+    /// Presents `cert` followed by `intermediates`.
+    fn start_with_chain(
+        cert: &Cert,
+        intermediates: &[Vec<u8>],
+        client_ca: Option<&Ca>,
+    ) -> HttpsUpstream {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
@@ -656,7 +684,8 @@ impl HttpsUpstream {
             }
             None => builder.with_no_client_auth(),
         };
-        let chain = vec![CertificateDer::from(cert.der.clone())];
+        let mut chain = vec![CertificateDer::from(cert.der.clone())];
+        chain.extend(intermediates.iter().cloned().map(CertificateDer::from));
         let key = PrivateKeyDer::from_pem_slice(cert.key.as_bytes()).unwrap();
         let config = Arc::new(builder.with_single_cert(chain, key).unwrap());
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -759,6 +788,30 @@ fn an_https_upstream_is_verified_with_the_services_ca_certificates() {
         block(&other.pem, 4)
     );
     let errors = gw.reload(&upstream_config(&url, verified, &cas));
+    assert!(errors.is_empty(), "{errors:#?}");
+    assert_eq!(plain_get(&gw, "/up").status, 502);
+}
+
+#[test]
+fn tls_verify_depth_limits_the_intermediates_between_the_upstream_and_its_root() {
+    let root = Ca::new("depth root");
+    let (intermediate, intermediate_der) = root.intermediate("depth intermediate");
+    let leaf = intermediate.issue(&["localhost"]);
+    let upstream = HttpsUpstream::start_with_chain(&leaf, &[intermediate_der], None);
+    let url = format!("https://localhost:{}", upstream.addr.port());
+    let cas = format!(
+        "ca_certificates:\n- id: 0b5c1a57-0000-4000-8000-00000000ca02\n  cert: {}",
+        block(&root.pem, 4)
+    );
+    let with_depth = |d: u8| {
+        format!(
+            "  tls_verify: true\n  tls_verify_depth: {d}\n  ca_certificates: [0b5c1a57-0000-4000-8000-00000000ca02]\n"
+        )
+    };
+    let gw = TlsGateway::start(&upstream_config(&url, &with_depth(1), &cas));
+    let r = plain_get(&gw, "/up");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let errors = gw.reload(&upstream_config(&url, &with_depth(0), &cas));
     assert!(errors.is_empty(), "{errors:#?}");
     assert_eq!(plain_get(&gw, "/up").status, 502);
 }

@@ -353,8 +353,8 @@ impl UpstreamTls {
     }
 }
 
-/// Kong's `tls_verify_depth` (nginx's `proxy_ssl_verify_depth`): at most `depth - 1`
-/// intermediates between the upstream's certificate and a trusted root.
+/// Kong's `tls_verify_depth` (nginx's `proxy_ssl_verify_depth`, OpenSSL's verify depth): at
+/// most `depth` intermediates between the upstream's certificate and a trusted root.
 #[derive(Debug)]
 struct DepthLimited {
     inner: Arc<rustls::client::WebPkiServerVerifier>,
@@ -370,7 +370,7 @@ impl rustls::client::danger::ServerCertVerifier for DepthLimited {
         ocsp: &[u8],
         now: rustls::pki_types::UnixTime,
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        if intermediates.len() + 1 > usize::from(self.depth) {
+        if intermediates.len() > usize::from(self.depth) {
             return Err(rustls::Error::General(format!(
                 "the upstream's chain is longer than tls_verify_depth {}",
                 self.depth
