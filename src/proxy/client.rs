@@ -73,17 +73,29 @@ impl UpstreamError {
     }
 }
 
-#[derive(Hash, PartialEq, Eq, Clone)]
+#[derive(PartialEq, Eq, Clone)]
 struct Key {
     host: Arc<str>,
     port: u16,
     tls: bool,
     /// A connection made without certificate checks never serves a request that wants them.
     tls_verify: bool,
-    /// The service's own TLS settings (`UpstreamTls::id`; 0 for the defaults), and a hash
-    /// of the SNI sent: a connection serves only requests that would have made the same.
-    tls_id: u64,
-    sni: u64,
+    /// The service's own TLS settings (`UpstreamTls::id`; 0 for the defaults) mixed with a
+    /// hash of the SNI sent: a connection serves only requests that would have made the
+    /// same. 0 on plain connections.
+    tls_made: u64,
+}
+
+/// A plain connection's key hashes its address and nothing of TLS.
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.host.hash(h);
+        self.port.hash(h);
+        if self.tls {
+            self.tls_verify.hash(h);
+            self.tls_made.hash(h);
+        }
+    }
 }
 
 /// Idle connections kept per upstream address and worker (nginx's `keepalive 1024` is the
@@ -427,8 +439,8 @@ impl Target<'_> {
         }
     }
     fn key(&self) -> Key {
-        let sni = if self.tls && !self.sni.is_empty() {
-            let mut h = crate::fnv::Fnv::with_seed(0);
+        let tls_made = if self.tls {
+            let mut h = crate::fnv::Fnv::with_seed(self.tls_settings.map_or(0, |t| t.id));
             std::hash::Hasher::write(&mut h, self.sni.as_bytes());
             std::hash::Hasher::finish(&h)
         } else {
@@ -439,8 +451,7 @@ impl Target<'_> {
             port: self.port,
             tls: self.tls,
             tls_verify: self.tls && self.tls_verify,
-            tls_id: self.tls_settings.map_or(0, |t| t.id),
-            sni,
+            tls_made,
         }
     }
 }
