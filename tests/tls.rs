@@ -482,13 +482,17 @@ fn an_https_only_route_answers_426_on_plain_and_is_served_over_tls() {
 fn routes_snis_match_the_handshakes_server_name_and_are_ignored_on_plain() {
     let up = Upstream::echo();
     let yaml = format!(
-        "_format_version: \"3.0\"\nservices:\n- name: echo\n  url: http://{}\n  routes:\n  - name: by-sni\n    snis: [\"*.sni.test\"]\n    paths: [/s]\n",
+        "_format_version: \"3.0\"\nservices:\n- name: echo\n  url: http://{}\n  routes:\n  - name: by-sni\n    snis: [\"*.sni.test\"]\n    paths: [/s]\n  - name: sni-only\n    protocols: [https]\n    snis: [only.test]\n",
         up.addr()
     );
     let gw = TlsGateway::start(&yaml);
     assert_eq!(gw.connect("a.sni.test").get("/s", "x").status, 200);
     assert_eq!(gw.connect("other.test").get("/s", "x").status, 404);
     assert_eq!(common::request(gw.plain, "GET", "/s", &[], b"").status, 200);
+    // A route with only `snis` takes every request of that server name.
+    assert_eq!(gw.connect("only.test").get("/anything", "x").status, 200);
+    assert_eq!(up.last().target, "/anything");
+    assert_eq!(gw.connect("other.test").get("/anything", "x").status, 404);
 }
 
 // === Load errors and reload ===
