@@ -464,6 +464,85 @@ fn requests_over_tls_are_proxied_with_x_forwarded_proto_https() {
 }
 
 #[test]
+fn request_bodies_stream_in_over_tls_by_length_and_chunked() {
+    let up = Upstream::echo();
+    let gw = TlsGateway::start(&config(up.addr(), ""));
+    let mut c = gw.connect("localhost");
+    let body = vec![b'x'; 1 << 20];
+    let head = format!(
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    c.stream.write_all(head.as_bytes()).unwrap();
+    c.stream.write_all(&body).unwrap();
+    let r = read_response(&mut BufReader::new(&mut c.stream), false).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["body_len"], 1 << 20);
+    // Chunked, on the same connection.
+    let mut chunked =
+        b"POST /chunks HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..64 {
+        chunked.extend_from_slice(b"400\r\n");
+        chunked.extend_from_slice(&[b'y'; 0x400]);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    c.stream.write_all(&chunked).unwrap();
+    let r = read_response(&mut BufReader::new(&mut c.stream), false).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["body_len"], 64 * 1024);
+}
+
+/// A plain upstream that answers every request with `size` bytes of `z`.
+fn large_upstream(size: usize) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for sock in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(sock.try_clone().unwrap());
+                let mut out = sock;
+                loop {
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if std::io::BufRead::read_line(&mut reader, &mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line);
+                    }
+                    let resp = format!("HTTP/1.1 200 OK\r\ncontent-length: {size}\r\n\r\n");
+                    if out.write_all(resp.as_bytes()).is_err()
+                        || out.write_all(&vec![b'z'; size]).is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_large_response_body_goes_out_over_tls_where_plain_would_splice() {
+    let size = 1 << 20;
+    let gw = TlsGateway::start(&config(large_upstream(size), ""));
+    let mut c = gw.connect("localhost");
+    for _ in 0..2 {
+        let r = c.get("/big", "localhost");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), size);
+        assert!(r.body.iter().all(|b| *b == b'z'));
+    }
+    let plain = common::request(gw.plain, "GET", "/big", &[], b"");
+    assert_eq!(plain.body.len(), size);
+}
+
+#[test]
 fn an_https_only_route_answers_426_on_plain_and_is_served_over_tls() {
     let up = Upstream::echo();
     let yaml = format!(
