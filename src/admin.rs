@@ -64,6 +64,8 @@ pub fn status_json(gw: &Gateway) -> serde_json::Value {
             "upstreams": snap.model.upstreams.len(),
             "plugins": snap.model.plugins.len(),
             "consumers": snap.model.consumers.len(),
+            "certificates": snap.model.certificates.len(),
+            "ca_certificates": snap.model.ca_certificates.len(),
         },
         "warnings": snap.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
         "unserved": snap.unserved.iter().map(|(what, o)| format!("{}:{}: {}: {what}", o.file, o.line, o.path)).collect::<Vec<_>>(),

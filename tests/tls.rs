@@ -948,7 +948,12 @@ fn a_client_certificate_is_presented_to_the_upstream_for_mtls() {
 fn the_binary_listens_on_tls_with_a_generated_default_certificate() {
     let up = Upstream::echo();
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("kong.yaml"), config(up.addr(), "")).unwrap();
+    let named = self_signed(&["named.test"]);
+    let certs = format!(
+        "certificates:\n{}",
+        certificate_entry(&named, &["named.test"])
+    );
+    std::fs::write(dir.path().join("kong.yaml"), config(up.addr(), &certs)).unwrap();
     let tls_port = common::dead_port();
     let listen = format!("127.0.0.1:{tls_port}");
     let gw = common::Running::start(dir.path(), &["--listen-tls", &listen]);
@@ -961,4 +966,13 @@ fn the_binary_listens_on_tls_with_a_generated_default_certificate() {
     let r = Client::connect(addr, "localhost").get("/via-binary", "localhost");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(up.last().headers["x-forwarded-proto"], "https");
+    assert_eq!(Client::connect(addr, "named.test").certificate(), named.der);
+    // The admin API counts the certificate and never prints its key.
+    assert_eq!(
+        gw.admin("GET", "/status").json()["counts"]["certificates"],
+        1
+    );
+    let printed = gw.admin("GET", "/config").text();
+    assert!(printed.contains("<redacted>"), "{printed}");
+    assert!(!printed.contains("PRIVATE KEY"), "{printed}");
 }
