@@ -149,6 +149,7 @@ fn bench_match(c: &mut Criterion) {
                 path: &path,
                 query: None,
                 headers: &headers,
+                sni: None,
             };
             // The route asked for, not just any: Kong routes by name, Ocelot ones by template.
             let found = snap

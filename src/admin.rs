@@ -64,6 +64,8 @@ pub fn status_json(gw: &Gateway) -> serde_json::Value {
             "upstreams": snap.model.upstreams.len(),
             "plugins": snap.model.plugins.len(),
             "consumers": snap.model.consumers.len(),
+            "certificates": snap.model.certificates.len(),
+            "ca_certificates": snap.model.ca_certificates.len(),
         },
         "warnings": snap.warnings.iter().map(|w| w.to_string()).collect::<Vec<_>>(),
         "unserved": snap.unserved.iter().map(|(what, o)| format!("{}:{}: {}: {what}", o.file, o.line, o.path)).collect::<Vec<_>>(),
@@ -247,6 +249,9 @@ pub fn config_json(m: &Model) -> serde_json::Value {
             "consumers": consumers,
             "consumer_groups": m.consumer_groups,
             "filter_chains": m.filter_chains,
+            // Private keys print as `<redacted>` (`model::Certificate`'s Serialize).
+            "certificates": m.certificates,
+            "ca_certificates": m.ca_certificates,
         },
         "ocelot": m.ocelot_merged.clone().unwrap_or(serde_json::Value::Null),
     });

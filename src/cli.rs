@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -73,6 +74,21 @@ pub enum Command {
             default_value = "0.0.0.0:8000"
         )]
         listen: Vec<SocketAddr>,
+        /// TLS proxy listen address (repeatable), like Kong's `proxy_listen ... ssl`:
+        /// certificates by SNI from the config's `certificates`, else the default one.
+        #[arg(
+            long = "listen-tls",
+            env = "SWITCHYARD_LISTEN_TLS",
+            value_delimiter = ','
+        )]
+        listen_tls: Vec<SocketAddr>,
+        /// The TLS listeners' default certificate (PEM chain), used when no SNI matches;
+        /// without it a self-signed one is generated at start.
+        #[arg(long, env = "SWITCHYARD_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The default certificate's private key (PEM).
+        #[arg(long, env = "SWITCHYARD_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
         /// Admin API listen address.
         #[arg(
             long,
@@ -134,6 +150,9 @@ pub fn main_with(mut builder: crate::gateway::Builder) -> ExitCode {
         Command::Run {
             dir,
             listen,
+            listen_tls,
+            tls_cert,
+            tls_key,
             admin_listen,
             workers,
             watch_poll,
@@ -162,6 +181,11 @@ pub fn main_with(mut builder: crate::gateway::Builder) -> ExitCode {
             };
             let settings = Settings {
                 listen,
+                tls: TlsSettings {
+                    listen: listen_tls,
+                    cert: tls_cert,
+                    key: tls_key,
+                },
                 admin: admin_listen,
                 workers,
                 watch,
@@ -206,14 +230,45 @@ enum Watch {
 /// What `run` serves on.
 struct Settings {
     listen: Vec<SocketAddr>,
+    tls: TlsSettings,
     admin: SocketAddr,
     workers: Option<usize>,
     watch: Watch,
 }
 
+/// The TLS listeners and their default certificate's files.
+struct TlsSettings {
+    listen: Vec<SocketAddr>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+}
+
+/// Binds the TLS listeners and makes their configuration; `Ok(None)` without any.
+fn tls_listeners(
+    gw: &Arc<crate::gateway::Gateway>,
+    tls: &TlsSettings,
+    workers: usize,
+) -> Result<Option<(Vec<SocketAddr>, crate::proxy::server::TlsListeners)>, String> {
+    use crate::proxy::tls::{DefaultCertificate, server_config};
+    if tls.listen.is_empty() {
+        return Ok(None);
+    }
+    let default = DefaultCertificate::load(tls.cert.as_deref(), tls.key.as_deref())
+        .map_err(|e| format!("TLS default certificate: {e}"))?;
+    tracing::info!(certificate = %default.description, "TLS default certificate");
+    let config = server_config(gw.clone(), &default).map_err(|e| e.to_string())?;
+    let (bound, per_worker) = crate::proxy::server::bind_all(&tls.listen, workers)
+        .map_err(|e| format!("cannot listen on {:?} (TLS): {e}", tls.listen))?;
+    Ok(Some((
+        bound,
+        crate::proxy::server::TlsListeners { per_worker, config },
+    )))
+}
+
 fn run(dir: PathBuf, builder: crate::gateway::Builder, settings: Settings) -> ExitCode {
     let Settings {
         listen,
+        tls,
         admin,
         workers,
         watch,
@@ -256,6 +311,14 @@ fn run(dir: PathBuf, builder: crate::gateway::Builder, settings: Settings) -> Ex
             return ExitCode::FAILURE;
         }
     };
+    let (tls_bound, tls_listeners) = match tls_listeners(&gw, &tls, workers) {
+        Ok(Some((bound, l))) => (bound, Some(l)),
+        Ok(None) => (Vec::new(), None),
+        Err(e) => {
+            eprintln!("switchyard: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let admin_listener = match crate::admin::bind(admin) {
         Ok(l) => l,
         Err(e) => {
@@ -270,12 +333,13 @@ fn run(dir: PathBuf, builder: crate::gateway::Builder, settings: Settings) -> Ex
         plugins = snap.model.plugins.len(),
         load_ms = format!("{:.1}", t.elapsed().as_secs_f64() * 1e3),
         listen = ?bound,
+        listen_tls = ?tls_bound,
         admin = %admin_addr,
         workers,
         "switchyard ready"
     );
     drop(snap);
-    let handles = crate::proxy::server::spawn_workers(gw.clone(), listeners);
+    let handles = crate::proxy::server::spawn_workers_tls(gw.clone(), listeners, tls_listeners);
     let watcher = match watch {
         Watch::Events => crate::watch::spawn(gw.clone(), None).map(Some),
         Watch::Poll(every) => crate::watch::spawn(gw.clone(), Some(every)).map(Some),
@@ -466,6 +530,8 @@ fn explain(
         path: &path,
         query: uri.query(),
         headers: &map,
+        // An https URL is taken as a TLS request whose SNI is its host.
+        sni: (uri.scheme_str() == Some("https")).then_some(host),
     };
     let verdicts = snap.router.explain(&req);
     println!(

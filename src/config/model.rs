@@ -94,6 +94,14 @@ pub struct Service {
     pub read_timeout: u64,
     pub enabled: bool,
     pub tls_verify: Option<bool>,
+    /// Kong's `tls_verify_depth`: how long a chain the upstream may present.
+    pub tls_verify_depth: Option<u8>,
+    /// Indexes into `Model::ca_certificates`: the roots that verify the upstream.
+    #[serde(skip)]
+    pub ca_certificates: Vec<usize>,
+    /// Index into `Model::certificates`: presented to the upstream (mTLS).
+    #[serde(skip)]
+    pub client_certificate: Option<usize>,
     pub tags: Vec<String>,
     #[serde(skip)]
     pub origin: Origin,
@@ -344,6 +352,61 @@ impl Unenforced {
     }
 }
 
+/// A PEM value of a certificate entity and where it was written, for errors about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pem {
+    /// As written: PEM text, or a `{vault://...}` reference to it.
+    pub text: String,
+    pub origin: Origin,
+}
+
+/// A Kong `certificates` entity: a key pair (and an optional second one, `cert_alt` and
+/// `key_alt`, so that ECDSA and RSA clients both get one) and the SNIs it answers for.
+/// Keys never leave through `Serialize`: they print as `<redacted>`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Certificate {
+    pub id: String,
+    #[serde(serialize_with = "pem_text")]
+    pub cert: Pem,
+    #[serde(serialize_with = "redacted")]
+    pub key: Pem,
+    #[serde(serialize_with = "pem_pair")]
+    pub alt: Option<(Pem, Pem)>,
+    /// SNI names, lower-cased (`*.example.com`, `example.*` or exact), nested or top-level.
+    pub snis: Vec<String>,
+    pub tags: Vec<String>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// A Kong `ca_certificates` entity: a trusted root services may verify upstreams with.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CaCertificate {
+    pub id: String,
+    #[serde(serialize_with = "pem_text")]
+    pub cert: Pem,
+    pub tags: Vec<String>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+fn pem_text<S: serde::Serializer>(p: &Pem, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&p.text)
+}
+
+fn redacted<S: serde::Serializer>(_: &Pem, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str("<redacted>")
+}
+
+fn pem_pair<S: serde::Serializer>(p: &Option<(Pem, Pem)>, s: S) -> Result<S::Ok, S::Error> {
+    match p {
+        Some((cert, _)) => {
+            serde_json::json!({ "cert_alt": cert.text, "key_alt": "<redacted>" }).serialize(s)
+        }
+        None => s.serialize_none(),
+    }
+}
+
 /// The whole validated configuration of one load.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Model {
@@ -354,6 +417,8 @@ pub struct Model {
     pub consumers: Vec<Consumer>,
     pub consumer_groups: Vec<ConsumerGroup>,
     pub filter_chains: Vec<FilterChain>,
+    pub certificates: Vec<Certificate>,
+    pub ca_certificates: Vec<CaCertificate>,
     /// The vaults secret references may name (Kong's `env`, and `vaults` entities).
     #[serde(skip)]
     pub vaults: super::vault::Vaults,

@@ -73,13 +73,29 @@ impl UpstreamError {
     }
 }
 
-#[derive(Hash, PartialEq, Eq, Clone)]
+#[derive(PartialEq, Eq, Clone)]
 struct Key {
     host: Arc<str>,
     port: u16,
     tls: bool,
     /// A connection made without certificate checks never serves a request that wants them.
     tls_verify: bool,
+    /// The service's own TLS settings (`UpstreamTls::id`; 0 for the defaults) mixed with a
+    /// hash of the SNI sent: a connection serves only requests that would have made the
+    /// same. 0 on plain connections.
+    tls_made: u64,
+}
+
+/// A plain connection's key hashes its address and nothing of TLS.
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        self.host.hash(h);
+        self.port.hash(h);
+        if self.tls {
+            self.tls_verify.hash(h);
+            self.tls_made.hash(h);
+        }
+    }
 }
 
 /// Idle connections kept per upstream address and worker (nginx's `keepalive 1024` is the
@@ -281,12 +297,132 @@ impl rustls::client::danger::ServerCertVerifier for NoVerify {
     }
 }
 
+/// A client certificate for mTLS to an upstream: its chain and key.
+pub struct ClientCert {
+    pub chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub key: rustls::pki_types::PrivateKeyDer<'static>,
+}
+
+/// A service's own upstream TLS settings (Kong's `tls_verify`, `tls_verify_depth`,
+/// `ca_certificates` and `client_certificate`), when it has any besides `tls_verify`.
+pub struct UpstreamTlsSettings {
+    pub verify: bool,
+    /// Trusted roots; the webpki roots when empty.
+    pub roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    pub depth: Option<u8>,
+    pub client: Option<ClientCert>,
+}
+
+/// The client configuration made from `UpstreamTlsSettings`, and what identifies them.
+pub struct UpstreamTls {
+    config: Arc<rustls::ClientConfig>,
+    /// Equal for equal settings (across reloads too); never 0.
+    pub id: u64,
+}
+
+impl UpstreamTls {
+    pub fn new(s: UpstreamTlsSettings, id: u64) -> Result<UpstreamTls, rustls::Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()?;
+        let builder = if s.verify {
+            let mut roots = rustls::RootCertStore::empty();
+            if s.roots.is_empty() {
+                roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+            }
+            for r in s.roots {
+                roots.add(r)?;
+            }
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+            let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = match s.depth {
+                Some(depth) => Arc::new(DepthLimited {
+                    inner: webpki,
+                    depth,
+                }),
+                None => webpki,
+            };
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(verifier)
+        } else {
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+        };
+        let config = match s.client {
+            Some(c) => builder.with_client_auth_cert(c.chain, c.key)?,
+            None => builder.with_no_client_auth(),
+        };
+        Ok(UpstreamTls {
+            config: Arc::new(config),
+            id,
+        })
+    }
+}
+
+/// Kong's `tls_verify_depth` (nginx's `proxy_ssl_verify_depth`, OpenSSL's verify depth): at
+/// most `depth` intermediates between the upstream's certificate and a trusted root.
+#[derive(Debug)]
+struct DepthLimited {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    depth: u8,
+}
+
+impl rustls::client::danger::ServerCertVerifier for DepthLimited {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        if intermediates.len() > usize::from(self.depth) {
+            return Err(rustls::Error::General(format!(
+                "the upstream's chain is longer than tls_verify_depth {}",
+                self.depth
+            )));
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, name, ocsp, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(m, c, d)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(m, c, d)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 /// Where and how to send one request.
 pub struct Target<'a> {
     pub host: &'a Arc<str>,
     pub port: u16,
     pub tls: bool,
     pub tls_verify: bool,
+    /// The service's own TLS settings, else the defaults for `tls_verify`.
+    pub tls_settings: Option<&'a UpstreamTls>,
+    /// The server name sent (the Host the upstream gets, without its port); `host` when
+    /// empty.
+    pub sni: &'a str,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
 }
@@ -295,12 +431,27 @@ impl Target<'_> {
     fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
+    fn server_name(&self) -> &str {
+        if self.sni.is_empty() {
+            self.host
+        } else {
+            self.sni
+        }
+    }
     fn key(&self) -> Key {
+        let tls_made = if self.tls {
+            let mut h = crate::fnv::Fnv::with_seed(self.tls_settings.map_or(0, |t| t.id));
+            std::hash::Hasher::write(&mut h, self.sni.as_bytes());
+            std::hash::Hasher::finish(&h)
+        } else {
+            0
+        };
         Key {
             host: self.host.clone(),
             port: self.port,
             tls: self.tls,
             tls_verify: self.tls && self.tls_verify,
+            tls_made,
         }
     }
 }
@@ -323,9 +474,13 @@ async fn connect(t: &Target<'_>) -> Result<Box<UpConn>, UpstreamError> {
     };
     let _ = tcp.set_nodelay(true);
     let io = if t.tls {
-        let name = rustls::pki_types::ServerName::try_from(t.host.to_string())
+        let name = rustls::pki_types::ServerName::try_from(t.server_name().to_string())
             .map_err(|_| UpstreamError::ServerName { addr: t.addr() })?;
-        let connector = tokio_rustls::TlsConnector::from(tls_config(t.tls_verify));
+        let config = match t.tls_settings {
+            Some(s) => s.config.clone(),
+            None => tls_config(t.tls_verify),
+        };
+        let connector = tokio_rustls::TlsConnector::from(config);
         match tokio::time::timeout(t.connect_timeout, connector.connect(name, tcp)).await {
             Err(_) => return Err(UpstreamError::ConnectTimeout { addr: t.addr() }),
             Ok(Err(source)) => {

@@ -19,6 +19,8 @@ pub mod kong;
 pub mod ocelot;
 pub mod pipeline;
 pub mod server;
+mod stream;
+pub mod tls;
 pub mod upstream;
 
 use std::future::poll_fn;
@@ -139,6 +141,8 @@ pub struct Conn {
     peer_ip: HeaderValue,
     /// Set when the peer is a trusted proxy: it may name the client it forwards for.
     pub real_ip: Option<Arc<RealIp>>,
+    /// What the TLS handshake told (SNI, ALPN), on a TLS connection.
+    pub handshake: Option<crate::exchange::Tls>,
 }
 
 impl Conn {
@@ -157,6 +161,7 @@ impl Conn {
             peer_ip: HeaderValue::from_str(&peer.ip().to_string())
                 .unwrap_or(HeaderValue::from_static("unknown")),
             real_ip: real_ip.filter(|r| r.trusts(peer.ip())).cloned(),
+            handshake: None,
         }
     }
 
@@ -169,6 +174,12 @@ impl Conn {
     }
     pub fn scheme(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
+    }
+    /// What routing sees of the handshake: `None` on a plain connection, else the server
+    /// name asked for (empty when the client sent none).
+    pub fn sni_for_routing(&self) -> Option<&str> {
+        let tls = self.handshake.as_ref()?;
+        Some(tls.sni.as_deref().unwrap_or(""))
     }
     pub fn peer_ip_header(&self) -> HeaderValue {
         self.peer_ip.clone()

@@ -275,6 +275,8 @@ async fn follow_redirects(
             port,
             tls,
             tls_verify: service.tls_verify,
+            tls_settings: None,
+            sni: "",
             connect_timeout: service.connect_timeout,
             read_timeout: service.read_timeout,
         };

@@ -157,6 +157,7 @@ impl<'a> Exchange<'a> {
             path: &path,
             query: parts.uri.query(),
             headers: &parts.headers,
+            sni: env.conn.sni_for_routing(),
         }) else {
             let resp = env.error(StatusCode::NOT_FOUND, "no Route matched with those values");
             return self.gateway_answer(resp);
@@ -479,7 +480,8 @@ pub struct Run<'a> {
 impl<'a> Run<'a> {
     pub fn new(env: Env<'a>, chain: Resolved<'a>, parts: &http::request::Parts) -> Self {
         let client = env.conn.client(&parts.headers);
-        let ctx = Ctx::new(env.id.clone(), client, env.conn.local, env.started);
+        let mut ctx = Ctx::new(env.id.clone(), client, env.conn.local, env.started);
+        ctx.tls = env.conn.handshake.as_ref();
         let logs = chain.has(Phases::LOG);
         Run {
             snap: env.snap,

@@ -21,8 +21,9 @@ use http::header::{self, HeaderValue};
 use http::{Method, StatusCode, Version};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedReadHalf;
+
+use super::stream::{ClientRead, ClientStream, ClientWrite};
 use tokio::time::Instant;
 
 use super::Conn;
@@ -81,11 +82,36 @@ pub fn spawn_workers(
     gateway: Arc<Gateway>,
     listeners: Vec<Vec<std::net::TcpListener>>,
 ) -> Vec<std::thread::JoinHandle<()>> {
+    spawn_workers_tls(gateway, listeners, None)
+}
+
+/// TLS listeners, each bound once per worker (`bind_all`), and their configuration.
+pub struct TlsListeners {
+    pub per_worker: Vec<Vec<std::net::TcpListener>>,
+    pub config: Arc<rustls::ServerConfig>,
+}
+
+/// Starts the worker threads, each serving its plain listeners and its TLS ones.
+pub fn spawn_workers_tls(
+    gateway: Arc<Gateway>,
+    listeners: Vec<Vec<std::net::TcpListener>>,
+    tls: Option<TlsListeners>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    let (mut tls_per_worker, acceptor) = match tls {
+        Some(t) => (
+            t.per_worker,
+            Some(tokio_rustls::TlsAcceptor::from(t.config)),
+        ),
+        None => (Vec::new(), None),
+    };
+    tls_per_worker.resize_with(listeners.len(), Vec::new);
     listeners
         .into_iter()
+        .zip(tls_per_worker)
         .enumerate()
-        .map(|(i, ls)| {
+        .map(|(i, (ls, tls_ls))| {
             let gw = gateway.clone();
+            let acceptor = acceptor.clone();
             std::thread::Builder::new()
                 .name(format!("worker-{i}"))
                 .spawn(move || {
@@ -99,6 +125,16 @@ pub fn spawn_workers(
                             let l = tokio::net::TcpListener::from_std(l).expect("listener");
                             let real_ip = gw.real_ip.clone();
                             tasks.push(tokio::spawn(accept_loop(gw.clone(), l, real_ip)));
+                        }
+                        for l in tls_ls {
+                            let Some(acceptor) = acceptor.clone() else {
+                                break;
+                            };
+                            let l = tokio::net::TcpListener::from_std(l).expect("listener");
+                            let real_ip = gw.real_ip.clone();
+                            let accepting =
+                                super::tls::accept_loop(gw.clone(), l, real_ip, acceptor);
+                            tasks.push(tokio::spawn(accepting));
                         }
                         for t in tasks {
                             let _ = t.await;
@@ -135,23 +171,28 @@ async fn accept_loop(
 /// A client connection's read side: its socket, what was read and not yet used, and the
 /// framing of the current request's body. The connection task and the body it lends the
 /// handler share it; they never run at the same time, so its lock is never contended.
-pub struct Reader {
-    io: OwnedReadHalf,
+pub struct Reader<R = OwnedReadHalf> {
+    io: R,
     buf: BytesMut,
     body: Decoder,
 }
 
-fn lock(r: &Mutex<Reader>) -> std::sync::MutexGuard<'_, Reader> {
+fn lock<R>(r: &Mutex<Reader<R>>) -> std::sync::MutexGuard<'_, Reader<R>> {
     r.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Reader {
+impl<R: ClientRead> Reader<R> {
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         if self.buf.capacity() == 0 {
             // Idle: take a buffer only once there is something to read.
-            ready!(self.io.as_ref().poll_read_ready(cx))?;
+            ready!(self.io.poll_readable(cx))?;
         }
-        buffers::poll_read(&mut self.io, &mut self.buf, cx, buffers::SIZE)
+        let read = buffers::poll_read(&mut self.io, &mut self.buf, cx, buffers::SIZE);
+        if R::READS_TO_KNOW && read.is_pending() && self.buf.is_empty() {
+            // Nothing came after all: an idle connection holds no buffer.
+            buffers::give(std::mem::take(&mut self.buf));
+        }
+        read
     }
 
     fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
@@ -183,16 +224,33 @@ impl Reader {
 
 /// The client's request body, read from its connection as the handler asks for it.
 pub struct RequestBody {
-    reader: Arc<Mutex<Reader>>,
+    reader: BodyReader,
+}
+
+/// The connection a request body is read from, by kind of stream: the body type stays one
+/// for every listener, and the plain one pays a branch, not a call through a pointer.
+pub(super) enum BodyReader {
+    Tcp(Arc<Mutex<Reader>>),
+    Tls(Arc<Mutex<Reader<super::stream::TlsRead>>>),
 }
 
 impl RequestBody {
+    pub(super) fn new(reader: BodyReader) -> Self {
+        RequestBody { reader }
+    }
+
     /// What is left of a body with a Content-Length; `None` for a chunked one.
     pub fn length(&self) -> Option<u64> {
-        lock(&self.reader).body.remaining()
+        match &self.reader {
+            BodyReader::Tcp(r) => lock(r).body.remaining(),
+            BodyReader::Tls(r) => lock(r).body.remaining(),
+        }
     }
     pub fn poll_data(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
-        lock(&self.reader).poll_body(cx)
+        match &self.reader {
+            BodyReader::Tcp(r) => lock(r).poll_body(cx),
+            BodyReader::Tls(r) => lock(r).poll_body(cx),
+        }
     }
 }
 
@@ -208,9 +266,13 @@ fn arm(timer: Pin<&mut tokio::time::Sleep>) {
 /// A client connection's task. Not an `async fn`, which would keep a second copy of its
 /// arguments in the task: the block uses them in place.
 #[allow(clippy::manual_async_fn)]
-fn serve(gw: Arc<Gateway>, stream: TcpStream, conn: Conn) -> impl Future<Output = ()> {
+pub(super) fn serve<S: ClientStream>(
+    gw: Arc<Gateway>,
+    stream: S,
+    conn: Conn,
+) -> impl Future<Output = ()> {
     async move {
-        let (r, mut w) = stream.into_split();
+        let (r, mut w) = stream.split();
         let reader = Arc::new(Mutex::new(Reader {
             io: r,
             buf: BytesMut::new(),
@@ -257,12 +319,12 @@ enum Next {
 /// One request on a client connection: the handler, then the response, then what is left
 /// of the request body. The head is taken apart before the `async` block, which would
 /// otherwise keep it beside its parts.
-fn exchange<'a>(
+fn exchange<'a, R: ClientRead, W: ClientWrite>(
     gw: &'a Gateway,
     conn: &'a Conn,
     head: http1::RequestHead,
-    reader: &'a Arc<Mutex<Reader>>,
-    w: &'a mut OwnedWriteHalf,
+    reader: &'a Arc<Mutex<Reader<R>>>,
+    w: &'a mut W,
     mut timer: Pin<&'a mut tokio::time::Sleep>,
 ) -> impl Future<Output = Next> + 'a {
     let http1::RequestHead {
@@ -280,9 +342,7 @@ fn exchange<'a>(
     let head_request = parts.method == Method::HEAD;
     let version = parts.version;
     let mut body = if has_body {
-        ProxyBody::Request(RequestBody {
-            reader: reader.clone(),
-        })
+        ProxyBody::Request(R::body(reader.clone()))
     } else {
         ProxyBody::Empty
     };
@@ -339,9 +399,9 @@ fn exchange<'a>(
 }
 
 /// Answers a request head that could not be read with its 4xx; the connection closes.
-async fn refuse(
+async fn refuse<W: ClientWrite>(
     e: RequestError,
-    w: &mut OwnedWriteHalf,
+    w: &mut W,
     timer: Pin<&mut tokio::time::Sleep>,
 ) -> Next {
     let id = RequestId::new();
@@ -360,8 +420,8 @@ async fn refuse(
 
 /// Waits for and parses the next request head. `Ok(None)`: the client closed the
 /// connection or let it sit idle past the timeout.
-async fn read_head(
-    reader: &Mutex<Reader>,
+async fn read_head<R: ClientRead>(
+    reader: &Mutex<Reader<R>>,
     mut timer: Pin<&mut tokio::time::Sleep>,
 ) -> Result<Option<http1::RequestHead>, RequestError> {
     arm(timer.as_mut());
@@ -387,7 +447,10 @@ async fn read_head(
 }
 
 /// Reads the rest of a request body nobody wanted, so that the next request can follow.
-async fn discard_body(reader: &Mutex<Reader>, mut timer: Pin<&mut tokio::time::Sleep>) -> bool {
+async fn discard_body<R: ClientRead>(
+    reader: &Mutex<Reader<R>>,
+    mut timer: Pin<&mut tokio::time::Sleep>,
+) -> bool {
     arm(timer.as_mut());
     let mut seen = 0u64;
     loop {
@@ -412,7 +475,7 @@ async fn discard_body(reader: &Mutex<Reader>, mut timer: Pin<&mut tokio::time::S
 /// Closes a connection the client may still be sending on: our side is shut first and
 /// what arrives is read and dropped for a moment, because closing with unread bytes would
 /// reset the connection and could destroy the response before the client reads it.
-async fn linger(mut w: OwnedWriteHalf, reader: &Mutex<Reader>) {
+async fn linger<R: ClientRead, W: ClientWrite>(mut w: W, reader: &Mutex<Reader<R>>) {
     let _ = w.shutdown().await;
     let drain = async {
         loop {
@@ -474,8 +537,8 @@ struct Leaving<'k> {
 /// Writes a response: the head, then the body as it comes, framed by its length when
 /// known and chunked otherwise (or until close, for an HTTP/1.0 client). What is already
 /// at hand of the body leaves in the same write as the head. Returns the body bytes written.
-async fn write_response<A: Answering>(
-    w: &mut OwnedWriteHalf,
+async fn write_response<A: Answering, W: ClientWrite>(
+    w: &mut W,
     resp: Response,
     answering: &mut A,
     leaving: Leaving<'_>,
@@ -574,7 +637,9 @@ async fn write_response<A: Answering>(
         super::write_all(w, &mut [out, &first], Some(timer.as_mut())).await?;
         sent += first.len() as u64;
         out.clear();
-        if let Some(done) = u.splice_to(w.as_ref(), CLIENT_TIMEOUT).await {
+        if let Some(tcp) = w.tcp()
+            && let Some(done) = u.splice_to(tcp, CLIENT_TIMEOUT).await
+        {
             return done.map(|()| total);
         }
     }
@@ -616,8 +681,8 @@ async fn write_response<A: Answering>(
 /// held the whole body, its length is known and goes in the head; otherwise the body is
 /// chunked (or close-delimited for HTTP/1.0), since hooks may change its length. A hook's
 /// buffer overrun before the head is out answers 502; after it, the connection is cut.
-async fn write_filtered<A: Answering>(
-    w: &mut OwnedWriteHalf,
+async fn write_filtered<A: Answering, W: ClientWrite>(
+    w: &mut W,
     mut parts: http::response::Parts,
     mut body: ProxyBody,
     answering: &mut A,

@@ -154,11 +154,23 @@ pub fn send_with_retries<'a, B: Outgoing>(
                     source: std::io::Error::other("no target with a positive weight"),
                 });
             };
+            let host = match (&client_host, preserve_host) {
+                (Some(h), true) => h.clone(),
+                _ => peer.host_header.clone(),
+            };
+            parts.headers.insert(header::HOST, host);
+            // The upstream's server name is the Host it gets (Kong's `$upstream_host`).
+            let sni = match service.tls {
+                true => upstream_sni(parts),
+                false => "",
+            };
             let target = client::Target {
                 host: &peer.host,
                 port: peer.port,
                 tls: service.tls,
                 tls_verify: service.tls_verify,
+                tls_settings: service.tls_settings.as_deref(),
+                sni,
                 connect_timeout: service.connect_timeout,
                 read_timeout: service.read_timeout,
             };
@@ -173,14 +185,19 @@ pub fn send_with_retries<'a, B: Outgoing>(
                 }
                 Err(e) => return Err(e),
             };
-            let host = match (&client_host, preserve_host) {
-                (Some(h), true) => h.clone(),
-                _ => peer.host_header.clone(),
-            };
-            parts.headers.insert(header::HOST, host);
             return conn.send(&target, parts, added, body, raw_head).await;
         }
     }
+}
+
+/// The host part of the Host header going upstream.
+fn upstream_sni(parts: &http::request::Parts) -> &str {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    crate::config::kong::split_host_port(host).map_or(host, |(h, _)| h)
 }
 
 #[cfg(test)]

@@ -45,6 +45,9 @@ pub struct Request<'a> {
     /// The raw query (after `?`), for Ocelot templates with a query part.
     pub query: Option<&'a str>,
     pub headers: &'a HeaderMap,
+    /// On a TLS connection, the server name of its handshake (empty when the client sent
+    /// none); `None` on a plain one, where routes' `snis` are not looked at (as in Kong).
+    pub sni: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -127,6 +130,8 @@ pub struct Matcher {
     pub methods: Vec<Method>,
     pub hosts: Vec<HostRule>,
     pub headers: Vec<HeaderRule>,
+    /// A Kong route's `snis` (exact or wildcard, as hosts are), checked on TLS requests.
+    pub snis: Vec<HostRule>,
     pub paths: PathRule,
     /// Kong's 64-bit traditional_compatible priority.
     pub priority: u64,
@@ -155,6 +160,7 @@ pub enum Miss {
     Host,
     Header(String),
     Path,
+    Sni,
 }
 
 impl std::fmt::Display for Miss {
@@ -164,6 +170,7 @@ impl std::fmt::Display for Miss {
             Miss::Host => f.write_str("host does not match"),
             Miss::Header(h) => write!(f, "header {h} does not match"),
             Miss::Path => f.write_str("path does not match"),
+            Miss::Sni => f.write_str("TLS server name (SNI) does not match"),
         }
     }
 }
@@ -190,6 +197,12 @@ impl Matcher {
         }
         if let Some(h) = self.headers.iter().find(|h| !h.matches(req.headers)) {
             return Err(Miss::Header(h.name.to_string()));
+        }
+        if let Some(sni) = req.sni
+            && !self.snis.is_empty()
+            && !self.snis.iter().any(|r| r.matches(sni, 0))
+        {
+            return Err(Miss::Sni);
         }
         match &self.paths {
             PathRule::Any => Ok(None),
@@ -495,6 +508,7 @@ fn ocelot_matcher(spec: &OcelotSpec<'_>) -> Option<Matcher> {
         methods,
         hosts,
         headers: Vec::new(),
+        snis: Vec::new(),
         paths: PathRule::Ocelot(Box::new(OcelotRule {
             template,
             headers,
@@ -554,6 +568,11 @@ fn kong_matchers(idx: usize, route: &Route) -> Vec<Matcher> {
         .filter_map(|m| Method::from_bytes(m.as_bytes()).ok())
         .collect();
     let hosts: Vec<HostRule> = route.hosts.iter().map(|h| host_rule(h)).collect();
+    let snis: Vec<HostRule> = route
+        .snis
+        .iter()
+        .map(|h| host_rule(&h.to_ascii_lowercase()))
+        .collect();
     let headers: Vec<HeaderRule> = route
         .headers
         .iter()
@@ -616,7 +635,8 @@ fn kong_matchers(idx: usize, route: &Route) -> Vec<Matcher> {
         groups.push(PathRule::Any);
     }
 
-    let narrowed = !methods.is_empty() || !hosts.is_empty() || !headers.is_empty();
+    let narrowed =
+        !methods.is_empty() || !hosts.is_empty() || !headers.is_empty() || !snis.is_empty();
     groups
         .into_iter()
         .map(|paths| {
@@ -635,6 +655,7 @@ fn kong_matchers(idx: usize, route: &Route) -> Vec<Matcher> {
                 methods: methods.clone(),
                 hosts: hosts.clone(),
                 headers: headers.clone(),
+                snis: snis.clone(),
                 paths,
                 priority: ((fields + u64::from(has_path)) << 61) | base | prio,
                 catch_all,
@@ -731,6 +752,7 @@ mod tests {
                 path,
                 query: None,
                 headers: &headers,
+                sni: None,
             };
             router.find(&req).map(|m| m.route)
         };
@@ -760,6 +782,7 @@ mod tests {
             path: "/anything",
             query: None,
             headers: &headers,
+            sni: None,
         };
         assert_eq!(
             router.find(&req).map(|m| (m.route, m.params)),
@@ -810,6 +833,7 @@ mod tests {
                 path: "/p",
                 query: None,
                 headers: &headers,
+                sni: None,
             };
             assert_eq!(
                 router.find(&req).map(|m| m.route),

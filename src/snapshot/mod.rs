@@ -30,6 +30,7 @@ use crate::exchange::{Consumer, Identity};
 mod auth;
 mod chains;
 mod consumers;
+pub mod tls;
 
 pub use consumers::{Consumers, Found, JwtKey};
 
@@ -114,6 +115,8 @@ pub struct Snapshot {
     pub unserved: Vec<(String, Origin)>,
     /// The Ocelot authentication providers, with the key files they read.
     pub auth_providers: Providers,
+    /// What the TLS listeners present, by SNI (`certificates` and their `snis`).
+    pub certificates: tls::Certificates,
 }
 
 pub struct RouteRt {
@@ -192,6 +195,8 @@ pub struct ServiceRt {
     /// Verify the upstream's certificate (Ocelot routes unless
     /// DangerousAcceptAnyServerCertificateValidator; Kong services with `tls_verify: true`).
     pub tls_verify: bool,
+    /// The service's own upstream TLS settings (CAs, depth, client certificate), if any.
+    pub tls_settings: Option<Arc<crate::proxy::client::UpstreamTls>>,
     pub dest: Dest,
     /// `service.path`, `/` when unset.
     pub base_path: String,
@@ -259,7 +264,14 @@ impl Snapshot {
     ) -> Result<Snapshot, Vec<Diagnostic>> {
         state.begin();
         let mut report = Report::default();
-        let services = compile_services(&model, state);
+        let mut services = compile_services(&model, state);
+        let (tls, problems) = tls::compile(&model, &model.vaults);
+        for (origin, message) in problems {
+            report.push(Severity::Error, &origin, message);
+        }
+        for (s, t) in services.iter_mut().zip(tls.upstream) {
+            s.tls_settings = t;
+        }
         let (consumers, problems) = Consumers::compile(&model, &model.vaults);
         for (origin, message) in problems {
             report.push(Severity::Error, &origin, message);
@@ -391,6 +403,7 @@ impl Snapshot {
             warnings,
             unserved,
             auth_providers,
+            certificates: tls.certificates,
             model,
         };
         snap.unserved.extend(report.unserved);
@@ -469,6 +482,7 @@ fn compile_services(model: &Model, state: &State) -> Vec<ServiceRt> {
                 },
                 tls,
                 tls_verify: s.tls_verify.unwrap_or(false),
+                tls_settings: None,
                 dest,
                 base_path: s.path.clone().unwrap_or_else(|| "/".into()),
                 retries: s.retries,

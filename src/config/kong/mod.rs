@@ -2,9 +2,10 @@
 //! Defaults, references, uniqueness and value rules are Kong 3.x's (`kong/db/schema/entities/*`),
 //! and every violation is collected with its file position.
 
+mod certs;
 pub mod raw;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use regex::Regex;
 
@@ -28,6 +29,8 @@ const FORMAT_VERSIONS: [&str; 3] = ["1.1", "2.1", "3.0"];
 pub fn load_file(file: &SourceFile, raw: RawKong, model: &mut Model, diags: &mut Diagnostics) {
     let legacy_paths = check_format_version(file, &raw, diags);
     let mut cx = Cx::new(file, &raw, model, diags, legacy_paths);
+    // Certificates first: services name them.
+    cx.tls_entities(&raw);
     // Services (with nested routes and plugins) first, so that top-level entities can refer
     // to them.
     let nested_routes = cx.services(&raw);
@@ -279,6 +282,11 @@ struct Cx<'a, 'r> {
     consumers_by_key: HashMap<&'r str, usize>,
     consumer_groups_by_key: HashMap<&'r str, usize>,
     upstreams_by_name: HashMap<&'r str, usize>,
+    /// Certificates and CA certificates by id (given or derived), as model indexes.
+    certificates_by_id: HashMap<String, usize>,
+    ca_by_id: HashMap<String, usize>,
+    /// SNI names declared so far (lower-cased): each is unique.
+    sni_names: HashSet<String>,
     /// Credential values that must be unique (keys, usernames), by kind, with where each
     /// was declared.
     credential_values: HashMap<(&'static str, String), String>,
@@ -318,6 +326,9 @@ impl<'a, 'r> Cx<'a, 'r> {
             consumers_by_key: HashMap::new(),
             consumer_groups_by_key: HashMap::new(),
             upstreams_by_name: HashMap::new(),
+            certificates_by_id: HashMap::new(),
+            ca_by_id: HashMap::new(),
+            sni_names: HashSet::new(),
             credential_values: HashMap::new(),
             plugins_by_scope: HashMap::new(),
             nested_plugins: Vec::new(),
@@ -548,23 +559,9 @@ impl<'r> Cx<'_, 'r> {
         }
     }
 
-    /// Certificates, SNIs, CA certificates, key sets and keys (not served yet: recorded as
-    /// such), and vaults.
+    /// Key sets and keys (not served yet: recorded as such), and vaults.
     fn unserved_entities(&mut self, raw: &'r RawKong) {
         let root = Path::root();
-        for (i, c) in raw.certificates.iter() {
-            let path = root.key("certificates").index(i);
-            if c.cert.is_none() || c.key.is_none() {
-                self.diags.error(
-                    self.file,
-                    &path,
-                    "a certificate needs both `cert` and `key` (PEM)",
-                );
-            }
-            self.mark_unserved("certificates", &path);
-        }
-        self.unserved_list(&raw.snis, &root, "snis");
-        self.unserved_list(&raw.ca_certificates, &root, "ca_certificates");
         for (i, v) in raw.vaults.iter() {
             self.vault(v, &root.key("vaults").index(i));
         }
@@ -828,6 +825,10 @@ impl<'r> Cx<'_, 'r> {
         let connect_timeout = timeout(self, s.connect_timeout, "connect_timeout");
         let write_timeout = timeout(self, s.write_timeout, "write_timeout");
         let read_timeout = timeout(self, s.read_timeout, "read_timeout");
+        let tls_verify_depth = s
+            .tls_verify_depth
+            .map(|d| self.ranged(Some(d), 0, 0, 64, path, "tls_verify_depth") as u8);
+        let (client_certificate, ca_certificates) = self.service_tls_refs(s, path);
         let idx = self.model.services.len();
         let id = s.id.clone().unwrap_or_else(|| match &s.name {
             Some(name) => derived_id("services", name),
@@ -853,6 +854,9 @@ impl<'r> Cx<'_, 'r> {
             read_timeout,
             enabled: s.enabled.unwrap_or(true),
             tls_verify: s.tls_verify,
+            tls_verify_depth,
+            ca_certificates,
+            client_certificate,
             tags: s.tags.clone().unwrap_or_default(),
             origin: self.origin(path),
         });

@@ -1695,6 +1695,9 @@ impl Cx<'_> {
             read_timeout: timeout_ms,
             enabled: true,
             tls_verify: Some(verify),
+            tls_verify_depth: None,
+            ca_certificates: Vec::new(),
+            client_certificate: None,
             tags: vec!["ocelot".into()],
             origin: origin.clone(),
         });
