@@ -37,6 +37,10 @@ pub struct ConfigDir {
     /// does (default: ASPNETCORE_ENVIRONMENT).
     #[arg(long, env = "SWITCHYARD_ENVIRONMENT", value_name = "NAME")]
     pub environment: Option<String>,
+    /// Where filter_chains find their Proxy-Wasm filters: `<name>.wasm` (Kong's
+    /// wasm_filters_path; default: CONFIG_DIR/filters).
+    #[arg(long, env = "SWITCHYARD_WASM_FILTERS_PATH", value_name = "DIR")]
+    pub wasm_filters_path: Option<PathBuf>,
 }
 
 /// Kong's `trusted_ips`, `real_ip_header` and `real_ip_recursive`.
@@ -130,6 +134,7 @@ pub fn main_with(mut builder: crate::gateway::Builder) -> ExitCode {
     | Command::Config { dir }
     | Command::Explain { dir, .. }) = &cli.command;
     loader::set_environment(dir.environment.clone());
+    crate::wasm::set_filters_path(dir.wasm_filters_path.clone());
     match cli.command {
         Command::Run {
             dir,

@@ -30,6 +30,7 @@ use crate::exchange::{Consumer, Identity};
 mod auth;
 mod chains;
 mod consumers;
+mod filters;
 
 pub use consumers::{Consumers, Found, JwtKey};
 
@@ -114,6 +115,8 @@ pub struct Snapshot {
     pub unserved: Vec<(String, Origin)>,
     /// The Ocelot authentication providers, with the key files they read.
     pub auth_providers: Providers,
+    /// The filter modules the filter chains loaded, with their content hashes.
+    pub filter_files: Vec<(std::path::PathBuf, [u8; 32])>,
 }
 
 pub struct RouteRt {
@@ -286,7 +289,8 @@ impl Snapshot {
             auth_providers: &auth_providers,
         };
         let built = env.kong_plugins(&model, &route_ids, &mut report);
-        let resolver = chains::Resolver::new(&model, &built, registry);
+        let filters = filters::Compiled::compile(&model, &mut report);
+        let resolver = chains::Resolver::new(&model, &built, registry, &filters);
         let mut routes: Vec<RouteRt> = route_ids
             .into_iter()
             .enumerate()
@@ -391,6 +395,7 @@ impl Snapshot {
             warnings,
             unserved,
             auth_providers,
+            filter_files: filters.files,
             model,
         };
         snap.unserved.extend(report.unserved);
@@ -702,6 +707,12 @@ impl BuildEnv<'_> {
 }
 
 impl Snapshot {
+    /// A filter module this snapshot loaded changed on disk (or went): a reload must
+    /// compile again even when the config files are the same.
+    pub fn filters_changed(&self) -> bool {
+        !filters::unchanged(&self.filter_files)
+    }
+
     /// The plugins of `route` for a request authenticated as `consumer`, when the consumer
     /// (or a group of theirs) has plugins of its own there; `None` when the route's chain
     /// stands.

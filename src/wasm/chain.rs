@@ -1,0 +1,374 @@
+//! A route's filters as one plugin, last in every phase (Kong runs filters after its Lua
+//! plugins): the service chain's filters, then the route chain's, each in chain order, in
+//! the request phases and the response phases alike.
+//!
+//! ```text
+//! access          ─▶ per filter: root context (first use), HTTP context; then
+//!                    on_request_headers in order (a local response answers now)
+//! request_body    ─▶ on_request_body per piece (Pause: the body is held to its end)
+//! response_head   ─▶ on_response_headers in order
+//! response_body   ─▶ on_response_body per piece (Pause: held to its end)
+//! log             ─▶ on_done, on_log, on_delete per filter
+//! ```
+//!
+//! Per request, the contexts (and the instance generation they live in) are kept in the
+//! request's extensions. A failing filter answers 500 with a JSON body while the response
+//! head is not out; its instance is replaced and the request's later hooks are skipped.
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use smallvec::SmallVec;
+
+use super::Limits;
+use super::abi::{Action, buffer};
+use super::host::{Call, Facts, LocalResponse, Pseudo};
+use super::modules::Filter;
+use super::vm::{self, Failure, Hook};
+use crate::exchange::{BodyFlow, Chunk, Ctx, Flow, LogEntry, Request, ResponseHead, respond};
+use crate::plugins::{Phases, Plugin};
+
+/// Kong's answer when a filter fails.
+const FAILED: &str = "An unexpected error occurred";
+
+/// The filters one route runs, in order.
+pub struct FilterChain {
+    filters: Vec<Filter>,
+    limits: Limits,
+}
+
+/// A request's contexts, in its extensions.
+#[derive(Clone, Default)]
+struct Streams {
+    /// Per filter, in order: the instance generation and the HTTP context id.
+    each: SmallVec<[(u64, u32); 4]>,
+    /// A filter failed: the rest of the request skips the chain.
+    failed: bool,
+    /// The filter a held body resumes at.
+    request_body_from: usize,
+    response_body_from: usize,
+    /// The response head was replaced by the 500 of a failure: its body replaces the
+    /// upstream's (`Some(false)` until it was sent).
+    error_body_sent: Option<bool>,
+}
+
+impl FilterChain {
+    pub fn new(filters: Vec<Filter>) -> Self {
+        FilterChain {
+            filters,
+            limits: Limits::DEFAULT,
+        }
+    }
+
+    pub fn filters(&self) -> &[Filter] {
+        &self.filters
+    }
+
+    /// Runs `hook` of filter `i` with `call` moved into its instance and back.
+    fn run(
+        &self,
+        i: usize,
+        streams: &Streams,
+        hook: Hook,
+        (n, end): (usize, bool),
+        call: &mut Call,
+    ) -> Result<Action, Failure> {
+        let f = &self.filters[i];
+        let (generation, id) = streams.each[i];
+        vm::with(&f.module, Some(generation), |vm| {
+            call.filter = Some(f.name.clone());
+            std::mem::swap(vm.call(), call);
+            let out = vm.hook(hook, id, n, end);
+            std::mem::swap(vm.call(), call);
+            out
+        })
+    }
+
+    fn failed(&self, ctx: &mut Ctx<'_>, i: usize, failure: &Failure) {
+        tracing::error!(
+            filter = %self.filters[i].name,
+            request_id = ctx.request_id.as_str(),
+            "Proxy-Wasm filter failed: {failure}; the request is answered 500."
+        );
+        if let Some(s) = ctx.extensions.get_mut::<Streams>() {
+            s.failed = true;
+        }
+    }
+
+    /// The contexts of a new request: a root context per filter config (made on first use
+    /// in this thread's instance), then an HTTP context under it.
+    fn open(&self, ctx: &mut Ctx<'_>) -> Result<(), (usize, Failure)> {
+        let mut streams = Streams::default();
+        let mut out = Ok(());
+        for (i, f) in self.filters.iter().enumerate() {
+            let made = vm::with(&f.module, None, |vm| {
+                let root = vm.root(f)?;
+                Ok((vm.generation, vm.stream(root)?))
+            });
+            match made {
+                Ok(s) => streams.each.push(s),
+                Err(e) => {
+                    streams.failed = true;
+                    out = Err((i, e));
+                    break;
+                }
+            }
+        }
+        ctx.extensions.insert(streams);
+        out
+    }
+}
+
+fn facts(ctx: &Ctx<'_>) -> Facts {
+    Facts {
+        client: ctx.client,
+        local: ctx.local,
+        request_id: ctx.request_id.header(),
+        route: ctx.route.cloned(),
+        service: ctx.service.cloned(),
+    }
+}
+
+fn local_response(local: LocalResponse) -> crate::exchange::Response {
+    let mut r = respond::bytes(local.status, local.body);
+    for (k, v) in local.headers {
+        r.headers_mut().append(k, v);
+    }
+    r
+}
+
+/// The streams of a request whose chain has not failed.
+fn live(ctx: &Ctx<'_>) -> Option<Streams> {
+    ctx.extensions
+        .get::<Streams>()
+        .filter(|s| !s.failed)
+        .cloned()
+}
+
+impl Plugin for FilterChain {
+    fn name(&self) -> &str {
+        "filter-chain"
+    }
+
+    /// After every plugin, in every phase.
+    fn priority(&self) -> i32 {
+        i32::MIN
+    }
+
+    fn phases(&self) -> Phases {
+        Phases::ACCESS
+            | Phases::REQUEST_BODY
+            | Phases::RESPONSE_HEAD
+            | Phases::RESPONSE_BODY
+            | Phases::LOG
+    }
+
+    fn access(&self, ctx: &mut Ctx<'_>, req: &mut Request<'_>) -> Flow {
+        let fail = |ctx: &mut Ctx<'_>, i, e: &Failure| {
+            self.failed(ctx, i, e);
+            Flow::Respond(respond::error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                FAILED,
+                ctx.request_id.as_str(),
+            ))
+        };
+        if let Err((i, e)) = self.open(ctx) {
+            return fail(ctx, i, &e);
+        }
+        let Some(streams) = live(ctx) else {
+            return Flow::Continue;
+        };
+        let authority = ctx
+            .host
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or_default();
+        let path = req.head().uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut call = Call {
+            pseudo: Pseudo {
+                method: req.method().as_str().to_string(),
+                path: path.to_string(),
+                authority: authority.to_string(),
+                scheme: ctx.scheme(),
+            },
+            facts: Some(facts(ctx)),
+            request: Some(std::mem::take(req.headers_mut())),
+            ..Call::default()
+        };
+        let end = ctx.body_length == Some(0);
+        let mut flow = Flow::Continue;
+        for i in 0..self.filters.len() {
+            let n = call.request.as_ref().map_or(0, HeaderMap::len);
+            let out = self.run(i, &streams, Hook::RequestHeaders, (n, end), &mut call);
+            if let Err(e) = out {
+                flow = fail(ctx, i, &e);
+                break;
+            }
+            if let Some(local) = call.local.take() {
+                flow = Flow::Respond(local_response(local));
+                break;
+            }
+        }
+        *req.headers_mut() = call.request.take().unwrap_or_default();
+        flow
+    }
+
+    fn request_body(&self, ctx: &mut Ctx<'_>, chunk: &mut Chunk) -> BodyFlow {
+        let Some(streams) = live(ctx) else {
+            return BodyFlow::Continue;
+        };
+        if ctx.body_length == Some(0) {
+            return BodyFlow::Continue;
+        }
+        let mut call = Call {
+            body: Some((buffer::HTTP_REQUEST_BODY, std::mem::take(&mut chunk.data))),
+            facts: Some(facts(ctx)),
+            ..Call::default()
+        };
+        let mut flow = BodyFlow::Continue;
+        let mut resume = 0;
+        for i in streams.request_body_from..self.filters.len() {
+            let size = call.body.as_ref().map_or(0, |(_, b)| b.len());
+            match self.run(i, &streams, Hook::RequestBody, (size, chunk.end), &mut call) {
+                Err(e) => {
+                    self.failed(ctx, i, &e);
+                    flow = BodyFlow::Reject {
+                        status: StatusCode::INTERNAL_SERVER_ERROR,
+                        message: FAILED,
+                    };
+                    break;
+                }
+                Ok(Action::Pause) if !chunk.end => {
+                    resume = i;
+                    flow = BodyFlow::Buffer {
+                        limit: self.limits.body_buffer,
+                    };
+                    break;
+                }
+                Ok(_) => {}
+            }
+            if let Some(local) = call.local.take() {
+                tracing::warn!(filter = %self.filters[i].name, status = %local.status, "a local response from on_request_body ends the request with its status; its body and headers are not sent");
+                flow = BodyFlow::Reject {
+                    status: local.status,
+                    message: "Request refused by a filter",
+                };
+                break;
+            }
+        }
+        chunk.data = call.body.take().map(|(_, b)| b).unwrap_or_default();
+        if let Some(s) = ctx.extensions.get_mut::<Streams>() {
+            s.request_body_from = resume;
+        }
+        flow
+    }
+
+    fn response_head(&self, ctx: &mut Ctx<'_>, resp: &mut ResponseHead<'_>) {
+        let Some(streams) = live(ctx) else {
+            return;
+        };
+        let mut call = Call {
+            response: Some(std::mem::take(resp.headers_mut())),
+            status: resp.status.as_u16(),
+            facts: Some(facts(ctx)),
+            ..Call::default()
+        };
+        let mut failed = false;
+        for i in 0..self.filters.len() {
+            let n = call.response.as_ref().map_or(0, HeaderMap::len);
+            if let Err(e) = self.run(i, &streams, Hook::ResponseHeaders, (n, false), &mut call) {
+                self.failed(ctx, i, &e);
+                failed = true;
+                break;
+            }
+            if let Some(local) = call.local.take() {
+                tracing::warn!(filter = %self.filters[i].name, status = %local.status, "local responses are sent only from request hooks; this one is ignored");
+            }
+        }
+        *resp.headers_mut() = call.response.take().unwrap_or_default();
+        if failed {
+            resp.status = StatusCode::INTERNAL_SERVER_ERROR;
+            let h = resp.headers_mut();
+            h.clear();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(respond::JSON));
+            if let Some(s) = ctx.extensions.get_mut::<Streams>() {
+                s.error_body_sent = Some(false);
+            }
+        }
+    }
+
+    fn response_body(&self, ctx: &mut Ctx<'_>, chunk: &mut Chunk) -> BodyFlow {
+        if let Some(s) = ctx.extensions.get_mut::<Streams>()
+            && let Some(sent) = s.error_body_sent.as_mut()
+        {
+            chunk.data = if *sent {
+                Bytes::new()
+            } else {
+                let body = respond::error(StatusCode::INTERNAL_SERVER_ERROR, FAILED, ctx.request_id.as_str());
+                match body.into_body() {
+                    crate::exchange::Body::Full(b) => b,
+                    _ => Bytes::new(),
+                }
+            };
+            *sent = true;
+            return BodyFlow::Continue;
+        }
+        let Some(streams) = live(ctx) else {
+            return BodyFlow::Continue;
+        };
+        let mut call = Call {
+            body: Some((buffer::HTTP_RESPONSE_BODY, std::mem::take(&mut chunk.data))),
+            facts: Some(facts(ctx)),
+            ..Call::default()
+        };
+        let mut flow = BodyFlow::Continue;
+        let mut resume = 0;
+        for i in streams.response_body_from..self.filters.len() {
+            let size = call.body.as_ref().map_or(0, |(_, b)| b.len());
+            match self.run(i, &streams, Hook::ResponseBody, (size, chunk.end), &mut call) {
+                Err(e) => {
+                    self.failed(ctx, i, &e);
+                    flow = BodyFlow::Reject {
+                        status: StatusCode::INTERNAL_SERVER_ERROR,
+                        message: FAILED,
+                    };
+                    break;
+                }
+                Ok(Action::Pause) if !chunk.end => {
+                    resume = i;
+                    flow = BodyFlow::Buffer {
+                        limit: self.limits.body_buffer,
+                    };
+                    break;
+                }
+                Ok(_) => {}
+            }
+        }
+        chunk.data = call.body.take().map(|(_, b)| b).unwrap_or_default();
+        if let Some(s) = ctx.extensions.get_mut::<Streams>() {
+            s.response_body_from = resume;
+        }
+        flow
+    }
+
+    fn log(&self, ctx: &Ctx<'_>, _entry: &LogEntry) {
+        let Some(streams) = ctx.extensions.get::<Streams>() else {
+            return;
+        };
+        for (f, &(generation, id)) in self.filters.iter().zip(&streams.each) {
+            let done = vm::with(&f.module, Some(generation), |vm| {
+                *vm.call() = Call {
+                    filter: Some(f.name.clone()),
+                    facts: Some(facts(ctx)),
+                    ..Call::default()
+                };
+                let out = vm.finish(id);
+                *vm.call() = Call::default();
+                out
+            });
+            match done {
+                Ok(()) | Err(Failure::Gone) => {}
+                Err(e) => tracing::error!(filter = %f.name, "Proxy-Wasm filter failed in its log hooks: {e}"),
+            }
+        }
+    }
+}
