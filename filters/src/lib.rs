@@ -88,7 +88,7 @@ impl Config {
         if self.hog.as_deref() == Some(phase) {
             let mut kept: Vec<Vec<u8>> = Vec::new();
             loop {
-                kept.push(vec![1u8; 1 << 20]);
+                kept.push(Vec::with_capacity(1 << 20));
                 std::hint::black_box(&kept);
             }
         }

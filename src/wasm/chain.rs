@@ -289,7 +289,10 @@ impl Plugin for FilterChain {
             resp.status = StatusCode::INTERNAL_SERVER_ERROR;
             let h = resp.headers_mut();
             h.clear();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(respond::JSON));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(respond::JSON),
+            );
             if let Some(s) = ctx.extensions.get_mut::<Streams>() {
                 s.error_body_sent = Some(false);
             }
@@ -303,7 +306,11 @@ impl Plugin for FilterChain {
             chunk.data = if *sent {
                 Bytes::new()
             } else {
-                let body = respond::error(StatusCode::INTERNAL_SERVER_ERROR, FAILED, ctx.request_id.as_str());
+                let body = respond::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    FAILED,
+                    ctx.request_id.as_str(),
+                );
                 match body.into_body() {
                     crate::exchange::Body::Full(b) => b,
                     _ => Bytes::new(),
@@ -324,7 +331,13 @@ impl Plugin for FilterChain {
         let mut resume = 0;
         for i in streams.response_body_from..self.filters.len() {
             let size = call.body.as_ref().map_or(0, |(_, b)| b.len());
-            match self.run(i, &streams, Hook::ResponseBody, (size, chunk.end), &mut call) {
+            match self.run(
+                i,
+                &streams,
+                Hook::ResponseBody,
+                (size, chunk.end),
+                &mut call,
+            ) {
                 Err(e) => {
                     self.failed(ctx, i, &e);
                     flow = BodyFlow::Reject {
@@ -367,7 +380,9 @@ impl Plugin for FilterChain {
             });
             match done {
                 Ok(()) | Err(Failure::Gone) => {}
-                Err(e) => tracing::error!(filter = %f.name, "Proxy-Wasm filter failed in its log hooks: {e}"),
+                Err(e) => {
+                    tracing::error!(filter = %f.name, "Proxy-Wasm filter failed in its log hooks: {e}")
+                }
             }
         }
     }

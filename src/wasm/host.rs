@@ -169,11 +169,15 @@ pub fn linker(engine: &Engine, module: &Module) -> Res<Linker<HostState>> {
 }
 
 fn add_basics(l: &mut Linker<HostState>) -> Res<()> {
-    l.func_wrap("env", "proxy_log", |mut cx: Cx<'_>, level: i32, p: i32, n: i32| {
-        let message = read_str(&mut cx, p, n)?;
-        abi::log(level, &filter_name(&cx), &message);
-        Ok(status::OK)
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_log",
+        |mut cx: Cx<'_>, level: i32, p: i32, n: i32| {
+            let message = read_str(&mut cx, p, n)?;
+            abi::log(level, &filter_name(&cx), &message);
+            Ok(status::OK)
+        },
+    )?;
     l.func_wrap("env", "proxy_get_log_level", |mut cx: Cx<'_>, ret: i32| {
         write_u32(&mut cx, ret, 2)?;
         Ok(status::OK)
@@ -208,9 +212,11 @@ fn add_basics(l: &mut Linker<HostState>) -> Res<()> {
         },
     )?;
     // Properties are read-only here; setting one is accepted and changes nothing.
-    l.func_wrap("env", "proxy_set_property", |_: i32, _: i32, _: i32, _: i32| {
-        status::OK
-    })?;
+    l.func_wrap(
+        "env",
+        "proxy_set_property",
+        |_: i32, _: i32, _: i32, _: i32| status::OK,
+    )?;
     Ok(())
 }
 
@@ -245,7 +251,10 @@ fn property(state: &HostState, path: &[u8]) -> Option<String> {
             let (map, name) = if let Some(n) = other.strip_prefix("request.headers.") {
                 (call.request.as_ref()?, n)
             } else {
-                (call.response.as_ref()?, other.strip_prefix("response.headers.")?)
+                (
+                    call.response.as_ref()?,
+                    other.strip_prefix("response.headers.")?,
+                )
             };
             map.get(name)?.to_str().ok()?.to_string()
         }
@@ -619,7 +628,11 @@ fn add_wasi(l: &mut Linker<HostState>, ns: &str) -> Res<()> {
                 text.extend_from_slice(&read(&mut cx, p, len)?);
             }
             let message = String::from_utf8_lossy(&text);
-            abi::log(if fd == 1 { 2 } else { 4 }, &filter_name(&cx), message.trim_end());
+            abi::log(
+                if fd == 1 { 2 } else { 4 },
+                &filter_name(&cx),
+                message.trim_end(),
+            );
             write_u32(&mut cx, ret, text.len() as u32)?;
             Ok(WASI_SUCCESS)
         },
@@ -666,7 +679,10 @@ fn add_wasi(l: &mut Linker<HostState>, ns: &str) -> Res<()> {
 
 fn monotonic_nanos() -> u64 {
     static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    START.get_or_init(std::time::Instant::now).elapsed().as_nanos() as u64
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_nanos() as u64
 }
 
 /// A stub for every import `module` names, for those the host does not implement:

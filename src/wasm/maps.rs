@@ -1,35 +1,37 @@
 //! Header maps as the ABI carries them: little-endian u32 pair count, then each pair's key
 //! and value lengths, then each key and value followed by a NUL.
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 /// Serialises `pseudo` pairs (`:method`, `:path`, ...; first, as Envoy and Kong put them)
 /// and `headers`. Values that are not text are passed lossily: the Rust SDK's string APIs
 /// trap on bytes that are not UTF-8.
 pub fn serialize(pseudo: &[(&str, &str)], headers: &HeaderMap) -> Vec<u8> {
-    let count = pseudo.len() + headers.len();
-    let mut size = 4 + count * 8;
-    size += pseudo.iter().map(|(k, v)| k.len() + v.len() + 2).sum::<usize>();
-    size += headers
+    let pairs: Vec<(&[u8], Cow<'_, str>)> = pseudo
         .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 2)
+        .map(|(k, v)| (k.as_bytes(), Cow::Borrowed(*v)))
+        .chain(
+            headers
+                .iter()
+                .map(|(k, v)| (k.as_str().as_bytes(), String::from_utf8_lossy(v.as_bytes()))),
+        )
+        .collect();
+    let size = 4 + pairs
+        .iter()
+        .map(|(k, v)| 10 + k.len() + v.len())
         .sum::<usize>();
     let mut out = Vec::with_capacity(size);
-    out.extend_from_slice(&(count as u32).to_le_bytes());
-    let pairs = || {
-        pseudo
-            .iter()
-            .map(|(k, v)| (k.as_bytes(), v.as_bytes()))
-            .chain(headers.iter().map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes())))
-    };
-    for (k, v) in pairs() {
+    out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+    for (k, v) in &pairs {
         out.extend_from_slice(&(k.len() as u32).to_le_bytes());
         out.extend_from_slice(&(v.len() as u32).to_le_bytes());
     }
-    for (k, v) in pairs() {
+    for (k, v) in &pairs {
         out.extend_from_slice(k);
         out.push(0);
-        out.extend_from_slice(&String::from_utf8_lossy(v).as_bytes()[..]);
+        out.extend_from_slice(v.as_bytes());
         out.push(0);
     }
     out
@@ -78,6 +80,14 @@ mod tests {
     fn round_trip_matches_the_spec_example() {
         let mut h = HeaderMap::new();
         h.insert("b", HeaderValue::from_static("22"));
+        // Not UTF-8: passed lossily, with the length of what is passed.
+        let mut odd = HeaderMap::new();
+        odd.insert("c", HeaderValue::from_bytes(b"\xff").unwrap());
+        let pairs = serialize(&[], &odd);
+        assert_eq!(
+            deserialize(&pairs).unwrap(),
+            vec![(&b"c"[..], "\u{fffd}".as_bytes())]
+        );
         let bytes = serialize(&[("a", "1")], &h);
         let expected = [
             2, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, b'a', 0, b'1', 0, b'b', 0,

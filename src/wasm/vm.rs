@@ -43,8 +43,15 @@ impl Failure {
     }
 
     fn of(e: wasmtime::Error, deadline: Duration) -> Failure {
-        if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-            return Failure::Deadline(deadline);
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => return Failure::Deadline(deadline),
+            // The backtrace (with the filter's own frames) goes to the debug log; a Rust
+            // filter logged its panic message just before.
+            Some(trap) => {
+                tracing::debug!("filter trap: {e:?}");
+                return Failure::Trap(trap.to_string());
+            }
+            None => {}
         }
         let mut text = format!("{e:#}");
         if let Some(cut) = text.char_indices().nth(600).map(|(i, _)| i) {
