@@ -350,3 +350,30 @@ fn the_filters_path_can_be_set() {
     let gw = Running::start(dir.path(), &["--wasm-filters-path", path]);
     assert_eq!(gw.get("/f").header("x-elsewhere"), Some("1"));
 }
+
+#[test]
+fn shared_data_and_metrics_are_shared_by_every_filter_and_exported() {
+    let up = Upstream::echo();
+    let kong = kong_routes(
+        &up,
+        &[
+            ("/a", "shared=hits metric=requests"),
+            ("/b", "shared=hits metric=requests resp-header=x-b:1"),
+        ],
+    );
+    let dir = dir_with(&kong);
+    let gw = Running::start(dir.path(), &[]);
+    for (n, target) in ["/a", "/b", "/a", "/b"].iter().enumerate() {
+        let r = gw.get(target);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.header("x-shared"), Some((n + 1).to_string().as_str()));
+    }
+    let m = gw.admin("GET", "/metrics");
+    assert_eq!(m.status, 200);
+    assert!(
+        m.text()
+            .contains("# TYPE pw_testkit_requests counter\npw_testkit_requests 4\n"),
+        "{}",
+        m.text()
+    );
+}

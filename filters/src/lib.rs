@@ -16,17 +16,20 @@
 //! | `req-body-upper=1` | buffers the request body and upper-cases it |
 //! | `count=1` | `x-filter-count` on the response: requests this root context saw |
 //! | `property=PATH` | `x-filter-property` on the response: property PATH (dotted) |
+//! | `shared=KEY` | counts requests in shared data KEY (compare-and-swap), `x-shared` on the response |
+//! | `metric=NAME` | a counter NAME, incremented per request |
 
 use std::cell::Cell;
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{Action, ContextType, LogLevel, MetricType, Status};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { config: Rc::new(Config::default()), seen: Rc::new(Cell::new(0)) })
+        Box::new(Root { config: Rc::new(Config::default()), seen: Rc::new(Cell::new(0)), metric: None })
     });
 }}
 
@@ -44,6 +47,8 @@ struct Config {
     req_body_upper: bool,
     count: bool,
     property: Option<String>,
+    shared: Option<String>,
+    metric: Option<String>,
 }
 
 impl Config {
@@ -68,6 +73,8 @@ impl Config {
                 "req-body-upper" => c.req_body_upper = true,
                 "count" => c.count = true,
                 "property" => c.property = Some(v.to_string()),
+                "shared" => c.shared = Some(v.to_string()),
+                "metric" => c.metric = Some(v.to_string()),
                 _ => {}
             }
         }
@@ -98,6 +105,7 @@ impl Config {
 struct Root {
     config: Rc<Config>,
     seen: Rc<Cell<u64>>,
+    metric: Option<u32>,
 }
 
 impl Context for Root {}
@@ -107,6 +115,10 @@ impl RootContext for Root {
         let bytes = self.get_plugin_configuration().unwrap_or_default();
         let config = Config::parse(&String::from_utf8_lossy(&bytes));
         let ok = !config.reject;
+        self.metric = config
+            .metric
+            .as_deref()
+            .and_then(|name| hostcalls::define_metric(MetricType::Counter, name).ok());
         self.config = Rc::new(config);
         ok
     }
@@ -115,6 +127,8 @@ impl RootContext for Root {
         Some(Box::new(Http {
             config: self.config.clone(),
             seen: self.seen.clone(),
+            metric: self.metric,
+            shared: None,
         }))
     }
 
@@ -126,6 +140,25 @@ impl RootContext for Root {
 struct Http {
     config: Rc<Config>,
     seen: Rc<Cell<u64>>,
+    metric: Option<u32>,
+    /// The shared count after this request's increment.
+    shared: Option<u64>,
+}
+
+/// Adds one to the count under `key`, retrying on a compare-and-swap mismatch.
+fn bump(key: &str) -> u64 {
+    loop {
+        let (value, cas) = hostcalls::get_shared_data(key).unwrap_or((None, None));
+        let n = value
+            .and_then(|v| String::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        match hostcalls::set_shared_data(key, Some(n.to_string().as_bytes()), cas) {
+            Err(Status::CasMismatch) => continue,
+            _ => return n,
+        }
+    }
 }
 
 impl Context for Http {}
@@ -134,6 +167,12 @@ impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _n: usize, _end: bool) -> Action {
         self.seen.set(self.seen.get() + 1);
         self.config.misbehave("request_headers");
+        if let Some(id) = self.metric {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+        if let Some(key) = &self.config.shared {
+            self.shared = Some(bump(key));
+        }
         if let Some(status) = self.config.deny
             && self.get_http_request_header("x-allow").is_none()
         {
@@ -171,6 +210,9 @@ impl HttpContext for Http {
         self.config.misbehave("response_headers");
         for (n, v) in &self.config.resp_headers {
             self.add_http_response_header(n, v);
+        }
+        if let Some(n) = self.shared {
+            self.set_http_response_header("x-shared", Some(&n.to_string()));
         }
         if self.config.count {
             self.set_http_response_header("x-filter-count", Some(&self.seen.get().to_string()));
