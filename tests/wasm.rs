@@ -377,3 +377,57 @@ fn shared_data_and_metrics_are_shared_by_every_filter_and_exported() {
         m.text()
     );
 }
+
+#[test]
+fn a_filter_pauses_the_request_for_an_http_call_and_resumes_it() {
+    let up = Upstream::echo();
+    let other = Upstream::echo();
+    let kong = format!(
+        r#"_format_version: "3.0"
+services:
+- name: svc
+  url: http://{up}
+  routes:
+  - name: call
+    paths: [/call]
+    filter_chains:
+    - filters:
+      - {{name: testkit, config: "req-header=x-before:1"}}
+      - {{name: testkit, config: "call={other}/status/201"}}
+      - {{name: testkit, config: "req-header=x-after:1"}}
+  - name: dead
+    paths: [/dead]
+    filter_chains:
+    - filters:
+      - {{name: testkit, config: "call=127.0.0.1:{dead}/x"}}
+"#,
+        up = up.addr(),
+        other = other.addr(),
+        dead = common::dead_port()
+    );
+    let dir = dir_with(&kong);
+    let gw = Running::start(dir.path(), &[]);
+    let r = gw.get("/call");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(other.last().target, "/status/201");
+    let seen = up.last();
+    assert_eq!(
+        seen.headers.get("x-call-status").map(String::as_str),
+        Some("201")
+    );
+    assert!(
+        seen.headers["x-call-body"].contains("/status/201"),
+        "{:?}",
+        seen.headers
+    );
+    // The filter before the pause ran, and so did the one after it, once resumed.
+    assert_eq!(seen.headers.get("x-before").map(String::as_str), Some("1"));
+    assert_eq!(seen.headers.get("x-after").map(String::as_str), Some("1"));
+    // A call that fails reaches the filter as a failed answer (no status), and it goes on.
+    let r = gw.get("/dead");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        up.last().headers.get("x-call-status").map(String::as_str),
+        Some("")
+    );
+}

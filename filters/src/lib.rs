@@ -18,9 +18,11 @@
 //! | `property=PATH` | `x-filter-property` on the response: property PATH (dotted) |
 //! | `shared=KEY` | counts requests in shared data KEY (compare-and-swap), `x-shared` on the response |
 //! | `metric=NAME` | a counter NAME, incremented per request |
+//! | `call=HOST:PORT/PATH` | pauses the request for an HTTP call, then sends the answer's status and body upstream (`x-call-status`, `x-call-body`) |
 
 use std::cell::Cell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::hostcalls;
@@ -49,6 +51,7 @@ struct Config {
     property: Option<String>,
     shared: Option<String>,
     metric: Option<String>,
+    call: Option<(String, String)>,
 }
 
 impl Config {
@@ -75,6 +78,10 @@ impl Config {
                 "property" => c.property = Some(v.to_string()),
                 "shared" => c.shared = Some(v.to_string()),
                 "metric" => c.metric = Some(v.to_string()),
+                "call" => {
+                    let (host, path) = v.split_once('/').unwrap_or((v, ""));
+                    c.call = Some((host.to_string(), format!("/{path}")));
+                }
                 _ => {}
             }
         }
@@ -161,7 +168,15 @@ fn bump(key: &str) -> u64 {
     }
 }
 
-impl Context for Http {}
+impl Context for Http {
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, size: usize, _trailers: usize) {
+        let status = self.get_http_call_response_header(":status").unwrap_or_default();
+        let body = self.get_http_call_response_body(0, size).unwrap_or_default();
+        self.set_http_request_header("x-call-status", Some(&status));
+        self.set_http_request_header("x-call-body", Some(&String::from_utf8_lossy(&body)));
+        self.resume_http_request();
+    }
+}
 
 impl HttpContext for Http {
     fn on_http_request_headers(&mut self, _n: usize, _end: bool) -> Action {
@@ -172,6 +187,16 @@ impl HttpContext for Http {
         }
         if let Some(key) = &self.config.shared {
             self.shared = Some(bump(key));
+        }
+        if let Some((host, path)) = &self.config.call {
+            let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", host.as_str())];
+            return match self.dispatch_http_call(host, headers, None, vec![], Duration::from_secs(5)) {
+                Ok(_) => Action::Pause,
+                Err(e) => {
+                    self.set_http_request_header("x-call-error", Some(&format!("{e:?}")));
+                    Action::Continue
+                }
+            };
         }
         if let Some(status) = self.config.deny
             && self.get_http_request_header("x-allow").is_none()

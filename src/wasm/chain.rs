@@ -15,13 +15,15 @@
 //! request's extensions. A failing filter answers 500 with a JSON body while the response
 //! head is not out; its instance is replaced and the request's later hooks are skipped.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use smallvec::SmallVec;
 
 use super::Limits;
 use super::abi::{Action, buffer};
-use super::host::{Call, Facts, LocalResponse, Pseudo};
+use super::host::{Call, CallResponse, Dispatch, Facts, LocalResponse, Pseudo};
 use super::modules::Filter;
 use super::vm::{self, Failure, Hook};
 use crate::exchange::{BodyFlow, Chunk, Ctx, Flow, LogEntry, Request, ResponseHead, respond};
@@ -30,10 +32,21 @@ use crate::plugins::{Phases, Plugin};
 /// Kong's answer when a filter fails.
 const FAILED: &str = "An unexpected error occurred";
 
-/// The filters one route runs, in order.
-pub struct FilterChain {
+/// The filters one route runs, in order (cheap to clone: a paused request's continuation
+/// holds one).
+#[derive(Clone)]
+pub struct FilterChain(Arc<Inner>);
+
+pub struct Inner {
     filters: Vec<Filter>,
     limits: Limits,
+}
+
+impl std::ops::Deref for FilterChain {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
 }
 
 /// A request's contexts, in its extensions.
@@ -53,10 +66,10 @@ struct Streams {
 
 impl FilterChain {
     pub fn new(filters: Vec<Filter>) -> Self {
-        FilterChain {
+        FilterChain(Arc::new(Inner {
             filters,
             limits: Limits::DEFAULT,
-        }
+        }))
     }
 
     pub fn filters(&self) -> &[Filter] {
@@ -72,15 +85,110 @@ impl FilterChain {
         (n, end): (usize, bool),
         call: &mut Call,
     ) -> Result<Action, Failure> {
-        let f = &self.filters[i];
-        let (generation, id) = streams.each[i];
-        vm::with(&f.module, Some(generation), |vm| {
-            call.filter = Some(f.name.clone());
+        let id = streams.each[i].1;
+        self.run_with(i, streams, call, |vm| vm.hook(hook, id, n, end))
+    }
+
+    /// Runs `f` on filter `i`'s instance with `call` moved into it and back.
+    fn run_with(
+        &self,
+        i: usize,
+        streams: &Streams,
+        call: &mut Call,
+        f: impl FnOnce(&mut vm::Vm) -> Result<Action, Failure>,
+    ) -> Result<Action, Failure> {
+        let filter = &self.filters[i];
+        vm::with(&filter.module, Some(streams.each[i].0), |vm| {
+            call.filter = Some(filter.name.clone());
             std::mem::swap(vm.call(), call);
-            let out = vm.hook(hook, id, n, end);
+            let out = f(vm);
             std::mem::swap(vm.call(), call);
             out
         })
+    }
+
+    /// The 500 of a failed filter.
+    fn fail(&self, ctx: &mut Ctx<'_>, i: usize, failure: &Failure) -> Flow {
+        self.failed(ctx, i, failure);
+        Flow::Respond(respond::error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            FAILED,
+            ctx.request_id.as_str(),
+        ))
+    }
+
+    /// `on_request_headers` of the filters from `from` on; a filter that dispatched HTTP
+    /// calls pauses the chain until they are answered (`answered`).
+    fn request_headers(&self, from: usize, ctx: &mut Ctx<'_>, req: &mut Request<'_>) -> Flow {
+        let Some(streams) = live(ctx) else {
+            return Flow::Continue;
+        };
+        let mut call = request_call(ctx, req);
+        let end = ctx.body_length == Some(0);
+        let mut flow = Flow::Continue;
+        for i in from..self.filters.len() {
+            let n = call.request.as_ref().map_or(0, HeaderMap::len);
+            if let Err(e) = self.run(i, &streams, Hook::RequestHeaders, (n, end), &mut call) {
+                flow = self.fail(ctx, i, &e);
+                break;
+            }
+            if let Some(local) = call.local.take() {
+                flow = Flow::Respond(local_response(local));
+                break;
+            }
+            if !call.dispatches.is_empty() {
+                flow = self.dispatch(i, std::mem::take(&mut call.dispatches));
+                break;
+            }
+        }
+        *req.headers_mut() = call.request.take().unwrap_or_default();
+        flow
+    }
+
+    /// Waits for filter `i`'s HTTP calls, then hands it the answers.
+    fn dispatch(&self, i: usize, calls: Vec<Dispatch>) -> Flow {
+        let chain = self.clone();
+        Flow::wait(fetch_all(calls), move |answers, ctx, req| {
+            chain.answered(i, answers, ctx, req)
+        })
+    }
+
+    /// `on_http_call_response` of filter `i` for each answer, then the chain goes on after
+    /// it (unless it answered, or dispatched again).
+    fn answered(
+        &self,
+        i: usize,
+        answers: Vec<(u32, Option<CallResponse>)>,
+        ctx: &mut Ctx<'_>,
+        req: &mut Request<'_>,
+    ) -> Flow {
+        let Some(streams) = live(ctx) else {
+            return Flow::Continue;
+        };
+        let mut call = request_call(ctx, req);
+        let filter = &self.filters[i];
+        let mut flow = None;
+        for (token, answer) in answers {
+            call.http_response = answer;
+            let out = self.run_with(i, &streams, &mut call, |vm| {
+                let root = vm.root(filter)?;
+                vm.http_call_response(root, token)
+            });
+            if let Err(e) = out {
+                flow = Some(self.fail(ctx, i, &e));
+                break;
+            }
+            if let Some(local) = call.local.take() {
+                flow = Some(Flow::Respond(local_response(local)));
+                break;
+            }
+        }
+        *req.headers_mut() = call.request.take().unwrap_or_default();
+        match flow {
+            Some(flow) => flow,
+            None if !call.dispatches.is_empty() => self.dispatch(i, call.dispatches),
+            None => self.request_headers(i + 1, ctx, req),
+        }
     }
 
     fn failed(&self, ctx: &mut Ctx<'_>, i: usize, failure: &Failure) {
@@ -128,6 +236,68 @@ fn facts(ctx: &Ctx<'_>) -> Facts {
     }
 }
 
+/// What request-side hooks see: the request's headers (moved in) and pseudo headers.
+fn request_call(ctx: &Ctx<'_>, req: &mut Request<'_>) -> Call {
+    let authority = ctx
+        .host
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let path = req.head().uri.path_and_query().map_or("/", |p| p.as_str());
+    Call {
+        pseudo: Pseudo {
+            method: req.method().as_str().to_string(),
+            path: path.to_string(),
+            authority: authority.to_string(),
+            scheme: ctx.scheme(),
+        },
+        facts: Some(facts(ctx)),
+        request: Some(std::mem::take(req.headers_mut())),
+        ..Call::default()
+    }
+}
+
+/// Makes each call in turn; `None` for one that failed or timed out.
+async fn fetch_all(calls: Vec<Dispatch>) -> Vec<(u32, Option<CallResponse>)> {
+    let mut out = Vec::with_capacity(calls.len());
+    for d in calls {
+        let mut rb = client()
+            .request(d.method, &d.url)
+            .timeout(d.timeout)
+            .body(d.body);
+        for (k, v) in d.headers {
+            rb = rb.header(k, v);
+        }
+        let answer = match rb.send().await {
+            Ok(r) => {
+                let (status, headers) = (r.status().as_u16(), r.headers().clone());
+                r.bytes().await.ok().map(|body| CallResponse {
+                    status,
+                    headers,
+                    body,
+                })
+            }
+            Err(e) => {
+                tracing::warn!(url = %d.url, error = %e, "Proxy-Wasm filter's HTTP call failed");
+                None
+            }
+        };
+        out.push((d.token, answer));
+    }
+    out
+}
+
+/// The client of filters' HTTP calls (plain HTTP: upstreams are named `host:port`).
+fn client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .unwrap_or_default()
+    })
+}
+
 fn local_response(local: LocalResponse) -> crate::exchange::Response {
     let mut r = respond::bytes(local.status, local.body);
     for (k, v) in local.headers {
@@ -163,53 +333,10 @@ impl Plugin for FilterChain {
     }
 
     fn access(&self, ctx: &mut Ctx<'_>, req: &mut Request<'_>) -> Flow {
-        let fail = |ctx: &mut Ctx<'_>, i, e: &Failure| {
-            self.failed(ctx, i, e);
-            Flow::Respond(respond::error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                FAILED,
-                ctx.request_id.as_str(),
-            ))
-        };
         if let Err((i, e)) = self.open(ctx) {
-            return fail(ctx, i, &e);
+            return self.fail(ctx, i, &e);
         }
-        let Some(streams) = live(ctx) else {
-            return Flow::Continue;
-        };
-        let authority = ctx
-            .host
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default();
-        let path = req.head().uri.path_and_query().map_or("/", |p| p.as_str());
-        let mut call = Call {
-            pseudo: Pseudo {
-                method: req.method().as_str().to_string(),
-                path: path.to_string(),
-                authority: authority.to_string(),
-                scheme: ctx.scheme(),
-            },
-            facts: Some(facts(ctx)),
-            request: Some(std::mem::take(req.headers_mut())),
-            ..Call::default()
-        };
-        let end = ctx.body_length == Some(0);
-        let mut flow = Flow::Continue;
-        for i in 0..self.filters.len() {
-            let n = call.request.as_ref().map_or(0, HeaderMap::len);
-            let out = self.run(i, &streams, Hook::RequestHeaders, (n, end), &mut call);
-            if let Err(e) = out {
-                flow = fail(ctx, i, &e);
-                break;
-            }
-            if let Some(local) = call.local.take() {
-                flow = Flow::Respond(local_response(local));
-                break;
-            }
-        }
-        *req.headers_mut() = call.request.take().unwrap_or_default();
-        flow
+        self.request_headers(0, ctx, req)
     }
 
     fn request_body(&self, ctx: &mut Ctx<'_>, chunk: &mut Chunk) -> BodyFlow {

@@ -23,6 +23,10 @@ use wasmtime::{
 };
 
 use super::abi::{self, buffer, map, status};
+
+/// `proxy_buffer_type_t` and `proxy_map_type_t` of an HTTP call's answer.
+const HTTP_CALL_RESPONSE_BODY: i32 = 4;
+const HTTP_CALL_RESPONSE_HEADERS: i32 = 6;
 use super::{maps, shared};
 use crate::exchange::Identity;
 
@@ -35,6 +39,8 @@ pub struct HostState {
     pub call: Call,
     /// The module's name (the first filter name it loaded as), for its logs.
     pub module: std::sync::Arc<str>,
+    /// The last HTTP call token handed out (unique per instance).
+    pub last_token: u32,
 }
 
 /// What the running hook may see and change.
@@ -56,6 +62,28 @@ pub struct Call {
     pub facts: Option<Facts>,
     /// Set by `proxy_send_local_response`.
     pub local: Option<LocalResponse>,
+    /// HTTP calls the hook dispatched (`proxy_http_call`), to make once it returned.
+    pub dispatches: Vec<Dispatch>,
+    /// The answer `proxy_on_http_call_response` reads (`None`: the call failed).
+    pub http_response: Option<CallResponse>,
+}
+
+/// An HTTP call a filter dispatched.
+pub struct Dispatch {
+    pub token: u32,
+    /// `http://<upstream><:path>`: the upstream named as Kong names it, `host:port`.
+    pub url: String,
+    pub method: http::Method,
+    pub headers: Vec<(http::HeaderName, HeaderValue)>,
+    pub body: Bytes,
+    pub timeout: std::time::Duration,
+}
+
+/// The answer to a dispatched call.
+pub struct CallResponse {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
 }
 
 /// The request's pseudo headers, as the guest sees them in the request map.
@@ -316,6 +344,7 @@ fn buffer_of(call: &Call, kind: i32) -> Option<Bytes> {
     match kind {
         buffer::PLUGIN_CONFIGURATION => Some(call.config.clone()),
         buffer::VM_CONFIGURATION => Some(Bytes::new()),
+        HTTP_CALL_RESPONSE_BODY => call.http_response.as_ref().map(|r| r.body.clone()),
         buffer::HTTP_REQUEST_BODY | buffer::HTTP_RESPONSE_BODY => call
             .body
             .as_ref()
@@ -330,6 +359,7 @@ fn map_of(call: &mut Call, kind: i32) -> Option<&mut HeaderMap> {
     match kind {
         map::HTTP_REQUEST_HEADERS => call.request.as_mut(),
         map::HTTP_RESPONSE_HEADERS => call.response.as_mut(),
+        HTTP_CALL_RESPONSE_HEADERS => call.http_response.as_mut().map(|r| &mut r.headers),
         _ => None,
     }
 }
@@ -337,7 +367,11 @@ fn map_of(call: &mut Call, kind: i32) -> Option<&mut HeaderMap> {
 /// The map `kind` serialised, pseudo headers first; an empty map when it is not there
 /// (the SDK accepts only OK here).
 fn pairs_of(call: &mut Call, kind: i32) -> Vec<u8> {
-    let status = call.status.to_string();
+    let status = match kind {
+        HTTP_CALL_RESPONSE_HEADERS => call.http_response.as_ref().map_or(0, |r| r.status),
+        _ => call.status,
+    }
+    .to_string();
     let pseudo: Vec<(&str, &str)> = match kind {
         map::HTTP_REQUEST_HEADERS if call.request.is_some() => vec![
             (":method", call.pseudo.method.as_str()),
@@ -346,15 +380,13 @@ fn pairs_of(call: &mut Call, kind: i32) -> Vec<u8> {
             (":scheme", call.pseudo.scheme),
         ],
         map::HTTP_RESPONSE_HEADERS if call.response.is_some() => vec![(":status", &status)],
+        HTTP_CALL_RESPONSE_HEADERS if call.http_response.is_some() => {
+            vec![(":status", &status)]
+        }
         _ => Vec::new(),
     };
     let empty = HeaderMap::new();
-    let headers = match kind {
-        map::HTTP_REQUEST_HEADERS => call.request.as_ref(),
-        map::HTTP_RESPONSE_HEADERS => call.response.as_ref(),
-        _ => None,
-    };
-    maps::serialize(&pseudo, headers.unwrap_or(&empty))
+    maps::serialize(&pseudo, map_of_ref(call, kind).unwrap_or(&empty))
 }
 
 /// A pseudo header's value (`:path`, `:status`, ...).
@@ -365,6 +397,9 @@ fn pseudo_value(call: &Call, kind: i32, key: &str) -> Option<String> {
         (map::HTTP_REQUEST_HEADERS, ":authority") => Some(call.pseudo.authority.clone()),
         (map::HTTP_REQUEST_HEADERS, ":scheme") => Some(call.pseudo.scheme.to_string()),
         (map::HTTP_RESPONSE_HEADERS, ":status") => Some(call.status.to_string()),
+        (HTTP_CALL_RESPONSE_HEADERS, ":status") => {
+            call.http_response.as_ref().map(|r| r.status.to_string())
+        }
         _ => None,
     }
     .filter(|_| map_of_ref(call, kind).is_some())
@@ -374,6 +409,7 @@ fn map_of_ref(call: &Call, kind: i32) -> Option<&HeaderMap> {
     match kind {
         map::HTTP_REQUEST_HEADERS => call.request.as_ref(),
         map::HTTP_RESPONSE_HEADERS => call.response.as_ref(),
+        HTTP_CALL_RESPONSE_HEADERS => call.http_response.as_ref().map(|r| &r.headers),
         _ => None,
     }
 }
@@ -480,6 +516,36 @@ fn add_stream(l: &mut Linker<HostState>) -> Res<()> {
     l.func_wrap("env", "proxy_close_stream", |_: i32| status::OK)?;
     l.func_wrap(
         "env",
+        "proxy_http_call",
+        |mut cx: Cx<'_>,
+         up: i32,
+         up_len: i32,
+         hp: i32,
+         hn: i32,
+         bp: i32,
+         bn: i32,
+         _tp: i32,
+         _tn: i32,
+         timeout_ms: i32,
+         ret_token: i32| {
+            let upstream = read_str(&mut cx, up, up_len)?;
+            let raw = read(&mut cx, hp, hn)?;
+            let body = read(&mut cx, bp, bn)?;
+            let Some(mut d) = dispatch(&upstream, &raw, timeout_ms) else {
+                return Ok(status::BAD_ARGUMENT);
+            };
+            d.body = Bytes::from(body);
+            let state = cx.data_mut();
+            state.last_token = state.last_token.wrapping_add(1).max(1);
+            d.token = state.last_token;
+            let token = d.token;
+            state.call.dispatches.push(d);
+            write_u32(&mut cx, ret_token, token)?;
+            Ok(status::OK)
+        },
+    )?;
+    l.func_wrap(
+        "env",
         "proxy_send_local_response",
         |mut cx: Cx<'_>,
          code: i32,
@@ -511,6 +577,37 @@ fn add_stream(l: &mut Linker<HostState>) -> Res<()> {
         },
     )?;
     Ok(())
+}
+
+/// A call to `upstream` (`host[:port]`) with the serialised `headers` (`:method`, `:path`
+/// and `:authority` required, as in Kong).
+fn dispatch(upstream: &str, headers: &[u8], timeout_ms: i32) -> Option<Dispatch> {
+    let pairs = maps::deserialize(headers)?;
+    let pseudo = |name: &[u8]| {
+        pairs
+            .iter()
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
+    };
+    let (method, path) = (pseudo(b":method")?, pseudo(b":path")?);
+    pseudo(b":authority")?;
+    if upstream.is_empty() || upstream.contains(['/', ' ']) {
+        return None;
+    }
+    let headers = pairs
+        .iter()
+        .filter(|(k, _)| !k.starts_with(b":"))
+        .filter_map(|(k, v)| maps::header(k, v))
+        .collect();
+    Some(Dispatch {
+        token: 0,
+        url: format!("http://{upstream}{path}"),
+        method: http::Method::from_bytes(method.as_bytes()).ok()?,
+        headers,
+        body: Bytes::new(),
+        timeout: std::time::Duration::from_millis(u64::from(timeout_ms.max(1) as u32))
+            .min(std::time::Duration::from_secs(60)),
+    })
 }
 
 fn add_shared(l: &mut Linker<HostState>) -> Res<()> {

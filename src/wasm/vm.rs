@@ -72,6 +72,8 @@ pub enum Hook {
 }
 
 type Hook3 = TypedFunc<(i32, i32, i32), i32>;
+/// `proxy_on_http_call_response(root, token, headers, body size, trailers)`.
+type CallAnswer = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
 /// The module's exports the host calls (each optional, as the ABI has them).
 struct Exports {
@@ -79,6 +81,7 @@ struct Exports {
     vm_start: Option<TypedFunc<(i32, i32), i32>>,
     configure: Option<TypedFunc<(i32, i32), i32>>,
     hooks: [Option<Hook3>; 4],
+    http_call_response: Option<CallAnswer>,
     done: Option<TypedFunc<i32, i32>>,
     log: Option<TypedFunc<i32, ()>>,
     delete: Option<TypedFunc<i32, ()>>,
@@ -113,6 +116,7 @@ impl Vm {
             malloc: None,
             call: Call::default(),
             module: module.name.clone(),
+            last_token: 0,
         };
         let mut store = Store::new(engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -142,6 +146,7 @@ impl Vm {
                 typed!("proxy_on_response_headers"),
                 typed!("proxy_on_response_body"),
             ],
+            http_call_response: typed!("proxy_on_http_call_response"),
             done: typed!("proxy_on_done"),
             log: typed!("proxy_on_log"),
             delete: typed!("proxy_on_delete"),
@@ -232,6 +237,24 @@ impl Vm {
         self.store.set_epoch_deadline(ticks(deadline));
         f.call(&mut self.store, (id as i32, n as i32, i32::from(end)))
             .map(Action::from_i32)
+            .map_err(|e| Failure::of(e, deadline))
+    }
+
+    /// The answer to HTTP call `token`, which a context under `root` dispatched (read from
+    /// `Call::http_response`: `None` tells the filter the call failed).
+    pub fn http_call_response(&mut self, root: u32, token: u32) -> Result<Action, Failure> {
+        let Some(f) = &self.ex.http_call_response else {
+            return Ok(Action::Continue);
+        };
+        let (n, len) = match &self.store.data().call.http_response {
+            Some(r) => (r.headers.len() + 1, r.body.len()),
+            None => (0, 0),
+        };
+        let deadline = self.limits.hook_deadline;
+        self.store.set_epoch_deadline(ticks(deadline));
+        let args = (root as i32, token as i32, n as i32, len as i32, 0);
+        f.call(&mut self.store, args)
+            .map(|()| Action::Continue)
             .map_err(|e| Failure::of(e, deadline))
     }
 
