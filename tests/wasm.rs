@@ -431,3 +431,20 @@ services:
         Some("")
     );
 }
+
+#[test]
+fn a_filter_timer_ticks_on_its_worker() {
+    let up = Upstream::echo();
+    let kong = kong_routes(&up, &[("/tick", "tick=20")]);
+    let dir = dir_with(&kong);
+    let gw = Running::start(dir.path(), &[]);
+    // The first request makes the worker's root context, which starts its timer.
+    assert_eq!(gw.get("/tick").status, 200);
+    std::thread::sleep(Duration::from_millis(400));
+    let r = gw.get("/tick");
+    let ticks: u64 = r.header("x-ticks").unwrap_or("0").parse().unwrap_or(0);
+    assert!(
+        (5..=40).contains(&ticks),
+        "{ticks} ticks in 400 ms at 20 ms"
+    );
+}

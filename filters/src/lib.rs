@@ -18,6 +18,7 @@
 //! | `property=PATH` | `x-filter-property` on the response: property PATH (dotted) |
 //! | `shared=KEY` | counts requests in shared data KEY (compare-and-swap), `x-shared` on the response |
 //! | `metric=NAME` | a counter NAME, incremented per request |
+//! | `tick=MS` | a timer every MS counts its ticks in shared data `ticks`; `x-ticks` on the response |
 //! | `call=HOST:PORT/PATH` | pauses the request for an HTTP call, then sends the answer's status and body upstream (`x-call-status`, `x-call-body`) |
 
 use std::cell::Cell;
@@ -52,6 +53,7 @@ struct Config {
     shared: Option<String>,
     metric: Option<String>,
     call: Option<(String, String)>,
+    tick: Option<u64>,
 }
 
 impl Config {
@@ -78,6 +80,7 @@ impl Config {
                 "property" => c.property = Some(v.to_string()),
                 "shared" => c.shared = Some(v.to_string()),
                 "metric" => c.metric = Some(v.to_string()),
+                "tick" => c.tick = v.parse().ok(),
                 "call" => {
                     let (host, path) = v.split_once('/').unwrap_or((v, ""));
                     c.call = Some((host.to_string(), format!("/{path}")));
@@ -126,8 +129,15 @@ impl RootContext for Root {
             .metric
             .as_deref()
             .and_then(|name| hostcalls::define_metric(MetricType::Counter, name).ok());
+        if let Some(ms) = config.tick {
+            self.set_tick_period(Duration::from_millis(ms));
+        }
         self.config = Rc::new(config);
         ok
+    }
+
+    fn on_tick(&mut self) {
+        bump("ticks");
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
@@ -235,6 +245,11 @@ impl HttpContext for Http {
         self.config.misbehave("response_headers");
         for (n, v) in &self.config.resp_headers {
             self.add_http_response_header(n, v);
+        }
+        if self.config.tick.is_some() {
+            let (ticks, _) = hostcalls::get_shared_data("ticks").unwrap_or((None, None));
+            let ticks = String::from_utf8(ticks.unwrap_or_default()).unwrap_or_default();
+            self.set_http_response_header("x-ticks", Some(&ticks));
         }
         if let Some(n) = self.shared {
             self.set_http_response_header("x-shared", Some(&n.to_string()));

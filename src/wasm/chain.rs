@@ -210,6 +210,11 @@ impl FilterChain {
         for (i, f) in self.filters.iter().enumerate() {
             let made = vm::with(&f.module, None, |vm| {
                 let root = vm.root(f)?;
+                if vm.wants_ticker()
+                    && let Ok(rt) = tokio::runtime::Handle::try_current()
+                {
+                    rt.spawn(vm::ticker(Arc::downgrade(&f.module), vm.generation));
+                }
                 Ok((vm.generation, vm.stream(root)?))
             });
             match made {

@@ -41,6 +41,15 @@ pub struct HostState {
     pub module: std::sync::Arc<str>,
     /// The last HTTP call token handed out (unique per instance).
     pub last_token: u32,
+    /// The root contexts' timers.
+    pub ticks: Vec<Tick>,
+}
+
+/// A root context's timer (`proxy_set_tick_period_milliseconds`).
+pub struct Tick {
+    pub root: u32,
+    pub period: std::time::Duration,
+    pub next: std::time::Instant,
 }
 
 /// What the running hook may see and change.
@@ -222,10 +231,25 @@ fn add_basics(l: &mut Linker<HostState>) -> Res<()> {
             Ok(status::OK)
         },
     )?;
-    // Timers are not run yet: the period is accepted and `proxy_on_tick` never called.
-    l.func_wrap("env", "proxy_set_tick_period_milliseconds", |_: i32| {
-        status::OK
-    })?;
+    // Per root context; the worker's ticker (`vm::tick`) calls `proxy_on_tick`.
+    l.func_wrap(
+        "env",
+        "proxy_set_tick_period_milliseconds",
+        |mut cx: Cx<'_>, period: i32| {
+            let state = cx.data_mut();
+            let root = state.call.root_id;
+            state.ticks.retain(|t| t.root != root);
+            if period > 0 {
+                let period = std::time::Duration::from_millis(u64::from(period as u32));
+                state.ticks.push(Tick {
+                    root,
+                    period,
+                    next: std::time::Instant::now() + period,
+                });
+            }
+            status::OK
+        },
+    )?;
     l.func_wrap("env", "proxy_set_effective_context", |_: i32| status::OK)?;
     l.func_wrap("env", "proxy_done", || status::OK)?;
     l.func_wrap(

@@ -82,6 +82,7 @@ struct Exports {
     configure: Option<TypedFunc<(i32, i32), i32>>,
     hooks: [Option<Hook3>; 4],
     http_call_response: Option<CallAnswer>,
+    tick: Option<TypedFunc<i32, ()>>,
     done: Option<TypedFunc<i32, i32>>,
     log: Option<TypedFunc<i32, ()>>,
     delete: Option<TypedFunc<i32, ()>>,
@@ -96,6 +97,8 @@ pub struct Vm {
     /// Root context by filter key.
     roots: HashMap<u64, u32>,
     limits: Limits,
+    /// A ticker task runs for this instance.
+    ticking: bool,
 }
 
 static GENERATION: AtomicU64 = AtomicU64::new(1);
@@ -117,6 +120,7 @@ impl Vm {
             call: Call::default(),
             module: module.name.clone(),
             last_token: 0,
+            ticks: Vec::new(),
         };
         let mut store = Store::new(engine(), state);
         store.limiter(|s| &mut s.limits);
@@ -147,6 +151,7 @@ impl Vm {
                 typed!("proxy_on_response_body"),
             ],
             http_call_response: typed!("proxy_on_http_call_response"),
+            tick: typed!("proxy_on_tick"),
             done: typed!("proxy_on_done"),
             log: typed!("proxy_on_log"),
             delete: typed!("proxy_on_delete"),
@@ -164,6 +169,7 @@ impl Vm {
             next_id: 0,
             roots: HashMap::new(),
             limits,
+            ticking: false,
         })
     }
 
@@ -258,6 +264,50 @@ impl Vm {
             .map_err(|e| Failure::of(e, deadline))
     }
 
+    /// A root context set a timer and no ticker runs for this instance yet: the caller
+    /// starts one (`ticker`) and this answers false from then on.
+    pub fn wants_ticker(&mut self) -> bool {
+        let wants = !self.ticking && !self.store.data().ticks.is_empty();
+        self.ticking |= wants;
+        wants
+    }
+
+    /// Runs the timers that are due; how long until the next one (`None`: no timers).
+    fn tick(&mut self) -> Result<Option<Duration>, Failure> {
+        let now = std::time::Instant::now();
+        let due: Vec<u32> = self
+            .store
+            .data()
+            .ticks
+            .iter()
+            .filter(|t| t.next <= now)
+            .map(|t| t.root)
+            .collect();
+        for root in due {
+            if let Some(t) = self
+                .store
+                .data_mut()
+                .ticks
+                .iter_mut()
+                .find(|t| t.root == root)
+            {
+                t.next = now + t.period;
+            }
+            self.store.data_mut().call = Call {
+                root_id: root,
+                ..Call::default()
+            };
+            let Some(f) = &self.ex.tick else { continue };
+            let deadline = self.limits.hook_deadline;
+            self.store.set_epoch_deadline(ticks(deadline));
+            let out = f.call(&mut self.store, root as i32);
+            self.store.data_mut().call = Call::default();
+            out.map_err(|e| Failure::of(e, deadline))?;
+        }
+        let next = self.store.data().ticks.iter().map(|t| t.next).min();
+        Ok(next.map(|n| n.saturating_duration_since(std::time::Instant::now())))
+    }
+
     /// The end of context `id`: done, log, delete (Kong calls them back to back; done's
     /// answer is not waited on).
     pub fn finish(&mut self, id: u32) -> Result<(), Failure> {
@@ -319,4 +369,22 @@ pub fn with<R>(
         }
         out
     })
+}
+
+/// Runs the timers of this thread's instance `generation` of `module` until the instance or
+/// the module is gone. Spawned on the worker's runtime, so it runs on the instance's thread.
+pub async fn ticker(module: Weak<Module>, generation: u64) {
+    loop {
+        let Some(m) = module.upgrade() else { return };
+        let next = with(&m, Some(generation), Vm::tick);
+        drop(m);
+        match next {
+            Ok(Some(wait)) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
+            Ok(None) | Err(Failure::Gone) => return,
+            Err(e) => {
+                tracing::error!(module = %module.upgrade().map_or("?".into(), |m| m.name.to_string()), "Proxy-Wasm filter failed in on_tick: {e}");
+                return;
+            }
+        }
+    }
 }
