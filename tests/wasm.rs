@@ -198,7 +198,8 @@ fn traps_runaway_loops_and_memory_hogs_fail_only_their_request() {
         ],
     );
     let dir = dir_with(&kong);
-    let gw = Running::start(dir.path(), &[]);
+    let limits = ["--wasm-hook-timeout", "30", "--wasm-memory-limit", "16"];
+    let gw = Running::start(dir.path(), &limits);
     assert_eq!(gw.get("/ok").status, 200);
     for target in ["/trap", "/loop", "/hog", "/late"] {
         let t = Instant::now();
@@ -446,5 +447,24 @@ fn a_filter_timer_ticks_on_its_worker() {
     assert!(
         (5..=40).contains(&ticks),
         "{ticks} ticks in 400 ms at 20 ms"
+    );
+}
+
+#[test]
+fn a_megabyte_streams_through_a_chain_that_does_not_ask_for_bodies() {
+    let up = Upstream::echo();
+    let kong = kong_routes(&up, &[("/big", "req-header=x-big:1 resp-header=x-big:1")]);
+    let dir = dir_with(&kong);
+    let gw = Running::start(dir.path(), &[]);
+    let body: Vec<u8> = (0..1 << 20).map(|i| (i % 251) as u8).collect();
+    let r = gw.send("POST", "/big", &[], &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("x-big"), Some("1"));
+    let seen = up.last();
+    assert_eq!(seen.headers.get("x-big").map(String::as_str), Some("1"));
+    assert!(
+        seen.body == body,
+        "the upstream got {} bytes",
+        seen.body.len()
     );
 }

@@ -68,7 +68,7 @@ impl FilterChain {
     pub fn new(filters: Vec<Filter>) -> Self {
         FilterChain(Arc::new(Inner {
             filters,
-            limits: Limits::DEFAULT,
+            limits: super::limits(),
         }))
     }
 

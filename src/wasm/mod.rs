@@ -99,5 +99,18 @@ impl Limits {
     };
 }
 
+static LIMITS: RwLock<Limits> = RwLock::new(Limits::DEFAULT);
+
+/// Sets what filter instances made from now on may cost (`--wasm-hook-timeout`,
+/// `--wasm-memory-limit`).
+pub fn set_limits(limits: Limits) {
+    *LIMITS.write().unwrap_or_else(|e| e.into_inner()) = limits;
+}
+
+/// What a filter instance may cost.
+pub fn limits() -> Limits {
+    *LIMITS.read().unwrap_or_else(|e| e.into_inner())
+}
+
 /// How often the engine's epoch advances: the unit of the hook deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);

@@ -17,10 +17,10 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use bytes::Bytes;
 use wasmtime::{Config, Engine, InstancePre};
 
+use super::EPOCH_TICK;
 use super::abi::Abi;
 use super::host::{self, HostState};
 use super::vm::{Failure, Vm};
-use super::{EPOCH_TICK, Limits};
 
 /// Why a filter cannot load.
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +226,7 @@ fn check(filter: &Filter) -> Result<(), LoadError> {
         name: filter.name.to_string(),
         failure,
     };
-    let mut vm = Vm::new(&filter.module, Limits::DEFAULT).map_err(fail)?;
+    let mut vm = Vm::new(&filter.module, super::limits()).map_err(fail)?;
     vm.root(filter).map_err(fail)?;
     Ok(())
 }

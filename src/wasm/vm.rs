@@ -352,7 +352,7 @@ pub fn with<R>(
             Some(at) => at,
             None => {
                 vms.retain(|(m, _)| m.strong_count() > 0);
-                vms.push((Arc::downgrade(module), Vm::new(module, Limits::DEFAULT)?));
+                vms.push((Arc::downgrade(module), Vm::new(module, super::limits())?));
                 vms.len() - 1
             }
         };
