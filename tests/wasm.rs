@@ -105,7 +105,7 @@ fn filters_add_headers_both_ways_and_read_pseudo_headers_and_properties() {
 #[test]
 fn a_filter_answers_with_a_local_response() {
     let up = Upstream::echo();
-    let kong = kong_routes(&up, &[("/deny", "deny=403")]);
+    let kong = kong_routes(&up, &[("/deny", "deny=403"), ("/late", "deny-late=418")]);
     let dir = dir_with(&kong);
     let gw = Running::start(dir.path(), &[]);
     let r = gw.get("/deny");
@@ -116,6 +116,12 @@ fn a_filter_answers_with_a_local_response() {
     let r = gw.send("GET", "/deny", &[("x-allow", "1")], b"");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(up.count(), 1);
+    // From on_response_headers: the upstream answered, the filter's answer replaces it.
+    let r = gw.get("/late");
+    assert_eq!(r.status, 418, "{}", r.text());
+    assert_eq!(r.header("x-denied-by"), Some("testkit-late"));
+    assert_eq!(r.text(), "late");
+    assert_eq!(up.count(), 2);
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! | `req-header=name:value` | adds a request header (repeatable) |
 //! | `resp-header=name:value` | adds a response header (repeatable) |
 //! | `deny=STATUS` | answers STATUS itself unless the request has `x-allow` |
+//! | `deny-late=STATUS` | answers STATUS itself from `on_response_headers` |
 //! | `trap=PHASE` | panics in PHASE (`request_headers`, `response_headers`) |
 //! | `loop=PHASE` | loops forever in PHASE |
 //! | `hog=PHASE` | allocates without bound in PHASE |
@@ -41,6 +42,7 @@ struct Config {
     req_headers: Vec<(String, String)>,
     resp_headers: Vec<(String, String)>,
     deny: Option<u32>,
+    deny_late: Option<u32>,
     trap: Option<String>,
     spin: Option<String>,
     hog: Option<String>,
@@ -69,6 +71,7 @@ impl Config {
                 "req-header" => c.req_headers.push(header()),
                 "resp-header" => c.resp_headers.push(header()),
                 "deny" => c.deny = v.parse().ok(),
+                "deny-late" => c.deny_late = v.parse().ok(),
                 "trap" => c.trap = Some(v.to_string()),
                 "loop" => c.spin = Some(v.to_string()),
                 "hog" => c.hog = Some(v.to_string()),
@@ -243,6 +246,10 @@ impl HttpContext for Http {
 
     fn on_http_response_headers(&mut self, _n: usize, _end: bool) -> Action {
         self.config.misbehave("response_headers");
+        if let Some(status) = self.config.deny_late {
+            self.send_http_response(status, vec![("x-denied-by", "testkit-late")], Some(b"late"));
+            return Action::Pause;
+        }
         for (n, v) in &self.config.resp_headers {
             self.add_http_response_header(n, v);
         }

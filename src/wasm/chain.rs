@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use smallvec::SmallVec;
 
 use super::Limits;
@@ -59,9 +59,9 @@ struct Streams {
     /// The filter a held body resumes at.
     request_body_from: usize,
     response_body_from: usize,
-    /// The response head was replaced by the 500 of a failure: its body replaces the
-    /// upstream's (`Some(false)` until it was sent).
-    error_body_sent: Option<bool>,
+    /// The response head was replaced (a local response from a response hook, or the 500
+    /// of a failure): this body replaces the upstream's (`Some(None)` once it was sent).
+    replacement: Option<Option<Bytes>>,
 }
 
 impl FilterChain {
@@ -303,6 +303,23 @@ fn client() -> &'static reqwest::Client {
     })
 }
 
+/// A response the gateway made, as a filter's local response.
+fn local_of(r: crate::exchange::Response) -> LocalResponse {
+    let (parts, body) = r.into_parts();
+    LocalResponse {
+        status: parts.status,
+        headers: parts
+            .headers
+            .into_iter()
+            .filter_map(|(k, v)| Some((k?, v)))
+            .collect(),
+        body: match body {
+            crate::exchange::Body::Full(b) => b,
+            _ => Bytes::new(),
+        },
+    }
+}
+
 fn local_response(local: LocalResponse) -> crate::exchange::Response {
     let mut r = respond::bytes(local.status, local.body);
     for (k, v) in local.headers {
@@ -404,51 +421,45 @@ impl Plugin for FilterChain {
             facts: Some(facts(ctx)),
             ..Call::default()
         };
-        let mut failed = false;
+        let mut replace = None;
         for i in 0..self.filters.len() {
             let n = call.response.as_ref().map_or(0, HeaderMap::len);
             if let Err(e) = self.run(i, &streams, Hook::ResponseHeaders, (n, false), &mut call) {
                 self.failed(ctx, i, &e);
-                failed = true;
+                let body = respond::error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    FAILED,
+                    ctx.request_id.as_str(),
+                );
+                replace = Some(local_of(body));
                 break;
             }
             if let Some(local) = call.local.take() {
-                tracing::warn!(filter = %self.filters[i].name, status = %local.status, "local responses are sent only from request hooks; this one is ignored");
+                replace = Some(local);
+                break;
             }
         }
         *resp.headers_mut() = call.response.take().unwrap_or_default();
-        if failed {
-            resp.status = StatusCode::INTERNAL_SERVER_ERROR;
+        // A local response (or a failure) replaces the response while its head is not out:
+        // status and headers here, the body in `response_body`.
+        if let Some(local) = replace {
+            resp.status = local.status;
             let h = resp.headers_mut();
             h.clear();
-            h.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(respond::JSON),
-            );
+            for (k, v) in local.headers {
+                h.append(k, v);
+            }
             if let Some(s) = ctx.extensions.get_mut::<Streams>() {
-                s.error_body_sent = Some(false);
+                s.replacement = Some(Some(local.body));
             }
         }
     }
 
     fn response_body(&self, ctx: &mut Ctx<'_>, chunk: &mut Chunk) -> BodyFlow {
         if let Some(s) = ctx.extensions.get_mut::<Streams>()
-            && let Some(sent) = s.error_body_sent.as_mut()
+            && let Some(replacement) = s.replacement.as_mut()
         {
-            chunk.data = if *sent {
-                Bytes::new()
-            } else {
-                let body = respond::error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    FAILED,
-                    ctx.request_id.as_str(),
-                );
-                match body.into_body() {
-                    crate::exchange::Body::Full(b) => b,
-                    _ => Bytes::new(),
-                }
-            };
-            *sent = true;
+            chunk.data = replacement.take().unwrap_or_default();
             return BodyFlow::Continue;
         }
         let Some(streams) = live(ctx) else {
