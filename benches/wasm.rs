@@ -81,19 +81,45 @@ fn request(p: &dyn Plugin, addr: SocketAddr) {
     std::hint::black_box(&parts);
 }
 
+/// Resident memory, from /proc (Linux).
+fn rss_kib() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4
+}
+
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::copy(testkit(), dir.path().join("testkit.wasm")).unwrap();
     let mut loader = switchyard::wasm::Loader::new(dir.path().to_path_buf());
     let mut chain = |config: &'static str| {
+        let t = Instant::now();
         let f = loader
             .filter("testkit", Bytes::from_static(config.as_bytes()), false)
             .unwrap();
+        eprintln!("load of testkit ({config:?}): {:?}", t.elapsed());
         switchyard::wasm::FilterChain::new(vec![f])
     };
+    // The first load compiles (cranelift); the second finds the module by its hash.
     let noop = chain("");
     let headers = chain("req-header=x-a:1 resp-header=x-b:1");
     let addr: SocketAddr = "127.0.0.1:8000".parse().unwrap();
+    // A thread's first request makes its instance: what that adds to the resident set.
+    let mut grew = Vec::new();
+    for _ in 0..4 {
+        let before = rss_kib();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                request(&headers, addr);
+                grew.push(rss_kib().saturating_sub(before));
+            });
+        });
+    }
+    eprintln!("resident memory per worker instance (KiB, 4 threads): {grew:?}");
     let mut g = c.benchmark_group("wasm_request");
     g.bench_function("no_chain", |b| b.iter(|| request(&Nothing, addr)));
     g.bench_function("noop", |b| b.iter(|| request(&noop, addr)));

@@ -5,8 +5,11 @@
 //! ```text
 //! chain ─▶ Call (request/response headers moved in, body, config, request facts)
 //!       ─▶ guest hook ─▶ host functions read/change the Call through Caller<HostState>
-//!       ─▶ chain takes the Call's parts back (and a local response, if one was sent)
+//!       ─▶ chain takes the Call's parts back (a local response, HTTP calls to make)
 //! ```
+//!
+//! What outlives one call stays in `HostState`: the guest's memory and allocator, the HTTP
+//! call tokens handed out, the root contexts' timers.
 //!
 //! Data for the guest is copied into memory it allocates (`malloc` or
 //! `proxy_on_memory_allocate`), and the guest owns it from then on. Every import the module
@@ -806,11 +809,11 @@ fn monotonic_nanos() -> u64 {
         .as_nanos() as u64
 }
 
-/// A stub for every import `module` names, for those the host does not implement:
-/// `proxy_*` functions
-/// (gRPC and HTTP calls, foreign functions, ...) answer INTERNAL_FAILURE, which the SDK turns
-/// into an error; other WASI functions answer ENOSYS. An import from another module, or of
-/// something that is not a function, is a load error.
+/// A stub for every import `module` names (the host's own functions then shadow theirs), so
+/// that those the host does not implement still link: `proxy_*` functions (gRPC calls,
+/// foreign functions, ...) answer INTERNAL_FAILURE, which the SDK turns into an error; WASI
+/// functions answer ENOSYS. An import from another module, or of something that is not a
+/// function, is a load error.
 fn add_stubs(l: &mut Linker<HostState>, module: &Module) -> Res<()> {
     for import in module.imports() {
         let (ns, name) = (import.module(), import.name());

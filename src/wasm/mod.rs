@@ -14,8 +14,10 @@
 //! serve (each worker thread):
 //!   vm::Vm per module (one instance; a root context per filter config, made on first use)
 //!   per request and filter, one HTTP context:
-//!     context_create ─▶ request_headers ─▶ request_body* ─▶ response_headers
-//!       ─▶ response_body* ─▶ done ─▶ log ─▶ delete
+//!     context_create ─▶ request_headers (┄ http calls ┄▶ http_call_response) ─▶ request_body*
+//!       ─▶ response_headers ─▶ response_body* ─▶ done ─▶ log ─▶ delete
+//!   per instance with timers: a ticker task on the worker ─▶ on_tick
+//! shared (process-wide): key-value data with CAS, queues, metrics (admin GET /metrics)
 //! ```
 //!
 //! A trap, an expired epoch deadline (a hook that runs too long) or a memory cap hit fails the
