@@ -474,3 +474,22 @@ fn a_megabyte_streams_through_a_chain_that_does_not_ask_for_bodies() {
         seen.body.len()
     );
 }
+
+/// The watcher reloads when a module changes, even with the config files untouched.
+#[test]
+fn the_watcher_reloads_a_changed_module() {
+    let up = Upstream::echo();
+    let kong = kong_routes(&up, &[("/w", "resp-header=x-w:1")]);
+    let gw = common::TestGateway::start_watched_in(dir_with(&kong), None);
+    assert_eq!(gw.get("/w").header("x-w"), Some("1"));
+    let version = gw.gateway.snapshot().version;
+    let mut bytes = std::fs::read(testkit()).unwrap();
+    bytes.extend_from_slice(&[0, 2, 1, b'w']);
+    std::fs::write(gw.path().join("filters/testkit.wasm"), bytes).unwrap();
+    let t = Instant::now();
+    while gw.gateway.snapshot().version == version && t.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(gw.gateway.snapshot().version, version + 1, "no reload");
+    assert_eq!(gw.get("/w").header("x-w"), Some("1"));
+}

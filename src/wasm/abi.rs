@@ -78,3 +78,26 @@ pub fn log(level: i32, filter: &str, message: &str) {
         _ => tracing::error!(filter, "{message}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Abi;
+
+    #[test]
+    fn the_marker_names_the_abi() {
+        let detect = |names: &[&str]| Abi::detect(names.iter().copied());
+        assert_eq!(
+            detect(&["memory", "proxy_abi_version_0_2_1"]),
+            Ok(Abi::V0_2_1)
+        );
+        assert_eq!(
+            detect(&["proxy_abi_version_0_2_0", "_start"]),
+            Ok(Abi::V0_2_0)
+        );
+        assert_eq!(
+            detect(&["proxy_abi_version_0_1_0"]),
+            Err(Some("proxy_abi_version_0_1_0".to_string()))
+        );
+        assert_eq!(detect(&["malloc"]), Err(None));
+    }
+}

@@ -282,15 +282,17 @@ fn property(state: &HostState, path: &[u8]) -> Option<String> {
     let call = &state.call;
     let facts = call.facts.as_ref();
     let p = &call.pseudo;
+    // The request's pseudo headers are known in request hooks only: elsewhere NOT_FOUND.
+    let known = !p.method.is_empty();
     Some(match path.as_str() {
         "plugin_name" => call.filter.as_deref()?.to_string(),
         "plugin_root_id" => call.root_id.to_string(),
-        "request.path" => p.path.clone(),
-        "request.url_path" => p.path.split('?').next().unwrap_or_default().to_string(),
-        "request.query" => p.path.split_once('?')?.1.to_string(),
-        "request.method" => p.method.clone(),
-        "request.host" => p.authority.clone(),
-        "request.scheme" => p.scheme.to_string(),
+        "request.path" if known => p.path.clone(),
+        "request.url_path" if known => p.path.split('?').next().unwrap_or_default().to_string(),
+        "request.query" if known => p.path.split_once('?')?.1.to_string(),
+        "request.method" if known => p.method.clone(),
+        "request.host" if known => p.authority.clone(),
+        "request.scheme" if known => p.scheme.to_string(),
         "request.protocol" => "HTTP/1.1".to_string(),
         "request.id" => facts?.request_id.to_str().ok()?.to_string(),
         "response.code" if call.status != 0 => call.status.to_string(),
