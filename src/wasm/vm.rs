@@ -350,6 +350,8 @@ pub fn with<R>(
             .position(|(m, _)| std::ptr::eq(m.as_ptr(), Arc::as_ptr(module)));
         let at = match at {
             Some(at) => at,
+            // The request's contexts lived in an instance that is gone.
+            None if generation.is_some() => return Err(Failure::Gone),
             None => {
                 vms.retain(|(m, _)| m.strong_count() > 0);
                 vms.push((Arc::downgrade(module), Vm::new(module, super::limits())?));
