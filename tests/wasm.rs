@@ -440,9 +440,11 @@ services:
 }
 
 #[test]
-fn a_filter_timer_ticks_on_its_worker() {
+fn a_filter_timer_ticks_on_its_worker_and_makes_http_calls() {
     let up = Upstream::echo();
-    let kong = kong_routes(&up, &[("/tick", "tick=20")]);
+    let other = Upstream::echo();
+    let config = format!("tick=20 tick-call={}/from-tick", other.addr());
+    let kong = kong_routes(&up, &[("/tick", &config)]);
     let dir = dir_with(&kong);
     let gw = Running::start(dir.path(), &[]);
     // The first request makes the worker's root context, which starts its timer.
@@ -454,6 +456,14 @@ fn a_filter_timer_ticks_on_its_worker() {
         (5..=40).contains(&ticks),
         "{ticks} ticks in 400 ms at 20 ms"
     );
+    // Each tick's call was made and its answer went back to the root context.
+    let answers: u64 = r
+        .header("x-tick-answers")
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
+    assert!(answers >= 3, "{answers} answers for {ticks} ticks");
+    assert_eq!(other.last().target, "/from-tick");
 }
 
 #[test]

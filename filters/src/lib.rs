@@ -20,6 +20,7 @@
 //! | `shared=KEY` | counts requests in shared data KEY (compare-and-swap), `x-shared` on the response |
 //! | `metric=NAME` | a counter NAME, incremented per request |
 //! | `tick=MS` | a timer every MS counts its ticks in shared data `ticks`; `x-ticks` on the response |
+//! | `tick-call=HOST:PORT/PATH` | each tick makes an HTTP call; answers counted in `tick-answers`, `x-tick-answers` on the response |
 //! | `call=HOST:PORT/PATH` | pauses the request for an HTTP call, then sends the answer's status and body upstream (`x-call-status`, `x-call-body`) |
 
 use std::cell::Cell;
@@ -56,6 +57,7 @@ struct Config {
     metric: Option<String>,
     call: Option<(String, String)>,
     tick: Option<u64>,
+    tick_call: Option<(String, String)>,
 }
 
 impl Config {
@@ -84,6 +86,10 @@ impl Config {
                 "shared" => c.shared = Some(v.to_string()),
                 "metric" => c.metric = Some(v.to_string()),
                 "tick" => c.tick = v.parse().ok(),
+                "tick-call" => {
+                    let (host, path) = v.split_once('/').unwrap_or((v, ""));
+                    c.tick_call = Some((host.to_string(), format!("/{path}")));
+                }
                 "call" => {
                     let (host, path) = v.split_once('/').unwrap_or((v, ""));
                     c.call = Some((host.to_string(), format!("/{path}")));
@@ -121,7 +127,13 @@ struct Root {
     metric: Option<u32>,
 }
 
-impl Context for Root {}
+impl Context for Root {
+    fn on_http_call_response(&mut self, _token: u32, _headers: usize, _size: usize, _trailers: usize) {
+        if self.get_http_call_response_header(":status").is_some() {
+            bump("tick-answers");
+        }
+    }
+}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -141,6 +153,10 @@ impl RootContext for Root {
 
     fn on_tick(&mut self) {
         bump("ticks");
+        if let Some((host, path)) = &self.config.tick_call {
+            let headers = vec![(":method", "GET"), (":path", path.as_str()), (":authority", host.as_str())];
+            let _ = self.dispatch_http_call(host, headers, None, vec![], Duration::from_secs(5));
+        }
     }
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
@@ -257,6 +273,9 @@ impl HttpContext for Http {
             let (ticks, _) = hostcalls::get_shared_data("ticks").unwrap_or((None, None));
             let ticks = String::from_utf8(ticks.unwrap_or_default()).unwrap_or_default();
             self.set_http_response_header("x-ticks", Some(&ticks));
+            let (answers, _) = hostcalls::get_shared_data("tick-answers").unwrap_or((None, None));
+            let answers = String::from_utf8(answers.unwrap_or_default()).unwrap_or_default();
+            self.set_http_response_header("x-tick-answers", Some(&answers));
         }
         if let Some(n) = self.shared {
             self.set_http_response_header("x-shared", Some(&n.to_string()));

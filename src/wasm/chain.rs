@@ -148,7 +148,7 @@ impl FilterChain {
     /// Waits for filter `i`'s HTTP calls, then hands it the answers.
     fn dispatch(&self, i: usize, calls: Vec<Dispatch>) -> Flow {
         let chain = self.clone();
-        Flow::wait(fetch_all(calls), move |answers, ctx, req| {
+        Flow::wait(super::calls::fetch_all(calls), move |answers, ctx, req| {
             chain.answered(i, answers, ctx, req)
         })
     }
@@ -260,47 +260,6 @@ fn request_call(ctx: &Ctx<'_>, req: &mut Request<'_>) -> Call {
         request: Some(std::mem::take(req.headers_mut())),
         ..Call::default()
     }
-}
-
-/// Makes each call in turn; `None` for one that failed or timed out.
-async fn fetch_all(calls: Vec<Dispatch>) -> Vec<(u32, Option<CallResponse>)> {
-    let mut out = Vec::with_capacity(calls.len());
-    for d in calls {
-        let mut rb = client()
-            .request(d.method, &d.url)
-            .timeout(d.timeout)
-            .body(d.body);
-        for (k, v) in d.headers {
-            rb = rb.header(k, v);
-        }
-        let answer = match rb.send().await {
-            Ok(r) => {
-                let (status, headers) = (r.status().as_u16(), r.headers().clone());
-                r.bytes().await.ok().map(|body| CallResponse {
-                    status,
-                    headers,
-                    body,
-                })
-            }
-            Err(e) => {
-                tracing::warn!(url = %d.url, error = %e, "Proxy-Wasm filter's HTTP call failed");
-                None
-            }
-        };
-        out.push((d.token, answer));
-    }
-    out
-}
-
-/// The client of filters' HTTP calls (plain HTTP: upstreams are named `host:port`).
-fn client() -> &'static reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(|| {
-        reqwest::Client::builder()
-            .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default()
-    })
 }
 
 /// A response the gateway made, as a filter's local response.

@@ -31,6 +31,8 @@ use std::time::Duration;
 #[cfg(feature = "wasm")]
 mod abi;
 #[cfg(feature = "wasm")]
+mod calls;
+#[cfg(feature = "wasm")]
 mod chain;
 #[cfg(feature = "wasm")]
 mod host;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use wasmtime::{Store, StoreLimitsBuilder, Trap, TypedFunc};
 
 use super::abi::Action;
-use super::host::{Call, HostState};
+use super::host::{Call, CallResponse, Dispatch, HostState};
 use super::modules::{Filter, Module, engine};
 use super::{EPOCH_TICK, Limits};
 
@@ -72,6 +72,8 @@ pub enum Hook {
 }
 
 type Hook3 = TypedFunc<(i32, i32, i32), i32>;
+/// HTTP calls root contexts dispatched, with the root each is for.
+type RootCalls = Vec<(u32, Dispatch)>;
 /// `proxy_on_http_call_response(root, token, headers, body size, trailers)`.
 type CallAnswer = TypedFunc<(i32, i32, i32, i32, i32), ()>;
 
@@ -272,9 +274,11 @@ impl Vm {
         wants
     }
 
-    /// Runs the timers that are due; how long until the next one (`None`: no timers).
-    fn tick(&mut self) -> Result<Option<Duration>, Failure> {
+    /// Runs the timers that are due: how long until the next one (`None`: no timers), and
+    /// the HTTP calls the timers dispatched, with the root context each is for.
+    fn tick(&mut self) -> Result<(Option<Duration>, RootCalls), Failure> {
         let now = std::time::Instant::now();
+        let mut calls = Vec::new();
         let due: Vec<u32> = self
             .store
             .data()
@@ -284,16 +288,11 @@ impl Vm {
             .map(|t| t.root)
             .collect();
         for root in due {
-            if let Some(t) = self
-                .store
-                .data_mut()
-                .ticks
-                .iter_mut()
-                .find(|t| t.root == root)
-            {
+            let state = self.store.data_mut();
+            if let Some(t) = state.ticks.iter_mut().find(|t| t.root == root) {
                 t.next = now + t.period;
             }
-            self.store.data_mut().call = Call {
+            state.call = Call {
                 root_id: root,
                 ..Call::default()
             };
@@ -301,11 +300,32 @@ impl Vm {
             let deadline = self.limits.hook_deadline;
             self.store.set_epoch_deadline(ticks(deadline));
             let out = f.call(&mut self.store, root as i32);
-            self.store.data_mut().call = Call::default();
+            let call = std::mem::take(&mut self.store.data_mut().call);
             out.map_err(|e| Failure::of(e, deadline))?;
+            calls.extend(call.dispatches.into_iter().map(|d| (root, d)));
         }
         let next = self.store.data().ticks.iter().map(|t| t.next).min();
-        Ok(next.map(|n| n.saturating_duration_since(std::time::Instant::now())))
+        let wait = next.map(|n| n.saturating_duration_since(std::time::Instant::now()));
+        Ok((wait, calls))
+    }
+
+    /// Hands root context `root` the answer to its call `token`; the calls it dispatched
+    /// from there.
+    fn root_answer(
+        &mut self,
+        root: u32,
+        token: u32,
+        answer: Option<CallResponse>,
+    ) -> Result<RootCalls, Failure> {
+        self.store.data_mut().call = Call {
+            root_id: root,
+            http_response: answer,
+            ..Call::default()
+        };
+        let out = self.http_call_response(root, token);
+        let call = std::mem::take(&mut self.store.data_mut().call);
+        out?;
+        Ok(call.dispatches.into_iter().map(|d| (root, d)).collect())
     }
 
     /// The end of context `id`: done, log, delete (Kong calls them back to back; done's
@@ -376,17 +396,42 @@ pub fn with<R>(
 /// Runs the timers of this thread's instance `generation` of `module` until the instance or
 /// the module is gone. Spawned on the worker's runtime, so it runs on the instance's thread.
 pub async fn ticker(module: Weak<Module>, generation: u64) {
+    let name = module
+        .upgrade()
+        .map_or_else(|| "?".into(), |m| m.name.to_string());
     loop {
         let Some(m) = module.upgrade() else { return };
-        let next = with(&m, Some(generation), Vm::tick);
+        let ticked = with(&m, Some(generation), Vm::tick);
         drop(m);
-        match next {
-            Ok(Some(wait)) => tokio::time::sleep(wait.max(Duration::from_millis(1))).await,
-            Ok(None) | Err(Failure::Gone) => return,
+        let (wait, mut calls) = match ticked {
+            Ok((Some(wait), calls)) => (wait, calls),
+            Ok((None, _)) | Err(Failure::Gone) => return,
             Err(e) => {
-                tracing::error!(module = %module.upgrade().map_or("?".into(), |m| m.name.to_string()), "Proxy-Wasm filter failed in on_tick: {e}");
+                tracing::error!(module = %name, "Proxy-Wasm filter failed in on_tick: {e}");
                 return;
             }
+        };
+        // Calls from timers (and from their answers) go back to the root context.
+        while !calls.is_empty() {
+            let roots: HashMap<u32, u32> = calls.iter().map(|(r, d)| (d.token, *r)).collect();
+            let answers =
+                super::calls::fetch_all(calls.into_iter().map(|(_, d)| d).collect()).await;
+            calls = Vec::new();
+            let Some(m) = module.upgrade() else { return };
+            for (token, answer) in answers {
+                let root = roots.get(&token).copied().unwrap_or_default();
+                match with(&m, Some(generation), |vm| {
+                    vm.root_answer(root, token, answer)
+                }) {
+                    Ok(more) => calls.extend(more),
+                    Err(Failure::Gone) => return,
+                    Err(e) => {
+                        tracing::error!(module = %name, "Proxy-Wasm filter failed in on_http_call_response: {e}");
+                        return;
+                    }
+                }
+            }
         }
+        tokio::time::sleep(wait.max(Duration::from_millis(1))).await;
     }
 }
