@@ -262,6 +262,15 @@ fn request_call(ctx: &Ctx<'_>, req: &mut Request<'_>) -> Call {
     }
 }
 
+/// HTTP calls are made for `on_request_headers` (and timers) only: one dispatched from
+/// another hook is dropped, and said so.
+fn drop_dispatches(filter: &Filter, call: &mut Call) {
+    if !call.dispatches.is_empty() {
+        call.dispatches.clear();
+        tracing::warn!(filter = %filter.name, "HTTP calls are made only from on_request_headers and on_tick; this one is dropped");
+    }
+}
+
 /// A response the gateway made, as a filter's local response.
 fn local_of(r: crate::exchange::Response) -> LocalResponse {
     let (parts, body) = r.into_parts();
@@ -354,6 +363,7 @@ impl Plugin for FilterChain {
                 }
                 Ok(_) => {}
             }
+            drop_dispatches(&self.filters[i], &mut call);
             if let Some(local) = call.local.take() {
                 tracing::warn!(filter = %self.filters[i].name, status = %local.status, "a local response from on_request_body ends the request with its status; its body and headers are not sent");
                 flow = BodyFlow::Reject {
@@ -393,6 +403,7 @@ impl Plugin for FilterChain {
                 replace = Some(local_of(body));
                 break;
             }
+            drop_dispatches(&self.filters[i], &mut call);
             if let Some(local) = call.local.take() {
                 replace = Some(local);
                 break;
@@ -456,6 +467,10 @@ impl Plugin for FilterChain {
                     break;
                 }
                 Ok(_) => {}
+            }
+            drop_dispatches(&self.filters[i], &mut call);
+            if call.local.take().is_some() {
+                tracing::warn!(filter = %self.filters[i].name, "a local response from on_response_body comes too late (the head is out); it is ignored");
             }
         }
         chunk.data = call.body.take().map(|(_, b)| b).unwrap_or_default();
