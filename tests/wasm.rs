@@ -503,3 +503,41 @@ fn the_watcher_reloads_a_changed_module() {
     assert_eq!(gw.gateway.snapshot().version, version + 1, "no reload");
     assert_eq!(gw.get("/w").header("x-w"), Some("1"));
 }
+
+/// With a `config_schema` beside the module, a JSON config is checked at load and reaches
+/// the filter serialised as Kong 3.5+ serialises it.
+#[test]
+fn a_json_config_is_checked_against_the_config_schema_and_passed_as_json() {
+    let up = Upstream::echo();
+    let kong = |config: &str| {
+        format!(
+            "_format_version: \"3.0\"\nservices:\n- name: svc\n  url: http://{}\n  routes:\n  - name: r\n    paths: [/j]\n    filter_chains:\n    - filters:\n      - name: testkit\n        config: {config}\n",
+            up.addr()
+        )
+    };
+    let dir = dir_with(&kong("{minute: 3, policy: local}"));
+    let schema = r#"{"config_schema": {"type": "object",
+        "properties": {"minute": {"type": "integer", "minimum": 1}, "policy": {"type": "string", "enum": ["local", "redis"]}},
+        "required": ["minute"], "additionalProperties": false}}"#;
+    std::fs::write(dir.path().join("filters/testkit.meta.json"), schema).unwrap();
+    let gw = Running::start(dir.path(), &[]);
+    let r = gw.get("/j");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("x-config"),
+        Some(r#"{"minute":3,"policy":"local"}"#)
+    );
+
+    std::fs::write(
+        dir.path().join("kong.yaml"),
+        kong("{minute: 0, policy: x, extra: 1}"),
+    )
+    .unwrap();
+    let (code, out) = check(dir.path());
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("kong.yaml:10:9: services[0].routes[0].filter_chains[0].filters[0]: filter 'testkit': config does not match the config_schema of ")
+            && out.contains("$.minute: must be at least 1; $.policy: must be one of [\"local\",\"redis\"]; $.extra: unknown field"),
+        "{out}"
+    );
+}

@@ -7,6 +7,7 @@
 //! | `req-header=name:value` | adds a request header (repeatable) |
 //! | `resp-header=name:value` | adds a response header (repeatable) |
 //! | `deny=STATUS` | answers STATUS itself unless the request has `x-allow` |
+//! | a JSON config (`{...}`) | is sent back as it arrived in `x-config` on the response |
 //! | `deny-late=STATUS` | answers STATUS itself from `on_response_headers` |
 //! | `trap=PHASE` | panics in PHASE (`request_headers`, `response_headers`) |
 //! | `loop=PHASE` | loops forever in PHASE |
@@ -58,11 +59,17 @@ struct Config {
     call: Option<(String, String)>,
     tick: Option<u64>,
     tick_call: Option<(String, String)>,
+    /// The config as it arrived, when it is JSON.
+    json: Option<String>,
 }
 
 impl Config {
     fn parse(text: &str) -> Config {
         let mut c = Config::default();
+        if text.starts_with('{') {
+            c.json = Some(text.to_string());
+            return c;
+        }
         for pair in text.split_whitespace() {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
             let header = || {
@@ -276,6 +283,9 @@ impl HttpContext for Http {
             let (answers, _) = hostcalls::get_shared_data("tick-answers").unwrap_or((None, None));
             let answers = String::from_utf8(answers.unwrap_or_default()).unwrap_or_default();
             self.set_http_response_header("x-tick-answers", Some(&answers));
+        }
+        if let Some(json) = &self.config.json {
+            self.set_http_response_header("x-config", Some(json));
         }
         if let Some(n) = self.shared {
             self.set_http_response_header("x-shared", Some(&n.to_string()));

@@ -41,6 +41,8 @@ mod maps;
 #[cfg(feature = "wasm")]
 mod modules;
 #[cfg(feature = "wasm")]
+mod schema;
+#[cfg(feature = "wasm")]
 mod shared;
 #[cfg(feature = "wasm")]
 mod vm;

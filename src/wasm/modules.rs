@@ -44,10 +44,16 @@ pub enum LoadError {
     Abi { path: PathBuf, found: String },
     #[error("{path} cannot be linked: {message}")]
     Link { path: PathBuf, message: String },
-    #[error(
-        "filter '{name}': config must be a string, as no {meta} beside the module declares a config_schema"
-    )]
+    #[error("filter '{name}': config must be a string, as no {meta} declares a config_schema")]
     ConfigNotString { name: String, meta: PathBuf },
+    #[error("{path} is not valid JSON: {message}")]
+    Meta { path: PathBuf, message: String },
+    #[error("filter '{name}': config does not match the config_schema of {meta}: {problems}")]
+    Schema {
+        name: String,
+        meta: PathBuf,
+        problems: String,
+    },
     #[error("filter '{name}': {failure}")]
     Configure { name: String, failure: Failure },
 }
@@ -121,13 +127,7 @@ impl Loader {
     /// The filter `name` with `config` (`json`: the config was not a string), checked.
     pub fn filter(&mut self, name: &str, config: Bytes, json: bool) -> Result<Filter, LoadError> {
         let module = self.module(name)?;
-        let meta = self.dir.join(format!("{name}.meta.json"));
-        if json && !meta.is_file() {
-            return Err(LoadError::ConfigNotString {
-                name: name.into(),
-                meta,
-            });
-        }
+        self.check_config(name, &config, json)?;
         let mut h = crate::fnv::Fnv::default();
         h.write(name.as_bytes());
         h.write(&[0]);
@@ -140,6 +140,41 @@ impl Loader {
         };
         check(&filter)?;
         Ok(filter)
+    }
+
+    /// A JSON config is checked against the `config_schema` of `<name>.meta.json`; without
+    /// one, the config must be a string (Kong 3.5+).
+    fn check_config(&self, name: &str, config: &[u8], json: bool) -> Result<(), LoadError> {
+        let meta = self.dir.join(format!("{name}.meta.json"));
+        let schema = match std::fs::read(&meta) {
+            Ok(bytes) => serde_json::from_slice::<serde_json::Value>(&bytes)
+                .map_err(|e| LoadError::Meta {
+                    path: meta.clone(),
+                    message: e.to_string(),
+                })?
+                .get("config_schema")
+                .cloned(),
+            Err(_) => None,
+        };
+        let Some(schema) = schema.filter(|_| json) else {
+            return match json {
+                true => Err(LoadError::ConfigNotString {
+                    name: name.into(),
+                    meta,
+                }),
+                false => Ok(()),
+            };
+        };
+        let value: serde_json::Value = serde_json::from_slice(config).unwrap_or_default();
+        let problems = super::schema::check(&schema, &value);
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(LoadError::Schema {
+            name: name.into(),
+            meta,
+            problems: problems.join("; "),
+        })
     }
 
     fn module(&mut self, name: &str) -> Result<Arc<Module>, LoadError> {
