@@ -199,6 +199,7 @@ pub fn linker(engine: &Engine, module: &Module) -> Res<Linker<HostState>> {
     add_basics(&mut l)?;
     add_buffers(&mut l)?;
     add_maps(&mut l)?;
+    add_map_writes(&mut l)?;
     add_stream(&mut l)?;
     add_shared(&mut l)?;
     add_metrics(&mut l)?;
@@ -443,6 +444,7 @@ fn map_of_ref(call: &Call, kind: i32) -> Option<&HeaderMap> {
     }
 }
 
+/// The header-map imports that read a map.
 fn add_maps(l: &mut Linker<HostState>) -> Res<()> {
     l.func_wrap(
         "env",
@@ -450,26 +452,6 @@ fn add_maps(l: &mut Linker<HostState>) -> Res<()> {
         |mut cx: Cx<'_>, kind: i32, ret_ptr: i32, ret_len: i32| {
             let bytes = pairs_of(&mut cx.data_mut().call, kind);
             give(&mut cx, &bytes, ret_ptr, ret_len)
-        },
-    )?;
-    l.func_wrap(
-        "env",
-        "proxy_set_header_map_pairs",
-        |mut cx: Cx<'_>, kind: i32, p: i32, n: i32| {
-            let bytes = read(&mut cx, p, n)?;
-            let Some(pairs) = maps::deserialize(&bytes) else {
-                return Ok(status::BAD_ARGUMENT);
-            };
-            let Some(m) = map_of(&mut cx.data_mut().call, kind) else {
-                return Ok(status::NOT_FOUND);
-            };
-            m.clear();
-            for (k, v) in pairs.into_iter().filter(|(k, _)| !k.starts_with(b":")) {
-                if let Some((k, v)) = maps::header(k, v) {
-                    m.append(k, v);
-                }
-            }
-            Ok(status::OK)
         },
     )?;
     l.func_wrap(
@@ -497,6 +479,31 @@ fn add_maps(l: &mut Linker<HostState>) -> Res<()> {
                 Some(v) => give(&mut cx, v.as_bytes(), ret_ptr, ret_len),
                 None => Ok(status::NOT_FOUND),
             }
+        },
+    )?;
+    Ok(())
+}
+
+/// The header-map imports that change a map.
+fn add_map_writes(l: &mut Linker<HostState>) -> Res<()> {
+    l.func_wrap(
+        "env",
+        "proxy_set_header_map_pairs",
+        |mut cx: Cx<'_>, kind: i32, p: i32, n: i32| {
+            let bytes = read(&mut cx, p, n)?;
+            let Some(pairs) = maps::deserialize(&bytes) else {
+                return Ok(status::BAD_ARGUMENT);
+            };
+            let Some(m) = map_of(&mut cx.data_mut().call, kind) else {
+                return Ok(status::NOT_FOUND);
+            };
+            m.clear();
+            for (k, v) in pairs.into_iter().filter(|(k, _)| !k.starts_with(b":")) {
+                if let Some((k, v)) = maps::header(k, v) {
+                    m.append(k, v);
+                }
+            }
+            Ok(status::OK)
         },
     )?;
     for (name, replace) in [
