@@ -90,6 +90,8 @@ enum Endpoint {
     Ready,
     Reload,
     Config,
+    /// `GET /metrics`: the metrics Proxy-Wasm filters define, in Prometheus' text format.
+    Metrics,
     /// `DELETE /outputcache/{region}` (Ocelot's `OutputCacheController`).
     OutputCache,
 }
@@ -101,6 +103,7 @@ impl Endpoint {
             "/status/ready" => Endpoint::Ready,
             "/reload" => Endpoint::Reload,
             "/config" => Endpoint::Config,
+            "/metrics" => Endpoint::Metrics,
             _ if region_of(path).is_some() => Endpoint::OutputCache,
             _ => return None,
         })
@@ -154,6 +157,14 @@ async fn route(gw: &Arc<Gateway>, req: Request<Incoming>) -> Response {
         ),
         Endpoint::Reload => reload(gw).await,
         Endpoint::Config => json_value(StatusCode::OK, &config_json(&gw.snapshot().model)),
+        Endpoint::Metrics => {
+            let mut r = respond::bytes(StatusCode::OK, crate::wasm::metrics_text());
+            r.headers_mut().insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            into_proxy(r)
+        }
         Endpoint::OutputCache => {
             let region = region_of(req.uri().path()).unwrap_or_default();
             crate::plugins::ocelot_cache::clear_region(&gw.state, &region);

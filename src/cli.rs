@@ -38,6 +38,27 @@ pub struct ConfigDir {
     /// does (default: ASPNETCORE_ENVIRONMENT).
     #[arg(long, env = "SWITCHYARD_ENVIRONMENT", value_name = "NAME")]
     pub environment: Option<String>,
+    /// Where filter_chains find their Proxy-Wasm filters: `<name>.wasm` (Kong's
+    /// wasm_filters_path; default: CONFIG_DIR/filters).
+    #[arg(long, env = "SWITCHYARD_WASM_FILTERS_PATH", value_name = "DIR")]
+    pub wasm_filters_path: Option<PathBuf>,
+    /// How long one Proxy-Wasm hook may run before it is stopped and its request answered
+    /// 500.
+    #[arg(
+        long,
+        env = "SWITCHYARD_WASM_HOOK_TIMEOUT",
+        value_name = "MS",
+        default_value_t = 20
+    )]
+    pub wasm_hook_timeout: u64,
+    /// The linear memory one Proxy-Wasm filter instance may grow to.
+    #[arg(
+        long,
+        env = "SWITCHYARD_WASM_MEMORY_LIMIT",
+        value_name = "MIB",
+        default_value_t = 64
+    )]
+    pub wasm_memory_limit: usize,
 }
 
 /// Kong's `trusted_ips`, `real_ip_header` and `real_ip_recursive`.
@@ -146,6 +167,12 @@ pub fn main_with(mut builder: crate::gateway::Builder) -> ExitCode {
     | Command::Config { dir }
     | Command::Explain { dir, .. }) = &cli.command;
     loader::set_environment(dir.environment.clone());
+    crate::wasm::set_filters_path(dir.wasm_filters_path.clone());
+    crate::wasm::set_limits(crate::wasm::Limits {
+        hook_deadline: std::time::Duration::from_millis(dir.wasm_hook_timeout.max(1)),
+        memory: dir.wasm_memory_limit.max(1) << 20,
+        ..crate::wasm::Limits::DEFAULT
+    });
     match cli.command {
         Command::Run {
             dir,

@@ -258,7 +258,8 @@ impl Gateway {
         let unchanged = sources.hash == current.hash
             && !sources.files.is_empty()
             && !sources.has_errors()
-            && !current.auth_providers.files_changed();
+            && !current.auth_providers.files_changed()
+            && !current.filters_changed();
         let report = if unchanged {
             unchanged_report(&current, t)
         } else {
@@ -296,6 +297,7 @@ impl Gateway {
         if loaded.hash == current.hash
             && !loaded.diagnostics.has_errors()
             && !current.auth_providers.files_changed()
+            && !current.filters_changed()
         {
             return unchanged_report(&current, t);
         }

@@ -6,6 +6,8 @@
 //!      through the plugins::registry) ─▶ gateway (atomic swap; watch reloads it)
 //!   ─▶ proxy (engine: HTTP/1 server ─▶ pipeline: router ─▶ plugins ─▶ forward ─▶ upstream
 //!      client) ─▶ admin
+//! wasm: Kong filter_chains as Proxy-Wasm filters on wasmtime, run by the pipeline as the
+//!   last plugin of each phase
 //! ```
 //!
 //! `exchange` holds the types every layer shares for one request (context, body, flow); it
@@ -24,4 +26,5 @@ pub mod proxy;
 pub mod router;
 pub mod snapshot;
 pub mod uri;
+pub mod wasm;
 pub mod watch;

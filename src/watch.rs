@@ -13,6 +13,9 @@
 //!
 //! events ─▶ debounce ─▶ `Gateway::reload` ─▶ (valid) one atomic swap │ (invalid) errors kept
 //!
+//! The Proxy-Wasm filters directory (`wasm::filters_path`) is watched as well: a changed
+//! `.wasm` reloads (the snapshot compares the modules' content hashes).
+//!
 //! `--watch-poll MS` replaces events by a poll of file metadata, for NFS and bind mounts
 //! whose events never arrive.
 
@@ -55,7 +58,26 @@ fn watch_set(dir: &Path) -> BTreeSet<PathBuf> {
     if let Ok(real) = std::fs::canonicalize(dir.join("..data")) {
         set.insert(real);
     }
+    // Proxy-Wasm filter modules are watched like config files.
+    let filters = crate::wasm::filters_path(dir);
+    if filters.is_dir() {
+        set.insert(filters);
+    }
     set
+}
+
+/// The filter modules (`*.wasm`) and their metadata files in the filters directory.
+fn filter_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(crate::wasm::filters_path(dir)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm" || e == "json"))
+        .collect();
+    out.sort();
+    out
 }
 
 /// What an event says about the directory.
@@ -167,12 +189,13 @@ fn event_loop(gw: Arc<Gateway>) {
     }
 }
 
-/// What the poll compares: every config file's resolved path, size, modification time and
-/// inode, and the directory listing itself.
+/// What the poll compares: every config file's (and filter module's) resolved path, size,
+/// modification time and inode, and the directory listing itself.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>, u64)> {
     use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
-    for f in loader::config_files(dir).unwrap_or_default() {
+    let files = loader::config_files(dir).unwrap_or_default();
+    for f in files.into_iter().chain(filter_files(dir)) {
         let real = std::fs::canonicalize(&f).unwrap_or(f);
         if let Ok(m) = std::fs::metadata(&real) {
             out.push((real, m.len(), m.modified().ok(), m.ino()));

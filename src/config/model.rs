@@ -328,7 +328,18 @@ pub struct FilterChain {
     /// The service or route it is attached to.
     #[serde(flatten)]
     pub scope: PluginScope,
-    pub filters: Vec<String>,
+    /// Its enabled filters, in chain order (disabled ones are left out, as Kong leaves them).
+    pub filters: Vec<Filter>,
+    #[serde(skip)]
+    pub origin: Origin,
+}
+
+/// One entry of a filter chain: the module `<filters dir>/<name>.wasm` and its config.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Filter {
+    pub name: String,
+    /// As written; what reaches the filter is made from it when the snapshot compiles.
+    pub config: Option<Captured>,
     #[serde(skip)]
     pub origin: Origin,
 }

@@ -18,7 +18,8 @@
 //! What cannot be served closes the route instead (`Closed`): a resolved plugin that is not
 //! built and does more than observe; a consumer-scoped plugin that is not built, on a route
 //! whose authentication could identify its consumer; a filter chain on the route or its
-//! service.
+//! service that did not load (a build without the `wasm` feature). The filter chains that
+//! loaded run as one plugin, last in every phase (`filters`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,6 +27,8 @@ use std::sync::Arc;
 use crate::config::model::{Consumer, Model, Plugin as PluginEntity, PluginScope};
 use crate::plugins::registry::{Kind, Registry};
 use crate::plugins::{Chain, Plugin};
+
+use super::filters;
 
 /// A route's plugins: its chain, per consumer with plugins of its own the chain once that
 /// consumer is known, and what closes it.
@@ -41,6 +44,8 @@ pub struct Resolver<'m> {
     /// Each plugin entity built (`None`: disabled, not served, or broken).
     built: &'m [Option<Arc<dyn Plugin>>],
     registry: &'m Registry,
+    /// The filter chains, loaded.
+    filters: &'m filters::Compiled,
     /// Enabled instances by where they attach, so a route looks only at those that can
     /// apply to it.
     global: Vec<usize>,
@@ -56,11 +61,13 @@ impl<'m> Resolver<'m> {
         model: &'m Model,
         built: &'m [Option<Arc<dyn Plugin>>],
         registry: &'m Registry,
+        filters: &'m filters::Compiled,
     ) -> Self {
         let mut r = Resolver {
             model,
             built,
             registry,
+            filters,
             global: Vec::new(),
             by_service: HashMap::new(),
             by_route: HashMap::new(),
@@ -101,6 +108,7 @@ impl<'m> Resolver<'m> {
         let service = self.model.routes[route].service;
         let base = self.best(route, service, None, &[]);
         let mut closing = Vec::new();
+        let wasm = self.filter_chains(route, service, &mut closing);
         let mut authenticates = false;
         for &i in &base {
             let kind = self.kind(i);
@@ -141,31 +149,18 @@ impl<'m> Resolver<'m> {
                     }
                 }
                 if !unserved {
-                    let chain =
-                        self.chain(&self.best(route, service, Some((c, consumer)), &applies));
+                    let chain = self.chain(
+                        &self.best(route, service, Some((c, consumer)), &applies),
+                        wasm.as_ref(),
+                    );
                     for_consumer.insert(c, Arc::new(chain));
                 }
-            }
-        }
-        for fc in self.model.filter_chains.iter().filter(|fc| fc.enabled) {
-            if rank(&fc.scope, route, service, None).is_some() {
-                closing.push(format!(
-                    "filter chain {}with filters [{}] ({}:{} {})",
-                    fc.name
-                        .as_deref()
-                        .map(|n| format!("'{n}' "))
-                        .unwrap_or_default(),
-                    fc.filters.join(", "),
-                    fc.origin.file,
-                    fc.origin.line,
-                    fc.origin.path
-                ));
             }
         }
         closing.sort();
         closing.dedup();
         RouteChains {
-            chain: self.chain(&base),
+            chain: self.chain(&base, wasm.as_ref()),
             for_consumer,
             closing,
         }
@@ -216,13 +211,39 @@ impl<'m> Resolver<'m> {
         out
     }
 
-    fn chain(&self, instances: &[usize]) -> Chain {
+    /// The plugins `instances`, then the route's filters (`wasm`).
+    fn chain(&self, instances: &[usize], wasm: Option<&Arc<dyn Plugin>>) -> Chain {
         Chain::new(
             instances
                 .iter()
                 .filter_map(|&i| self.built[i].clone())
+                .chain(wasm.cloned())
                 .collect(),
         )
+    }
+
+    /// The plugin running the filters of the enabled chains on `route` and its service
+    /// (the service's first, as Kong composes them); a chain that did not load closes it.
+    fn filter_chains(
+        &self,
+        route: usize,
+        service: Option<usize>,
+        closing: &mut Vec<String>,
+    ) -> Option<Arc<dyn Plugin>> {
+        let mut on_route: Vec<(bool, usize)> = Vec::new();
+        for (i, fc) in self.model.filter_chains.iter().enumerate() {
+            if !fc.enabled || rank(&fc.scope, route, service, None).is_none() {
+                continue;
+            }
+            if self.filters.loaded(i) {
+                on_route.push((fc.scope.route.is_some(), i));
+            } else {
+                closing.push(filters::describe(fc));
+            }
+        }
+        on_route.sort_by_key(|(is_route, _)| *is_route);
+        let order: Vec<usize> = on_route.into_iter().map(|(_, i)| i).collect();
+        self.filters.plugin(&order)
     }
 }
 

@@ -31,6 +31,7 @@ mod auth;
 mod chains;
 mod consumers;
 pub mod tls;
+mod filters;
 
 pub use consumers::{Consumers, Found, JwtKey};
 
@@ -117,6 +118,8 @@ pub struct Snapshot {
     pub auth_providers: Providers,
     /// What the TLS listeners present, by SNI (`certificates` and their `snis`).
     pub certificates: tls::Certificates,
+    /// The filter modules the filter chains loaded, with their content hashes.
+    pub filter_files: Vec<(std::path::PathBuf, [u8; 32])>,
 }
 
 pub struct RouteRt {
@@ -298,7 +301,8 @@ impl Snapshot {
             auth_providers: &auth_providers,
         };
         let built = env.kong_plugins(&model, &route_ids, &mut report);
-        let resolver = chains::Resolver::new(&model, &built, registry);
+        let filters = filters::Compiled::compile(&model, &mut report);
+        let resolver = chains::Resolver::new(&model, &built, registry, &filters);
         let mut routes: Vec<RouteRt> = route_ids
             .into_iter()
             .enumerate()
@@ -404,6 +408,7 @@ impl Snapshot {
             unserved,
             auth_providers,
             certificates: tls.certificates,
+            filter_files: filters.files,
             model,
         };
         snap.unserved.extend(report.unserved);
@@ -716,6 +721,12 @@ impl BuildEnv<'_> {
 }
 
 impl Snapshot {
+    /// A filter module this snapshot loaded changed on disk (or went): a reload must
+    /// compile again even when the config files are the same.
+    pub fn filters_changed(&self) -> bool {
+        !filters::unchanged(&self.filter_files)
+    }
+
     /// The plugins of `route` for a request authenticated as `consumer`, when the consumer
     /// (or a group of theirs) has plugins of its own there; `None` when the route's chain
     /// stands.

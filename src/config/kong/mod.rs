@@ -12,7 +12,7 @@ use regex::Regex;
 use super::de::Entities;
 use super::diag::{Diagnostics, Path, SourceFile};
 use super::model::{
-    Consumer, ConsumerGroup, Credential, FilterChain, Model, Origin, PathHandling, Plugin,
+    Consumer, ConsumerGroup, Credential, Filter, FilterChain, Model, Origin, PathHandling, Plugin,
     PluginScope, Protocol, Route, RoutePath, Secret, Service, Target, Upstream, derived_id,
 };
 use crate::uri::{is_normalized, normalize_path};
@@ -621,7 +621,11 @@ impl<'r> Cx<'_, 'r> {
         let mut filters = Vec::new();
         for (i, f) in fc.filters.iter().flatten().enumerate() {
             match &f.name {
-                Some(n) if f.enabled.unwrap_or(true) => filters.push(n.clone()),
+                Some(n) if f.enabled.unwrap_or(true) => filters.push(Filter {
+                    name: n.clone(),
+                    config: f.config.clone(),
+                    origin: self.origin(&path.key("filters").index(i)),
+                }),
                 Some(_) => {}
                 None => self.diags.error(
                     self.file,
