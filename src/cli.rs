@@ -127,6 +127,16 @@ pub enum Command {
         /// Do not reload on file changes (SIGHUP and POST /reload still reload).
         #[arg(long, env = "SWITCHYARD_NO_WATCH")]
         no_watch: bool,
+        /// How long a client may take to send the rest of a request head once some of it
+        /// came: past it the answer is 408 and the connection closes. A kept-alive
+        /// connection with no byte of a new request closes silently after 60 s.
+        #[arg(
+            long,
+            env = "SWITCHYARD_CLIENT_HEADER_TIMEOUT",
+            value_name = "MS",
+            default_value_t = 60_000
+        )]
+        client_header_timeout: u64,
         #[command(flatten)]
         real_ip: RealIpArgs,
     },
@@ -184,8 +194,12 @@ pub fn main_with(mut builder: crate::gateway::Builder) -> ExitCode {
             workers,
             watch_poll,
             no_watch,
+            client_header_timeout,
             real_ip,
         } => {
+            builder = builder.client_header_timeout(std::time::Duration::from_millis(
+                client_header_timeout.max(1),
+            ));
             if !real_ip.trusted_ips.is_empty() {
                 match RealIp::parse(
                     &real_ip.trusted_ips,

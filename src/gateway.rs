@@ -36,6 +36,7 @@ use crate::snapshot::{Snapshot, State};
 pub struct Builder {
     registry: Registry,
     real_ip: Option<RealIp>,
+    client_header_timeout: Option<std::time::Duration>,
 }
 
 impl Default for Builder {
@@ -51,6 +52,7 @@ impl Builder {
         Builder {
             registry: Registry::bundled(),
             real_ip: None,
+            client_header_timeout: None,
         }
     }
 
@@ -64,6 +66,13 @@ impl Builder {
     /// `trusted_ips` and `real_ip_header`).
     pub fn real_ip(mut self, real_ip: RealIp) -> Self {
         self.real_ip = Some(real_ip);
+        self
+    }
+
+    /// How long a client may take to finish a request head it began before it is answered
+    /// 408 (default `CLIENT_TIMEOUT`, 60 s).
+    pub fn client_header_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.client_header_timeout = Some(timeout);
         self
     }
 
@@ -81,6 +90,9 @@ impl Builder {
         let (gw, warnings) = Gateway::start(dir, Arc::new(self.registry))?;
         let mut gw = Arc::into_inner(gw).expect("no other handle yet");
         gw.real_ip = self.real_ip.map(Arc::new);
+        if let Some(t) = self.client_header_timeout {
+            gw.client_header_timeout = t;
+        }
         Ok((Arc::new(gw), warnings))
     }
 }
@@ -157,6 +169,8 @@ pub struct Gateway {
     pub registry: Arc<Registry>,
     /// Trusted proxies and the header they name the client in (`Builder::real_ip`).
     pub real_ip: Option<Arc<RealIp>>,
+    /// How long a client may take to finish a request head it began (`Builder::client_header_timeout`).
+    pub client_header_timeout: std::time::Duration,
     versions: AtomicU64,
     pub last_reload: Mutex<Option<ReloadReport>>,
     /// Held for a whole reload, so two triggers never race to store; it keeps the thread
@@ -228,6 +242,7 @@ impl Gateway {
             state,
             registry,
             real_ip: None,
+            client_header_timeout: crate::proxy::server::CLIENT_TIMEOUT,
             versions: AtomicU64::new(1),
             last_reload: Mutex::new(None),
             reloading: Mutex::new(None),

@@ -26,6 +26,7 @@ use super::Deadline;
 use super::body::ProxyBody;
 use super::buffers;
 use super::http1::{self, Decoder, Framing, Step};
+use super::server::ClientBodyError;
 
 /// Why the upstream could not give a response, and whether another try is safe.
 #[derive(Debug, thiserror::Error)]
@@ -49,8 +50,12 @@ pub enum UpstreamError {
         addr: String,
         source: std::io::Error,
     },
-    #[error("reading the request body from the client failed: {source}")]
-    ClientBody { source: std::io::Error },
+    /// The client's fault, not the upstream's: answered 400.
+    #[error("the client's request body is broken: {source}")]
+    ClientBody { source: ClientBodyError },
+    /// The request body failed on its way for another reason (a plugin's body hook).
+    #[error("the request body could not be sent: {source}")]
+    RequestBody { source: std::io::Error },
     #[error("{addr} is not a valid TLS server name")]
     ServerName { addr: String },
 }
@@ -64,6 +69,10 @@ impl UpstreamError {
                 | UpstreamError::ConnectTimeout { .. }
                 | UpstreamError::Tls { .. }
         )
+    }
+    /// The client broke the request, not the upstream.
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, UpstreamError::ClientBody { .. })
     }
     pub fn is_timeout(&self) -> bool {
         matches!(
@@ -731,8 +740,11 @@ async fn write_request<B: Outgoing>(
         let data = match poll_fn(|cx| body.poll_data(cx)).await {
             None => break,
             Some(Ok(d)) => d,
-            Some(Err(source)) => {
-                return Err(Exchange::Failed(UpstreamError::ClientBody { source }));
+            Some(Err(e)) => {
+                return Err(Exchange::Failed(match ClientBodyError::take(e) {
+                    Ok(source) => UpstreamError::ClientBody { source },
+                    Err(source) => UpstreamError::RequestBody { source },
+                }));
             }
         };
         if data.is_empty() {

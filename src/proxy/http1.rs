@@ -20,6 +20,11 @@ pub const MAX_HEADERS: usize = 128;
 pub const MAX_HEAD: usize = 32 * 1024;
 /// The longest request line before the answer is 414.
 pub const MAX_REQUEST_LINE: usize = 8 * 1024;
+/// The longest chunk-size line, extensions included (Node's limit since CVE-2024-22019:
+/// without one, a peer could stream extensions for ever without sending a byte of body).
+pub const MAX_CHUNK_LINE: u16 = 16 * 1024;
+/// The longest trailer section of a chunked body.
+pub const MAX_TRAILERS: u16 = MAX_HEAD as u16;
 
 /// Why a request head is refused; each maps to the status the client gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +41,9 @@ pub enum RequestError {
     UnknownEncoding,
     #[error("HTTP version not supported")]
     Version,
+    /// Some of a head came, not all of it, within the client header timeout.
+    #[error("Request timeout")]
+    Timeout,
 }
 
 impl RequestError {
@@ -46,6 +54,7 @@ impl RequestError {
             RequestError::HeadTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             RequestError::UnknownEncoding => StatusCode::NOT_IMPLEMENTED,
             RequestError::Version => StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            RequestError::Timeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }
@@ -141,6 +150,8 @@ struct Facts {
     /// `Expect: 100-continue`.
     expect_continue: bool,
     host: bool,
+    /// More than one Host line (RFC 9112 §3.2: 400).
+    hosts: bool,
     /// A header the gateway itself sets on what it forwards (`headers::is_gateway_set`).
     gateway_set: bool,
 }
@@ -209,6 +220,7 @@ impl Facts {
             chunked: None,
             expect_continue: false,
             host: false,
+            hosts: false,
             gateway_set: false,
         }
     }
@@ -235,6 +247,7 @@ impl Facts {
             }
             4 if is("date") => Role::Date,
             4 if is("host") => {
+                self.hosts |= self.host;
                 self.host = true;
                 Role::Other
             }
@@ -548,7 +561,9 @@ pub fn parse_request(buf: &mut BytesMut) -> Result<Option<RequestHead>, RequestE
         Uri::from_maybe_shared(head.slice(path.0..path.1)).map_err(|_| RequestError::Malformed)?;
     let version = version(ver);
     let (headers, facts) = header_map(&head, &spans, true).map_err(|_| RequestError::Malformed)?;
-    if version == Version::HTTP_11 && !facts.host {
+    // A second Host would route one way here and another way at a proxy that reads the
+    // last one; an absolute-form target still wins over a single Host (§3.2.2).
+    if (version == Version::HTTP_11 && !facts.host) || facts.hosts {
         return Err(RequestError::Malformed);
     }
     let decoder = match (facts.chunked, facts.content_length) {
@@ -651,6 +666,9 @@ pub enum Step {
     End,
 }
 
+// Every connection and upstream body keeps one: the length limits fit beside the size.
+const _: () = assert!(std::mem::size_of::<Decoder>() <= 16);
+
 /// Body framing, decoded in place from the read buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decoder {
@@ -664,14 +682,29 @@ pub enum Decoder {
 /// Where a chunked decoder is (RFC 9112 §7.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Chunk {
-    Size { n: u64, digits: u8 },
-    Ext { n: u64 },
-    SizeLf { n: u64 },
+    Size {
+        n: u64,
+        digits: u8,
+    },
+    /// In the extensions, `len` bytes of the size line read so far.
+    Ext {
+        n: u64,
+        len: u16,
+    },
+    SizeLf {
+        n: u64,
+    },
     Data(u64),
     DataCr,
     DataLf,
-    TrailerStart,
-    Trailer,
+    /// At the start of a trailer line (or of the blank line that ends the body), `len`
+    /// bytes of trailers read so far.
+    TrailerStart {
+        len: u16,
+    },
+    Trailer {
+        len: u16,
+    },
     EndLf,
 }
 
@@ -778,17 +811,30 @@ fn decode_chunked(state: &mut Chunk, buf: &mut BytesMut) -> Result<Step, ProtoEr
             }
             (Chunk::Size { digits: 0, .. }, _) => return Err(ProtoError("invalid chunk size")),
             (Chunk::Size { n, .. }, b'\r') => Chunk::SizeLf { n },
-            (Chunk::Size { n, .. }, b';' | b' ' | b'\t') => Chunk::Ext { n },
-            (Chunk::Ext { n }, b'\r') => Chunk::SizeLf { n },
+            (Chunk::Size { n, digits }, b';' | b' ' | b'\t') => Chunk::Ext {
+                n,
+                len: u16::from(digits) + 1,
+            },
+            (Chunk::Ext { n, .. }, b'\r') => Chunk::SizeLf { n },
             (Chunk::Ext { .. }, b'\n') => return Err(ProtoError("bare LF in a chunk size line")),
-            (Chunk::Ext { n }, _) => Chunk::Ext { n },
-            (Chunk::SizeLf { n: 0 }, b'\n') => Chunk::TrailerStart,
+            (Chunk::Ext { len, .. }, _) if len >= MAX_CHUNK_LINE => {
+                return Err(ProtoError("chunk size line too long"));
+            }
+            (Chunk::Ext { n, len }, _) => Chunk::Ext { n, len: len + 1 },
+            (Chunk::SizeLf { n: 0 }, b'\n') => Chunk::TrailerStart { len: 0 },
             (Chunk::SizeLf { n }, b'\n') => Chunk::Data(n),
             (Chunk::DataCr, b'\r') => Chunk::DataLf,
             (Chunk::DataLf, b'\n') => Chunk::Size { n: 0, digits: 0 },
-            (Chunk::TrailerStart, b'\r') => Chunk::EndLf,
-            (Chunk::TrailerStart | Chunk::Trailer, b'\n') => Chunk::TrailerStart,
-            (Chunk::TrailerStart | Chunk::Trailer, _) => Chunk::Trailer,
+            (Chunk::TrailerStart { .. }, b'\r') => Chunk::EndLf,
+            (Chunk::TrailerStart { len } | Chunk::Trailer { len }, _) if len >= MAX_TRAILERS => {
+                return Err(ProtoError("trailers too long"));
+            }
+            (Chunk::TrailerStart { len } | Chunk::Trailer { len }, b'\n') => {
+                Chunk::TrailerStart { len: len + 1 }
+            }
+            (Chunk::TrailerStart { len } | Chunk::Trailer { len }, _) => {
+                Chunk::Trailer { len: len + 1 }
+            }
             (Chunk::EndLf, b'\n') => {
                 let _ = buf.split_to(i);
                 return Ok(Step::End);
@@ -1006,14 +1052,40 @@ mod tests {
 
     #[test]
     fn bad_chunked_framing_is_an_error() {
-        for wire in [&b"zz\r\n"[..], b"5\r\nhelloXX", b"fffffffffffffffff\r\n"] {
+        let long_ext = format!("5;{}\r\nhello\r\n", "e".repeat(MAX_CHUNK_LINE as usize));
+        let long_trailer = format!("0\r\nX: {}\r\n\r\n", "t".repeat(MAX_TRAILERS as usize));
+        for wire in [
+            &b"zz\r\n"[..],
+            b"5\r\nhelloXX",
+            b"fffffffffffffffff\r\n",
+            b"0x5\r\nhello\r\n",
+            b"-5\r\nhello\r\n",
+            b"5 x\nhello\r\n",
+            long_ext.as_bytes(),
+            long_trailer.as_bytes(),
+        ] {
             assert!(decode_all(&mut Decoder::chunked(), wire).is_err());
         }
+        // Just under the limit, extensions are skipped.
+        let ext = format!(
+            "5;{}\r\nhello\r\n0\r\n\r\n",
+            "e".repeat(MAX_CHUNK_LINE as usize - 3)
+        );
+        let (body, ended) = decode_all(&mut Decoder::chunked(), ext.as_bytes()).unwrap();
+        assert_eq!((&body[..], ended), (&b"hello"[..], true));
     }
 
     #[test]
     fn requests_with_ambiguous_framing_are_refused() {
-        let cases: [(&[u8], RequestError); 5] = [
+        let cases: [(&[u8], RequestError); 7] = [
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nhost: b\r\n\r\n",
+                RequestError::Malformed,
+            ),
+            (
+                b"GET http://a/ HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+                RequestError::Malformed,
+            ),
             (
                 b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
                 RequestError::Smuggling,

@@ -249,6 +249,10 @@ impl<'a> Forward<'a, '_> {
 
 /// The gateway's answer when the upstream could not be reached or did not answer in time.
 fn upstream_failed(env: Env<'_>, service: &ServiceRt, e: &UpstreamError) -> Response {
+    if e.is_client_error() {
+        tracing::info!(request_id = env.id.as_str(), error = %e, "client error");
+        return env.error(StatusCode::BAD_REQUEST, super::server::CLIENT_BODY_BROKEN);
+    }
     tracing::warn!(request_id = env.id.as_str(), service = &*service.identity.name, error = %e, "upstream failed");
     let (status, msg) = if e.is_timeout() {
         (

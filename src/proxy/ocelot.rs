@@ -170,6 +170,10 @@ pub async fn forward<'a>(
 
 /// Ocelot's answers for a downstream that gives none: 502 when unreachable, 503 on timeout.
 fn failure(service: &ServiceRt, e: &UpstreamError, id: &RequestId) -> Failure {
+    if e.is_client_error() {
+        tracing::info!(request_id = id.as_str(), error = %e, "client error");
+        return Failure::new(StatusCode::BAD_REQUEST, super::server::CLIENT_BODY_BROKEN);
+    }
     tracing::warn!(request_id = id.as_str(), service = &*service.identity.name, error = %e, "downstream failed");
     if e.is_timeout() {
         Failure::new(

@@ -36,9 +36,10 @@ use crate::exchange::{RequestId, respond};
 use crate::gateway::Gateway;
 use crate::ip::RealIp;
 
-/// How long a kept-alive connection may sit idle, and how long a client may take to send
-/// a request head or to take a response (Kong's nginx: 60 s each).
-const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a kept-alive connection may sit idle, and how long a client may take to take a
+/// response (Kong's nginx: 60 s each). How long it may take to send a request head once
+/// some of it came is the gateway's `client_header_timeout` (the same 60 s by default).
+pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Response bodies up to this size leave in the same write as their head.
 const COALESCE: u64 = 64 * 1024;
 /// What is discarded of a request body nobody read before the connection is closed instead.
@@ -175,6 +176,52 @@ pub struct Reader<R = OwnedReadHalf> {
     io: R,
     buf: BytesMut,
     body: Decoder,
+    /// The request body broke (`ClientBodyError`): the connection cannot carry another
+    /// request.
+    broken: bool,
+}
+
+/// The answer's message for a request body the client broke.
+pub const CLIENT_BODY_BROKEN: &str = "Bad request: the request body is malformed or incomplete";
+
+/// The client broke its request body: the client's fault, answered 400 when the response
+/// has not begun, never blamed on the upstream. Travels inside the `std::io::Error` a body
+/// read gives (`ClientBodyError::take` gets it back out).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientBodyError {
+    /// Bad chunked framing: a bad chunk size, a size line or trailers too long.
+    #[error("bad request body framing: {0}")]
+    Framing(http1::ProtoError),
+    /// The client closed its side before the body ended.
+    #[error("the client closed the connection before the request body ended")]
+    Truncated,
+    /// Reading from the client failed (a reset).
+    #[error("reading the request body failed: {0}")]
+    Read(std::io::Error),
+}
+
+impl ClientBodyError {
+    fn into_io(self) -> std::io::Error {
+        let kind = match &self {
+            ClientBodyError::Framing(_) => std::io::ErrorKind::InvalidData,
+            ClientBodyError::Truncated => std::io::ErrorKind::UnexpectedEof,
+            ClientBodyError::Read(e) => e.kind(),
+        };
+        std::io::Error::new(kind, self)
+    }
+
+    /// The client's error that `e` carries, or `e` itself when it is something else (a
+    /// plugin's body hook failing, say).
+    pub fn take(e: std::io::Error) -> Result<ClientBodyError, std::io::Error> {
+        if !e.get_ref().is_some_and(|i| i.is::<ClientBodyError>()) {
+            return Err(e);
+        }
+        let kind = e.kind();
+        match e.into_inner().map(|i| i.downcast::<ClientBodyError>()) {
+            Some(Ok(c)) => Ok(*c),
+            _ => Err(kind.into()),
+        }
+    }
 }
 
 fn lock<R>(r: &Mutex<Reader<R>>) -> std::sync::MutexGuard<'_, Reader<R>> {
@@ -196,21 +243,27 @@ impl<R: ClientRead> Reader<R> {
     }
 
     fn poll_body(&mut self, cx: &mut Context<'_>) -> Poll<Option<std::io::Result<Bytes>>> {
-        loop {
+        let failed = loop {
+            if self.broken {
+                return Poll::Ready(Some(Err(ClientBodyError::Truncated.into_io())));
+            }
             match self.body.decode(&mut self.buf) {
                 Ok(Step::Data(b)) => return Poll::Ready(Some(Ok(b))),
                 Ok(Step::End) => return Poll::Ready(None),
                 Ok(Step::More) => {}
-                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                Err(e) => break ClientBodyError::Framing(e),
             }
             match ready!(self.poll_fill(cx)) {
-                Ok(0) => {
-                    return Poll::Ready(self.body.eof().err().map(|e| Err(e.into())));
-                }
+                Ok(0) => match self.body.eof() {
+                    Ok(()) => return Poll::Ready(None),
+                    Err(_) => break ClientBodyError::Truncated,
+                },
                 Ok(_) => {}
-                Err(e) => return Poll::Ready(Some(Err(e))),
+                Err(e) => break ClientBodyError::Read(e),
             }
-        }
+        };
+        self.broken = true;
+        Poll::Ready(Some(Err(failed.into_io())))
     }
 
     /// Between requests: the buffer goes back to the worker unless a pipelined request
@@ -277,6 +330,7 @@ pub(super) fn serve<S: ClientStream>(
             io: r,
             buf: BytesMut::new(),
             body: Decoder::Done,
+            broken: false,
         }));
         let timer = tokio::time::sleep(CLIENT_TIMEOUT);
         tokio::pin!(timer);
@@ -290,7 +344,7 @@ pub(super) fn serve<S: ClientStream>(
             // that the read's result is gone before the request runs; awaited inside the
             // match, it would stay in the task.
             let request: Pin<Box<dyn Future<Output = Next> + Send + '_>> =
-                match read_head(&reader, timer.as_mut()).await {
+                match read_head(&reader, gw.client_header_timeout, timer.as_mut()).await {
                     Ok(Some(head)) => {
                         Box::pin(exchange(&gw, &conn, head, &reader, &mut w, timer.as_mut()))
                     }
@@ -362,9 +416,16 @@ fn exchange<'a, R: ClientRead, W: ClientWrite>(
         let resp = x.handle(&mut parts, &mut body, &wire).await;
 
         // A body nobody read (the request was refused, or the upstream answered early) is
-        // discarded when small; a large one ends the connection.
-        let unread = lock(reader).body.remaining();
+        // discarded when small; a large one ends the connection, and so does a broken one.
+        let (unread, broken) = {
+            let r = lock(reader);
+            (r.body.remaining(), r.broken)
+        };
         let discard = match unread {
+            _ if broken => {
+                keep_alive = false;
+                false
+            }
             Some(0) => false,
             Some(n) if n > MAX_DISCARD => {
                 keep_alive = false;
@@ -419,25 +480,41 @@ async fn refuse<W: ClientWrite>(
 }
 
 /// Waits for and parses the next request head. `Ok(None)`: the client closed the
-/// connection or let it sit idle past the timeout.
+/// connection or let it sit idle past the timeout. A head begun and not finished within
+/// `header_timeout` is `RequestError::Timeout` (408, as HAProxy answers); a connection with
+/// no byte of a new request closes silently (HAProxy's `http-ignore-probes`, nginx).
 async fn read_head<R: ClientRead>(
     reader: &Mutex<Reader<R>>,
+    header_timeout: Duration,
     mut timer: Pin<&mut tokio::time::Sleep>,
 ) -> Result<Option<http1::RequestHead>, RequestError> {
     arm(timer.as_mut());
+    let mut begun = false;
     loop {
         {
             let mut r = lock(reader);
-            if !r.buf.is_empty()
-                && let Some(h) = http1::parse_request(&mut r.buf)?
-            {
-                return Ok(Some(h));
+            if !r.buf.is_empty() {
+                if let Some(h) = http1::parse_request(&mut r.buf)? {
+                    return Ok(Some(h));
+                }
+                if !begun {
+                    // Part of a head: from now on it has `header_timeout` to come whole.
+                    // Most heads come in one read and never get here.
+                    begun = true;
+                    let due = Instant::now() + header_timeout;
+                    let idle_due = timer.deadline();
+                    if due < idle_due || due - idle_due > Duration::from_secs(1) {
+                        timer.as_mut().reset(due);
+                    }
+                }
             }
         }
         let filled = tokio::select! {
             biased;
             n = poll_fn(|cx| lock(reader).poll_fill(cx)) => n,
-            _ = timer.as_mut() => return Ok(None),
+            _ = timer.as_mut() => {
+                return if begun { Err(RequestError::Timeout) } else { Ok(None) };
+            }
         };
         match filled {
             Ok(0) | Err(_) => return Ok(None),
@@ -609,8 +686,19 @@ async fn write_response<A: Answering, W: ClientWrite>(
         return Ok(0);
     }
     let chunked = framing == Framing::Chunked;
+    // An upstream body that breaks before the head has gone out (cut short, bad framing)
+    // is answered 502 instead; once the head is out, the connection is cut, so that the
+    // client sees a body short of its length, or without its last chunk.
+    let leaving = Leaving {
+        version,
+        head_request,
+        keep_alive,
+    };
     let mut next = match &mut body {
-        ProxyBody::Upstream(u) => u.take_buffered().transpose()?,
+        ProxyBody::Upstream(u) => match u.take_buffered().transpose() {
+            Ok(d) => d,
+            Err(e) => return upstream_broke(w, e.into(), answering, leaving, timer).await,
+        },
         ProxyBody::Full(b) => b.take(),
         _ => None,
     };
@@ -622,7 +710,10 @@ async fn write_response<A: Answering, W: ClientWrite>(
             out.extend_from_slice(&d);
         }
         while let Some(d) = body.data().await {
-            out.extend_from_slice(&d?);
+            match d {
+                Ok(d) => out.extend_from_slice(&d),
+                Err(e) => return upstream_broke(w, e, answering, leaving, timer).await,
+            }
         }
         let sent = (out.len() - head_len) as u64;
         super::write_all(w, &mut [out], Some(timer)).await?;
@@ -650,7 +741,11 @@ async fn write_response<A: Answering, W: ClientWrite>(
             Some(d) => d,
             None => match body.data().await {
                 None => break,
-                Some(d) => d?,
+                Some(Ok(d)) => d,
+                Some(Err(e)) if !pending.is_empty() => {
+                    return upstream_broke(w, e, answering, leaving, timer).await;
+                }
+                Some(Err(e)) => return Err(e),
             },
         };
         if data.is_empty() {
@@ -674,6 +769,30 @@ async fn write_response<A: Answering, W: ClientWrite>(
     let end: &[u8] = if chunked { b"0\r\n\r\n" } else { b"" };
     super::write_all(w, &mut [pending, end], Some(timer)).await?;
     Ok(sent)
+}
+
+/// The upstream's body broke before any of the response went out: the client gets a 502
+/// in its place.
+async fn upstream_broke<A: Answering, W: ClientWrite>(
+    w: &mut W,
+    e: std::io::Error,
+    answering: &A,
+    leaving: Leaving<'_>,
+    timer: Pin<&mut tokio::time::Sleep>,
+) -> std::io::Result<u64> {
+    let id = answering.stamp().request_id.clone();
+    let id_str = id.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("");
+    tracing::warn!(request_id = id_str, error = %e, "upstream response body broken before the head was sent");
+    let resp = into_proxy(respond::error(
+        StatusCode::BAD_GATEWAY,
+        "An invalid response was received from the upstream server",
+        id_str,
+    ));
+    let mut plain = Stamp {
+        request_id: id,
+        ..Stamp::default()
+    };
+    Box::pin(write_response(w, resp, &mut plain, leaving, timer)).await
 }
 
 /// A response whose body plugins filter: the body's pieces go through their hooks before

@@ -30,8 +30,8 @@ use crate::exchange::{Consumer, Identity};
 mod auth;
 mod chains;
 mod consumers;
-pub mod tls;
 mod filters;
+pub mod tls;
 
 pub use consumers::{Consumers, Found, JwtKey};
 
