@@ -130,6 +130,37 @@ fn a_request_body_cut_short_by_the_client_is_a_400() {
     assert_eq!(up.count(), 0, "no cut request reached the upstream whole");
 }
 
+/// A body nobody forwarded (the route answered 404 at once) that breaks after the answer
+/// went out: the connection closes, and no second answer is made up.
+#[test]
+fn a_request_body_that_breaks_after_the_answer_closes_the_connection() {
+    let up = Upstream::echo();
+    let gw = TestGateway::kong(&format!(
+        r#"_format_version: "3.0"
+services:
+  - name: s
+    url: http://{}
+    routes:
+      - name: r
+        paths: ["/known"]
+"#,
+        up.addr()
+    ));
+    let (mut s, mut r) = connect(gw.addr);
+    s.write_all(
+        b"POST /unknown HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+    )
+    .unwrap();
+    let resp = read_response(&mut r, false).expect("the 404");
+    assert_eq!(resp.status, 404);
+    s.write_all(b"-5\r\nhello\r\n0\r\n\r\nGET /known HTTP/1.1\r\nHost: a\r\n\r\n")
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = r.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+    assert_eq!(up.count(), 0);
+}
+
 /// Through the binary: the log names the client's error, and no upstream failure.
 #[test]
 fn a_broken_request_body_is_logged_as_the_clients_error_not_the_upstreams() {
@@ -225,6 +256,17 @@ fn a_request_head_that_does_not_come_whole_in_time_is_a_408() {
     let resp = read_response(&mut r, false).expect("an answer");
     assert_eq!(resp.status, 200);
     assert_eq!(up.count(), 2, "the slow head never reached the upstream");
+    drop(gw);
+
+    // The same from the environment.
+    let gw = Running::start_env(
+        dir.path(),
+        &[],
+        &[("SWITCHYARD_CLIENT_HEADER_TIMEOUT", "300")],
+    );
+    let (mut s, mut r) = connect(gw.addr);
+    s.write_all(b"GET /slow HTTP/1.1\r\nHo").unwrap();
+    assert_eq!(read_response(&mut r, false).expect("a 408").status, 408);
 }
 
 /// An upstream that answers every request with `answer`, then closes.

@@ -433,11 +433,12 @@ fn exchange<'a, R: ClientRead, W: ClientWrite>(
             }
             _ => true,
         };
-        let status = resp.status();
+        let mut status = resp.status();
         let leaving = Leaving {
             version,
             head_request,
             keep_alive: &mut keep_alive,
+            status: &mut status,
         };
         let written = write_response(w, resp, &mut x, leaving, timer.as_mut()).await;
         x.log(status, *written.as_ref().unwrap_or(&0));
@@ -468,10 +469,12 @@ async fn refuse<W: ClientWrite>(
     let id = RequestId::new();
     let resp = into_proxy(respond::error(e.status(), &e.to_string(), id.as_str()));
     let mut keep_alive = false;
+    let mut status = e.status();
     let leaving = Leaving {
         version: Version::HTTP_11,
         head_request: false,
         keep_alive: &mut keep_alive,
+        status: &mut status,
     };
     match write_response(w, resp, &mut Stamp::default(), leaving, timer).await {
         Ok(_) => Next::Linger,
@@ -609,6 +612,9 @@ struct Leaving<'k> {
     version: Version,
     head_request: bool,
     keep_alive: &'k mut bool,
+    /// The status that went out, for the log: a 502 replaces a response whose upstream
+    /// body broke before its head was written.
+    status: &'k mut StatusCode,
 }
 
 /// Writes a response: the head, then the body as it comes, framed by its length when
@@ -625,8 +631,10 @@ async fn write_response<A: Answering, W: ClientWrite>(
         version,
         head_request,
         keep_alive,
+        status: written_status,
     } = leaving;
     let (parts, mut body) = resp.into_parts();
+    *written_status = parts.status;
     let status = parts.status;
     let bodyless = status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -636,6 +644,7 @@ async fn write_response<A: Answering, W: ClientWrite>(
             version,
             head_request,
             keep_alive,
+            status: written_status,
         };
         return Box::pin(write_filtered(w, parts, body, answering, leaving, timer)).await;
     }
@@ -693,6 +702,7 @@ async fn write_response<A: Answering, W: ClientWrite>(
         version,
         head_request,
         keep_alive,
+        status: written_status,
     };
     let mut next = match &mut body {
         ProxyBody::Upstream(u) => match u.take_buffered().transpose() {
