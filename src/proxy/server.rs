@@ -153,19 +153,30 @@ async fn accept_loop(
     real_ip: Option<Arc<RealIp>>,
 ) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
+        let (stream, conn) = accept(&listener, real_ip.as_ref(), false).await;
+        tokio::spawn(serve(gw.clone(), stream, conn));
+    }
+}
+
+/// The next client connection of `listener` (plain, or to be handshaken when `tls`).
+pub async fn accept(
+    listener: &tokio::net::TcpListener,
+    real_ip: Option<&Arc<RealIp>>,
+    tls: bool,
+) -> (tokio::net::TcpStream, Conn) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                let local = stream.local_addr().unwrap_or(peer);
+                return (stream, Conn::new(peer, local, tls, real_ip));
+            }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
             }
-        };
-        let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(peer);
-        let conn = Conn::new(peer, local, false, real_ip.as_ref());
-        tokio::spawn(serve(gw.clone(), stream, conn));
+        }
     }
 }
 

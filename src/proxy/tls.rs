@@ -164,17 +164,7 @@ pub async fn accept_loop(
     acceptor: tokio_rustls::TlsAcceptor,
 ) {
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(peer);
-        let conn = Conn::new(peer, local, true, real_ip.as_ref());
+        let (stream, conn) = super::server::accept(&listener, real_ip.as_ref(), true).await;
         tokio::spawn(handshake_then_serve(
             gw.clone(),
             acceptor.clone(),
